@@ -1,0 +1,220 @@
+//! `ingest`: TFRecords in, music clips out as JSON, decoded in parallel and written in input order.
+//!
+//! One thread walks the inputs and cuts them into batches of units (whole small files, or chunks of whole
+//! records from streams); the calling thread decodes each batch on rayon's pool and writes the results in order.
+//! Memory is bounded by the batches in flight, whatever the size of the input.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use rayon::prelude::*;
+
+use crate::clip;
+use crate::input::{self, Unit};
+use crate::labels::LabelSet;
+use crate::output::Output;
+use crate::progress::Progress;
+use crate::record::{Corrupt, Records};
+use crate::sequence_example;
+
+/// How clips are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array.
+    Json,
+}
+
+/// Everything `ingest` needs, as parsed from the command line.
+pub struct IngestOptions {
+    pub inputs: Vec<PathBuf>,
+    /// Labels that make a clip music; a clip is kept when it carries any of them.
+    pub music: LabelSet,
+    /// Frames kept per clip; shorter music clips are dropped.
+    pub frames: usize,
+    /// `None` writes to stdout.
+    pub output: Option<PathBuf>,
+    pub format: Format,
+    pub skip_corrupt: bool,
+    pub quiet: bool,
+}
+
+/// Counts reported in the summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub files: u64,
+    pub records: u64,
+    pub kept: u64,
+    pub not_music: u64,
+    pub too_short: u64,
+    pub corrupt: u64,
+    /// TFRecord bytes decoded (after decompression).
+    pub bytes: u64,
+}
+
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.files += other.files;
+        self.records += other.records;
+        self.kept += other.kept;
+        self.not_music += other.not_music;
+        self.too_short += other.too_short;
+        self.corrupt += other.corrupt;
+        self.bytes += other.bytes;
+    }
+
+    /// The one-paragraph summary printed on stderr at the end.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let seconds = elapsed.as_secs_f64();
+        let mb = self.bytes as f64 / 1e6;
+        format!(
+            "ingest: {} files, {} records ({mb:.1} MB) in {seconds:.2} s, {:.0} MB/s: kept {} clips; \
+             dropped {} not music, {} too short; skipped {} corrupt",
+            self.files,
+            self.records,
+            mb / seconds.max(1e-9),
+            self.kept,
+            self.not_music,
+            self.too_short,
+            self.corrupt,
+        )
+    }
+}
+
+/// What decoding one unit produced.
+struct Decoded {
+    output: Vec<u8>,
+    stats: Stats,
+    /// Corrupt records stepped over (with `--skip-corrupt`), to report in order.
+    skipped: Vec<Corrupt>,
+    /// The corrupt record that ends the run (without `--skip-corrupt`).
+    fatal: Option<Corrupt>,
+    name: std::sync::Arc<str>,
+    read_from_disk: u64,
+}
+
+/// Runs ingest; returns the counts. Errors name the file and record.
+pub fn run(options: &IngestOptions) -> Result<Stats> {
+    let started = Instant::now();
+    let sources = input::resolve(&options.inputs)?;
+    let total: Option<u64> = sources.iter().map(|s| s.size()).sum();
+    let progress = Progress::bytes(total, options.quiet);
+    let mut output = Output::create(options.output.as_deref())?;
+    let raw_read = AtomicU64::new(0);
+    let mut stats = Stats::default();
+    let mut file_bytes_read = 0u64;
+    let mut first = true;
+
+    if options.format == Format::Json {
+        output.put(b"[")?;
+    }
+    std::thread::scope(|scope| -> Result<()> {
+        // Two batches may wait while one is decoded: enough to keep both sides busy, and a bound on memory.
+        let (sender, receiver) = mpsc::sync_channel(2);
+        let raw = &raw_read;
+        let producer = scope.spawn(move || input::produce(sources, raw, |batch| sender.send(batch).is_ok()));
+        let consumed = (|| -> Result<()> {
+            for batch in receiver.iter() {
+                stats.files += batch.files;
+                let decoded: Vec<Result<Decoded>> =
+                    batch.units.into_par_iter().map(|unit| decode_unit(unit, options)).collect();
+                for unit in decoded {
+                    let unit = unit?;
+                    stats.add(&unit.stats);
+                    file_bytes_read += unit.read_from_disk;
+                    for corrupt in &unit.skipped {
+                        progress.warn(&format!("warning: {}: {corrupt} (skipped)", unit.name));
+                    }
+                    let mut text = &unit.output[..];
+                    if options.format == Format::Json && first && !text.is_empty() {
+                        // Every clip is written as ",\n{...}": the array's first drops the comma.
+                        text = &text[1..];
+                        first = false;
+                    }
+                    output.put(text)?;
+                    if let Some(corrupt) = unit.fatal {
+                        return Err(anyhow!("{}: {corrupt} (--skip-corrupt steps over such records)", unit.name));
+                    }
+                }
+                progress.set(raw_read.load(Ordering::Relaxed) + file_bytes_read);
+            }
+            Ok(())
+        })();
+        // Dropping the receiver (by leaving the loop above) tells the producer to stop.
+        let produced = producer.join().map_err(|_| anyhow!("the input reader thread panicked"))?;
+        consumed?;
+        produced
+    })?;
+    if options.format == Format::Json {
+        output.put(b"\n]\n")?;
+    }
+    output.finish()?;
+    progress.finish();
+    if !options.quiet {
+        eprintln!("{}", stats.summary(started.elapsed()));
+    }
+    Ok(stats)
+}
+
+fn decode_unit(unit: Unit, options: &IngestOptions) -> Result<Decoded> {
+    let (name, data, base, read_from_disk) = match unit {
+        Unit::File { path, name } => {
+            let mut data = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let len = data.len() as u64;
+            (name, data, 0, len)
+        }
+        Unit::Chunk { name, chunk } => (name, chunk.data, chunk.base, 0),
+    };
+    let mut decoded = Decoded {
+        output: Vec::with_capacity(data.len() * 2),
+        stats: Stats { bytes: data.len() as u64, ..Stats::default() },
+        skipped: Vec::new(),
+        fatal: None,
+        name,
+        read_from_disk,
+    };
+    for record in Records::new(&data, base) {
+        let result = record.and_then(|(offset, bytes)| {
+            sequence_example::decode(bytes)
+                .map_err(|what| Corrupt { offset, defect: crate::record::Defect::Content(what) })
+        });
+        let clip = match result {
+            Ok(clip) => clip,
+            Err(corrupt) => {
+                decoded.stats.records += 1;
+                if !options.skip_corrupt {
+                    decoded.fatal = Some(corrupt);
+                    break;
+                }
+                decoded.stats.corrupt += 1;
+                decoded.skipped.push(corrupt);
+                continue;
+            }
+        };
+        decoded.stats.records += 1;
+        if !options.music.matches_any(&clip.labels) {
+            decoded.stats.not_music += 1;
+        } else if clip.frames.len() < options.frames {
+            decoded.stats.too_short += 1;
+        } else {
+            decoded.stats.kept += 1;
+            if options.format == Format::Json {
+                decoded.output.extend_from_slice(b",\n");
+            }
+            clip::write_json(&mut decoded.output, &clip, options.frames);
+            if options.format == Format::Jsonl {
+                decoded.output.push(b'\n');
+            }
+        }
+    }
+    Ok(decoded)
+}
