@@ -9,7 +9,11 @@ use crate::ingest::{self, Format, IngestOptions};
 use crate::labels::{self, LabelSet};
 
 #[derive(Debug, Parser)]
-#[command(name = "soundalike", version, about = "Recommend music by how it sounds, from AudioSet's VGGish embeddings")]
+#[command(
+    name = "soundalike",
+    version,
+    about = "Recommend music by how it sounds, from AudioSet's VGGish embeddings"
+)]
 #[command(after_help = "Exit codes: 0 success, 1 error (bad input, missing file), 2 usage error.")]
 pub struct Cli {
     #[command(subcommand)]

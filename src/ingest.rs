@@ -118,12 +118,16 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
         // Two batches may wait while one is decoded: enough to keep both sides busy, and a bound on memory.
         let (sender, receiver) = mpsc::sync_channel(2);
         let raw = &raw_read;
-        let producer = scope.spawn(move || input::produce(sources, raw, |batch| sender.send(batch).is_ok()));
+        let producer =
+            scope.spawn(move || input::produce(sources, raw, |batch| sender.send(batch).is_ok()));
         let consumed = (|| -> Result<()> {
             for batch in receiver.iter() {
                 stats.files += batch.files;
-                let decoded: Vec<Result<Decoded>> =
-                    batch.units.into_par_iter().map(|unit| decode_unit(unit, options)).collect();
+                let decoded: Vec<Result<Decoded>> = batch
+                    .units
+                    .into_par_iter()
+                    .map(|unit| decode_unit(unit, options))
+                    .collect();
                 for unit in decoded {
                     let unit = unit?;
                     stats.add(&unit.stats);
@@ -139,7 +143,10 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
                     }
                     output.put(text)?;
                     if let Some(corrupt) = unit.fatal {
-                        return Err(anyhow!("{}: {corrupt} (--skip-corrupt steps over such records)", unit.name));
+                        return Err(anyhow!(
+                            "{}: {corrupt} (--skip-corrupt steps over such records)",
+                            unit.name
+                        ));
                     }
                 }
                 progress.set(raw_read.load(Ordering::Relaxed) + file_bytes_read);
@@ -147,7 +154,9 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
             Ok(())
         })();
         // Dropping the receiver (by leaving the loop above) tells the producer to stop.
-        let produced = producer.join().map_err(|_| anyhow!("the input reader thread panicked"))?;
+        let produced = producer
+            .join()
+            .map_err(|_| anyhow!("the input reader thread panicked"))?;
         consumed?;
         produced
     })?;
@@ -175,8 +184,12 @@ fn decode_unit(unit: Unit, options: &IngestOptions) -> Result<Decoded> {
         Unit::Chunk { name, chunk } => (name, chunk.data, chunk.base, 0),
     };
     let mut decoded = Decoded {
-        output: Vec::with_capacity(data.len() * 2),
-        stats: Stats { bytes: data.len() as u64, ..Stats::default() },
+        // A kept clip's JSON is about three times its record's size.
+        output: Vec::with_capacity(data.len() * 3 + 64),
+        stats: Stats {
+            bytes: data.len() as u64,
+            ..Stats::default()
+        },
         skipped: Vec::new(),
         fatal: None,
         name,
@@ -184,8 +197,10 @@ fn decode_unit(unit: Unit, options: &IngestOptions) -> Result<Decoded> {
     };
     for record in Records::new(&data, base) {
         let result = record.and_then(|(offset, bytes)| {
-            sequence_example::decode(bytes)
-                .map_err(|what| Corrupt { offset, defect: crate::record::Defect::Content(what) })
+            sequence_example::decode(bytes).map_err(|what| Corrupt {
+                offset,
+                defect: crate::record::Defect::Content(what),
+            })
         });
         let clip = match result {
             Ok(clip) => clip,

@@ -53,7 +53,8 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
             sources.push(Source::Stdin);
             continue;
         }
-        let meta = std::fs::metadata(arg).with_context(|| format!("cannot read {}", arg.display()))?;
+        let meta =
+            std::fs::metadata(arg).with_context(|| format!("cannot read {}", arg.display()))?;
         if meta.is_dir() {
             let mut files = Vec::new();
             collect_tfrecords(arg, &mut files)?;
@@ -61,7 +62,11 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
                 bail!("no .tfrecord files under {}", arg.display());
             }
             files.sort_by(|a, b| a.0.cmp(&b.0));
-            sources.extend(files.into_iter().map(|(path, size)| Source::Records { path, size }));
+            sources.extend(
+                files
+                    .into_iter()
+                    .map(|(path, size)| Source::Records { path, size }),
+            );
         } else {
             let size = meta.len();
             let mut head = [0u8; 512];
@@ -80,12 +85,14 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
 }
 
 fn collect_tfrecords(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
         let path = entry.path();
         // Follow symlinks, as a user who links shards into a folder expects.
-        let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             collect_tfrecords(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "tfrecord") {
@@ -135,8 +142,16 @@ pub struct Batch {
 
 /// Walks the sources in order and hands batches of units to `emit`, which returns false to stop early (the
 /// consumer has failed). `raw_read` counts bytes read from disk or stdin, for the progress bar.
-pub fn produce(sources: Vec<Source>, raw_read: &AtomicU64, mut emit: impl FnMut(Batch) -> bool) -> Result<()> {
-    let mut producer = Producer { batch: Batch::default(), emit: &mut emit, stopped: false };
+pub fn produce(
+    sources: Vec<Source>,
+    raw_read: &AtomicU64,
+    mut emit: impl FnMut(Batch) -> bool,
+) -> Result<()> {
+    let mut producer = Producer {
+        batch: Batch::default(),
+        emit: &mut emit,
+        stopped: false,
+    };
     for source in sources {
         match source {
             Source::Records { path, size } if size <= WHOLE_FILE_LIMIT => {
@@ -145,12 +160,22 @@ pub fn produce(sources: Vec<Source>, raw_read: &AtomicU64, mut emit: impl FnMut(
                 producer.push(Unit::File { path, name }, size);
             }
             Source::Records { path, .. } | Source::Packed { path, .. } => {
-                let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                let reader = Counting { inner: file, count: raw_read };
-                producer.stream(&path.display().to_string(), BufReader::with_capacity(1 << 20, reader))?;
+                let file =
+                    File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let reader = Counting {
+                    inner: file,
+                    count: raw_read,
+                };
+                producer.stream(
+                    &path.display().to_string(),
+                    BufReader::with_capacity(1 << 20, reader),
+                )?;
             }
             Source::Stdin => {
-                let reader = Counting { inner: io::stdin().lock(), count: raw_read };
+                let reader = Counting {
+                    inner: io::stdin().lock(),
+                    count: raw_read,
+                };
                 producer.stream("<stdin>", BufReader::with_capacity(1 << 20, reader))?;
             }
         }
@@ -191,13 +216,15 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
     /// Reads a stream whose kind is told by its first bytes: gzip (of a tar or of TFRecords), tar, or TFRecords.
     fn stream(&mut self, name: &str, mut reader: impl Read) -> Result<()> {
         let mut head = vec![0u8; 512];
-        let got = read_up_to(&mut reader, &mut head).with_context(|| format!("cannot read {name}"))?;
+        let got =
+            read_up_to(&mut reader, &mut head).with_context(|| format!("cannot read {name}"))?;
         head.truncate(got);
         if is_gzip(&head) {
             let inflated = flate2::read::MultiGzDecoder::new(Cursor::new(head).chain(reader));
             let mut inflated = BufReader::with_capacity(1 << 20, inflated);
             let mut head = vec![0u8; 512];
-            let got = read_up_to(&mut inflated, &mut head).with_context(|| format!("{name}: damaged gzip data"))?;
+            let got = read_up_to(&mut inflated, &mut head)
+                .with_context(|| format!("{name}: damaged gzip data"))?;
             head.truncate(got);
             let inflated = Cursor::new(head.clone()).chain(inflated);
             if is_tar(&head) {
@@ -215,13 +242,18 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
     fn tar(&mut self, name: &str, reader: impl Read) -> Result<()> {
         let mut archive = tar::Archive::new(reader);
         let mut members = 0;
-        let entries = archive.entries().with_context(|| format!("{name}: not a readable tar archive"))?;
+        let entries = archive
+            .entries()
+            .with_context(|| format!("{name}: not a readable tar archive"))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("{name}: damaged tar archive"))?;
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            let path = entry.path().with_context(|| format!("{name}: damaged tar archive"))?.into_owned();
+            let path = entry
+                .path()
+                .with_context(|| format!("{name}: damaged tar archive"))?
+                .into_owned();
             if path.extension().is_none_or(|e| e != "tfrecord") {
                 continue;
             }
@@ -241,9 +273,18 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
         let name: Arc<str> = name.into();
         self.start_file();
         let mut chunker = StreamChunker::new(reader, CHUNK_TARGET);
-        while let Some(chunk) = chunker.next_chunk().with_context(|| format!("cannot read {name}"))? {
+        while let Some(chunk) = chunker
+            .next_chunk()
+            .with_context(|| format!("cannot read {name}"))?
+        {
             let bytes = chunk.data.len() as u64;
-            self.push(Unit::Chunk { name: name.clone(), chunk }, bytes);
+            self.push(
+                Unit::Chunk {
+                    name: name.clone(),
+                    chunk,
+                },
+                bytes,
+            );
             if self.stopped {
                 break;
             }

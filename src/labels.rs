@@ -38,7 +38,10 @@ pub fn class_names() -> &'static [String] {
 
 /// The display name of a label index, or `None` for an index outside AudioSet's 527 classes.
 pub fn class_name(index: i64) -> Option<&'static str> {
-    usize::try_from(index).ok().and_then(|i| class_names().get(i)).map(String::as_str)
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| class_names().get(i))
+        .map(String::as_str)
 }
 
 /// A set of label indices, answering "does this clip carry any of them?" in constant time per label.
@@ -49,18 +52,25 @@ pub struct LabelSet {
 
 impl LabelSet {
     pub fn empty() -> Self {
-        LabelSet { members: [false; CLASS_COUNT] }
+        LabelSet {
+            members: [false; CLASS_COUNT],
+        }
     }
 
     /// Every label: `--music all`.
     pub fn all() -> Self {
-        LabelSet { members: [true; CLASS_COUNT] }
+        LabelSet {
+            members: [true; CLASS_COUNT],
+        }
     }
 
     /// "Music" and every indexed label below it in the AudioSet ontology (150 labels).
     pub fn music_ontology() -> Self {
         let mut set = Self::empty();
-        for index in MUSIC_SUBTREE.lines().filter_map(|l| l.trim().parse::<usize>().ok()) {
+        for index in MUSIC_SUBTREE
+            .lines()
+            .filter_map(|l| l.trim().parse::<usize>().ok())
+        {
             set.members[index] = true;
         }
         set
@@ -80,7 +90,11 @@ impl LabelSet {
     }
 
     pub fn contains(&self, label: i64) -> bool {
-        usize::try_from(label).ok().and_then(|i| self.members.get(i)).copied().unwrap_or(false)
+        usize::try_from(label)
+            .ok()
+            .and_then(|i| self.members.get(i))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// True when any of `labels` is in the set.
@@ -121,13 +135,20 @@ pub fn resolve_label(text: &str) -> Result<u16, UsageError> {
         };
     }
     let wanted = text.to_lowercase();
-    if let Some(i) = class_names().iter().position(|n| n.to_lowercase() == wanted) {
+    if let Some(i) = class_names()
+        .iter()
+        .position(|n| n.to_lowercase() == wanted)
+    {
         return Ok(i as u16);
     }
     let suggestions = nearest_names(&wanted, 3);
     Err(UsageError::new(format!(
         "unknown label '{text}'; did you mean {}?",
-        suggestions.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+        suggestions
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -182,7 +203,11 @@ fn nearest_names(wanted: &str, count: usize) -> Vec<&'static str> {
         })
         .collect();
     scored.sort();
-    scored.into_iter().take(count).map(|(_, name)| name).collect()
+    scored
+        .into_iter()
+        .take(count)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -217,20 +242,29 @@ mod tests {
     fn music_sets_have_documented_sizes() {
         assert_eq!(LabelSet::music_ontology().len(), 150);
         assert_eq!(LabelSet::music_by_name().len(), 44);
-        assert!(LabelSet::music_ontology().contains(92), "Cowbell sits under Percussion");
+        assert!(
+            LabelSet::music_ontology().contains(92),
+            "Cowbell sits under Percussion"
+        );
     }
 
     #[test]
     fn label_lists_accept_names_with_commas_and_indices() {
         let set = parse_label_list("jazz, Blues,216,Violin, fiddle").unwrap();
-        let names: Vec<_> = set.indices().map(|i| class_name(i.into()).unwrap()).collect();
+        let names: Vec<_> = set
+            .indices()
+            .map(|i| class_name(i.into()).unwrap())
+            .collect();
         assert_eq!(names, ["Violin, fiddle", "Pop music", "Jazz", "Blues"]);
     }
 
     #[test]
     fn unknown_label_suggests_near_names() {
         let err = parse_label_list("Jaz").unwrap_err().to_string();
-        assert!(err.contains("unknown label 'Jaz'") && err.contains("'Jazz'"), "{err}");
+        assert!(
+            err.contains("unknown label 'Jaz'") && err.contains("'Jazz'"),
+            "{err}"
+        );
         assert!(parse_label_list("999").is_err());
     }
 }

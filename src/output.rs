@@ -14,20 +14,29 @@ use tempfile::NamedTempFile;
 
 pub enum Output {
     Stdout(BufWriter<io::Stdout>),
-    File { writer: BufWriter<NamedTempFile>, path: PathBuf },
+    File {
+        writer: BufWriter<NamedTempFile>,
+        path: PathBuf,
+    },
 }
 
 impl Output {
     /// `None` or `-` is stdout.
     pub fn create(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
-            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 20, io::stdout())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                1 << 20,
+                io::stdout(),
+            )));
         };
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{file_name}."))
             .suffix(".partial")
@@ -35,11 +44,16 @@ impl Output {
             .with_context(|| format!("cannot create output file in {}", dir.display()))?;
         // Temporary files are private (0600); the result should look like any file the user creates, or keep
         // the permissions of the file it replaces.
-        let mode = fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o644);
+        let mode = fs::metadata(path)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o644);
         temp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Output::File { writer: BufWriter::with_capacity(1 << 20, temp), path: path.to_path_buf() })
+        Ok(Output::File {
+            writer: BufWriter::with_capacity(1 << 20, temp),
+            path: path.to_path_buf(),
+        })
     }
 
     /// Flushes, and for a file syncs it and moves it into place.
@@ -47,9 +61,16 @@ impl Output {
         match self {
             Output::Stdout(mut writer) => writer.flush().context("cannot write to stdout"),
             Output::File { writer, path } => {
-                let temp = writer.into_inner().map_err(|e| e.into_error()).with_context(|| write_error(&path))?;
-                temp.as_file().sync_all().with_context(|| write_error(&path))?;
-                temp.persist(&path).map_err(|e| e.error).with_context(|| write_error(&path))?;
+                let temp = writer
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| write_error(&path))?;
+                temp.as_file()
+                    .sync_all()
+                    .with_context(|| write_error(&path))?;
+                temp.persist(&path)
+                    .map_err(|e| e.error)
+                    .with_context(|| write_error(&path))?;
                 Ok(())
             }
         }
@@ -89,4 +110,3 @@ impl Output {
         self.write_all(buf).with_context(|| self.describe())
     }
 }
-

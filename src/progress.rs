@@ -13,7 +13,12 @@ pub struct Progress {
 impl Progress {
     /// A bar over `total` bytes, or a spinner with a byte count when the total is unknown (stdin).
     pub fn bytes(total: Option<u64>, quiet: bool) -> Self {
-        Self::new(total, quiet, "{bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)", "{bytes} read ({bytes_per_sec})")
+        Self::new(
+            total,
+            quiet,
+            "{bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+            "{bytes} read ({bytes_per_sec})",
+        )
     }
 
     /// A bar over `total` items.
@@ -28,13 +33,17 @@ impl Progress {
 
     fn new(total: Option<u64>, quiet: bool, bar_text: &str, spinner_text: &str) -> Self {
         if quiet || !std::io::stderr().is_terminal() {
-            return Progress { bar: ProgressBar::hidden(), quiet };
+            return Progress {
+                bar: ProgressBar::hidden(),
+                quiet,
+            };
         }
         let bar = match total {
-            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template(&format!("{{bar:30}} {bar_text}"))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
+            Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(&format!("{{bar:30}} {bar_text}"))
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template(&format!("{{spinner}} {spinner_text}"))
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -48,7 +48,10 @@ pub enum Defect {
 impl Defect {
     /// After these the record boundaries are lost, so the rest of the stream must be given up.
     pub fn ends_stream(&self) -> bool {
-        matches!(self, Defect::Truncated { .. } | Defect::LengthChecksum | Defect::TooLarge(_))
+        matches!(
+            self,
+            Defect::Truncated { .. } | Defect::LengthChecksum | Defect::TooLarge(_)
+        )
     }
 }
 
@@ -56,9 +59,14 @@ impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Defect::Truncated { have, need } => {
-                write!(f, "truncated record: the input ends after {have} of its {need} bytes")
+                write!(
+                    f,
+                    "truncated record: the input ends after {have} of its {need} bytes"
+                )
             }
-            Defect::LengthChecksum => f.write_str("length checksum mismatch (not a TFRecord file, or a damaged one)"),
+            Defect::LengthChecksum => {
+                f.write_str("length checksum mismatch (not a TFRecord file, or a damaged one)")
+            }
             Defect::TooLarge(len) => write!(
                 f,
                 "record claims {len} bytes, more than the {} MiB limit (damaged length field)",
@@ -129,7 +137,13 @@ impl<'a> Iterator for Records<'a> {
             Some(Err(Corrupt { offset, defect }))
         };
         let Some(header) = rest.first_chunk::<HEADER_LEN>() else {
-            return fail(self, Defect::Truncated { have: rest.len() as u64, need: HEADER_LEN as u64 });
+            return fail(
+                self,
+                Defect::Truncated {
+                    have: rest.len() as u64,
+                    need: HEADER_LEN as u64,
+                },
+            );
         };
         let len = match check_header(header) {
             Ok(len) => len as usize,
@@ -137,13 +151,27 @@ impl<'a> Iterator for Records<'a> {
         };
         let total = HEADER_LEN + len + FOOTER_LEN;
         if rest.len() < total {
-            return fail(self, Defect::Truncated { have: rest.len() as u64, need: total as u64 });
+            return fail(
+                self,
+                Defect::Truncated {
+                    have: rest.len() as u64,
+                    need: total as u64,
+                },
+            );
         }
         self.pos += total;
         let data = &rest[HEADER_LEN..HEADER_LEN + len];
-        let stored = u32::from_le_bytes([rest[total - 4], rest[total - 3], rest[total - 2], rest[total - 1]]);
+        let stored = u32::from_le_bytes([
+            rest[total - 4],
+            rest[total - 3],
+            rest[total - 2],
+            rest[total - 1],
+        ]);
         if masked_crc(data) != stored {
-            return Some(Err(Corrupt { offset, defect: Defect::DataChecksum }));
+            return Some(Err(Corrupt {
+                offset,
+                defect: Defect::DataChecksum,
+            }));
         }
         Some(Ok((offset, data)))
     }
@@ -169,7 +197,12 @@ pub struct Chunk {
 
 impl<R: Read> StreamChunker<R> {
     pub fn new(reader: R, target: usize) -> Self {
-        StreamChunker { reader, offset: 0, done: false, target }
+        StreamChunker {
+            reader,
+            offset: 0,
+            done: false,
+            target,
+        }
     }
 
     /// The next chunk, or `None` at the end of the stream.
@@ -202,7 +235,11 @@ impl<R: Read> StreamChunker<R> {
             }
         }
         self.offset += data.len() as u64;
-        Ok(if data.is_empty() { None } else { Some(Chunk { base, data }) })
+        Ok(if data.is_empty() {
+            None
+        } else {
+            Some(Chunk { base, data })
+        })
     }
 }
 
@@ -236,7 +273,10 @@ mod tests {
     fn frames_round_trip_with_offsets() {
         let data = stream(&[b"one", b"three"]);
         let got: Vec<_> = Records::new(&data, 100).collect();
-        assert_eq!(got, vec![Ok((100, &b"one"[..])), Ok((100 + 19, &b"three"[..]))]);
+        assert_eq!(
+            got,
+            vec![Ok((100, &b"one"[..])), Ok((100 + 19, &b"three"[..]))]
+        );
     }
 
     #[test]
@@ -244,13 +284,25 @@ mod tests {
         let mut data = stream(&[b"one", b"two"]);
         data[HEADER_LEN] ^= 1;
         let got: Vec<_> = Records::new(&data, 0).collect();
-        assert_eq!(got[0], Err(Corrupt { offset: 0, defect: Defect::DataChecksum }));
+        assert_eq!(
+            got[0],
+            Err(Corrupt {
+                offset: 0,
+                defect: Defect::DataChecksum
+            })
+        );
         assert_eq!(got[1], Ok((19, &b"two"[..])));
 
         let data = stream(&[b"one", b"two"]);
         let got: Vec<_> = Records::new(&data[..data.len() - 2], 0).collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1], Err(Corrupt { offset: 19, defect: Defect::Truncated { have: 17, need: 19 } }));
+        assert_eq!(
+            got[1],
+            Err(Corrupt {
+                offset: 19,
+                defect: Defect::Truncated { have: 17, need: 19 }
+            })
+        );
     }
 
     #[test]
@@ -259,7 +311,13 @@ mod tests {
         let mut data = len.to_vec();
         data.extend_from_slice(&masked_crc(&len).to_le_bytes());
         let got: Vec<_> = Records::new(&data, 0).collect();
-        assert_eq!(got, vec![Err(Corrupt { offset: 0, defect: Defect::TooLarge(u64::MAX / 2) })]);
+        assert_eq!(
+            got,
+            vec![Err(Corrupt {
+                offset: 0,
+                defect: Defect::TooLarge(u64::MAX / 2)
+            })]
+        );
         let mut chunker = StreamChunker::new(&data[..], 1 << 20);
         assert_eq!(chunker.next_chunk().unwrap().unwrap().data, data);
         assert!(chunker.next_chunk().unwrap().is_none());
@@ -272,10 +330,13 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(chunk) = chunker.next_chunk().unwrap() {
             for record in Records::new(&chunk.data, chunk.base) {
-                seen.push(record.unwrap());
+                let (offset, data) = record.unwrap();
+                seen.push((offset, data.to_vec()));
             }
         }
-        let whole: Vec<_> = Records::new(&data, 0).map(Result::unwrap).collect();
+        let whole: Vec<_> = Records::new(&data, 0)
+            .map(|r| r.map(|(o, d)| (o, d.to_vec())).unwrap())
+            .collect();
         assert_eq!(seen, whole);
     }
 }

@@ -46,9 +46,16 @@ pub fn decode(record: &[u8]) -> Result<RawClip<'_>, String> {
             _ => {}
         }
     }
-    let video_id = single(bytes_list(&required(video_id, "video_id")?, "video_id")?, "video_id")?;
-    let video_id = std::str::from_utf8(video_id).map_err(|_| "video_id is not valid UTF-8".to_string())?;
-    let start_time = time(required(start_time, "start_time_seconds")?, "start_time_seconds")?;
+    let video_id = single(
+        bytes_list(&required(video_id, "video_id")?, "video_id")?,
+        "video_id",
+    )?;
+    let video_id =
+        std::str::from_utf8(video_id).map_err(|_| "video_id is not valid UTF-8".to_string())?;
+    let start_time = time(
+        required(start_time, "start_time_seconds")?,
+        "start_time_seconds",
+    )?;
     let end_time = time(required(end_time, "end_time_seconds")?, "end_time_seconds")?;
     let labels = int64_list(&required(labels, "labels")?, "labels")?;
 
@@ -71,11 +78,20 @@ pub fn decode(record: &[u8]) -> Result<RawClip<'_>, String> {
         let values = bytes_list(&[feature], "audio_embedding")?;
         let frame = single(values, "audio_embedding frame")?;
         let frame = frame.try_into().map_err(|_| {
-            format!("audio_embedding frame {index} has {} bytes, not {FRAME_LEN}", frame.len())
+            format!(
+                "audio_embedding frame {index} has {} bytes, not {FRAME_LEN}",
+                frame.len()
+            )
         })?;
         frames.push(frame);
     }
-    Ok(RawClip { video_id, start_time, end_time, labels, frames })
+    Ok(RawClip {
+        video_id,
+        start_time,
+        end_time,
+        labels,
+        frames,
+    })
 }
 
 fn not_a_sequence_example() -> String {
@@ -119,7 +135,10 @@ struct Fields<'s, 'a> {
 
 impl<'s, 'a> Fields<'s, 'a> {
     fn over(segments: &'s [&'a [u8]]) -> Self {
-        Fields { segments, current: &[] }
+        Fields {
+            segments,
+            current: &[],
+        }
     }
 }
 
@@ -158,7 +177,9 @@ fn read_field<'a>(buf: &mut &'a [u8]) -> Result<(u64, Value<'a>), String> {
             let len = usize::try_from(read_varint(buf)?).map_err(|_| not_a_sequence_example())?;
             Value::Bytes(take(buf, len)?)
         }
-        5 => Value::Fixed32(u32::from_le_bytes(take(buf, 4)?.try_into().unwrap_or_default())),
+        5 => Value::Fixed32(u32::from_le_bytes(
+            take(buf, 4)?.try_into().unwrap_or_default(),
+        )),
         // Groups (3, 4) are long deprecated and never appear in TensorFlow's messages; 6 and 7 do not exist.
         _ => return Err(not_a_sequence_example()),
     };
@@ -219,7 +240,11 @@ const INT64_LIST: u64 = 3;
 
 /// The segments of the list a Feature holds, provided it is of the wanted kind. A `oneof` keeps the last kind
 /// set, and repeated occurrences of that kind merge.
-fn feature_kind<'a>(feature: &[&'a [u8]], wanted: u64, name: &str) -> Result<Vec<&'a [u8]>, String> {
+fn feature_kind<'a>(
+    feature: &[&'a [u8]],
+    wanted: u64,
+    name: &str,
+) -> Result<Vec<&'a [u8]>, String> {
     let mut kind = 0;
     let mut segments = Vec::new();
     for field in Fields::over(feature) {
@@ -244,7 +269,11 @@ fn feature_kind<'a>(feature: &[&'a [u8]], wanted: u64, name: &str) -> Result<Vec
         INT64_LIST => "int64_list",
         _ => "no value",
     };
-    Err(format!("{name} holds {}, not {}", kind_name(kind), kind_name(wanted)))
+    Err(format!(
+        "{name} holds {}, not {}",
+        kind_name(kind),
+        kind_name(wanted)
+    ))
 }
 
 fn bytes_list<'a>(feature: &[&'a [u8]], name: &str) -> Result<Vec<&'a [u8]>, String> {
@@ -268,7 +297,11 @@ fn float_list(feature: &[&[u8]], name: &str) -> Result<Vec<f32>, String> {
                 if packed.len() % 4 != 0 {
                     return Err(not_a_sequence_example());
                 }
-                values.extend(packed.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                values.extend(
+                    packed
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
             }
             (1, _) => return Err(not_a_sequence_example()),
             _ => {}

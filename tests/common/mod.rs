@@ -1,0 +1,221 @@
+//! Helpers shared by the integration tests: they drive the built binary on real AudioSet files.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The bundled sample of real AudioSet data.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn fixture_data() -> PathBuf {
+    fixtures().join("audioset_v1_embeddings")
+}
+
+/// The team's shared AudioSet folder (`../shared/audioset`, or `$SOUNDALIKE_SHARED`), or `None` with a printed
+/// reason, so tests that need the whole bal_train split skip rather than fail where it is absent.
+pub fn shared_audioset(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SOUNDALIKE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("audioset");
+    if dir.join("real/audioset_v1_embeddings/bal_train").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping {test}: {} is absent (it holds the full bal_train split)",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.stdout_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    }
+
+    /// Asserts a failure with exactly one stderr line that starts with `error:` and contains each of `parts`.
+    pub fn assert_error(&self, code: i32, parts: &[&str]) {
+        assert_eq!(self.code, code, "exit code; stderr: {}", self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got: {:?}", self.stderr);
+        assert!(
+            lines[0].starts_with("error: "),
+            "starts with 'error: ': {}",
+            lines[0]
+        );
+        for part in parts {
+            assert!(
+                lines[0].contains(part),
+                "stderr {:?} should mention {part:?}",
+                lines[0]
+            );
+        }
+        assert!(
+            !self.stderr.contains("panicked"),
+            "no panic: {}",
+            self.stderr
+        );
+    }
+
+    pub fn assert_ok(&self) {
+        assert_eq!(self.code, 0, "exit code; stderr: {}", self.stderr);
+    }
+}
+
+fn finish(output: Output) -> Run {
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn soundalike() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_soundalike"))
+}
+
+/// Runs the binary with `args` and no stdin.
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    finish(
+        soundalike()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("binary runs"),
+    )
+}
+
+/// Runs the binary with `args`, feeding `input` on stdin.
+pub fn run_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Run {
+    let mut child = soundalike()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The binary may stop reading early on bad input; a closed pipe is not a test failure.
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("binary finishes");
+    feeder.join().expect("stdin feeder");
+    finish(output)
+}
+
+/// Parses the reference decode (TensorFlow's) into JSON values, one per record.
+pub fn reference(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("reference file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reference line is JSON"))
+        .collect()
+}
+
+/// Hex SHA-256 of a clip's embedding rows, as the reference records it (all frame bytes in order).
+pub fn embedding_sha256(clip: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for row in clip["embedding"].as_array().expect("embedding rows") {
+        let row = row.as_array().expect("a row");
+        assert_eq!(row.len(), 128, "128 values per row");
+        let bytes: Vec<u8> = row
+            .iter()
+            .map(|v| u8::try_from(v.as_u64().expect("integer")).expect("byte"))
+            .collect();
+        hasher.update(&bytes);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Asserts that a clip written by `ingest` equals TensorFlow's decode of the same record.
+pub fn assert_matches_reference(clip: &serde_json::Value, expected: &serde_json::Value) {
+    let id = &expected["video_id"];
+    assert_eq!(&clip["video_id"], id);
+    assert_eq!(
+        clip["start_time"].as_f64(),
+        expected["start_time"].as_f64(),
+        "start_time of {id}"
+    );
+    assert_eq!(
+        clip["end_time"].as_f64(),
+        expected["end_time"].as_f64(),
+        "end_time of {id}"
+    );
+    assert_eq!(clip["labels"], expected["labels"], "labels of {id}");
+    assert_eq!(
+        clip["embedding"].as_array().map(Vec::len),
+        expected["frames"].as_u64().map(|n| n as usize)
+    );
+    assert_eq!(
+        embedding_sha256(clip),
+        expected["sha256"].as_str().unwrap_or_default(),
+        "frames of {id}"
+    );
+    assert_eq!(
+        clip.as_object().map(|o| o.len()),
+        Some(5),
+        "exactly five keys"
+    );
+}
+
+/// Writes a tar (gzip-compressed when `gzip`) of every file under `dir`, named `prefix/<relative path>`, in
+/// sorted order, as the release's features.tar.gz is laid out.
+pub fn write_tar(dir: &Path, prefix: &str, dest: &Path, gzip: bool) {
+    let mut files = Vec::new();
+    collect(dir, &mut files);
+    files.sort();
+    let file = std::fs::File::create(dest).expect("create tar");
+    let writer: Box<dyn Write> = if gzip {
+        Box::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ))
+    } else {
+        Box::new(file)
+    };
+    let mut builder = tar::Builder::new(writer);
+    for path in files {
+        let name = Path::new(prefix).join(path.strip_prefix(dir).expect("under dir"));
+        builder.append_path_with_name(&path, name).expect("append");
+    }
+    builder
+        .into_inner()
+        .expect("finish tar")
+        .flush()
+        .expect("flush");
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
