@@ -56,7 +56,11 @@ impl Output {
         })
     }
 
-    /// Flushes, and for a file syncs it and moves it into place.
+    /// Flushes, and for a file moves it into place.
+    ///
+    /// No fsync: the rename already guarantees that a killed run leaves either the old file or the whole new one,
+    /// and ext4 flushes a file renamed over another before the rename commits. Syncing cost a quarter of the
+    /// run time of a typical ingest on our virtual disks.
     pub fn finish(self) -> Result<()> {
         match self {
             Output::Stdout(mut writer) => writer.flush().context("cannot write to stdout"),

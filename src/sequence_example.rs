@@ -207,10 +207,13 @@ fn read_varint(buf: &mut &[u8]) -> Result<u64, String> {
     Err(not_a_sequence_example())
 }
 
+/// A map entry's key and the segments of its value message.
+type MapEntry<'a> = (&'a [u8], Vec<&'a [u8]>);
+
 /// The entries of a `map<string, Feature>` or `map<string, FeatureList>` (field 1 of Features and FeatureLists):
 /// each key with its value's segments, later entries replacing earlier ones for the same key.
-fn map_entries<'a>(message: &[&'a [u8]]) -> Result<Vec<(&'a [u8], Vec<&'a [u8]>)>, String> {
-    let mut entries: Vec<(&'a [u8], Vec<&'a [u8]>)> = Vec::new();
+fn map_entries<'a>(message: &[&'a [u8]]) -> Result<Vec<MapEntry<'a>>, String> {
+    let mut entries: Vec<MapEntry<'a>> = Vec::new();
     for field in Fields::over(message) {
         let entry = match field? {
             (1, Value::Bytes(b)) => b,
@@ -221,6 +224,8 @@ fn map_entries<'a>(message: &[&'a [u8]]) -> Result<Vec<(&'a [u8], Vec<&'a [u8]>)
         let mut value = Vec::new();
         for field in Fields::over(&[entry]) {
             match field? {
+                // Keys are proto3 strings, which protobuf (and so TensorFlow) refuses unless they are UTF-8.
+                (1, Value::Bytes(b)) if std::str::from_utf8(b).is_err() => return Err(not_a_sequence_example()),
                 (1, Value::Bytes(b)) => key = b,
                 (2, Value::Bytes(b)) => value.push(b),
                 (1 | 2, _) => return Err(not_a_sequence_example()),

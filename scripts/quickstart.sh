@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job end to end on the bundled fixtures: build, then ingest the sample of real AudioSet files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+bin=target/release/soundalike
+out=${OUT:-target/quickstart}
+mkdir -p "$out"
+
+echo "== ingest: the fixtures' TFRecords to music clips as JSON Lines"
+"$bin" ingest fixtures/audioset_v1_embeddings -o "$out/clips.jsonl"
+echo "wrote $out/clips.jsonl: $(wc -l < "$out/clips.jsonl") clips"
+echo "first clip, abridged:"
+head -n 1 "$out/clips.jsonl" | cut -c 1-160
