@@ -225,7 +225,9 @@ fn map_entries<'a>(message: &[&'a [u8]]) -> Result<Vec<MapEntry<'a>>, String> {
         for field in Fields::over(&[entry]) {
             match field? {
                 // Keys are proto3 strings, which protobuf (and so TensorFlow) refuses unless they are UTF-8.
-                (1, Value::Bytes(b)) if std::str::from_utf8(b).is_err() => return Err(not_a_sequence_example()),
+                (1, Value::Bytes(b)) if std::str::from_utf8(b).is_err() => {
+                    return Err(not_a_sequence_example());
+                }
                 (1, Value::Bytes(b)) => key = b,
                 (2, Value::Bytes(b)) => value.push(b),
                 (1 | 2, _) => return Err(not_a_sequence_example()),

@@ -27,7 +27,9 @@ fn oracle(record: &[u8]) -> Option<Plain> {
         _ => None,
     };
     let single_float = |name: &str| match context.get(name)?.kind.as_ref()? {
-        Kind::FloatList(list) if list.value.len() == 1 && list.value[0].is_finite() => Some(list.value[0]),
+        Kind::FloatList(list) if list.value.len() == 1 && list.value[0].is_finite() => {
+            Some(list.value[0])
+        }
         _ => None,
     };
     let video_id = String::from_utf8(single_bytes("video_id")?).ok()?;
@@ -37,7 +39,10 @@ fn oracle(record: &[u8]) -> Option<Plain> {
         Kind::Int64List(list) => list.value.clone(),
         _ => return None,
     };
-    let list = example.feature_lists?.feature_list.remove("audio_embedding")?;
+    let list = example
+        .feature_lists?
+        .feature_list
+        .remove("audio_embedding")?;
     let mut frames = Vec::new();
     for feature in list.feature {
         match feature.kind? {
@@ -47,7 +52,13 @@ fn oracle(record: &[u8]) -> Option<Plain> {
             _ => return None,
         }
     }
-    Some(Plain { video_id, start, end, labels, frames })
+    Some(Plain {
+        video_id,
+        start,
+        end,
+        labels,
+        frames,
+    })
 }
 
 fn ours(record: &[u8]) -> Option<Plain> {
@@ -121,10 +132,21 @@ fn agrees_with_prost_on_damaged_records() {
             prost_lenient += 1;
             continue;
         }
-        assert_eq!(ours(&record), expected, "mutant {round}: {:?}", sequence_example::decode(&record).err());
+        assert_eq!(
+            ours(&record),
+            expected,
+            "mutant {round}: {:?}",
+            sequence_example::decode(&record).err()
+        );
     }
-    assert!(prost_lenient < 20, "{prost_lenient} mutants hit prost's map leniency");
-    assert!(refused > 1000, "the mutants exercise the error paths ({refused} refused)");
+    assert!(
+        prost_lenient < 20,
+        "{prost_lenient} mutants hit prost's map leniency"
+    );
+    assert!(
+        refused > 1000,
+        "the mutants exercise the error paths ({refused} refused)"
+    );
 }
 
 /// True when the record's context or feature_lists holds a map-entry tag (field 1) that is not length-delimited.
@@ -169,7 +191,12 @@ fn has_map_tag_of_wrong_type(record: &[u8]) -> bool {
         }
         out
     }
-    fields(record).iter().filter_map(|&(key, payload)| (key == 10 || key == 18).then_some(payload).flatten()).any(
-        |message| fields(message).iter().any(|&(key, _)| key >> 3 == 1 && key & 7 != 2),
-    )
+    fields(record)
+        .iter()
+        .filter_map(|&(key, payload)| (key == 10 || key == 18).then_some(payload).flatten())
+        .any(|message| {
+            fields(message)
+                .iter()
+                .any(|&(key, _)| key >> 3 == 1 && key & 7 != 2)
+        })
 }

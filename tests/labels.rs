@@ -6,13 +6,22 @@ use std::collections::{BTreeSet, HashMap};
 
 #[test]
 fn music_list_is_the_ontology_subtree_of_music() {
-    let Some(shared) = common::shared_audioset("music_list_is_the_ontology_subtree_of_music") else { return };
+    let Some(shared) = common::shared_audioset("music_list_is_the_ontology_subtree_of_music")
+    else {
+        return;
+    };
     let ontology: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(shared.join("ontology.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(shared.join("ontology.json")).unwrap())
+            .unwrap();
     let children: HashMap<&str, Vec<&str>> = ontology
         .iter()
         .map(|n| {
-            let kids = n["child_ids"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            let kids = n["child_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
             (n["id"].as_str().unwrap(), kids)
         })
         .collect();
@@ -33,8 +42,10 @@ fn music_list_is_the_ontology_subtree_of_music() {
             subtree.contains(parts.next()?).then_some(index)
         })
         .collect();
-    let compiled: BTreeSet<i64> =
-        include_str!("../src/data/music_label_indices.txt").lines().map(|l| l.trim().parse().unwrap()).collect();
+    let compiled: BTreeSet<i64> = include_str!("../src/data/music_label_indices.txt")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
     assert_eq!(derived.len(), 150);
     assert_eq!(compiled, derived);
     // The class table compiled in is Google's, byte for byte.
