@@ -5,8 +5,15 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use std::num::NonZeroUsize;
+
+use crate::error::UsageError;
+use crate::indexing::{self, IndexOptions};
+use crate::info;
 use crate::ingest::{self, Format, IngestOptions};
 use crate::labels::{self, LabelSet};
+use crate::recommend::{self, Query, RecommendOptions};
+use crate::vector::{Form, Metric};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +31,111 @@ pub struct Cli {
 pub enum Command {
     /// Read AudioSet embedding TFRecords and write the music clips as JSON.
     Ingest(IngestArgs),
+    /// Build (or --append to) an on-disk nearest-neighbour index of clips written by `ingest`.
+    Index(IndexArgs),
+    /// Find the clips that sound most like a clip, an embedding, or each of a batch of them.
+    Recommend(RecommendArgs),
+    /// Show an index's settings, size and most common labels.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The index directory (an LMDB environment). Rebuilding replaces it atomically.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+
+    /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Distance between clip vectors.
+    #[arg(long, value_enum, default_value_t = Metric::Angular)]
+    pub metric: Metric,
+
+    /// mean: the average of the de-quantized frames (128 dimensions); flat: the frames concatenated.
+    #[arg(long = "vector", value_enum, default_value_t = Form::Mean)]
+    pub form: Form,
+
+    /// Frames per clip used for the vector.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub frames: u16,
+
+    /// Number of trees (default: arroy's, which grows with the number of clips).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trees: Option<u32>,
+
+    /// Random seed for the trees: the same input and seed give the same index.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Add the clips to the existing index (replacing clips with the same video_id) in one transaction.
+    #[arg(long)]
+    pub append: bool,
+
+    /// No progress bar or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["id", "embedding", "batch"])))]
+pub struct RecommendArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+
+    /// Neighbours of this clip of the index (it is never among them).
+    #[arg(long, value_name = "VIDEO_ID")]
+    pub id: Option<String>,
+
+    /// Neighbours of an embedding: a clip from `ingest`, a 2-D array of rows, or an IBM MAX Audio Embedding
+    /// Generator response; - for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub embedding: Option<PathBuf>,
+
+    /// One query per line (a video_id or a one-line JSON embedding); one answer per query, in order.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// Number of neighbours.
+    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+
+    /// Tree nodes to inspect per query: more is slower and more accurate.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub search_k: Option<u64>,
+
+    /// Scan every vector instead of the trees: exact, the ground truth.
+    #[arg(long)]
+    pub exact: bool,
+
+    /// Only recommend clips with one of these labels (a name or an index; repeatable).
+    #[arg(long, value_name = "NAME|INDEX", value_parser = parse_label)]
+    pub label: Vec<u16>,
+
+    /// Use embedding rows from this one on.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub start: usize,
+
+    /// One JSON object per query per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_label(text: &str) -> Result<u16, String> {
+    labels::resolve_label(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -84,5 +196,39 @@ pub fn run(cli: Cli) -> Result<()> {
             })?;
             Ok(())
         }
+        Command::Index(args) => {
+            indexing::run(&IndexOptions {
+                dir: args.index,
+                inputs: args.inputs,
+                metric: args.metric,
+                form: args.form,
+                frames: usize::from(args.frames),
+                trees: args.trees.map(|t| t as usize),
+                seed: args.seed,
+                append: args.append,
+                quiet: args.quiet,
+            })?;
+            Ok(())
+        }
+        Command::Recommend(args) => {
+            let query = match (args.id, args.embedding, args.batch) {
+                (Some(id), _, _) => Query::Id(id),
+                (_, Some(file), _) => Query::EmbeddingFile(file),
+                (_, _, Some(file)) => Query::Batch(file),
+                // clap's group requires exactly one.
+                _ => return Err(UsageError::new("give one of --id, --embedding, --batch").into()),
+            };
+            recommend::run(&RecommendOptions {
+                dir: args.index,
+                query,
+                count: args.count as usize,
+                search_k: args.search_k.and_then(|k| NonZeroUsize::new(k as usize)),
+                exact: args.exact,
+                labels: args.label,
+                start: args.start,
+                json: args.json,
+            })
+        }
+        Command::Info(args) => info::run(&args.index, args.json),
     }
 }

@@ -114,3 +114,94 @@ mod tests {
         );
     }
 }
+
+/// A clip read back from `ingest`'s output (JSON Lines or a JSON array), for `index`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ClipRecord {
+    pub video_id: String,
+    pub start_time: f64,
+    pub end_time: f64,
+    pub labels: Vec<i64>,
+    /// Rows of byte values; floats are accepted so that embedding services' output reads the same way.
+    pub embedding: Vec<Vec<f32>>,
+}
+
+/// Where a clip was found in its input, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Location {
+    /// Line number in JSON Lines.
+    Line(usize),
+    /// Position (from 1) in a JSON array.
+    Element(usize),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Element(n) => write!(f, "clip {n} of the array"),
+        }
+    }
+}
+
+/// Streams the clips of a reader holding JSON Lines or one JSON array, calling `each` with each clip and where
+/// it was, without holding more than one clip in memory.
+pub fn read_clips(
+    reader: impl std::io::BufRead,
+    source: &str,
+    mut each: impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    let mut reader = reader;
+    // Peek at the first non-blank byte: '[' is an array, anything else JSON Lines.
+    let first = loop {
+        let buf = reader
+            .fill_buf()
+            .with_context(|| format!("cannot read {source}"))?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break Some(buf[i]),
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    if first != Some(b'[') {
+        for (number, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {source}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let clip: ClipRecord = serde_json::from_str(&line)
+                .map_err(|e| anyhow::anyhow!("{source}: line {}: not a clip: {e}", number + 1))?;
+            each(clip, Location::Line(number + 1))?;
+        }
+        return Ok(());
+    }
+
+    struct Each<'f, F>(&'f mut F);
+    impl<'de, F: FnMut(ClipRecord, Location) -> anyhow::Result<()>> Visitor<'de> for Each<'_, F> {
+        type Value = Option<anyhow::Error>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of clips")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut index = 0;
+            while let Some(clip) = seq.next_element::<ClipRecord>()? {
+                index += 1;
+                if let Err(e) = (self.0)(clip, Location::Element(index)) {
+                    return Ok(Some(e));
+                }
+            }
+            Ok(None)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    match de.deserialize_seq(Each(&mut each)) {
+        Ok(Some(error)) => Err(error),
+        Ok(None) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{source}: not an array of clips: {e}")),
+    }
+}

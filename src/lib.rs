@@ -5,10 +5,15 @@
 pub mod cli;
 pub mod clip;
 pub mod error;
+pub mod index;
+pub mod indexing;
+pub mod info;
 pub mod ingest;
 pub mod input;
 pub mod labels;
 pub mod output;
 pub mod progress;
+pub mod recommend;
 pub mod record;
 pub mod sequence_example;
+pub mod vector;

@@ -1,0 +1,270 @@
+//! The index store: one LMDB environment holding the arroy forest and its side tables.
+//!
+//! Tables: `arroy` (the forest; item ids are u32), `ids` (video_id to item), `clips` (item to video_id, labels
+//! and times), `labels` (label index to the set of items carrying it, for filtered queries) and `settings`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use heed::types::{Bytes, SerdeJson, Str, U16, U32};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::vector::{Form, Metric};
+
+/// Bumped whenever the layout changes; an index of another version is refused with a clear error.
+pub const FORMAT_VERSION: u32 = 1;
+/// The arroy index number inside the `arroy` table.
+pub const ARROY_INDEX: u16 = 0;
+/// An upper bound on the environment's size. LMDB only reserves address space; the file grows as written.
+/// 1 TiB is far beyond a full AudioSet index (about a million clips, a few GB).
+const MAP_SIZE: usize = 1 << 40;
+
+type BE = heed::byteorder::BigEndian;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub format_version: u32,
+    pub metric: Metric,
+    pub vector: Form,
+    pub dimensions: usize,
+    pub frames: usize,
+    pub trees: usize,
+    pub seed: u64,
+    pub clips: u64,
+    /// The next item id to give out (ids of replaced clips are reused; removed ones are not).
+    pub next_item: u32,
+    pub tool_version: String,
+}
+
+/// What the index keeps about a clip besides its vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipMeta {
+    pub video_id: String,
+    pub labels: Vec<i64>,
+    pub start_time: f64,
+    pub end_time: f64,
+}
+
+/// An open index environment and its tables.
+pub struct Store {
+    pub env: Env,
+    pub dir: PathBuf,
+    /// The arroy forest, typed per metric at use (see [`Store::arroy`]).
+    arroy: Database<'static, Bytes, Bytes>,
+    pub ids: Database<'static, Str, U32<BE>>,
+    pub clips: Database<'static, U32<BE>, SerdeJson<ClipMeta>>,
+    labels: Database<'static, U16<BE>, Bytes>,
+    settings: Database<'static, Str, SerdeJson<Settings>>,
+}
+
+const SETTINGS_KEY: &str = "settings";
+
+fn open_env(dir: &Path) -> Result<Env> {
+    // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
+    // are not modified other than through LMDB; soundalike opens each index once per process.
+    unsafe {
+        EnvOpenOptions::new()
+            .map_size(MAP_SIZE)
+            .max_dbs(8)
+            .open(dir)
+    }
+    .with_context(|| format!("cannot open index {}", dir.display()))
+}
+
+impl Store {
+    /// Creates the tables in a new, empty directory.
+    pub fn create(dir: &Path) -> Result<Store> {
+        let env = open_env(dir)?;
+        let wtxn = env.write_txn()?;
+        let (arroy, ids, clips, labels, settings) = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.create_database(wtxn, Some("arroy"))?,
+                    dbo.create_database(wtxn, Some("ids"))?,
+                    dbo.create_database(wtxn, Some("clips"))?,
+                    dbo.create_database(wtxn, Some("labels"))?,
+                    dbo.create_database(wtxn, Some("settings"))?,
+                )))
+            })?
+            .unwrap_commit();
+        Ok(Store {
+            env,
+            dir: dir.to_path_buf(),
+            arroy,
+            ids,
+            clips,
+            labels,
+            settings,
+        })
+    }
+
+    /// Opens an existing index, with clear errors for a missing directory, a directory that is not an index,
+    /// and an index of another format version.
+    pub fn open(dir: &Path) -> Result<(Store, Settings)> {
+        if !dir.is_dir() {
+            bail!(
+                "no index at {} (build one with `soundalike index --index {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        if !dir.join("data.mdb").is_file() {
+            bail!("{} is not a soundalike index (no data.mdb)", dir.display());
+        }
+        let env = open_env(dir)?;
+        let rtxn = env.read_txn()?;
+        let opened = env
+            .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.open_database(rtxn, Some("arroy"))?,
+                    dbo.open_database(rtxn, Some("ids"))?,
+                    dbo.open_database(rtxn, Some("clips"))?,
+                    dbo.open_database(rtxn, Some("labels"))?,
+                    dbo.open_database(rtxn, Some("settings"))?,
+                )))
+            })
+            .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?
+            .unwrap_commit();
+        let (Some(arroy), Some(ids), Some(clips), Some(labels), Some(settings_db)) = opened else {
+            bail!(
+                "{} is not a soundalike index (its tables are missing)",
+                dir.display()
+            );
+        };
+        let store = Store {
+            env,
+            dir: dir.to_path_buf(),
+            arroy,
+            ids,
+            clips,
+            labels,
+            settings: settings_db,
+        };
+        let settings = {
+            let rtxn = store.env.read_txn()?;
+            let raw = store
+                .settings
+                .remap_data_type::<Bytes>()
+                .get(&rtxn, SETTINGS_KEY)?;
+            let raw = raw.ok_or_else(|| {
+                anyhow!("{} is not a soundalike index (no settings)", dir.display())
+            })?;
+            let version = serde_json::from_slice::<serde_json::Value>(raw)
+                .ok()
+                .and_then(|v| v["format_version"].as_u64())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} is not a soundalike index (unreadable settings)",
+                        dir.display()
+                    )
+                })?;
+            if version != u64::from(FORMAT_VERSION) {
+                bail!(
+                    "index {} has format version {version}; this soundalike reads version {FORMAT_VERSION} \
+                     (rebuild it with `soundalike index`)",
+                    dir.display()
+                );
+            }
+            serde_json::from_slice::<Settings>(raw)
+                .map_err(|e| anyhow!("{} has unreadable settings: {e}", dir.display()))?
+        };
+        Ok((store, settings))
+    }
+
+    pub fn arroy<D: arroy::Distance>(&self) -> arroy::Database<'static, D> {
+        self.arroy.remap_types()
+    }
+
+    pub fn write_settings(&self, wtxn: &mut RwTxn, settings: &Settings) -> Result<()> {
+        Ok(self.settings.put(wtxn, SETTINGS_KEY, settings)?)
+    }
+
+    /// The items carrying a label.
+    pub fn label_items(&self, rtxn: &RoTxn, label: u16) -> Result<RoaringBitmap> {
+        match self.labels.get(rtxn, &label)? {
+            Some(bytes) => RoaringBitmap::deserialize_from(bytes).context("damaged label table"),
+            None => Ok(RoaringBitmap::new()),
+        }
+    }
+
+    /// Every label with the number of clips carrying it.
+    pub fn label_counts(&self, rtxn: &RoTxn) -> Result<Vec<(u16, u64)>> {
+        let mut counts = Vec::new();
+        for entry in self.labels.iter(rtxn)? {
+            let (label, bytes) = entry?;
+            counts.push((
+                label,
+                RoaringBitmap::deserialize_from(bytes)
+                    .context("damaged label table")?
+                    .len(),
+            ));
+        }
+        Ok(counts)
+    }
+
+    /// Adds `items` to (or, with `remove`, takes them out of) each label's set.
+    pub fn update_labels(
+        &self,
+        wtxn: &mut RwTxn,
+        changes: &BTreeMap<u16, (RoaringBitmap, RoaringBitmap)>,
+    ) -> Result<()> {
+        for (&label, (added, removed)) in changes {
+            let mut items = match self.labels.get(wtxn, &label)? {
+                Some(bytes) => {
+                    RoaringBitmap::deserialize_from(bytes).context("damaged label table")?
+                }
+                None => RoaringBitmap::new(),
+            };
+            items -= removed;
+            items |= added;
+            let mut bytes = Vec::with_capacity(items.serialized_size());
+            items.serialize_into(&mut bytes)?;
+            self.labels.put(wtxn, &label, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk of the index's files.
+    pub fn disk_size(&self) -> u64 {
+        dir_size(&self.dir)
+    }
+}
+
+pub fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `$body` with `$d` bound to the arroy distance type of `$metric`.
+#[macro_export]
+macro_rules! with_distance {
+    ($metric:expr, $d:ident => $body:expr) => {
+        match $metric {
+            $crate::vector::Metric::Angular => {
+                type $d = arroy::distances::Cosine;
+                $body
+            }
+            $crate::vector::Metric::Euclidean => {
+                type $d = arroy::distances::Euclidean;
+                $body
+            }
+            $crate::vector::Metric::Manhattan => {
+                type $d = arroy::distances::Manhattan;
+                $body
+            }
+            $crate::vector::Metric::Dot => {
+                type $d = arroy::distances::DotProduct;
+                $body
+            }
+        }
+    };
+}
