@@ -43,6 +43,12 @@ pub struct Built {
 
 pub fn run(options: &IndexOptions) -> Result<Built> {
     let started = Instant::now();
+    // arroy builds trees on rayon's global pool, and with more than one thread the trees depend on scheduling:
+    // the same seed gave different answers from run to run. One thread makes a seed mean the same index.
+    // (Fails only if the pool was already set up, which nothing else in an `index` run does.)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build_global();
     let built = if options.append {
         append(options)?
     } else {

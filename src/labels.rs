@@ -47,21 +47,22 @@ pub fn class_name(index: i64) -> Option<&'static str> {
 /// A set of label indices, answering "does this clip carry any of them?" in constant time per label.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LabelSet {
-    members: [bool; CLASS_COUNT],
+    /// One bit per label.
+    members: [u64; CLASS_COUNT.div_ceil(64)],
 }
 
 impl LabelSet {
     pub fn empty() -> Self {
         LabelSet {
-            members: [false; CLASS_COUNT],
+            members: [0; CLASS_COUNT.div_ceil(64)],
         }
     }
 
     /// Every label: `--music all`.
     pub fn all() -> Self {
-        LabelSet {
-            members: [true; CLASS_COUNT],
-        }
+        let mut set = Self::empty();
+        (0..CLASS_COUNT as u16).for_each(|i| set.insert(i));
+        set
     }
 
     /// "Music" and every indexed label below it in the AudioSet ontology (150 labels).
@@ -71,7 +72,7 @@ impl LabelSet {
             .lines()
             .filter_map(|l| l.trim().parse::<usize>().ok())
         {
-            set.members[index] = true;
+            set.insert(index as u16);
         }
         set
     }
@@ -80,21 +81,23 @@ impl LabelSet {
     pub fn music_by_name() -> Self {
         let mut set = Self::empty();
         for (index, name) in class_names().iter().enumerate() {
-            set.members[index] = name.to_ascii_lowercase().contains("music");
+            if name.to_ascii_lowercase().contains("music") {
+                set.insert(index as u16);
+            }
         }
         set
     }
 
     pub fn insert(&mut self, index: u16) {
-        self.members[usize::from(index)] = true;
+        let i = usize::from(index);
+        if i < CLASS_COUNT {
+            self.members[i / 64] |= 1 << (i % 64);
+        }
     }
 
     pub fn contains(&self, label: i64) -> bool {
         usize::try_from(label)
-            .ok()
-            .and_then(|i| self.members.get(i))
-            .copied()
-            .unwrap_or(false)
+            .is_ok_and(|i| i < CLASS_COUNT && self.members[i / 64] & (1 << (i % 64)) != 0)
     }
 
     /// True when any of `labels` is in the set.
@@ -103,7 +106,7 @@ impl LabelSet {
     }
 
     pub fn len(&self) -> usize {
-        self.members.iter().filter(|&&m| m).count()
+        self.members.iter().map(|m| m.count_ones() as usize).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,7 +114,7 @@ impl LabelSet {
     }
 
     pub fn indices(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..CLASS_COUNT as u16).filter(|&i| self.members[usize::from(i)])
+        (0..CLASS_COUNT as u16).filter(|&i| self.contains(i.into()))
     }
 }
 

@@ -1,0 +1,467 @@
+//! `index`, `recommend` and `info` through the built binary, on the fixture clips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+/// The fixture's music clips as `ingest` writes them (JSON Lines).
+fn clips_jsonl() -> &'static [u8] {
+    static CLIPS: OnceLock<Vec<u8>> = OnceLock::new();
+    CLIPS.get_or_init(|| {
+        let run = run(&[Path::new("ingest"), Path::new("-q"), &fixture_data()]);
+        run.assert_ok();
+        run.stdout
+    })
+}
+
+fn clips() -> Vec<Value> {
+    String::from_utf8(clips_jsonl().to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Builds an index of `input` (JSON Lines) in a new temporary directory, through stdin.
+fn build(input: &[u8], extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("idx");
+    let mut args = vec!["index", "-q", "--index", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_with_stdin(&args, input).assert_ok();
+    (temp, dir)
+}
+
+fn shared_index() -> &'static Path {
+    static INDEX: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &INDEX.get_or_init(|| build(clips_jsonl(), &[])).1
+}
+
+fn recommend(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["recommend", "--index", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn ids(answer: &Value) -> Vec<String> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["video_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn dequantized_mean(clip: &Value) -> Vec<f64> {
+    let rows = clip["embedding"].as_array().unwrap();
+    let mut mean = vec![0.0; 128];
+    for row in rows {
+        for (m, v) in mean.iter_mut().zip(row.as_array().unwrap()) {
+            *m += v.as_f64().unwrap() / 255.0 * 4.0 - 2.0;
+        }
+    }
+    mean.iter().map(|m| m / rows.len() as f64).collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn pipeline_from_stdin_builds_an_index_of_every_clip() {
+    let info = run(&[
+        "info",
+        "--json",
+        "--index",
+        shared_index().to_str().unwrap(),
+    ]);
+    info.assert_ok();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["settings"]["clips"], 779);
+    assert_eq!(info["settings"]["dimensions"], 128);
+    assert_eq!(info["settings"]["metric"], "angular");
+    assert_eq!(info["top_labels"][0]["name"], "Music");
+}
+
+#[test]
+fn by_id_returns_k_neighbours_without_the_clip_itself() {
+    let run = recommend(
+        shared_index(),
+        &["--id", "xtGmrLOsjHk", "--json", "-k", "7"],
+    );
+    run.assert_ok();
+    let answers = run.lines();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["query"], "xtGmrLOsjHk");
+    let results = answers[0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 7);
+    assert!(!ids(&answers[0]).contains(&"xtGmrLOsjHk".to_string()));
+    let first = &results[0];
+    for key in [
+        "rank",
+        "video_id",
+        "distance",
+        "labels",
+        "label_names",
+        "start_time",
+        "end_time",
+        "url",
+    ] {
+        assert!(first.get(key).is_some(), "result has {key}");
+    }
+    assert_eq!(first["rank"], 1);
+    let url = first["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!(
+        "https://www.youtube.com/watch?v={}&t=",
+        first["video_id"].as_str().unwrap()
+    )));
+    let distances: Vec<f64> = results
+        .iter()
+        .map(|r| r["distance"].as_f64().unwrap())
+        .collect();
+    assert!(
+        distances.windows(2).all(|w| w[0] <= w[1]),
+        "nearest first: {distances:?}"
+    );
+
+    // The table for people names the clip and links it.
+    let table = recommend(shared_index(), &["--id", "xtGmrLOsjHk"]);
+    table.assert_ok();
+    let text = table.stdout_text();
+    assert!(
+        text.contains("similarity") && text.contains("https://www.youtube.com/watch?v="),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 12);
+}
+
+#[test]
+fn exact_agrees_with_a_brute_force_in_the_test() {
+    let clips = clips();
+    let vectors: Vec<Vec<f64>> = clips.iter().map(dequantized_mean).collect();
+    for query in [0, 100, 400, 778] {
+        let mut scored: Vec<(f64, &str)> = (0..clips.len())
+            .filter(|&i| i != query)
+            .map(|i| {
+                (
+                    cosine(&vectors[query], &vectors[i]),
+                    clips[i]["video_id"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let expected: Vec<String> = scored.iter().take(10).map(|s| s.1.to_string()).collect();
+        let id = clips[query]["video_id"].as_str().unwrap();
+        let run = recommend(shared_index(), &["--id", id, "--exact", "--json"]);
+        run.assert_ok();
+        let answer = &run.lines()[0];
+        assert_eq!(ids(answer), expected, "query {id}");
+        let distance = answer["results"][0]["distance"].as_f64().unwrap();
+        assert!(
+            (distance - (1.0 - scored[0].0) / 2.0).abs() < 1e-4,
+            "angular distance is (1 - cos) / 2"
+        );
+    }
+}
+
+#[test]
+fn every_embedding_format_gives_the_same_answer() {
+    let clips = clips();
+    let clip = clips
+        .iter()
+        .find(|c| c["video_id"] == "xtGmrLOsjHk")
+        .unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let rows = clip["embedding"].clone();
+    let floats: Vec<Vec<f64>> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let formats = [
+        ("clip.json", clip.to_string()),
+        ("rows.json", rows.to_string()),
+        (
+            "max.json",
+            serde_json::json!({"status": "ok", "embedding": floats}).to_string(),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (name, text) in formats {
+        let path = temp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let run = recommend(
+            shared_index(),
+            &["--embedding", path.to_str().unwrap(), "--json", "--exact"],
+        );
+        run.assert_ok();
+        answers.push(ids(&run.lines()[0]));
+    }
+    // The clip is in the index, so it is its own nearest neighbour, followed by what --id gives.
+    assert_eq!(answers[0][0], "xtGmrLOsjHk");
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+    let by_id = recommend(
+        shared_index(),
+        &["--id", "xtGmrLOsjHk", "--json", "--exact", "-k", "9"],
+    );
+    assert_eq!(ids(&by_id.lines()[0]), answers[0][1..]);
+
+    // From stdin too; too few rows is a clear error.
+    let piped = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            shared_index().to_str().unwrap(),
+            "--embedding",
+            "-",
+            "--json",
+            "--exact",
+        ],
+        rows.to_string().as_bytes(),
+    );
+    piped.assert_ok();
+    assert_eq!(ids(&piped.lines()[0]), answers[0]);
+    let short = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            shared_index().to_str().unwrap(),
+            "--embedding",
+            "-",
+        ],
+        serde_json::json!([rows[0], rows[1]]).to_string().as_bytes(),
+    );
+    short.assert_error(1, &["2 rows", "10 are needed"]);
+}
+
+#[test]
+fn batch_answers_each_line_in_order() {
+    let clips = clips();
+    let queries = [
+        clips[5]["video_id"].as_str().unwrap(),
+        "xtGmrLOsjHk",
+        clips[50]["video_id"].as_str().unwrap(),
+    ];
+    let mut input = queries.join("\n");
+    input.push('\n');
+    input.push_str(&clips[9]["embedding"].to_string());
+    input.push('\n');
+    let run = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            shared_index().to_str().unwrap(),
+            "--batch",
+            "-",
+            "--json",
+        ],
+        input.as_bytes(),
+    );
+    run.assert_ok();
+    let answers = run.lines();
+    assert_eq!(answers.len(), 4);
+    for (answer, query) in answers.iter().zip(queries) {
+        assert_eq!(answer["query"], query);
+        let single = recommend(shared_index(), &["--id", query, "--json"]);
+        assert_eq!(
+            ids(answer),
+            ids(&single.lines()[0]),
+            "batch answers as single queries do"
+        );
+    }
+    assert_eq!(answers[3]["query"], "<stdin>:4");
+    assert_eq!(ids(&answers[3])[0], clips[9]["video_id"].as_str().unwrap());
+}
+
+#[test]
+fn label_filter_keeps_only_clips_with_the_label() {
+    for (label, index) in [("Opera", 238), ("Choir", 28)] {
+        let run = recommend(
+            shared_index(),
+            &[
+                "--id",
+                "xtGmrLOsjHk",
+                "--json",
+                "--label",
+                label,
+                "-k",
+                "50",
+            ],
+        );
+        run.assert_ok();
+        let answer = &run.lines()[0];
+        let results = answer["results"].as_array().unwrap();
+        assert!(!results.is_empty());
+        for r in results {
+            assert!(
+                r["labels"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(index)),
+                "{r}"
+            );
+        }
+        // Fewer qualifying clips than k: all of them, without error.
+        let carrying = clips()
+            .iter()
+            .filter(|c| {
+                c["video_id"] != "xtGmrLOsjHk"
+                    && c["labels"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&Value::from(index))
+            })
+            .count();
+        assert_eq!(results.len(), carrying.min(50));
+    }
+}
+
+#[test]
+fn append_in_two_halves_answers_like_one_build() {
+    let text = String::from_utf8(clips_jsonl().to_vec()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let (_temp, dir) = build((first.join("\n") + "\n").as_bytes(), &[]);
+    let append = run_with_stdin(
+        &["index", "-q", "--append", "--index", dir.to_str().unwrap()],
+        (second.join("\n") + "\n").as_bytes(),
+    );
+    append.assert_ok();
+    let info: Value =
+        serde_json::from_slice(&run(&["info", "--json", "--index", dir.to_str().unwrap()]).stdout)
+            .unwrap();
+    assert_eq!(info["settings"]["clips"], 779);
+    for query in [
+        "xtGmrLOsjHk",
+        lines[3].split('"').nth(3).unwrap(),
+        lines[700].split('"').nth(3).unwrap(),
+    ] {
+        let whole = recommend(shared_index(), &["--id", query, "--json", "--exact"]);
+        let halves = recommend(&dir, &["--id", query, "--json", "--exact"]);
+        assert_eq!(ids(&whole.lines()[0]), ids(&halves.lines()[0]), "{query}");
+        // With a generous search budget the forests agree too.
+        let whole = recommend(
+            shared_index(),
+            &["--id", query, "--json", "--search-k", "5000"],
+        );
+        let halves = recommend(&dir, &["--id", query, "--json", "--search-k", "5000"]);
+        assert_eq!(ids(&whole.lines()[0]), ids(&halves.lines()[0]), "{query}");
+    }
+
+    // Appending a clip again replaces it; settings must match.
+    let again = run_with_stdin(
+        &["index", "--append", "--index", dir.to_str().unwrap()],
+        (lines[0].to_string() + "\n").as_bytes(),
+    );
+    again.assert_ok();
+    assert!(
+        again.stderr.contains("1 duplicates replaced") && again.stderr.contains("779 clips"),
+        "{}",
+        again.stderr
+    );
+    let mismatch = run_with_stdin(
+        &[
+            "index",
+            "--append",
+            "--metric",
+            "euclidean",
+            "--index",
+            dir.to_str().unwrap(),
+        ],
+        lines[0].as_bytes(),
+    );
+    mismatch.assert_error(1, &["--metric"]);
+}
+
+#[test]
+fn same_seed_gives_same_answers() {
+    let (_temp, dir) = build(clips_jsonl(), &[]);
+    for query in ["xtGmrLOsjHk", "k9TtEo5P2Zc"] {
+        let a = recommend(shared_index(), &["--id", query, "--json"]);
+        let b = recommend(&dir, &["--id", query, "--json"]);
+        assert_eq!(a.stdout, b.stdout);
+    }
+}
+
+#[test]
+fn rebuild_replaces_the_index_and_protects_other_directories() {
+    let text = String::from_utf8(clips_jsonl().to_vec()).unwrap();
+    let first: String = text.lines().take(100).map(|l| format!("{l}\n")).collect();
+    let (temp, dir) = build(first.as_bytes(), &[]);
+    let rebuilt = run_with_stdin(&["index", "--index", dir.to_str().unwrap()], clips_jsonl());
+    rebuilt.assert_ok();
+    let info: Value =
+        serde_json::from_slice(&run(&["info", "--json", "--index", dir.to_str().unwrap()]).stdout)
+            .unwrap();
+    assert_eq!(info["settings"]["clips"], 779);
+    assert_eq!(
+        std::fs::read_dir(temp.path()).unwrap().count(),
+        1,
+        "no building directory left behind"
+    );
+
+    let precious = temp.path().join("photos");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("cat.jpg"), "meow").unwrap();
+    let refused = run_with_stdin(
+        &["index", "--index", precious.to_str().unwrap()],
+        clips_jsonl(),
+    );
+    refused.assert_error(1, &["not a soundalike index", "refusing"]);
+    assert_eq!(
+        std::fs::read_to_string(precious.join("cat.jpg")).unwrap(),
+        "meow"
+    );
+}
+
+#[test]
+fn bad_queries_and_indexes_are_clear_errors() {
+    let dir = shared_index().to_str().unwrap();
+    recommend(shared_index(), &["--id", "nope"])
+        .assert_error(1, &[&format!("no clip 'nope' in index {dir}")]);
+    assert_eq!(
+        recommend(shared_index(), &["--id", "xtGmrLOsjHk", "-k", "0"]).code,
+        2
+    );
+    assert_eq!(recommend(shared_index(), &[]).code, 2);
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("none");
+    run(&[
+        "recommend",
+        "--index",
+        missing.to_str().unwrap(),
+        "--id",
+        "x",
+    ])
+    .assert_error(1, &["no index at"]);
+    run(&[
+        "recommend",
+        "--index",
+        temp.path().to_str().unwrap(),
+        "--id",
+        "x",
+    ])
+    .assert_error(1, &["not a soundalike index"]);
+    run_with_stdin(&["index", "--index", missing.to_str().unwrap()], b"")
+        .assert_error(1, &["nothing to index"]);
+    run_with_stdin(
+        &["index", "--index", missing.to_str().unwrap()],
+        b"{\"video_id\":1}\n",
+    )
+    .assert_error(1, &["line 1"]);
+    assert!(!missing.exists(), "a failed build leaves nothing behind");
+}
