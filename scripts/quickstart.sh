@@ -12,3 +12,11 @@ echo "== ingest: the fixtures' TFRecords to music clips as JSON Lines"
 echo "wrote $out/clips.jsonl: $(wc -l < "$out/clips.jsonl") clips"
 echo "first clip, abridged:"
 head -n 1 "$out/clips.jsonl" | cut -c 1-160
+
+echo
+echo "== index: a random-projection forest of the clips (mean of de-quantized frames, angular)"
+"$bin" index --index "$out/index" "$out/clips.jsonl"
+
+echo
+echo "== recommend: the clips that sound most like xtGmrLOsjHk (Music, Opera), the original notebook's query"
+"$bin" recommend --index "$out/index" --id xtGmrLOsjHk

@@ -86,7 +86,8 @@ pub struct RecommendArgs {
     pub index: PathBuf,
 
     /// Neighbours of this clip of the index (it is never among them).
-    #[arg(long, value_name = "VIDEO_ID")]
+    // YouTube ids may start with '-' ("-0FHUc78Gqo").
+    #[arg(long, value_name = "VIDEO_ID", allow_hyphen_values = true)]
     pub id: Option<String>,
 
     /// Neighbours of an embedding: a clip from `ingest`, a 2-D array of rows, or an IBM MAX Audio Embedding
@@ -102,7 +103,7 @@ pub struct RecommendArgs {
     #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub count: u32,
 
-    /// Tree nodes to inspect per query: more is slower and more accurate.
+    /// Tree nodes to inspect per query: more is slower and more accurate (default: 200 x k).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub search_k: Option<u64>,
 
