@@ -1,7 +1,8 @@
 //! The index store: one LMDB environment holding the arroy forest and its side tables.
 //!
 //! Tables: `arroy` (the forest; item ids are u32), `ids` (video_id to item), `clips` (item to video_id, labels
-//! and times), `labels` (label index to the set of items carrying it, for filtered queries) and `settings`.
+//! and times), `labels` (label index to the set of items carrying it, for filtered queries), `vectors` (every
+//! vector in search form, in blocks of rows, for the exact scan) and `settings`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,11 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::scan::Matrix;
 use crate::vector::{Form, Metric};
+
+/// Vectors per row of the `vectors` table: 1,024 x 128 floats is 512 KiB, so an append rewrites little.
+pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error.
 pub const FORMAT_VERSION: u32 = 1;
@@ -57,6 +62,7 @@ pub struct Store {
     pub ids: Database<'static, Str, U32<BE>>,
     pub clips: Database<'static, U32<BE>, SerdeJson<ClipMeta>>,
     labels: Database<'static, U16<BE>, Bytes>,
+    vectors: Database<'static, U32<BE>, Bytes>,
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
 
@@ -79,13 +85,14 @@ impl Store {
     pub fn create(dir: &Path) -> Result<Store> {
         let env = open_env(dir)?;
         let wtxn = env.write_txn()?;
-        let (arroy, ids, clips, labels, settings) = env
+        let (arroy, ids, clips, labels, vectors, settings) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("arroy"))?,
                     dbo.create_database(wtxn, Some("ids"))?,
                     dbo.create_database(wtxn, Some("clips"))?,
                     dbo.create_database(wtxn, Some("labels"))?,
+                    dbo.create_database(wtxn, Some("vectors"))?,
                     dbo.create_database(wtxn, Some("settings"))?,
                 )))
             })?
@@ -97,6 +104,7 @@ impl Store {
             ids,
             clips,
             labels,
+            vectors,
             settings,
         })
     }
@@ -123,12 +131,15 @@ impl Store {
                     dbo.open_database(rtxn, Some("ids"))?,
                     dbo.open_database(rtxn, Some("clips"))?,
                     dbo.open_database(rtxn, Some("labels"))?,
+                    dbo.open_database(rtxn, Some("vectors"))?,
                     dbo.open_database(rtxn, Some("settings"))?,
                 )))
             })
             .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?
             .unwrap_commit();
-        let (Some(arroy), Some(ids), Some(clips), Some(labels), Some(settings_db)) = opened else {
+        let (Some(arroy), Some(ids), Some(clips), Some(labels), Some(vectors), Some(settings_db)) =
+            opened
+        else {
             bail!(
                 "{} is not a soundalike index (its tables are missing)",
                 dir.display()
@@ -141,6 +152,7 @@ impl Store {
             ids,
             clips,
             labels,
+            vectors,
             settings: settings_db,
         };
         let settings = {
@@ -223,6 +235,68 @@ impl Store {
             let mut bytes = Vec::with_capacity(items.serialized_size());
             items.serialize_into(&mut bytes)?;
             self.labels.put(wtxn, &label, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Every vector in search form, row `i` holding item `i`, for the exact scan.
+    pub fn load_vectors(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Matrix> {
+        let mut data = Vec::with_capacity(settings.next_item as usize * settings.dimensions);
+        for entry in self.vectors.iter(rtxn)? {
+            let (_, bytes) = entry?;
+            data.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+        if data.len() != settings.next_item as usize * settings.dimensions {
+            bail!(
+                "index {} is damaged: its vector table holds {} values",
+                self.dir.display(),
+                data.len()
+            );
+        }
+        Ok(Matrix::new(settings.dimensions, settings.metric, data))
+    }
+
+    /// Stores vectors by item in blocks of [`VECTOR_BLOCK_ROWS`]; `vectors` yields (item, vector in search
+    /// form) in any order, mostly ascending.
+    pub fn write_vectors(
+        &self,
+        wtxn: &mut RwTxn,
+        dimensions: usize,
+        updates: &BTreeMap<u32, Vec<f32>>,
+    ) -> Result<()> {
+        let mut current: Option<(u32, Vec<u8>)> = None;
+        for (&item, vector) in updates {
+            let block = item / VECTOR_BLOCK_ROWS;
+            if current.as_ref().is_none_or(|(b, _)| *b != block) {
+                if let Some((b, bytes)) = current.take() {
+                    self.vectors.put(wtxn, &b, &bytes)?;
+                }
+                let bytes = self
+                    .vectors
+                    .get(wtxn, &block)?
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                current = Some((block, bytes));
+            }
+            if let Some((_, bytes)) = current.as_mut() {
+                let start = (item % VECTOR_BLOCK_ROWS) as usize * dimensions * 4;
+                if bytes.len() < start + dimensions * 4 {
+                    bytes.resize(start + dimensions * 4, 0);
+                }
+                for (chunk, v) in bytes[start..start + dimensions * 4]
+                    .chunks_exact_mut(4)
+                    .zip(vector)
+                {
+                    chunk.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        if let Some((b, bytes)) = current {
+            self.vectors.put(wtxn, &b, &bytes)?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use roaring::RoaringBitmap;
 use crate::clip::{self, ClipRecord};
 use crate::index::{ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store};
 use crate::progress::Progress;
+use crate::scan;
 use crate::vector::{self, Form, Metric};
 use crate::with_distance;
 
@@ -166,6 +167,9 @@ fn write<D: arroy::Distance>(
     let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
     let (mut added, mut replaced) = (0u64, 0u64);
     let progress = Progress::items(None, options.quiet, "clips");
+    // Vectors for the exact scan, written in item order at the end (in blocks, so replacing a clip rewrites
+    // only its block).
+    let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
 
     let inputs: Vec<PathBuf> = if options.inputs.is_empty() {
         vec![PathBuf::from("-")]
@@ -209,6 +213,9 @@ fn write<D: arroy::Distance>(
                 }
             };
             writer.add_item(&mut wtxn, item, &vector)?;
+            let mut search_form = vector;
+            scan::prepare(settings.metric, &mut search_form);
+            vectors.insert(item, search_form);
             for label in clip.labels.iter().filter_map(|&l| u16::try_from(l).ok()) {
                 let entry = labels.entry(label).or_default();
                 entry.0.insert(item);
@@ -231,6 +238,8 @@ fn write<D: arroy::Distance>(
         bail!("nothing to index: the input holds no clips");
     }
     store.update_labels(&mut wtxn, &labels)?;
+    store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;
+    drop(vectors);
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut builder = writer.builder(&mut rng);
     if let Some(trees) = options.trees {

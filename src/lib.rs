@@ -15,5 +15,6 @@ pub mod output;
 pub mod progress;
 pub mod recommend;
 pub mod record;
+pub mod scan;
 pub mod sequence_example;
 pub mod vector;

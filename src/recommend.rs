@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::index::{ARROY_INDEX, ClipMeta, Settings, Store};
 use crate::labels;
-use crate::vector::{self, Matrix, Metric};
+use crate::scan;
+use crate::vector::{self, Metric};
 use crate::with_distance;
 
 /// Tree nodes inspected per requested neighbour when `--search-k` is not given.
@@ -68,6 +69,37 @@ pub fn run(options: &RecommendOptions) -> Result<()> {
     with_distance!(settings.metric, D => answer::<D>(&store, &settings, options))
 }
 
+/// Below this many stored floats (clips x dimensions) the default search is the exact scan, which is then both
+/// faster than the trees and exact (BENCHMARKS.md); above it, the trees.
+pub const EXACT_SCAN_LIMIT: u64 = 8 << 20;
+
+/// Queries answered together by the exact scan, so a batch reads the vectors once per group.
+const GROUP: usize = 64;
+
+/// How neighbours are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    Exact,
+    Trees(NonZeroUsize),
+}
+
+impl Search {
+    /// `--exact`, or `--search-k`, or by the index's size.
+    pub fn choose(options: &RecommendOptions, settings: &Settings) -> Search {
+        let default_k =
+            NonZeroUsize::new(options.count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
+                .unwrap_or(NonZeroUsize::MIN);
+        match (options.exact, options.search_k) {
+            (true, _) => Search::Exact,
+            (false, Some(k)) => Search::Trees(k),
+            (false, None) if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT => {
+                Search::Exact
+            }
+            (false, None) => Search::Trees(default_k),
+        }
+    }
+}
+
 fn answer<D: arroy::Distance>(
     store: &Store,
     settings: &Settings,
@@ -85,89 +117,83 @@ fn answer<D: arroy::Distance>(
         }
         Some(items)
     };
-    // The exact scan reads every vector once into contiguous memory.
-    let matrix = if options.exact {
-        let mut matrix = Matrix::new(settings.dimensions, settings.metric);
-        for entry in reader.iter(&rtxn)? {
-            let (item, vector) = entry?;
-            matrix.push(item, &vector);
-        }
-        Some(matrix)
-    } else {
-        None
+    let search = Search::choose(options, settings);
+    let matrix = match search {
+        Search::Exact => Some(store.load_vectors(&rtxn, settings)?),
+        Search::Trees(_) => None,
     };
+    // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
+    let keep: Option<Vec<bool>> = candidates.as_ref().map(|c| {
+        let mut keep = vec![false; settings.next_item as usize];
+        for item in c.iter() {
+            if let Some(k) = keep.get_mut(item as usize) {
+                *k = true;
+            }
+        }
+        keep
+    });
+
+    let nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
+        if let Some(matrix) = &matrix {
+            let queries: Vec<scan::Query> = group
+                .iter()
+                .map(|q| match q {
+                    Resolved::Item { item, .. } => scan::Query {
+                        vector: matrix.row(*item).unwrap_or_default(),
+                        exclude: Some(*item),
+                    },
+                    Resolved::Vector { vector, .. } => scan::Query {
+                        vector,
+                        exclude: None,
+                    },
+                })
+                .collect();
+            return Ok(matrix.nearest(&queries, options.count, keep.as_deref()));
+        }
+        let Search::Trees(search_k) = search else {
+            unreachable!("no matrix means trees")
+        };
+        group
+            .iter()
+            .map(|q| {
+                let hits = match q {
+                    Resolved::Item { item, .. } => {
+                        // Ask for one more: the clip itself comes back and is dropped.
+                        let mut query = reader.nns(options.count + 1);
+                        configure(&mut query, search_k, candidates.as_ref());
+                        let hits = query.by_item(&rtxn, *item)?.unwrap_or_default();
+                        hits.into_iter()
+                            .filter(|(i, _)| i != item)
+                            .take(options.count)
+                            .collect()
+                    }
+                    Resolved::Vector { vector, .. } => {
+                        let mut query = reader.nns(options.count);
+                        configure(&mut query, search_k, candidates.as_ref());
+                        query.by_vector(&rtxn, vector)?
+                    }
+                };
+                Ok(hits)
+            })
+            .collect()
+    };
+
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut search = |resolved: Resolved| -> Result<()> {
-        let (query_name, exclude, hits) = match &resolved {
-            Resolved::Item { video_id, item } => {
-                // Ask for one more: the clip itself comes back and is dropped.
-                let hits = match &matrix {
-                    Some(m) => {
-                        let vector = reader.item_vector(&rtxn, *item)?.unwrap_or_default();
-                        m.nearest(&vector, options.count + 1, |i| keep(&candidates, i))
-                    }
-                    None => {
-                        let mut q = reader.nns(options.count + 1);
-                        configure(&mut q, options, candidates.as_ref());
-                        q.by_item(&rtxn, *item)?.unwrap_or_default()
-                    }
-                };
-                (video_id.as_str(), Some(*item), hits)
-            }
-            Resolved::Vector { source, vector } => {
-                let hits = match &matrix {
-                    Some(m) => m.nearest(vector, options.count, |i| keep(&candidates, i)),
-                    None => {
-                        let mut q = reader.nns(options.count);
-                        configure(&mut q, options, candidates.as_ref());
-                        q.by_vector(&rtxn, vector)?
-                    }
-                };
-                (source.as_str(), None, hits)
-            }
-        };
-        let hits: Vec<(u32, f32)> = hits
-            .into_iter()
-            .filter(|(i, _)| Some(*i) != exclude)
-            .take(options.count)
-            .collect();
-        let metas: Vec<ClipMeta> = hits
-            .iter()
-            .map(|(item, _)| {
-                store
-                    .clips
-                    .get(&rtxn, item)?
-                    .ok_or_else(|| anyhow!("index is missing clip {item}"))
-            })
-            .collect::<Result<_>>()?;
-        let results: Vec<Hit> = hits
-            .iter()
-            .zip(&metas)
-            .enumerate()
-            .map(|(rank, ((_, distance), meta))| Hit {
-                rank: rank + 1,
-                video_id: &meta.video_id,
-                distance: *distance,
-                labels: &meta.labels,
-                label_names: meta
-                    .labels
-                    .iter()
-                    .filter_map(|&l| labels::class_name(l))
-                    .collect(),
-                start_time: meta.start_time,
-                end_time: meta.end_time,
-                url: youtube_url(&meta.video_id, meta.start_time),
-            })
-            .collect();
-        let answer = Answer {
-            query: query_name,
-            results,
-        };
-        if options.json {
-            serde_json::to_writer(&mut out, &answer)?;
-            writeln!(out)?;
-        } else {
-            write_table(&mut out, &answer, settings.metric)?;
+    let mut write = |group: &[Resolved]| -> Result<()> {
+        for (query, hits) in group.iter().zip(nearest(group)?) {
+            let name = match query {
+                Resolved::Item { video_id, .. } => video_id.as_str(),
+                Resolved::Vector { source, .. } => source.as_str(),
+            };
+            write_answer(
+                &mut out,
+                store,
+                &rtxn,
+                name,
+                &hits,
+                options.json,
+                settings.metric,
+            )?;
         }
         Ok(())
     };
@@ -190,10 +216,10 @@ fn answer<D: arroy::Distance>(
     };
 
     match &options.query {
-        Query::Id(video_id) => search(resolve_id(video_id)?)?,
+        Query::Id(video_id) => write(&[resolve_id(video_id)?])?,
         Query::EmbeddingFile(path) => {
             let (text, name) = read_input(path)?;
-            search(resolve_vector(&text, name)?)?
+            write(&[resolve_vector(&text, name)?])?
         }
         Query::Batch(path) => {
             let (reader, name): (Box<dyn BufRead>, String) = if path.as_os_str() == "-" {
@@ -203,6 +229,7 @@ fn answer<D: arroy::Distance>(
                     File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
                 (Box::new(BufReader::new(file)), path.display().to_string())
             };
+            let mut group = Vec::with_capacity(GROUP);
             for (number, line) in reader.lines().enumerate() {
                 let line = line.with_context(|| format!("cannot read {name}"))?;
                 let query = line.trim();
@@ -214,30 +241,76 @@ fn answer<D: arroy::Distance>(
                 } else {
                     resolve_id(query)
                 };
-                search(resolved.with_context(|| format!("{name}: line {}", number + 1))?)?;
+                group.push(resolved.with_context(|| format!("{name}: line {}", number + 1))?);
+                if group.len() == GROUP {
+                    write(&group)?;
+                    group.clear();
+                }
             }
+            write(&group)?;
         }
     }
     out.flush()?;
     Ok(())
 }
 
-fn keep(candidates: &Option<RoaringBitmap>, item: u32) -> bool {
-    candidates.as_ref().is_none_or(|c| c.contains(item))
-}
-
 fn configure<'a, D: arroy::Distance>(
     query: &mut arroy::QueryBuilder<'a, D>,
-    options: &RecommendOptions,
+    search_k: NonZeroUsize,
     candidates: Option<&'a RoaringBitmap>,
 ) {
-    // arroy's default budget (k x trees) gave recall@10 0.91 on bal_train; 200 x k gives 0.98 (BENCHMARKS.md).
-    let default = NonZeroUsize::new(options.count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
-        .unwrap_or(NonZeroUsize::MIN);
-    query.search_k(options.search_k.unwrap_or(default));
+    query.search_k(search_k);
     if let Some(candidates) = candidates {
         query.candidates(candidates);
     }
+}
+
+/// Writes one query's answer as a JSON line or a table.
+fn write_answer(
+    out: &mut impl Write,
+    store: &Store,
+    rtxn: &heed::RoTxn,
+    query: &str,
+    hits: &[(u32, f32)],
+    json: bool,
+    metric: Metric,
+) -> Result<()> {
+    let metas: Vec<ClipMeta> = hits
+        .iter()
+        .map(|(item, _)| {
+            store
+                .clips
+                .get(rtxn, item)?
+                .ok_or_else(|| anyhow!("index is missing clip {item}"))
+        })
+        .collect::<Result<_>>()?;
+    let results: Vec<Hit> = hits
+        .iter()
+        .zip(&metas)
+        .enumerate()
+        .map(|(rank, ((_, distance), meta))| Hit {
+            rank: rank + 1,
+            video_id: &meta.video_id,
+            distance: *distance,
+            labels: &meta.labels,
+            label_names: meta
+                .labels
+                .iter()
+                .filter_map(|&l| labels::class_name(l))
+                .collect(),
+            start_time: meta.start_time,
+            end_time: meta.end_time,
+            url: youtube_url(&meta.video_id, meta.start_time),
+        })
+        .collect();
+    let answer = Answer { query, results };
+    if json {
+        serde_json::to_writer(&mut *out, &answer)?;
+        writeln!(out)?;
+    } else {
+        write_table(out, &answer, metric)?;
+    }
+    Ok(())
 }
 
 fn read_input(path: &PathBuf) -> Result<(String, String)> {
