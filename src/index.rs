@@ -4,6 +4,7 @@
 //! and times), `labels` (label index to the set of items carrying it, for filtered queries), `vectors` (every
 //! vector in search form, in blocks of rows, for the exact scan) and `settings`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -239,25 +240,48 @@ impl Store {
         Ok(())
     }
 
-    /// Every vector in search form, row `i` holding item `i`, for the exact scan.
-    pub fn load_vectors(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Matrix> {
-        let mut data = Vec::with_capacity(settings.next_item as usize * settings.dimensions);
+    /// Every vector in search form, row `i` holding item `i`, for the exact scan: borrowed from the memory
+    /// map (no copy) on little-endian machines when LMDB's page layout leaves the floats aligned.
+    pub fn load_vectors<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Matrix<'t>> {
+        let block_len = VECTOR_BLOCK_ROWS as usize * settings.dimensions;
+        let mut blocks = Vec::new();
+        let mut values = 0;
         for entry in self.vectors.iter(rtxn)? {
             let (_, bytes) = entry?;
-            data.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
+            let floats: Cow<'t, [f32]> = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                Ok(floats) if cfg!(target_endian = "little") => Cow::Borrowed(floats),
+                _ => Cow::Owned(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            };
+            if blocks
+                .last()
+                .is_some_and(|b: &Cow<[f32]>| b.len() != block_len)
+                || floats.len() > block_len
+            {
+                bail!(
+                    "index {} is damaged: a vector block has the wrong size",
+                    self.dir.display()
+                );
+            }
+            values += floats.len();
+            blocks.push(floats);
         }
-        if data.len() != settings.next_item as usize * settings.dimensions {
+        if values != settings.next_item as usize * settings.dimensions {
             bail!(
-                "index {} is damaged: its vector table holds {} values",
-                self.dir.display(),
-                data.len()
+                "index {} is damaged: its vector table holds {values} values",
+                self.dir.display()
             );
         }
-        Ok(Matrix::new(settings.dimensions, settings.metric, data))
+        Ok(Matrix::new(
+            settings.dimensions,
+            settings.metric,
+            blocks,
+            VECTOR_BLOCK_ROWS as usize,
+        ))
     }
 
     /// Stores vectors by item in blocks of [`VECTOR_BLOCK_ROWS`]; `vectors` yields (item, vector in search

@@ -69,9 +69,11 @@ pub fn run(options: &RecommendOptions) -> Result<()> {
     with_distance!(settings.metric, D => answer::<D>(&store, &settings, options))
 }
 
-/// Below this many stored floats (clips x dimensions) the default search is the exact scan, which is then both
-/// faster than the trees and exact (BENCHMARKS.md); above it, the trees.
-pub const EXACT_SCAN_LIMIT: u64 = 8 << 20;
+/// Up to this many stored floats (clips x dimensions: about 49,000 clips of 128 dimensions) the default search
+/// is the exact scan, which is then both exact and at least as fast as the trees; above it, the trees.
+/// Measured (BENCHMARKS.md): one-shot queries break even near 50,000 clips (the scan's cost grows with the
+/// clips, the trees' barely), batches near 100,000.
+pub const EXACT_SCAN_LIMIT: u64 = 6 << 20;
 
 /// Queries answered together by the exact scan, so a batch reads the vectors once per group.
 const GROUP: usize = 64;

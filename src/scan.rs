@@ -6,6 +6,8 @@
 //! CPU has them. Queries are scanned in groups over tiles of rows that stay in cache, so a batch reads the
 //! vectors from memory once per group rather than once per query.
 
+use std::borrow::Cow;
+
 use crate::vector::Metric;
 
 /// Rows per tile: 512 x 128 floats is 256 KiB, which stays in L2 while a group of queries passes over it.
@@ -18,30 +20,43 @@ type Kernel = fn(tile: &[f32], dimensions: usize, queries: &[&[f32]], out: &mut 
 /// Queries a kernel call serves at once (see `avx2::tile_dot`).
 const QUERIES_PER_CALL: usize = 3;
 
-pub struct Matrix {
+pub struct Matrix<'a> {
     dimensions: usize,
     metric: Metric,
-    data: Vec<f32>,
+    /// Rows in blocks of `block_rows` (the last may be shorter), borrowed straight from the index's memory
+    /// map where the platform allows, so opening the vectors costs no copy.
+    blocks: Vec<Cow<'a, [f32]>>,
+    block_rows: usize,
+    rows: usize,
     kernel: Kernel,
 }
 
-impl Matrix {
-    /// `data` holds the rows in search form (see [`prepare`]), item `i` at row `i`.
-    pub fn new(dimensions: usize, metric: Metric, data: Vec<f32>) -> Self {
+impl<'a> Matrix<'a> {
+    /// `blocks` hold the rows in search form (see [`prepare`]), item `i` at row `i`, `block_rows` rows per
+    /// block.
+    pub fn new(
+        dimensions: usize,
+        metric: Metric,
+        blocks: Vec<Cow<'a, [f32]>>,
+        block_rows: usize,
+    ) -> Self {
+        let rows = blocks.iter().map(|b| b.len()).sum::<usize>() / dimensions.max(1);
         Matrix {
             dimensions,
             metric,
-            data,
+            blocks,
+            block_rows: block_rows.max(1),
+            rows,
             kernel: kernel(metric),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.data.len() / self.dimensions.max(1)
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows == 0
     }
 
     pub fn metric(&self) -> Metric {
@@ -49,8 +64,12 @@ impl Matrix {
     }
 
     pub fn row(&self, item: u32) -> Option<&[f32]> {
-        let start = item as usize * self.dimensions;
-        self.data.get(start..start + self.dimensions)
+        let (block, row) = (
+            item as usize / self.block_rows,
+            item as usize % self.block_rows,
+        );
+        let start = row * self.dimensions;
+        self.blocks.get(block)?.get(start..start + self.dimensions)
     }
 
     /// For each query, the `count` nearest items (nearest first, ties by item id) among those `keep` allows,
@@ -74,8 +93,13 @@ impl Matrix {
         let mut distances: Vec<Vec<f32>> = (0..QUERIES_PER_CALL)
             .map(|_| Vec::with_capacity(TILE_ROWS))
             .collect();
-        for (tile_index, tile) in self.data.chunks(tile_len.max(1)).enumerate() {
-            let first = tile_index * TILE_ROWS;
+        let tiles = self.blocks.iter().enumerate().flat_map(|(b, block)| {
+            block
+                .chunks(tile_len.max(1))
+                .enumerate()
+                .map(move |(t, tile)| (b * self.block_rows + t * TILE_ROWS, tile))
+        });
+        for (first, tile) in tiles {
             for start in (0..queries.len()).step_by(QUERIES_PER_CALL) {
                 let end = (start + QUERIES_PER_CALL).min(queries.len());
                 let vectors: Vec<&[f32]> = prepared[start..end].iter().map(Vec::as_slice).collect();
@@ -435,7 +459,12 @@ mod tests {
                 prepare(metric, &mut row);
                 data.extend(row);
             }
-            let matrix = Matrix::new(dims, metric, data);
+            // Blocks of 100 rows: tiles and blocks do not line up, as in a real index.
+            let blocks = data
+                .chunks(100 * dims)
+                .map(|b| Cow::Owned(b.to_vec()))
+                .collect();
+            let matrix = Matrix::new(dims, metric, blocks, 100);
             let mut expected: Vec<(u32, f32)> = rows
                 .iter()
                 .enumerate()

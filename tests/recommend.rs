@@ -390,11 +390,20 @@ fn append_in_two_halves_answers_like_one_build() {
 #[test]
 fn same_seed_gives_same_answers() {
     let (_temp, dir) = build(clips_jsonl(), &[]);
-    for query in ["xtGmrLOsjHk", "k9TtEo5P2Zc"] {
-        let a = recommend(shared_index(), &["--id", query, "--json"]);
-        let b = recommend(&dir, &["--id", query, "--json"]);
+    let (_other_temp, other_seed) = build(clips_jsonl(), &["--seed", "7"]);
+    let mut differs = false;
+    for query in ["xtGmrLOsjHk", "k9TtEo5P2Zc", "00M9FhCet6s", "bZlE16IpX7Q"] {
+        // A small search budget, so the answers depend on the trees (the default scans every clip).
+        let a = recommend(
+            shared_index(),
+            &["--id", query, "--json", "--search-k", "20"],
+        );
+        let b = recommend(&dir, &["--id", query, "--json", "--search-k", "20"]);
         assert_eq!(a.stdout, b.stdout);
+        differs |= recommend(&other_seed, &["--id", query, "--json", "--search-k", "20"]).stdout
+            != a.stdout;
     }
+    assert!(differs, "another seed builds other trees");
 }
 
 #[test]
