@@ -14,6 +14,7 @@ use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
 use crate::index::{ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store};
+use crate::output;
 use crate::progress::Progress;
 use crate::scan;
 use crate::vector::{self, Form, Metric};
@@ -86,14 +87,7 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
             );
         }
     }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (parent, name) = output::beside(dir);
     let building = tempfile::Builder::new()
         .prefix(&format!(".{name}.building-"))
         .tempdir_in(&parent)

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-use crate::record::{Chunk, StreamChunker};
+use crate::record::{Chunk, StreamChunker, read_full};
 
 /// Plain TFRecord files up to this size are read whole by a decoder thread (so reading is parallel too);
 /// larger ones are cut into chunks as they stream in, so memory stays bounded.
@@ -71,7 +71,7 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
             let size = meta.len();
             let mut head = [0u8; 512];
             let got = File::open(arg)
-                .and_then(|mut f| read_up_to(&mut f, &mut head))
+                .and_then(|mut f| read_full(&mut f, &mut head))
                 .with_context(|| format!("cannot read {}", arg.display()))?;
             let path = arg.clone();
             if is_gzip(&head[..got]) || is_tar(&head[..got]) {
@@ -109,19 +109,6 @@ fn is_gzip(head: &[u8]) -> bool {
 /// POSIX and GNU tar both carry "ustar" at offset 257 of the first header block.
 fn is_tar(head: &[u8]) -> bool {
     head.get(257..262) == Some(b"ustar")
-}
-
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A unit of decoding work, in input order.
@@ -217,13 +204,13 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
     fn stream(&mut self, name: &str, mut reader: impl Read) -> Result<()> {
         let mut head = vec![0u8; 512];
         let got =
-            read_up_to(&mut reader, &mut head).with_context(|| format!("cannot read {name}"))?;
+            read_full(&mut reader, &mut head).with_context(|| format!("cannot read {name}"))?;
         head.truncate(got);
         if is_gzip(&head) {
             let inflated = flate2::read::MultiGzDecoder::new(Cursor::new(head).chain(reader));
             let mut inflated = BufReader::with_capacity(1 << 20, inflated);
             let mut head = vec![0u8; 512];
-            let got = read_up_to(&mut inflated, &mut head)
+            let got = read_full(&mut inflated, &mut head)
                 .with_context(|| format!("{name}: damaged gzip data"))?;
             head.truncate(got);
             let inflated = Cursor::new(head.clone()).chain(inflated);

@@ -29,18 +29,11 @@ impl Output {
                 io::stdout(),
             )));
         };
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (dir, file_name) = beside(path);
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{file_name}."))
             .suffix(".partial")
-            .tempfile_in(dir)
+            .tempfile_in(&dir)
             .with_context(|| format!("cannot create output file in {}", dir.display()))?;
         // Temporary files are private (0600); the result should look like any file the user creates, or keep
         // the permissions of the file it replaces.
@@ -86,6 +79,20 @@ impl Output {
             Output::File { path, .. } => write_error(path),
         }
     }
+}
+
+/// The directory holding `path` (`.` for a bare name) and its file name: where and under what name to create a
+/// temporary sibling that is later renamed over `path` (a rename is atomic only within one file system).
+pub fn beside(path: &Path) -> (PathBuf, String) {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, name)
 }
 
 fn write_error(path: &Path) -> String {

@@ -314,38 +314,34 @@ fn corrupt_records_stop_the_run_or_are_skipped() {
     let original = std::fs::read(fixture_data().join("eval/40.tfrecord")).unwrap();
     let offsets = record_offsets(&original);
     assert_eq!(offsets.len(), 10);
-    let all = run(&[
-        Path::new("ingest"),
-        Path::new("--music"),
-        Path::new("all"),
-        &fixture_data().join("eval/40.tfrecord"),
-    ]);
-    let all_ids: Vec<Value> = all.lines().iter().map(|c| c["video_id"].clone()).collect();
+    // Every clip of the file, with or without --skip-corrupt.
+    let ingest_all = |path: &Path, skip: bool| {
+        let mut args = vec![
+            Path::new("ingest"),
+            Path::new("--music"),
+            Path::new("all"),
+            path,
+        ];
+        if skip {
+            args.push(Path::new("--skip-corrupt"));
+        }
+        run(&args)
+    };
+    let all_ids: Vec<Value> = ingest_all(&fixture_data().join("eval/40.tfrecord"), false)
+        .lines()
+        .iter()
+        .map(|c| c["video_id"].clone())
+        .collect();
     assert_eq!(all_ids.len(), 10);
 
     // A flipped byte inside the fourth record's data.
     let (_temp, path) = damaged_copy(|b| b[offsets[3] + 12 + 50] ^= 0x40);
-    let failed = run(&[
-        Path::new("ingest"),
-        Path::new("--music"),
-        Path::new("all"),
-        &path,
-    ]);
-    failed.assert_error(
+    let name = path.display().to_string();
+    ingest_all(&path, false).assert_error(
         1,
-        &[
-            &path.display().to_string(),
-            &format!("record at byte {}", offsets[3]),
-            "checksum",
-        ],
+        &[&name, &format!("record at byte {}", offsets[3]), "checksum"],
     );
-    let skipped = run(&[
-        Path::new("ingest"),
-        Path::new("--music"),
-        Path::new("all"),
-        Path::new("--skip-corrupt"),
-        &path,
-    ]);
+    let skipped = ingest_all(&path, true);
     skipped.assert_ok();
     let ids: Vec<Value> = skipped
         .lines()
@@ -360,35 +356,24 @@ fn corrupt_records_stop_the_run_or_are_skipped() {
         "{}",
         skipped.stderr
     );
-    assert!(skipped.stderr.contains(&format!(
-        "warning: {}: record at byte {}",
-        path.display(),
-        offsets[3]
-    )));
+    assert!(
+        skipped
+            .stderr
+            .contains(&format!("warning: {name}: record at byte {}", offsets[3]))
+    );
 
     // A truncated tail: the last record loses its last 100 bytes.
     let (_temp, path) = damaged_copy(|b| b.truncate(b.len() - 100));
-    let failed = run(&[
-        Path::new("ingest"),
-        Path::new("--music"),
-        Path::new("all"),
-        &path,
-    ]);
-    failed.assert_error(
+    let name = path.display().to_string();
+    ingest_all(&path, false).assert_error(
         1,
         &[
-            &path.display().to_string(),
+            &name,
             &format!("record at byte {}", offsets[9]),
             "truncated",
         ],
     );
-    let skipped = run(&[
-        Path::new("ingest"),
-        Path::new("--music"),
-        Path::new("all"),
-        Path::new("--skip-corrupt"),
-        &path,
-    ]);
+    let skipped = ingest_all(&path, true);
     skipped.assert_ok();
     assert_eq!(skipped.lines().len(), 9);
     assert!(
