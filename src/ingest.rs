@@ -153,7 +153,9 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
             }
             Ok(())
         })();
-        // Dropping the receiver (by leaving the loop above) tells the producer to stop.
+        // Dropping the receiver tells the producer to stop: after an error (a corrupt record, a closed output
+        // pipe) it may be waiting to hand over its next batch, and would wait forever.
+        drop(receiver);
         let produced = producer
             .join()
             .map_err(|_| anyhow!("the input reader thread panicked"))?;

@@ -439,3 +439,72 @@ fn missing_and_empty_inputs_are_clear_errors() {
     run(&[Path::new("ingest"), &missing]).assert_error(1, &["cannot read", "nope.tfrecord"]);
     run(&[Path::new("ingest"), temp.path()]).assert_error(1, &["no .tfrecord files under"]);
 }
+
+/// A directory of many copies of the fixture files (more than the batches in flight), optionally with a corrupt
+/// file first.
+fn many_files(corrupt_first: bool) -> tempfile::TempDir {
+    let temp = tempfile::tempdir().unwrap();
+    let sources: Vec<_> = std::fs::read_dir(fixture_data().join("bal_train"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for copy in 0..3 {
+        for source in &sources {
+            let name = format!("{copy}-{}", source.file_name().unwrap().to_string_lossy());
+            std::fs::copy(source, temp.path().join(name)).unwrap();
+        }
+    }
+    if corrupt_first {
+        std::fs::write(
+            temp.path().join("0-0-first.tfrecord"),
+            b"not a tfrecord at all",
+        )
+        .unwrap();
+    }
+    temp
+}
+
+/// Runs ingest on `dir` with stdout read by `reader`, failing the test if it does not finish in 60 s.
+fn ingest_with_deadline(
+    dir: &Path,
+    reader: impl FnOnce(std::process::ChildStdout),
+) -> std::process::ExitStatus {
+    let mut child = soundalike()
+        .args([Path::new("ingest"), Path::new("-q"), dir])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    reader(child.stdout.take().unwrap());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("ingest did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn early_stops_end_the_run_promptly() {
+    // The reader closes the pipe after one line, as `head -n 1` does: a quiet, successful end.
+    let dir = many_files(false);
+    let status = ingest_with_deadline(dir.path(), |stdout| {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("{\"video_id\":"));
+    });
+    assert_eq!(status.code(), Some(0));
+
+    // A corrupt first file of many: exit 1 without reading the rest.
+    let dir = many_files(true);
+    let status = ingest_with_deadline(dir.path(), |stdout| drop(stdout));
+    assert_eq!(status.code(), Some(1));
+}
