@@ -505,6 +505,6 @@ fn early_stops_end_the_run_promptly() {
 
     // A corrupt first file of many: exit 1 without reading the rest.
     let dir = many_files(true);
-    let status = ingest_with_deadline(dir.path(), |stdout| drop(stdout));
+    let status = ingest_with_deadline(dir.path(), drop);
     assert_eq!(status.code(), Some(1));
 }
