@@ -227,10 +227,10 @@ fn write<D: arroy::Distance>(
             Ok(())
         })?;
     }
-    progress.finish();
     if settings.clips == 0 {
         bail!("nothing to index: the input holds no clips");
     }
+    progress.stage("read; building the trees");
     store.update_labels(&mut wtxn, &labels)?;
     store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;
     drop(vectors);
@@ -242,7 +242,9 @@ fn write<D: arroy::Distance>(
     builder.build(&mut wtxn)?;
     settings.trees = arroy::Reader::<D>::open(&wtxn, ARROY_INDEX, store.arroy::<D>())?.n_trees();
     store.write_settings(&mut wtxn, &settings)?;
+    progress.stage("read; writing to disk");
     wtxn.commit().context("cannot commit the index")?;
+    progress.finish();
     Ok(Built {
         clips: settings.clips,
         added,

@@ -26,8 +26,8 @@ impl Progress {
         Self::new(
             total,
             quiet,
-            &format!("{{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)"),
-            &format!("{{pos}} {what} ({{per_sec}})"),
+            &format!("{{pos}}/{{len}} {what} ({{eta}} left) {{msg}}"),
+            &format!("{{pos}} {what} ({{elapsed}}) {{msg}}"),
         )
     }
 
@@ -59,6 +59,11 @@ impl Progress {
 
     pub fn inc(&self, delta: u64) {
         self.bar.inc(delta);
+    }
+
+    /// Says what the long work is doing now (shown after the count).
+    pub fn stage(&self, message: &'static str) {
+        self.bar.set_message(message);
     }
 
     /// Prints a line on stderr without tearing the bar (nothing with `--quiet`).
