@@ -1,0 +1,32 @@
+//! Entry points shared by the fuzz targets (`fuzz/`) and by `tests/fuzz_regressions.rs`, which replays every
+//! saved input on stable Rust, so what fuzzing found stays guarded in CI.
+
+use crate::clip;
+use crate::recommend;
+use crate::record::Records;
+use crate::sequence_example;
+use crate::vector::{self, Form};
+
+/// Frames `data` as a TFRecord stream and as one record, decodes what it can, and writes any clip as JSON.
+pub fn record(data: &[u8]) {
+    let mut out = Vec::new();
+    for record in Records::new(data, 0).flatten() {
+        if let Ok(clip) = sequence_example::decode(record.1) {
+            clip::write_json(&mut out, &clip, 10);
+        }
+    }
+    if let Ok(clip) = sequence_example::decode(data) {
+        clip::write_json(&mut out, &clip, clip.frames.len());
+    }
+}
+
+/// Parses `data` as an embedding file and turns it into vectors of both forms.
+pub fn embedding(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(rows) = recommend::embedding_rows(&text) {
+        for start in [0, 1] {
+            let _ = vector::from_rows(&rows, start, 10, Form::Mean);
+            let _ = vector::from_rows(&rows, start, 2, Form::Flat);
+        }
+    }
+}
