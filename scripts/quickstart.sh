@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
-bin=target/release/soundalike
+bin="${CARGO_TARGET_DIR:-target}/release/soundalike"
 out=${OUT:-target/quickstart}
 mkdir -p "$out"
 
