@@ -120,9 +120,13 @@ fn answer<D: arroy::Distance>(
         Some(items)
     };
     let search = Search::choose(options, settings);
-    let matrix = match search {
-        Search::Exact => Some(store.load_vectors(&rtxn, settings)?),
-        Search::Trees(_) => None,
+    // The vectors, for the exact scan; the trees' search budget otherwise.
+    let (matrix, search_k) = match search {
+        Search::Exact => (
+            Some(store.load_vectors(&rtxn, settings)?),
+            NonZeroUsize::MIN,
+        ),
+        Search::Trees(search_k) => (None, search_k),
     };
     // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
     let keep: Option<Vec<bool>> = candidates.as_ref().map(|c| {
@@ -152,9 +156,6 @@ fn answer<D: arroy::Distance>(
                 .collect();
             return Ok(matrix.nearest(&queries, options.count, keep.as_deref()));
         }
-        let Search::Trees(search_k) = search else {
-            unreachable!("no matrix means trees")
-        };
         group
             .iter()
             .map(|q| {
