@@ -503,3 +503,50 @@ fn an_index_of_another_format_version_is_refused() {
     recommend(&dir, &["--id", "xtGmrLOsjHk"]).assert_error(1, &["format version 999", "rebuild"]);
     run(&["info", "--index", dir.to_str().unwrap()]).assert_error(1, &["format version 999"]);
 }
+
+#[test]
+fn a_killed_rebuild_leaves_the_old_index_whole() {
+    let (temp, dir) = build(clips_jsonl(), &[]);
+    let before = recommend(&dir, &["--id", "xtGmrLOsjHk", "--json"]).stdout;
+    // A larger input, so the rebuild is still running when it is killed: the fixture clips 25 times over.
+    let text = String::from_utf8(clips_jsonl().to_vec()).unwrap();
+    let mut big = String::new();
+    for copy in 0..25 {
+        for line in text.lines() {
+            big.push_str(&line.replacen("\"video_id\":\"", &format!("\"video_id\":\"{copy}-"), 1));
+            big.push('\n');
+        }
+    }
+    let input = temp.path().join("big.jsonl");
+    std::fs::write(&input, big).unwrap();
+    for delay_ms in [20, 150, 400] {
+        let mut child = soundalike()
+            .args([
+                "index",
+                "-q",
+                "--index",
+                dir.to_str().unwrap(),
+                input.to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        let after = recommend(&dir, &["--id", "xtGmrLOsjHk", "--json"]);
+        after.assert_ok();
+        if status.code().is_none() {
+            // Killed before the swap: the old index answers exactly as before.
+            assert_eq!(after.stdout, before, "killed after {delay_ms} ms");
+        }
+        let info: Value = serde_json::from_slice(
+            &run(&["info", "--json", "--index", dir.to_str().unwrap()]).stdout,
+        )
+        .unwrap();
+        let clips = info["settings"]["clips"].as_u64().unwrap();
+        assert!(
+            clips == 779 || clips == 779 * 25,
+            "old or new index, never a mix: {clips}"
+        );
+    }
+}
