@@ -144,16 +144,24 @@ fn answer<D: arroy::Distance>(
             let queries: Vec<scan::Query> = group
                 .iter()
                 .map(|q| match q {
-                    Resolved::Item { item, .. } => scan::Query {
-                        vector: matrix.row(*item).unwrap_or_default(),
-                        exclude: Some(*item),
-                    },
-                    Resolved::Vector { vector, .. } => scan::Query {
+                    Resolved::Item { item, .. } => {
+                        let vector = matrix.row(*item).ok_or_else(|| {
+                            anyhow!(
+                                "index {} is damaged: no vector for clip {item}",
+                                store.dir.display()
+                            )
+                        })?;
+                        Ok(scan::Query {
+                            vector,
+                            exclude: Some(*item),
+                        })
+                    }
+                    Resolved::Vector { vector, .. } => Ok(scan::Query {
                         vector,
                         exclude: None,
-                    },
+                    }),
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             return Ok(matrix.nearest(&queries, options.count, keep.as_deref()));
         }
         group

@@ -27,7 +27,6 @@ pub struct Matrix<'a> {
     /// map where the platform allows, so opening the vectors costs no copy.
     blocks: Vec<Cow<'a, [f32]>>,
     block_rows: usize,
-    rows: usize,
     kernel: Kernel,
 }
 
@@ -40,27 +39,13 @@ impl<'a> Matrix<'a> {
         blocks: Vec<Cow<'a, [f32]>>,
         block_rows: usize,
     ) -> Self {
-        let rows = blocks.iter().map(|b| b.len()).sum::<usize>() / dimensions.max(1);
         Matrix {
             dimensions,
             metric,
             blocks,
             block_rows: block_rows.max(1),
-            rows,
             kernel: kernel(metric),
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    pub fn metric(&self) -> Metric {
-        self.metric
     }
 
     pub fn row(&self, item: u32) -> Option<&[f32]> {
@@ -84,6 +69,8 @@ impl<'a> Matrix<'a> {
             .iter()
             .map(|q| {
                 let mut v = q.vector.to_vec();
+                // The SIMD kernels read `dimensions` values of every query: make sure they are there.
+                v.resize(self.dimensions, 0.0);
                 prepare(self.metric, &mut v);
                 v
             })
