@@ -145,7 +145,9 @@ fn read_clips(source: &Path, music_only: bool) -> Result<Vec<Clip>> {
             let (_, data) = record.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let clip = sequence_example::decode(data)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            if music_only && !music.matches_any(&clip.labels) {
+            // With --music-only every generated clip is one that `ingest` keeps by default: music, and at
+            // least 10 frames long, so N generated clips are N music clips.
+            if music_only && (!music.matches_any(&clip.labels) || clip.frames.len() < 10) {
                 continue;
             }
             clips.push(Clip {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
 
 use crate::error::UsageError;
+use crate::evaluate::{self, EvaluateOptions, QueryCount};
 use crate::indexing::{self, IndexOptions};
 use crate::info;
 use crate::ingest::{self, Format, IngestOptions};
@@ -37,6 +38,8 @@ pub enum Command {
     Recommend(RecommendArgs),
     /// Show an index's settings, size and most common labels.
     Info(InfoArgs),
+    /// Measure an index's recall, label precision and latency on a seeded sample of its own clips.
+    Evaluate(EvaluateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +138,50 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+
+    /// How many query clips to sample (with --seed) from those with a music label other than Music, or "all".
+    #[arg(long, default_value = "1000", value_name = "N|all", value_parser = parse_query_count)]
+    pub queries: QueryCount,
+
+    /// Neighbours per query.
+    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+
+    /// Also measure the trees with this many nodes inspected per query (repeatable).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub search_k: Vec<u64>,
+
+    /// Seed for the sample of queries.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Write the queries' video_ids here, one per line, to replay them with `recommend --batch`.
+    #[arg(long, value_name = "FILE")]
+    pub save_queries: Option<PathBuf>,
+
+    /// One JSON object (an array of them when --search-k is given).
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_query_count(text: &str) -> Result<QueryCount, String> {
+    if text == "all" {
+        return Ok(QueryCount::All);
+    }
+    text.parse::<NonZeroUsize>()
+        .map(QueryCount::Sample)
+        .map_err(|_| format!("expected a number of queries (1 or more) or \"all\", got {text:?}"))
+}
+
 fn parse_label(text: &str) -> Result<u16, String> {
     labels::resolve_label(text).map_err(|e| e.to_string())
 }
@@ -231,5 +278,19 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Info(args) => info::run(&args.index, args.json),
+        Command::Evaluate(args) => evaluate::run(&EvaluateOptions {
+            dir: args.index,
+            queries: args.queries,
+            count: args.count as usize,
+            search_k: args
+                .search_k
+                .iter()
+                .filter_map(|&k| NonZeroUsize::new(k as usize))
+                .collect(),
+            seed: args.seed,
+            save_queries: args.save_queries,
+            json: args.json,
+            quiet: args.quiet,
+        }),
     }
 }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod clip;
 pub mod error;
+pub mod evaluate;
 pub mod fuzzing;
 pub mod index;
 pub mod indexing;

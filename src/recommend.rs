@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::index::{ARROY_INDEX, ClipMeta, Settings, Store};
 use crate::labels;
-use crate::scan;
+use crate::scan::{self, Matrix};
 use crate::vector::{self, Metric};
 use crate::with_distance;
 
@@ -75,8 +75,6 @@ pub fn run(options: &RecommendOptions) -> Result<()> {
 /// clips, the trees' barely), batches near 100,000.
 pub const EXACT_SCAN_LIMIT: u64 = 6 << 20;
 
-/// Queries answered together by the exact scan, so a batch reads the vectors once per group.
-const GROUP: usize = 64;
 
 /// How neighbours are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +84,16 @@ pub enum Search {
 }
 
 impl Search {
-    /// `--exact`, or `--search-k`, or by the index's size.
-    pub fn choose(options: &RecommendOptions, settings: &Settings) -> Search {
-        let default_k =
-            NonZeroUsize::new(options.count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
-                .unwrap_or(NonZeroUsize::MIN);
-        match (options.exact, options.search_k) {
+    /// `--exact`, or `--search-k`, or by the index's size (and `count`, the neighbours asked for).
+    pub fn choose(
+        exact: bool,
+        search_k: Option<NonZeroUsize>,
+        count: usize,
+        settings: &Settings,
+    ) -> Search {
+        let default_k = NonZeroUsize::new(count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
+            .unwrap_or(NonZeroUsize::MIN);
+        match (exact, search_k) {
             (true, _) => Search::Exact,
             (false, Some(k)) => Search::Trees(k),
             (false, None) if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT => {
@@ -119,7 +121,7 @@ fn answer<D: arroy::Distance>(
         }
         Some(items)
     };
-    let search = Search::choose(options, settings);
+    let search = Search::choose(options.exact, options.search_k, options.count, settings);
     // The vectors, for the exact scan; the trees' search budget otherwise.
     let (matrix, search_k) = match search {
         Search::Exact => (
@@ -144,18 +146,7 @@ fn answer<D: arroy::Distance>(
             let queries: Vec<scan::Query> = group
                 .iter()
                 .map(|q| match q {
-                    Resolved::Item { item, .. } => {
-                        let vector = matrix.row(*item).ok_or_else(|| {
-                            anyhow!(
-                                "index {} is damaged: no vector for clip {item}",
-                                store.dir.display()
-                            )
-                        })?;
-                        Ok(scan::Query {
-                            vector,
-                            exclude: Some(*item),
-                        })
-                    }
+                    Resolved::Item { item, .. } => item_query(matrix, *item, store),
                     Resolved::Vector { vector, .. } => Ok(scan::Query {
                         vector,
                         exclude: None,
@@ -166,25 +157,20 @@ fn answer<D: arroy::Distance>(
         }
         group
             .iter()
-            .map(|q| {
-                let hits = match q {
-                    Resolved::Item { item, .. } => {
-                        // Ask for one more: the clip itself comes back and is dropped.
-                        let mut query = reader.nns(options.count + 1);
-                        configure(&mut query, search_k, candidates.as_ref());
-                        let hits = query.by_item(&rtxn, *item)?.unwrap_or_default();
-                        hits.into_iter()
-                            .filter(|(i, _)| i != item)
-                            .take(options.count)
-                            .collect()
-                    }
-                    Resolved::Vector { vector, .. } => {
-                        let mut query = reader.nns(options.count);
-                        configure(&mut query, search_k, candidates.as_ref());
-                        query.by_vector(&rtxn, vector)?
-                    }
-                };
-                Ok(hits)
+            .map(|q| match q {
+                Resolved::Item { item, .. } => tree_neighbours_of_item(
+                    &reader,
+                    &rtxn,
+                    *item,
+                    options.count,
+                    search_k,
+                    candidates.as_ref(),
+                ),
+                Resolved::Vector { vector, .. } => {
+                    let mut query = reader.nns(options.count);
+                    configure(&mut query, search_k, candidates.as_ref());
+                    Ok(query.by_vector(&rtxn, vector)?)
+                }
             })
             .collect()
     };
@@ -240,7 +226,9 @@ fn answer<D: arroy::Distance>(
                     File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
                 (Box::new(BufReader::new(file)), path.display().to_string())
             };
-            let mut group = Vec::with_capacity(GROUP);
+            // Enough queries at a time for the exact scan to give each thread a group.
+            let group_size = scan::GROUP * rayon::current_num_threads();
+            let mut group = Vec::with_capacity(group_size);
             for (number, line) in reader.lines().enumerate() {
                 let line = line.with_context(|| format!("cannot read {name}"))?;
                 let query = line.trim();
@@ -253,7 +241,7 @@ fn answer<D: arroy::Distance>(
                     resolve_id(query)
                 };
                 group.push(resolved.with_context(|| format!("{name}: line {}", number + 1))?);
-                if group.len() == GROUP {
+                if group.len() == group_size {
                     write(&group)?;
                     group.clear();
                 }
@@ -263,6 +251,40 @@ fn answer<D: arroy::Distance>(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
+pub(crate) fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<scan::Query<'m>> {
+    let vector = matrix.row(item).ok_or_else(|| {
+        anyhow!(
+            "index {} is damaged: no vector for clip {item}",
+            store.dir.display()
+        )
+    })?;
+    Ok(scan::Query {
+        vector,
+        exclude: Some(item),
+    })
+}
+
+/// The trees' `count` nearest neighbours of a clip of the index, the clip itself left out.
+pub(crate) fn tree_neighbours_of_item<D: arroy::Distance>(
+    reader: &arroy::Reader<D>,
+    rtxn: &heed::RoTxn,
+    item: u32,
+    count: usize,
+    search_k: NonZeroUsize,
+    candidates: Option<&RoaringBitmap>,
+) -> Result<Vec<(u32, f32)>> {
+    // Ask for one more: the clip itself comes back and is dropped.
+    let mut query = reader.nns(count + 1);
+    configure(&mut query, search_k, candidates);
+    let hits = query.by_item(rtxn, item)?.unwrap_or_default();
+    Ok(hits
+        .into_iter()
+        .filter(|(i, _)| *i != item)
+        .take(count)
+        .collect())
 }
 
 fn configure<'a, D: arroy::Distance>(

@@ -8,7 +8,12 @@
 
 use std::borrow::Cow;
 
+use rayon::prelude::*;
+
 use crate::vector::Metric;
+
+/// Queries scanned together: each group reads the vectors once (tile by tile), and groups run in parallel.
+pub const GROUP: usize = 64;
 
 /// Rows per tile: 512 x 128 floats is 256 KiB, which stays in L2 while a group of queries passes over it.
 const TILE_ROWS: usize = 512;
@@ -58,8 +63,27 @@ impl<'a> Matrix<'a> {
     }
 
     /// For each query, the `count` nearest items (nearest first, ties by item id) among those `keep` allows,
-    /// other than the query's `exclude` item; distances on the scale the index reports.
+    /// other than the query's `exclude` item; distances on the scale the index reports. Many queries are
+    /// answered in parallel, in groups of [`GROUP`], each group reading the vectors once.
     pub fn nearest(
+        &self,
+        queries: &[Query<'_>],
+        count: usize,
+        keep: Option<&[bool]>,
+    ) -> Vec<Vec<(u32, f32)>> {
+        if queries.len() <= GROUP {
+            return self.nearest_group(queries, count, keep);
+        }
+        queries
+            .par_chunks(GROUP)
+            .map(|group| self.nearest_group(group, count, keep))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    fn nearest_group(
         &self,
         queries: &[Query<'_>],
         count: usize,

@@ -550,3 +550,150 @@ fn a_killed_rebuild_leaves_the_old_index_whole() {
         );
     }
 }
+
+/// The music labels other than "Music" (137): what makes a neighbour relevant for label precision.
+fn relevant_labels() -> std::collections::HashSet<i64> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data/music_label_indices.txt"),
+    )
+    .unwrap();
+    text.lines()
+        .filter_map(|l| l.trim().parse::<i64>().ok())
+        .filter(|&l| l != 137)
+        .collect()
+}
+
+fn evaluate(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["evaluate", "--index", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+#[test]
+fn evaluate_agrees_with_recommend_batch() {
+    let dir = shared_index();
+    let temp = tempfile::tempdir().unwrap();
+    let queries = temp.path().join("queries.txt");
+    let run = evaluate(
+        dir,
+        &[
+            "--queries",
+            "all",
+            "--search-k",
+            "30",
+            "--json",
+            "--save-queries",
+            queries.to_str().unwrap(),
+        ],
+    );
+    run.assert_ok();
+    let reports: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let reports = reports.as_array().expect("an array: the default and one --search-k");
+    assert_eq!(reports.len(), 2);
+
+    // The queries: every fixture clip with a music label other than 137.
+    let relevant = relevant_labels();
+    let labels: std::collections::HashMap<String, Vec<i64>> = clips()
+        .iter()
+        .map(|c| {
+            let labels = c["labels"].as_array().unwrap().iter();
+            (
+                c["video_id"].as_str().unwrap().to_string(),
+                labels.map(|l| l.as_i64().unwrap()).collect(),
+            )
+        })
+        .collect();
+    let saved: Vec<String> = std::fs::read_to_string(&queries)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut expected: Vec<&String> = labels
+        .iter()
+        .filter(|(_, l)| l.iter().any(|l| relevant.contains(l)))
+        .map(|(id, _)| id)
+        .collect();
+    expected.sort();
+    let mut sorted: Vec<&String> = saved.iter().collect();
+    sorted.sort();
+    assert_eq!(sorted, expected, "--queries all is every eligible clip");
+
+    let q = queries.to_str().unwrap();
+    let exact = recommend(dir, &["--batch", q, "--json", "--exact"]);
+    exact.assert_ok();
+    let exact = exact.lines();
+    for (report, extra) in reports.iter().zip([&[][..], &["--search-k", "30"][..]]) {
+        let mut args = vec!["--batch", q, "--json"];
+        args.extend_from_slice(extra);
+        let got = recommend(dir, &args);
+        got.assert_ok();
+        let got = got.lines();
+        assert_eq!(got.len(), saved.len());
+        let (mut found, mut relevant_hits) = (0, 0);
+        for ((answer, truth), query) in got.iter().zip(&exact).zip(&saved) {
+            let truth_ids = ids(truth);
+            found += ids(answer).iter().filter(|id| truth_ids.contains(id)).count();
+            let wanted: Vec<i64> = labels[query]
+                .iter()
+                .copied()
+                .filter(|l| relevant.contains(l))
+                .collect();
+            relevant_hits += answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    r["labels"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|l| wanted.contains(&l.as_i64().unwrap()))
+                })
+                .count();
+        }
+        let recall = found as f64 / (10 * saved.len()) as f64;
+        let precision = relevant_hits as f64 / (10 * saved.len()) as f64;
+        assert_eq!(report["queries"], saved.len());
+        assert!((report["recall"].as_f64().unwrap() - recall).abs() < 1e-9, "{report} vs recall {recall}");
+        assert!(
+            (report["label_precision"].as_f64().unwrap() - precision).abs() < 1e-9,
+            "{report} vs precision {precision}"
+        );
+        let latency = &report["latency_ms"];
+        assert!(latency["p50"].as_f64().unwrap() <= latency["p95"].as_f64().unwrap());
+        assert!(latency["p95"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
+        assert!(report["qps"].as_f64().unwrap() > 0.0);
+    }
+    // At the fixtures' size the default search is the exact scan; 30 nodes of the trees miss some neighbours.
+    assert_eq!(reports[0]["search"], "exact");
+    assert_eq!(reports[0]["recall"], 1.0);
+    assert_eq!(reports[1]["search_k"], 30);
+    assert!(reports[1]["recall"].as_f64().unwrap() < 1.0);
+}
+
+#[test]
+fn evaluate_samples_are_seeded() {
+    let dir = shared_index();
+    let temp = tempfile::tempdir().unwrap();
+    let saved = |name: &str, seed: &str| {
+        let path = temp.path().join(name);
+        let run = evaluate(
+            dir,
+            &["--queries", "50", "--seed", seed, "--json", "--save-queries", path.to_str().unwrap()],
+        );
+        run.assert_ok();
+        let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(report["queries"], 50, "one object without --search-k: {report}");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let first = saved("a", "7");
+    assert_eq!(first.lines().count(), 50);
+    assert_eq!(saved("b", "7"), first, "the same seed gives the same queries");
+    assert_ne!(saved("c", "8"), first, "another seed gives other queries");
+
+    let zero = evaluate(dir, &["--queries", "0"]);
+    assert_eq!(zero.code, 2, "a usage error: {}", zero.stderr);
+    assert!(zero.stderr.starts_with("error: invalid value '0' for '--queries"), "{}", zero.stderr);
+    let missing = temp.path().join("none");
+    evaluate(&missing, &[]).assert_error(1, &["no index"]);
+}

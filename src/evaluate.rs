@@ -1,0 +1,338 @@
+//! `evaluate`: how good and how fast an index's answers are, measured on a seeded sample of its own clips.
+//!
+//! The exact scan is the ground truth. For the default search and each `--search-k` given: recall@k against it,
+//! label precision@k (the share of neighbours carrying one of the query's music labels other than "Music",
+//! `../shared/notes/audioset.md`), and the latency of each query. Queries are timed one at a time on one thread,
+//! with the index already open: what a batch pays per query, without process start and JSON output.
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use roaring::RoaringBitmap;
+use serde::Serialize;
+
+use crate::index::{ARROY_INDEX, Settings, Store};
+use crate::labels::{self, LabelSet};
+use crate::output::Output;
+use crate::progress::Progress;
+use crate::recommend::{Search, item_query, tree_neighbours_of_item};
+use crate::scan::Query;
+use crate::with_distance;
+
+/// How many query clips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryCount {
+    Sample(NonZeroUsize),
+    All,
+}
+
+pub struct EvaluateOptions {
+    pub dir: PathBuf,
+    pub queries: QueryCount,
+    pub count: usize,
+    /// Tree searches to measure besides the default.
+    pub search_k: Vec<NonZeroUsize>,
+    pub seed: u64,
+    /// Where to write the sampled queries' video_ids, one per line (a `recommend --batch` file).
+    pub save_queries: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// The figures for one way of searching.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub k: usize,
+    pub queries: usize,
+    /// "exact" or "trees".
+    pub search: &'static str,
+    /// The trees' budget; `None` for the exact scan.
+    pub search_k: Option<usize>,
+    /// Whether this is what `recommend` does without `--exact` or `--search-k`.
+    pub default: bool,
+    pub recall: f64,
+    pub label_precision: f64,
+    pub latency_ms: Latency,
+    pub qps: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+pub fn run(options: &EvaluateOptions) -> Result<()> {
+    let (store, settings) = Store::open(&options.dir)?;
+    let reports =
+        with_distance!(settings.metric, D => evaluate::<D>(&store, &settings, options))?;
+    let mut out = std::io::stdout().lock();
+    if options.json {
+        if let [report] = &reports[..] {
+            serde_json::to_writer(&mut out, report)?;
+        } else {
+            serde_json::to_writer(&mut out, &reports)?;
+        }
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &reports)?;
+    }
+    Ok(())
+}
+
+/// One query clip: its item and the music labels (other than "Music") that make a neighbour relevant.
+struct QueryClip {
+    item: u32,
+    video_id: String,
+    relevant: Vec<i64>,
+}
+
+fn evaluate<D: arroy::Distance>(
+    store: &Store,
+    settings: &Settings,
+    options: &EvaluateOptions,
+) -> Result<Vec<Report>> {
+    let rtxn = store.env.read_txn()?;
+    let reader = arroy::Reader::<D>::open(&rtxn, ARROY_INDEX, store.arroy::<D>())
+        .map_err(|e| anyhow!("cannot read index {}: {e}", store.dir.display()))?;
+    let clips = sample(store, &rtxn, options)?;
+    if let Some(path) = &options.save_queries {
+        let mut file = Output::create(Some(path))?;
+        for clip in &clips {
+            file.put(clip.video_id.as_bytes())?;
+            file.put(b"\n")?;
+        }
+        file.finish()?;
+    }
+
+    let progress = Progress::items(Some(clips.len() as u64), options.quiet, "queries");
+    progress.stage("exact scan (ground truth)");
+    let matrix = store.load_vectors(&rtxn, settings)?;
+    let queries: Vec<Query> = clips
+        .iter()
+        .map(|c| item_query(&matrix, c.item, store))
+        .collect::<Result<_>>()?;
+    // All queries at once: the scan runs them in parallel groups.
+    let truth = matrix.nearest(&queries, options.count, None);
+
+    let default = Search::choose(false, None, options.count, settings);
+    let mut searches = vec![default];
+    searches.extend(options.search_k.iter().map(|&k| Search::Trees(k)));
+    let mut reports = Vec::with_capacity(searches.len());
+    for (n, &search) in searches.iter().enumerate() {
+        progress.set(0);
+        progress.stage(match search {
+            Search::Exact => "timing the exact scan",
+            Search::Trees(_) => "timing the trees",
+        });
+        let mut latencies = Vec::with_capacity(clips.len());
+        let mut answers = Vec::with_capacity(clips.len());
+        let started = Instant::now();
+        for (clip, query) in clips.iter().zip(&queries) {
+            let begun = Instant::now();
+            let hits = match search {
+                Search::Exact => matrix
+                    .nearest(std::slice::from_ref(query), options.count, None)
+                    .pop()
+                    .unwrap_or_default(),
+                Search::Trees(search_k) => tree_neighbours_of_item(
+                    &reader,
+                    &rtxn,
+                    clip.item,
+                    options.count,
+                    search_k,
+                    None,
+                )?,
+            };
+            latencies.push(begun.elapsed());
+            answers.push(hits);
+            progress.inc(1);
+        }
+        let total = started.elapsed();
+        reports.push(Report {
+            k: options.count,
+            queries: clips.len(),
+            search: match search {
+                Search::Exact => "exact",
+                Search::Trees(_) => "trees",
+            },
+            search_k: match search {
+                Search::Exact => None,
+                Search::Trees(k) => Some(k.get()),
+            },
+            default: n == 0,
+            recall: recall(&answers, &truth),
+            label_precision: label_precision(store, &rtxn, &clips, &answers, options.count)?,
+            latency_ms: percentiles(&mut latencies),
+            qps: clips.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE),
+        });
+    }
+    progress.finish();
+    Ok(reports)
+}
+
+/// The query clips: every clip with a music label other than "Music", or a seeded sample of them.
+fn sample(store: &Store, rtxn: &heed::RoTxn, options: &EvaluateOptions) -> Result<Vec<QueryClip>> {
+    let music = LabelSet::music_ontology();
+    let mut eligible = RoaringBitmap::new();
+    for label in music.indices().filter(|&l| l != labels::MUSIC) {
+        eligible |= store.label_items(rtxn, label)?;
+    }
+    if eligible.is_empty() {
+        bail!(
+            "index {} has no clip with a music label other than Music (137) to evaluate with",
+            store.dir.display()
+        );
+    }
+    let mut items: Vec<u32> = eligible.iter().collect();
+    if let QueryCount::Sample(n) = options.queries {
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let (chosen, _) = items.partial_shuffle(&mut rng, n.get());
+        items = chosen.to_vec();
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let meta = store
+                .clips
+                .get(rtxn, &item)?
+                .with_context(|| format!("index {} is missing clip {item}", store.dir.display()))?;
+            let relevant = meta
+                .labels
+                .iter()
+                .copied()
+                .filter(|&l| l != i64::from(labels::MUSIC) && music.contains(l))
+                .collect();
+            Ok(QueryClip {
+                item,
+                video_id: meta.video_id,
+                relevant,
+            })
+        })
+        .collect()
+}
+
+/// The share of the exact scan's neighbours that a search also found.
+fn recall(answers: &[Vec<(u32, f32)>], truth: &[Vec<(u32, f32)>]) -> f64 {
+    let mut found = 0usize;
+    let mut wanted = 0usize;
+    for (answer, exact) in answers.iter().zip(truth) {
+        wanted += exact.len();
+        found += exact
+            .iter()
+            .filter(|(item, _)| answer.iter().any(|(a, _)| a == item))
+            .count();
+    }
+    if wanted == 0 {
+        return 1.0;
+    }
+    found as f64 / wanted as f64
+}
+
+/// The share of the k neighbours (missing ones count as wrong) carrying one of their query's relevant labels.
+fn label_precision(
+    store: &Store,
+    rtxn: &heed::RoTxn,
+    clips: &[QueryClip],
+    answers: &[Vec<(u32, f32)>],
+    k: usize,
+) -> Result<f64> {
+    let mut relevant = 0usize;
+    for (clip, answer) in clips.iter().zip(answers) {
+        for (item, _) in answer {
+            let meta = store
+                .clips
+                .get(rtxn, item)?
+                .with_context(|| format!("index {} is missing clip {item}", store.dir.display()))?;
+            if meta.labels.iter().any(|l| clip.relevant.contains(l)) {
+                relevant += 1;
+            }
+        }
+    }
+    Ok(relevant as f64 / (k * clips.len()).max(1) as f64)
+}
+
+/// Nearest-rank percentiles in milliseconds.
+fn percentiles(latencies: &mut [Duration]) -> Latency {
+    latencies.sort_unstable();
+    let at = |p: f64| {
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        latencies
+            .get(rank.saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Latency {
+        p50: at(50.0),
+        p95: at(95.0),
+        p99: at(99.0),
+    }
+}
+
+fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
+    let Some(first) = reports.first() else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "{} queries, k = {}; ground truth: the exact scan; one query at a time on one thread",
+        first.queries, first.k
+    )?;
+    writeln!(
+        out,
+        "{:<26}  {:>9}  {:>14}  {:>8}  {:>8}  {:>8}  {:>9}",
+        "search",
+        format!("recall@{}", first.k),
+        format!("label prec@{}", first.k),
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "queries/s"
+    )?;
+    for report in reports {
+        let mut name = match report.search_k {
+            None => "exact scan".to_string(),
+            Some(k) => format!("trees, search_k {k}"),
+        };
+        if report.default {
+            name = format!("default: {name}");
+        }
+        writeln!(
+            out,
+            "{name:<26}  {:>9.4}  {:>14.4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.0}",
+            report.recall,
+            report.label_precision,
+            report.latency_ms.p50,
+            report.latency_ms.p95,
+            report.latency_ms.p99,
+            report.qps
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recall_counts_the_exact_neighbours_found() {
+        let truth = vec![vec![(1, 0.1), (2, 0.2)], vec![(3, 0.1), (4, 0.2)]];
+        let answers = vec![vec![(2, 0.2), (9, 0.3)], vec![(3, 0.1), (4, 0.2)]];
+        assert_eq!(recall(&answers, &truth), 0.75);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut latencies: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        latencies.reverse();
+        let p = percentiles(&mut latencies);
+        assert_eq!((p.p50, p.p95, p.p99), (50.0, 95.0, 99.0));
+    }
+}
