@@ -5,6 +5,11 @@
 //! `OUT/audioset_v1_embeddings/unbal_train/XX.tfrecord` (XX = the first two characters of the id), and with
 //! `--tar` a `features.tar.gz` of it instead.
 //!
+//! Each synthetic clip draws its frames at random (with replacement) from one source clip and adds uniform noise of
+//! up to N (default 16) to every byte. At bal_train's size this gives neighbour distances like the real data's
+//! (median cosine distance to the 5th and 10th neighbour 0.183 and 0.206 against 0.179 and 0.203); at larger sizes
+//! the copies of each source crowd together, so label precision there is not a measure of quality.
+//!
 //! usage: cargo run --release --example synth -- SOURCE_DIR OUT CLIPS [--music-only] [--tar] [--noise N]
 
 use std::collections::BTreeMap;
@@ -44,7 +49,13 @@ const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    // Positional arguments: neither a flag nor the value after --noise.
+    let positional: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--noise"))
+        .map(|(_, a)| a)
+        .collect();
     let [source, out, count] = positional[..] else {
         bail!("usage: synth SOURCE_DIR OUT CLIPS [--music-only] [--tar] [--noise N]");
     };
@@ -57,7 +68,7 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse())
         .transpose()?
-        .unwrap_or(6);
+        .unwrap_or(16);
 
     let clips = read_clips(Path::new(source), music_only)?;
     eprintln!(
@@ -78,11 +89,16 @@ fn main() -> Result<()> {
                 break id;
             }
         };
-        let frames: Vec<Vec<u8>> = clip
-            .frames
+        // Each frame is a random frame of the source (drawn with replacement) plus noise: another stretch of
+        // the same sound, rather than a near-copy of the source's vector.
+        let drawn: Vec<usize> = (0..clip.frames.len())
+            .map(|_| rng.next() as usize % clip.frames.len())
+            .collect();
+        let frames: Vec<Vec<u8>> = drawn
             .iter()
-            .map(|f| {
-                f.iter()
+            .map(|&f| {
+                clip.frames[f]
+                    .iter()
                     .map(|&v| {
                         let delta = (rng.next() % (2 * noise as u64 + 1)) as i32 - noise;
                         (i32::from(v) + delta).clamp(0, 255) as u8

@@ -71,8 +71,7 @@ pub struct Latency {
 
 pub fn run(options: &EvaluateOptions) -> Result<()> {
     let (store, settings) = Store::open(&options.dir)?;
-    let reports =
-        with_distance!(settings.metric, D => evaluate::<D>(&store, &settings, options))?;
+    let reports = with_distance!(settings.metric, D => evaluate::<D>(&store, &settings, options))?;
     let mut out = std::io::stdout().lock();
     if options.json {
         if let [report] = &reports[..] {

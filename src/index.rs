@@ -24,9 +24,45 @@ pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 pub const FORMAT_VERSION: u32 = 1;
 /// The arroy index number inside the `arroy` table.
 pub const ARROY_INDEX: u16 = 0;
-/// An upper bound on the environment's size. LMDB only reserves address space; the file grows as written.
-/// 1 TiB is far beyond a full AudioSet index (about a million clips, a few GB).
-const MAP_SIZE: usize = 1 << 40;
+/// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
+/// index is written in one transaction. So a writer reserves room from the data: every input byte (JSON, at
+/// least 2.5 bytes per stored byte value) may become at most this many bytes of index. Measured: 0.5 for the
+/// default mean vectors, about 5 for `--vector flat` (vectors stored twice as f32, plus the trees' normals).
+const INDEX_BYTES_PER_INPUT_BYTE: u64 = 16;
+/// Headroom on top of the data-derived size, and the least any environment maps.
+const MAP_HEADROOM: u64 = 1 << 30;
+/// For input of unknown size (stdin): address space only, far beyond a full AudioSet index (about 2 GB per
+/// million clips).
+const MAP_SIZE_UNKNOWN_INPUT: u64 = 1 << 40;
+
+/// How much address space to map for an environment whose file holds `existing` bytes, about to take `input`
+/// more bytes of JSON (`None`: unknown, as from stdin; `Some(0)`: only reading).
+pub fn map_size(existing: u64, input: Option<u64>) -> usize {
+    let wanted = match input {
+        Some(input) => existing
+            .saturating_add(input.saturating_mul(INDEX_BYTES_PER_INPUT_BYTE))
+            .saturating_add(MAP_HEADROOM),
+        None => existing.saturating_add(MAP_SIZE_UNKNOWN_INPUT),
+    };
+    // A whole number of MiB, a multiple of any page size.
+    let rounded = wanted.div_ceil(1 << 20).saturating_mul(1 << 20);
+    usize::try_from(rounded).unwrap_or(usize::MAX & !((1 << 20) - 1))
+}
+
+/// Whether `error` is LMDB's "map full": the data outgrew the space reserved by [`map_size`].
+pub fn is_map_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<heed::Error>(),
+            Some(heed::Error::Mdb(heed::MdbError::MapFull))
+        ) || matches!(
+            cause.downcast_ref::<arroy::Error>(),
+            Some(arroy::Error::Heed(heed::Error::Mdb(
+                heed::MdbError::MapFull
+            )))
+        )
+    })
+}
 
 type BE = heed::byteorder::BigEndian;
 
@@ -70,12 +106,12 @@ pub struct Store {
 
 const SETTINGS_KEY: &str = "settings";
 
-fn open_env(dir: &Path) -> Result<Env> {
+fn open_env(dir: &Path, map_size: usize) -> Result<Env> {
     // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
     // are not modified other than through LMDB; soundalike opens each index once per process.
     unsafe {
         EnvOpenOptions::new()
-            .map_size(MAP_SIZE)
+            .map_size(map_size)
             .max_dbs(8)
             .open(dir)
     }
@@ -83,9 +119,9 @@ fn open_env(dir: &Path) -> Result<Env> {
 }
 
 impl Store {
-    /// Creates the tables in a new, empty directory.
-    pub fn create(dir: &Path) -> Result<Store> {
-        let env = open_env(dir)?;
+    /// Creates the tables in a new, empty directory, with room for `input` bytes of clips (see [`map_size`]).
+    pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
+        let env = open_env(dir, map_size(0, input))?;
         let wtxn = env.write_txn()?;
         let (arroy, ids, clips, labels, vectors, settings) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
@@ -111,9 +147,14 @@ impl Store {
         })
     }
 
-    /// Opens an existing index, with clear errors for a missing directory, a directory that is not an index,
-    /// and an index of another format version.
+    /// Opens an existing index for reading, with clear errors for a missing directory, a directory that is not
+    /// an index, and an index of another format version.
     pub fn open(dir: &Path) -> Result<(Store, Settings)> {
+        Self::open_with_room(dir, Some(0))
+    }
+
+    /// Opens an existing index with room for `input` more bytes of clips (see [`map_size`]).
+    pub fn open_with_room(dir: &Path, input: Option<u64>) -> Result<(Store, Settings)> {
         if !dir.is_dir() {
             bail!(
                 "no index at {} (build one with `soundalike index --index {}`)",
@@ -124,7 +165,8 @@ impl Store {
         if !dir.join("data.mdb").is_file() {
             bail!("{} is not a soundalike index (no data.mdb)", dir.display());
         }
-        let env = open_env(dir)?;
+        let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
+        let env = open_env(dir, map_size(existing, input))?;
         let rtxn = env.read_txn()?;
         let opened = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
@@ -366,4 +408,22 @@ macro_rules! with_distance {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_size_grows_with_the_input_and_the_index() {
+        let gib = 1usize << 30;
+        assert_eq!(map_size(0, Some(0)), gib);
+        // 4.7 GB of JSON (a million clips) may take up to 16 times as much, plus headroom.
+        let million = map_size(0, Some(4_700_000_000));
+        assert!(million >= 16 * 4_700_000_000 && million < 16 * 4_700_000_000 + 2 * gib);
+        assert!(map_size(2_200_000_000, Some(0)) >= 2_200_000_000 + gib);
+        // Unknown input (stdin): a large reservation of address space.
+        assert!(map_size(0, None) >= 1 << 40);
+        assert_eq!(map_size(12345, Some(678)) % (1 << 20), 0);
+    }
 }

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
-use crate::index::{ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store};
+use crate::index::{self, ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store};
 use crate::output;
 use crate::progress::Progress;
 use crate::scan;
@@ -52,10 +52,21 @@ pub fn run(options: &IndexOptions) -> Result<Built> {
         .num_threads(1)
         .build_global();
     let built = if options.append {
-        append(options)?
+        append(options)
     } else {
-        rebuild(options)?
-    };
+        rebuild(options)
+    }
+    .map_err(|e| {
+        if index::is_map_full(&e) {
+            anyhow!(
+                "the index {} outgrew the space reserved for it (from the input's size) and was left as it was; \
+                 please report this with the input's size",
+                options.dir.display()
+            )
+        } else {
+            e
+        }
+    })?;
     if !options.quiet {
         eprintln!(
             "index: {} clips read, {} duplicates replaced; {} clips in {} ({} trees, {:.1} MB) in {:.2} s",
@@ -88,11 +99,16 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         }
     }
     let (parent, name) = output::beside(dir);
+    let prefix = format!(".{name}.building-");
+    remove_abandoned_builds(&parent, &prefix);
     let building = tempfile::Builder::new()
-        .prefix(&format!(".{name}.building-"))
+        .prefix(&prefix)
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a directory beside {}", dir.display()))?;
-    let store = Store::create(building.path())?;
+    // Held until this process ends: it tells a later build that this directory is in use.
+    let _lock = lock(building.path())
+        .with_context(|| format!("cannot lock {}", building.path().display()))?;
+    let store = Store::create(building.path(), input_size(&options.inputs))?;
     let settings = Settings {
         format_version: FORMAT_VERSION,
         metric: options.metric,
@@ -116,7 +132,7 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
 
 /// Adds clips to an existing index in one write transaction; arroy updates the trees incrementally.
 fn append(options: &IndexOptions) -> Result<Built> {
-    let (store, settings) = Store::open(&options.dir)?;
+    let (store, settings) = Store::open_with_room(&options.dir, input_size(&options.inputs))?;
     let mut mismatches = Vec::new();
     if settings.metric != options.metric {
         mismatches.push(format!(
@@ -252,6 +268,56 @@ fn write<D: arroy::Distance>(
         trees: settings.trees,
         bytes: 0,
     })
+}
+
+/// The inputs' total size in bytes, or `None` when one is stdin (its size is unknown).
+fn input_size(inputs: &[PathBuf]) -> Option<u64> {
+    if inputs.is_empty() || inputs.iter().any(|p| p.as_os_str() == "-") {
+        return None;
+    }
+    // An unreadable input fails later with its own error; it needs no room.
+    Some(
+        inputs
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum(),
+    )
+}
+
+/// Takes an exclusive lock on a directory, held until the returned handle is dropped or the process ends
+/// (however it ends: the kernel drops it, so a SIGKILLed build leaves no stale lock).
+fn lock(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let handle = File::open(dir)?;
+    // SAFETY: flock on a valid open descriptor.
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(handle)
+}
+
+/// Deletes build directories beside the index that no running build holds: what a killed build left behind.
+/// A directory only seconds old is spared: its build may not have taken its lock yet. Best effort: a directory
+/// that cannot be removed is left for the next build.
+fn remove_abandoned_builds(parent: &Path, prefix: &str) {
+    let settled = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 2))
+    };
+    let Ok(entries) = parent.read_dir() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(prefix));
+        if ours && path.is_dir() && settled(&path) && lock(&path).is_ok() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Moves the freshly built `new` directory to `dir`: an atomic exchange when `dir` exists (Linux

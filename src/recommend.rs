@@ -75,7 +75,6 @@ pub fn run(options: &RecommendOptions) -> Result<()> {
 /// clips, the trees' barely), batches near 100,000.
 pub const EXACT_SCAN_LIMIT: u64 = 6 << 20;
 
-
 /// How neighbours are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Search {
@@ -254,7 +253,11 @@ fn answer<D: arroy::Distance>(
 }
 
 /// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
-pub(crate) fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<scan::Query<'m>> {
+pub(crate) fn item_query<'m>(
+    matrix: &'m Matrix,
+    item: u32,
+    store: &Store,
+) -> Result<scan::Query<'m>> {
     let vector = matrix.row(item).ok_or_else(|| {
         anyhow!(
             "index {} is damaged: no vector for clip {item}",

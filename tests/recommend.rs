@@ -549,6 +549,48 @@ fn a_killed_rebuild_leaves_the_old_index_whole() {
             "old or new index, never a mix: {clips}"
         );
     }
+
+    // The killed builds left their directories beside the index; the next build removes those no build holds
+    // (once a few seconds old, so that a build just starting is never mistaken for one abandoned).
+    let leftovers = || -> Vec<PathBuf> {
+        std::fs::read_dir(temp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(".idx.building-")
+            })
+            .collect()
+    };
+    let left = leftovers();
+    assert!(
+        !left.is_empty(),
+        "a build killed after 20 ms leaves its directory"
+    );
+    for path in &left {
+        let aged = std::process::Command::new("touch")
+            .args(["-d", "1 minute ago"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
+    run(&[
+        "index",
+        "-q",
+        "--index",
+        dir.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ])
+    .assert_ok();
+    assert_eq!(
+        leftovers(),
+        Vec::<PathBuf>::new(),
+        "abandoned builds removed (were {left:?})"
+    );
 }
 
 /// The music labels other than "Music" (137): what makes a neighbour relevant for label precision.
@@ -588,7 +630,9 @@ fn evaluate_agrees_with_recommend_batch() {
     );
     run.assert_ok();
     let reports: Value = serde_json::from_slice(&run.stdout).unwrap();
-    let reports = reports.as_array().expect("an array: the default and one --search-k");
+    let reports = reports
+        .as_array()
+        .expect("an array: the default and one --search-k");
     assert_eq!(reports.len(), 2);
 
     // The queries: every fixture clip with a music label other than 137.
@@ -632,7 +676,10 @@ fn evaluate_agrees_with_recommend_batch() {
         let (mut found, mut relevant_hits) = (0, 0);
         for ((answer, truth), query) in got.iter().zip(&exact).zip(&saved) {
             let truth_ids = ids(truth);
-            found += ids(answer).iter().filter(|id| truth_ids.contains(id)).count();
+            found += ids(answer)
+                .iter()
+                .filter(|id| truth_ids.contains(id))
+                .count();
             let wanted: Vec<i64> = labels[query]
                 .iter()
                 .copied()
@@ -654,7 +701,10 @@ fn evaluate_agrees_with_recommend_batch() {
         let recall = found as f64 / (10 * saved.len()) as f64;
         let precision = relevant_hits as f64 / (10 * saved.len()) as f64;
         assert_eq!(report["queries"], saved.len());
-        assert!((report["recall"].as_f64().unwrap() - recall).abs() < 1e-9, "{report} vs recall {recall}");
+        assert!(
+            (report["recall"].as_f64().unwrap() - recall).abs() < 1e-9,
+            "{report} vs recall {recall}"
+        );
         assert!(
             (report["label_precision"].as_f64().unwrap() - precision).abs() < 1e-9,
             "{report} vs precision {precision}"
@@ -679,21 +729,41 @@ fn evaluate_samples_are_seeded() {
         let path = temp.path().join(name);
         let run = evaluate(
             dir,
-            &["--queries", "50", "--seed", seed, "--json", "--save-queries", path.to_str().unwrap()],
+            &[
+                "--queries",
+                "50",
+                "--seed",
+                seed,
+                "--json",
+                "--save-queries",
+                path.to_str().unwrap(),
+            ],
         );
         run.assert_ok();
         let report: Value = serde_json::from_slice(&run.stdout).unwrap();
-        assert_eq!(report["queries"], 50, "one object without --search-k: {report}");
+        assert_eq!(
+            report["queries"], 50,
+            "one object without --search-k: {report}"
+        );
         std::fs::read_to_string(path).unwrap()
     };
     let first = saved("a", "7");
     assert_eq!(first.lines().count(), 50);
-    assert_eq!(saved("b", "7"), first, "the same seed gives the same queries");
+    assert_eq!(
+        saved("b", "7"),
+        first,
+        "the same seed gives the same queries"
+    );
     assert_ne!(saved("c", "8"), first, "another seed gives other queries");
 
     let zero = evaluate(dir, &["--queries", "0"]);
     assert_eq!(zero.code, 2, "a usage error: {}", zero.stderr);
-    assert!(zero.stderr.starts_with("error: invalid value '0' for '--queries"), "{}", zero.stderr);
+    assert!(
+        zero.stderr
+            .starts_with("error: invalid value '0' for '--queries"),
+        "{}",
+        zero.stderr
+    );
     let missing = temp.path().join("none");
     evaluate(&missing, &[]).assert_error(1, &["no index"]);
 }

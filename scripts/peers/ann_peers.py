@@ -1,11 +1,12 @@
 """Annoy and hnswlib on the same clips and vectors as soundalike, for side-by-side recall and speed.
 
-usage: ann_peers.py CLIPS_JSONL QUERIES_TXT MUSIC_LABELS_TXT
+usage: ann_peers.py CLIPS_JSONL QUERIES_TXT MUSIC_LABELS_TXT [--no-notebook]
 
 CLIPS_JSONL is `soundalike ingest` output; QUERIES_TXT holds one video_id per line (the eligible queries).
 Vectors: the mean of the de-quantized frames (value / 255 * 4 - 2), 128-d, as soundalike's default index.
 Ground truth: exact cosine neighbours by numpy. Every query asks for its 10 neighbours, itself excluded,
-one at a time on one thread. Prints one JSON object per configuration on stdout.
+one at a time on one thread. Prints one JSON object per configuration on stdout. --no-notebook skips the
+notebook's 1280-d raw-byte Annoy index (too large to build quickly at 100,000 clips and more).
 """
 
 import json
@@ -22,7 +23,7 @@ def load(path):
             clip = json.loads(line)
             ids.append(clip["video_id"])
             labels.append(set(clip["labels"]))
-            frames.append(clip["embedding"])
+            frames.append(np.asarray(clip["embedding"], dtype=np.uint8))
     return ids, labels, np.asarray(frames, dtype=np.float32)
 
 
@@ -79,6 +80,8 @@ def main():
             answers[q] = [int(n) for n in found[0] if n != q][:k]
         score("hnswlib, M 16", answers, time.perf_counter() - started, ef=ef, build_s=round(build, 2))
 
+    if "--no-notebook" in sys.argv:
+        return
     # The original notebook: raw bytes, 10 frames concatenated (1280-d), angular, 50 trees.
     raw = frames.reshape(len(ids), -1)
     started = time.perf_counter()
