@@ -76,6 +76,11 @@ pub struct IndexArgs {
     #[arg(long)]
     pub append: bool,
 
+    /// Threads building the trees. More is faster, but the trees then depend on thread timing, so the same
+    /// seed no longer gives the same index.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+
     /// No progress bar or summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -254,6 +259,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 trees: args.trees.map(|t| t as usize),
                 seed: args.seed,
                 append: args.append,
+                threads: usize::from(args.threads),
                 quiet: args.quiet,
             })?;
             Ok(())

@@ -31,6 +31,8 @@ pub struct IndexOptions {
     pub trees: Option<usize>,
     pub seed: u64,
     pub append: bool,
+    /// Threads building the trees: 1 for a reproducible index.
+    pub threads: usize,
     pub quiet: bool,
 }
 
@@ -46,10 +48,10 @@ pub struct Built {
 pub fn run(options: &IndexOptions) -> Result<Built> {
     let started = Instant::now();
     // arroy builds trees on rayon's global pool, and with more than one thread the trees depend on scheduling:
-    // the same seed gave different answers from run to run. One thread makes a seed mean the same index.
-    // (Fails only if the pool was already set up, which nothing else in an `index` run does.)
+    // the same seed gave different answers from run to run. One thread (the default) makes a seed mean the
+    // same index. (Fails only if the pool was already set up, which nothing else in an `index` run does.)
     let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(options.threads)
         .build_global();
     let built = if options.append {
         append(options)
