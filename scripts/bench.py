@@ -391,6 +391,9 @@ def scale_section(bal_train, data_dir, work, sizes, runs, peers_python):
             setting = ", ".join(f"{k} {p[k]}" for k in ("search_k", "ef") if k in p)
             lines.append(f"| {p['peer']} | {setting} | {p.get('recall', 'n/a')} | {p['qps']} | {p.get('build_s', '')} |")
         ours = [r for s, reports in evals if s == size for r in reports]
+        # The whole-process batch on one core (default search) is also one of ours.
+        ours.append({"search": "recommend --batch, default", "search_k": None, "recall": default["recall"],
+                     "qps": next(r[11] for r in rows if r[0] == size)})
         lines += ["", matched_summary(ours, peers)]
     return lines
 
