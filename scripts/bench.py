@@ -408,7 +408,7 @@ def matched_summary(ours, peers, target=0.95):
         return f"No soundalike setting reached recall {target} here."
     text = (f"At recall@10 >= {target}, soundalike's fastest measured setting ({mine['search']}"
             f"{', search_k ' + str(mine['search_k']) if mine['search_k'] else ''}) answers {mine['qps']:.0f} queries/s"
-            f" (recall {mine['recall']:.4f}, in-process)")
+            f" (recall {mine['recall']:.4f}; `evaluate` rows are in-process, the batch row a whole process)")
     for name in ("annoy", "hnswlib"):
         peer = fastest([p for p in peers if p["peer"].startswith(name)], "recall", "qps")
         if peer:
