@@ -13,7 +13,7 @@ timed by /usr/bin/time-like rusage (wall seconds and peak RSS).
 The scale runs generate synthetic music clips in the release's layout as a features.tar.gz
 (`examples/synth.rs`, resampled from bal_train) under --scale-data, once, and then measure ingest from the
 tar.gz, the index build, `evaluate` and one-shot queries at each size. Index builds at 1,000,000 clips take
-minutes, so the largest size is built once (index) and its ingest measured 3 times; smaller sizes use --runs.
+minutes, so the largest size is built once and its ingest measured 3 times; smaller sizes are built 3 times.
 The whole script takes about half an hour on 2 cores.
 """
 
@@ -320,7 +320,7 @@ def scale_section(bal_train, data_dir, work, sizes, runs, peers_python):
         wall, rss, err = measure([BIN, "ingest", "-o", clips, tarball], 3 if big else runs)
         records_mb = float(re.search(r"records \(([\d.]+) MB\)", err).group(1))
         index = work / f"synth-{size}.idx"
-        build_wall, build_rss, _ = measure([BIN, "index", "-q", "--index", index, clips], 1 if big else runs)
+        build_wall, build_rss, _ = measure([BIN, "index", "-q", "--index", index, clips], 1 if big else min(runs, 3))
         size_mb = sum(p.stat().st_size for p in index.iterdir()) / 1e6
         if size == THREADS_SIZE:
             threads_wall, _, _ = measure([BIN, "index", "-q", "--threads", "2", "--index", work / "threads.idx",
@@ -357,7 +357,7 @@ def scale_section(bal_train, data_dir, work, sizes, runs, peers_python):
         "random from one real clip, plus noise of up to 16 per byte), fresh video_ids, the release's layout, read",
         "from a features.tar.gz. Copies of one source crowd together at these sizes, so label precision here is not",
         "a measure of quality (recall is). ingest: median of 3 runs at 1,000,000 clips, of --runs below; index: one",
-        "build at 1,000,000, --runs below. `evaluate` (1,000 seeded queries, one thread, index open) gives recall",
+        "build at 1,000,000, median of 3 below. `evaluate` (1,000 seeded queries, one thread, index open) gives recall",
         "and latency; one-shot is `recommend --id` as a whole process (median of 21); batch is `recommend --batch`",
         "of the same 1,000 queries as a whole process on one core.",
         "",
