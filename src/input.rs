@@ -260,10 +260,12 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
         let name: Arc<str> = name.into();
         self.start_file();
         let mut chunker = StreamChunker::new(reader, CHUNK_TARGET);
+        let mut empty = true;
         while let Some(chunk) = chunker
             .next_chunk()
             .with_context(|| format!("cannot read {name}"))?
         {
+            empty = false;
             let bytes = chunk.data.len() as u64;
             self.push(
                 Unit::Chunk {
@@ -275,6 +277,14 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
             if self.stopped {
                 break;
             }
+        }
+        if empty {
+            // The decoder reports an empty unit as an empty file, as it does for a file read whole.
+            let chunk = Chunk {
+                base: 0,
+                data: Vec::new(),
+            };
+            self.push(Unit::Chunk { name, chunk }, 0);
         }
         Ok(())
     }
