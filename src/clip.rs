@@ -174,8 +174,19 @@ pub fn read_clips(
             if line.trim().is_empty() {
                 continue;
             }
-            let clip: ClipRecord = serde_json::from_str(&line)
-                .map_err(|e| anyhow::anyhow!("{source}: line {}: not a clip: {e}", number + 1))?;
+            let clip: ClipRecord = serde_json::from_str(&line).map_err(|e| {
+                // serde_json counts lines within the one it was given: "at line 1 column 80" would contradict
+                // the line number in front, so only the column is kept.
+                let text = e.to_string();
+                let what = text
+                    .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+                    .unwrap_or(&text);
+                anyhow::anyhow!(
+                    "{source}: line {}: not a clip: {what} (column {})",
+                    number + 1,
+                    e.column()
+                )
+            })?;
             each(clip, Location::Line(number + 1))?;
         }
         return Ok(());

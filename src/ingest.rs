@@ -19,7 +19,7 @@ use crate::input::{self, Unit};
 use crate::labels::LabelSet;
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::record::{Corrupt, Records};
+use crate::record::{Corrupt, Defect, Records};
 use crate::sequence_example;
 
 /// How clips are written.
@@ -143,8 +143,13 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
                     }
                     output.put(text)?;
                     if let Some(corrupt) = unit.fatal {
+                        let what = if corrupt.defect == Defect::Empty {
+                            "files"
+                        } else {
+                            "records"
+                        };
                         return Err(anyhow!(
-                            "{}: {corrupt} (--skip-corrupt steps over such records)",
+                            "{}: {corrupt} (--skip-corrupt steps over such {what})",
                             unit.name
                         ));
                     }
@@ -197,11 +202,16 @@ fn decode_unit(unit: Unit, options: &IngestOptions) -> Result<Decoded> {
         name,
         read_from_disk,
     };
-    for record in Records::new(&data, base) {
+    // An empty file (or stream, or tar member) has no record to fail, so it is reported as one defect itself.
+    let empty = data.is_empty().then_some(Err(Corrupt {
+        offset: base,
+        defect: Defect::Empty,
+    }));
+    for record in empty.into_iter().chain(Records::new(&data, base)) {
         let result = record.and_then(|(offset, bytes)| {
             sequence_example::decode(bytes).map_err(|what| Corrupt {
                 offset,
-                defect: crate::record::Defect::Content(what),
+                defect: Defect::Content(what),
             })
         });
         let clip = match result {

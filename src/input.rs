@@ -4,6 +4,7 @@
 //! What a file holds is decided by its first bytes, not its name, so a renamed tarball or a gzip-compressed
 //! TFRecord file (TensorFlow's `compression_type="GZIP"`) is still read correctly.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -227,7 +228,13 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
     }
 
     fn tar(&mut self, name: &str, reader: impl Read) -> Result<()> {
-        let mut archive = tar::Archive::new(reader);
+        // An archive cut off between two members looks complete to the tar crate: it stops at the end of the
+        // stream as it does at the end-of-archive marker. Watching for the end of the stream tells the two apart.
+        let cut_short = Cell::new(false);
+        let mut archive = tar::Archive::new(EndWatch {
+            inner: reader,
+            ended: &cut_short,
+        });
         let mut members = 0;
         let entries = archive
             .entries()
@@ -250,6 +257,15 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
                 return Ok(());
             }
         }
+        if cut_short.get() {
+            // Hand over what was read first: its clips are good, and a member cut off inside a record is then
+            // reported at that record.
+            self.flush();
+            bail!(
+                "{name}: tar archive cut short after {members} .tfrecord members: the stream ends without the \
+                 end-of-archive marker (an interrupted download or copy?)"
+            );
+        }
         if members == 0 {
             bail!("no .tfrecord members in tar archive {name}");
         }
@@ -260,10 +276,12 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
         let name: Arc<str> = name.into();
         self.start_file();
         let mut chunker = StreamChunker::new(reader, CHUNK_TARGET);
+        let mut empty = true;
         while let Some(chunk) = chunker
             .next_chunk()
             .with_context(|| format!("cannot read {name}"))?
         {
+            empty = false;
             let bytes = chunk.data.len() as u64;
             self.push(
                 Unit::Chunk {
@@ -276,7 +294,33 @@ impl<E: FnMut(Batch) -> bool> Producer<'_, E> {
                 break;
             }
         }
+        if empty {
+            // The decoder reports an empty unit as an empty file, as it does for a file read whole.
+            let chunk = Chunk {
+                base: 0,
+                data: Vec::new(),
+            };
+            self.push(Unit::Chunk { name, chunk }, 0);
+        }
         Ok(())
+    }
+}
+
+/// Notes when a read finds the end of the stream. The tar crate reads a header block and then exactly each
+/// member's bytes, so in a whole archive it stops at the zero blocks of the end-of-archive marker and never sees
+/// the end of the stream.
+struct EndWatch<'e, R> {
+    inner: R,
+    ended: &'e Cell<bool>,
+}
+
+impl<R: Read> Read for EndWatch<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended.set(true);
+        }
+        Ok(n)
     }
 }
 

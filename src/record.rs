@@ -33,6 +33,9 @@ pub fn write_record(out: &mut Vec<u8>, data: &[u8]) {
 /// What is wrong with a record; the offset is kept beside it in [`Corrupt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Defect {
+    /// The file or stream holds no bytes at all. TensorFlow reads that as a file of no records, but AudioSet's
+    /// files are never empty, so it is almost always an interrupted download or copy, which the user should hear of.
+    Empty,
     /// The stream ends inside a record.
     Truncated { have: u64, need: u64 },
     /// The length field does not match its checksum, so nothing after it can be trusted.
@@ -50,7 +53,7 @@ impl Defect {
     pub fn ends_stream(&self) -> bool {
         matches!(
             self,
-            Defect::Truncated { .. } | Defect::LengthChecksum | Defect::TooLarge(_)
+            Defect::Empty | Defect::Truncated { .. } | Defect::LengthChecksum | Defect::TooLarge(_)
         )
     }
 }
@@ -58,6 +61,9 @@ impl Defect {
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Defect::Empty => {
+                f.write_str("empty file: no records (an interrupted download or copy?)")
+            }
             Defect::Truncated { have, need } => {
                 write!(
                     f,
@@ -87,6 +93,10 @@ pub struct Corrupt {
 
 impl fmt::Display for Corrupt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.defect == Defect::Empty {
+            // There is no record to point at.
+            return write!(f, "{}", self.defect);
+        }
         write!(f, "record at byte {}: {}", self.offset, self.defect)
     }
 }

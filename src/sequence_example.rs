@@ -32,6 +32,13 @@ pub fn decode(record: &[u8]) -> Result<RawClip<'_>, String> {
             _ => {}
         }
     }
+    if lists.is_empty() {
+        // A tf.train.Example (`Features features = 1`) reads as a SequenceExample's context without any lists.
+        return Err(
+            "no feature_lists, so no audio_embedding: not a tf.SequenceExample (a tf.train.Example?)"
+                .to_string(),
+        );
+    }
 
     let mut video_id = None;
     let mut start_time = None;

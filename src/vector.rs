@@ -49,8 +49,9 @@ pub fn dequantize(value: f32) -> f32 {
 pub fn from_rows(rows: &[Vec<f32>], start: usize, frames: usize, form: Form) -> Result<Vec<f32>> {
     if rows.len() < start + frames {
         bail!(
-            "the embedding has {} rows; {frames} are needed{}",
+            "the embedding has {} row{}; {frames} are needed{}",
             rows.len(),
+            if rows.len() == 1 { "" } else { "s" },
             if start > 0 {
                 format!(" from row {start}")
             } else {

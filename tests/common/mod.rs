@@ -219,3 +219,13 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// The fixture's 779 music clips as `ingest` writes them, one JSON line each (ingested once per test binary).
+pub fn fixture_clip_lines() -> &'static [String] {
+    static LINES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let run = run(&[Path::new("ingest"), Path::new("-q"), &fixture_data()]);
+        run.assert_ok();
+        run.stdout_text().lines().map(String::from).collect()
+    })
+}
