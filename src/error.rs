@@ -37,3 +37,39 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// The line printed when reading an index's memory map faults (SIGBUS): LMDB maps the data file, and a file cut
+/// short (a partial copy) faults where a page is missing instead of returning an error. Set when an index is
+/// opened, so the line can name it; written by the signal handler, which may only use what is already prepared.
+static BUS_ERROR_LINE: std::sync::atomic::AtomicPtr<Vec<u8>> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Makes a SIGBUS while reading the index in `dir` end the process with one `error:` line naming it and exit
+/// code 1, rather than "Bus error" and code 135.
+pub fn report_bus_errors_for(dir: &std::path::Path) {
+    let line = format!(
+        "error: index {} is damaged: its data file is shorter than its contents (a partial copy?); rebuild it \
+         with `soundalike index`\n",
+        dir.display()
+    );
+    // Leaked on purpose: the handler may run at any moment until the process ends.
+    let line = Box::into_raw(Box::new(line.into_bytes()));
+    BUS_ERROR_LINE.store(line, std::sync::atomic::Ordering::Release);
+    extern "C" fn on_bus_error(_: libc::c_int) {
+        let line = BUS_ERROR_LINE.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: `line` is null or a leaked, never freed Vec; write and _exit are async-signal-safe.
+        unsafe {
+            if let Some(line) = line.as_ref() {
+                libc::write(2, line.as_ptr().cast(), line.len());
+            }
+            libc::_exit(i32::from(exit::ERROR));
+        }
+    }
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_bus_error as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+    }
+}

@@ -106,14 +106,18 @@ pub struct Store {
 
 const SETTINGS_KEY: &str = "settings";
 
-fn open_env(dir: &Path, map_size: usize) -> Result<Env> {
+/// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
+/// read-only, so that it never initialises or changes a file that is not an index.
+fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Result<Env> {
+    let mut options = EnvOpenOptions::new();
+    options.map_size(map_size(existing, input)).max_dbs(8);
     // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
     // are not modified other than through LMDB; soundalike opens each index once per process.
     unsafe {
-        EnvOpenOptions::new()
-            .map_size(map_size)
-            .max_dbs(8)
-            .open(dir)
+        if !write {
+            options.flags(heed::EnvFlags::READ_ONLY);
+        }
+        options.open(dir)
     }
     .with_context(|| format!("cannot open index {}", dir.display()))
 }
@@ -121,7 +125,7 @@ fn open_env(dir: &Path, map_size: usize) -> Result<Env> {
 impl Store {
     /// Creates the tables in a new, empty directory, with room for `input` bytes of clips (see [`map_size`]).
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
-        let env = open_env(dir, map_size(0, input))?;
+        let env = open_env(dir, 0, input, true)?;
         let wtxn = env.write_txn()?;
         let (arroy, ids, clips, labels, vectors, settings) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
@@ -150,11 +154,19 @@ impl Store {
     /// Opens an existing index for reading, with clear errors for a missing directory, a directory that is not
     /// an index, and an index of another format version.
     pub fn open(dir: &Path) -> Result<(Store, Settings)> {
-        Self::open_with_room(dir, Some(0))
+        Self::open_env_and_tables(dir, Some(0), false)
     }
 
     /// Opens an existing index with room for `input` more bytes of clips (see [`map_size`]).
     pub fn open_with_room(dir: &Path, input: Option<u64>) -> Result<(Store, Settings)> {
+        Self::open_env_and_tables(dir, input, true)
+    }
+
+    fn open_env_and_tables(
+        dir: &Path,
+        input: Option<u64>,
+        write: bool,
+    ) -> Result<(Store, Settings)> {
         if !dir.is_dir() {
             bail!(
                 "no index at {} (build one with `soundalike index --index {}`)",
@@ -166,7 +178,8 @@ impl Store {
             bail!("{} is not a soundalike index (no data.mdb)", dir.display());
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
-        let env = open_env(dir, map_size(existing, input))?;
+        crate::error::report_bus_errors_for(dir);
+        let env = open_env(dir, existing, input, write)?;
         let rtxn = env.read_txn()?;
         let opened = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {

@@ -248,6 +248,16 @@ fn write<D: arroy::Distance>(
     if settings.clips == 0 {
         bail!("nothing to index: the input holds no clips");
     }
+    if added == 0 {
+        // Appending nothing leaves the index exactly as it was (rebuilding the trees would renumber them).
+        return Ok(Built {
+            clips: settings.clips,
+            added,
+            replaced,
+            trees: settings.trees,
+            bytes: 0,
+        });
+    }
     progress.stage("read; building the trees");
     store.update_labels(&mut wtxn, &labels)?;
     store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;

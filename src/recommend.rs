@@ -204,10 +204,10 @@ fn answer<D: arroy::Distance>(
             item,
         })
     };
+    // Errors get their location from the caller: the file, or the batch file and line.
     let resolve_vector = |text: &str, source: String| -> Result<Resolved> {
-        let rows = embedding_rows(text).with_context(|| source.clone())?;
-        let vector = vector::from_rows(&rows, options.start, settings.frames, settings.vector)
-            .with_context(|| source.clone())?;
+        let rows = embedding_rows(text)?;
+        let vector = vector::from_rows(&rows, options.start, settings.frames, settings.vector)?;
         Ok(Resolved::Vector { source, vector })
     };
 
@@ -215,7 +215,7 @@ fn answer<D: arroy::Distance>(
         Query::Id(video_id) => write(&[resolve_id(video_id)?])?,
         Query::EmbeddingFile(path) => {
             let (text, name) = read_input(path)?;
-            write(&[resolve_vector(&text, name)?])?
+            write(&[resolve_vector(&text, name.clone()).context(name)?])?
         }
         Query::Batch(path) => {
             let (reader, name): (Box<dyn BufRead>, String) = if path.as_os_str() == "-" {

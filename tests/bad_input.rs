@@ -833,8 +833,14 @@ fn embedding_with_too_few_rows_or_rows_of_the_wrong_width_is_refused() {
         let batch = existing.temp.path().join("queries.txt");
         std::fs::write(&batch, format!("{}\n{value}\n", video_id(&clip_lines()[0]))).unwrap();
         let batch = batch.to_str().unwrap();
-        run(&["recommend", "--index", dir, "--batch", batch, "--json"])
-            .assert_error(1, &[&format!("{batch}: line 2"), what]);
+        let in_batch = run(&["recommend", "--index", dir, "--batch", batch, "--json"]);
+        in_batch.assert_error(1, &[&format!("{batch}: line 2: {what}")]);
+        assert_eq!(
+            in_batch.stderr.matches(batch).count(),
+            1,
+            "the location once: {}",
+            in_batch.stderr
+        );
         std::fs::remove_file(&path).unwrap();
     }
     assert_eq!(answers(&existing.dir), existing.before);
@@ -897,4 +903,35 @@ fn recommend_leaves_what_is_not_an_index_untouched() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["cat.jpg"], "nothing is written into it");
+}
+
+#[test]
+fn an_index_cut_short_is_named_as_damaged() {
+    // A partial copy of an index: LMDB maps the file, and reading a page past its end faults (SIGBUS), which
+    // must still end in one error line and exit code 1.
+    let existing = ExistingIndex::new();
+    let cut = existing.temp.path().join("cut.idx");
+    std::fs::create_dir(&cut).unwrap();
+    let data = std::fs::read(existing.dir.join("data.mdb")).unwrap();
+    std::fs::write(cut.join("data.mdb"), &data[..data.len() / 2]).unwrap();
+    let id = video_id(&clip_lines()[0]);
+    let cut_dir = cut.to_str().unwrap();
+    for args in [
+        &["recommend", "--index", cut_dir, "--id", &id, "--exact"][..],
+        &[
+            "recommend",
+            "--index",
+            cut_dir,
+            "--id",
+            &id,
+            "--search-k",
+            "30",
+        ],
+        &["info", "--index", cut_dir],
+        &["evaluate", "--index", cut_dir],
+    ] {
+        let run = run(args);
+        assert_ne!(run.code, 135, "{args:?} died of SIGBUS");
+        run.assert_error(1, &[&format!("index {cut_dir} is damaged")]);
+    }
 }
