@@ -767,3 +767,29 @@ fn evaluate_samples_are_seeded() {
     let missing = temp.path().join("none");
     evaluate(&missing, &[]).assert_error(1, &["no index"]);
 }
+
+#[test]
+fn a_large_exact_batch_answers_like_single_queries() {
+    // More queries than one scan group, so the exact scan runs groups in parallel: answers stay in order and
+    // equal one-at-a-time answers.
+    let clips = clips();
+    let temp = tempfile::tempdir().unwrap();
+    let batch = temp.path().join("all.txt");
+    let ids_text: Vec<&str> = clips
+        .iter()
+        .map(|c| c["video_id"].as_str().unwrap())
+        .collect();
+    std::fs::write(&batch, ids_text.join("\n")).unwrap();
+    let all = recommend(
+        shared_index(),
+        &["--batch", batch.to_str().unwrap(), "--json", "--exact"],
+    );
+    all.assert_ok();
+    let all = all.lines();
+    assert_eq!(all.len(), clips.len());
+    for n in [0, 63, 64, 200, 500, clips.len() - 1] {
+        let one = recommend(shared_index(), &["--id", ids_text[n], "--json", "--exact"]);
+        one.assert_ok();
+        assert_eq!(all[n], one.lines()[0], "query {n}");
+    }
+}
