@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job end to end on the bundled fixtures: build, then ingest the sample of real AudioSet files.
+# The main job end to end on the bundled fixtures: build, ingest the sample of real AudioSet files, index the
+# music clips, recommend, and evaluate the index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
@@ -20,3 +21,7 @@ echo "== index: a random-projection forest of the clips (mean of de-quantized fr
 echo
 echo "== recommend: the clips that sound most like xtGmrLOsjHk (Music, Opera), the original notebook's query"
 "$bin" recommend --index "$out/index" --id xtGmrLOsjHk
+
+echo
+echo "== evaluate: recall, label precision and latency of the index, on its own clips"
+"$bin" evaluate --index "$out/index" --search-k 100
