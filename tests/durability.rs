@@ -215,21 +215,26 @@ fn query_id() -> String {
     clip["video_id"].as_str().unwrap().to_string()
 }
 
+/// `recommend --id id --json` on the index, searching `how` (one of [`QUERIES`]).
+fn ask(dir: &Path, id: &str, how: &[&str]) -> Run {
+    let mut args = vec![
+        "recommend",
+        "--index",
+        dir.to_str().unwrap(),
+        "--id",
+        id,
+        "--json",
+    ];
+    args.extend_from_slice(how);
+    run(&args)
+}
+
 /// What the index answers to each of [`QUERIES`], and its clip count.
 fn answers(dir: &Path) -> Vec<Vec<u8>> {
     let id = query_id();
     let mut all = Vec::new();
     for how in QUERIES {
-        let mut args = vec![
-            "recommend",
-            "--index",
-            dir.to_str().unwrap(),
-            "--id",
-            &id,
-            "--json",
-        ];
-        args.extend_from_slice(how);
-        let run = run(&args);
+        let run = ask(dir, &id, how);
         run.assert_ok();
         all.push(run.stdout);
     }
@@ -366,16 +371,7 @@ fn readers_see_the_index_before_or_after_an_append_never_between() {
                     while !last {
                         last = !writing.load(Ordering::SeqCst);
                         let how = QUERIES[(seen.len() + reader) % QUERIES.len()];
-                        let mut args = vec![
-                            "recommend",
-                            "--index",
-                            dir.to_str().unwrap(),
-                            "--id",
-                            &id,
-                            "--json",
-                        ];
-                        args.extend_from_slice(how);
-                        let run = run(&args);
+                        let run = ask(dir, &id, how);
                         assert!(
                             run.code == 0 && run.stderr.is_empty(),
                             "a reader failed during the appends: {}",
