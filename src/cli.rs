@@ -7,14 +7,14 @@ use clap::{Args, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
 
+use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
+use crate::commands::index::{self, IndexOptions};
+use crate::commands::info;
+use crate::commands::ingest::{self, Format, IngestOptions};
+use crate::commands::recommend::{self, Query, RecommendOptions};
 use crate::error::UsageError;
-use crate::evaluate::{self, EvaluateOptions, QueryCount};
-use crate::indexing::{self, IndexOptions};
-use crate::info;
-use crate::ingest::{self, Format, IngestOptions};
+use crate::index::vector::{Form, Metric};
 use crate::labels::{self, LabelSet};
-use crate::recommend::{self, Query, RecommendOptions};
-use crate::vector::{Form, Metric};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,11 +111,17 @@ pub struct RecommendArgs {
     #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub count: u32,
 
-    /// Tree nodes to inspect per query: more is slower and more accurate (default: 200 x k).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Walk the neighbour graph with this breadth (hnswlib's ef): more is slower and more accurate. The default
+    /// search is the exact scan up to about 16,000 clips, and above that the graph with ef max(32, 2 x k).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
+    pub ef: Option<u64>,
+
+    /// Search the random-projection trees (arroy) instead, inspecting N nodes per query: more is slower and more
+    /// accurate (Annoy's search_k).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "exact")]
     pub search_k: Option<u64>,
 
-    /// Scan every vector instead of the trees: exact, the ground truth.
+    /// Scan every vector: exact, the ground truth.
     #[arg(long)]
     pub exact: bool,
 
@@ -160,6 +166,10 @@ pub struct EvaluateArgs {
     /// Also measure the trees with this many nodes inspected per query (repeatable).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub search_k: Vec<u64>,
+
+    /// Also measure the graph walk with this breadth (repeatable).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ef: Vec<u64>,
 
     /// Seed for the sample of queries.
     #[arg(long, default_value_t = 42)]
@@ -250,7 +260,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Index(args) => {
-            indexing::run(&IndexOptions {
+            index::run(&IndexOptions {
                 dir: args.index,
                 inputs: args.inputs,
                 metric: args.metric,
@@ -277,6 +287,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 query,
                 count: args.count as usize,
                 search_k: args.search_k.and_then(|k| NonZeroUsize::new(k as usize)),
+                ef: args.ef.and_then(|ef| NonZeroUsize::new(ef as usize)),
                 exact: args.exact,
                 labels: args.label,
                 start: args.start,
@@ -292,6 +303,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 .search_k
                 .iter()
                 .filter_map(|&k| NonZeroUsize::new(k as usize))
+                .collect(),
+            ef: args
+                .ef
+                .iter()
+                .filter_map(|&ef| NonZeroUsize::new(ef as usize))
                 .collect(),
             seed: args.seed,
             save_queries: args.save_queries,

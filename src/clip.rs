@@ -1,7 +1,7 @@
 //! A music clip as soundalike writes it: one JSON object with exactly the keys
 //! `video_id`, `start_time`, `end_time`, `labels` and `embedding` (rows of 128 byte values, one per second).
 
-use crate::sequence_example::{FRAME_LEN, RawClip};
+use crate::tfrecord::sequence_example::{FRAME_LEN, RawClip};
 
 /// The decimal text of every byte value followed by a comma, and its length without the comma, so that writing
 /// an embedding (1,280 numbers a clip, almost all of ingest's output) is one fixed 4-byte copy per value.

@@ -2,10 +2,10 @@
 //! saved input on stable Rust, so what fuzzing found stays guarded in CI.
 
 use crate::clip;
-use crate::recommend;
-use crate::record::Records;
-use crate::sequence_example;
-use crate::vector::{self, Form};
+use crate::commands::recommend;
+use crate::index::vector::{self, Form};
+use crate::tfrecord::record::Records;
+use crate::tfrecord::sequence_example;
 
 /// Frames `data` as a TFRecord stream and as one record, decodes what it can, and writes any clip as JSON.
 pub fn record(data: &[u8]) {

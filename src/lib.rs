@@ -1,22 +1,16 @@
 //! soundalike: recommend music by how it sounds, from AudioSet's published VGGish embeddings.
 //!
-//! The library holds all the logic; `main.rs` only parses arguments and maps errors to exit codes.
+//! The library holds all the logic; `main.rs` only parses arguments and maps errors to exit codes. The data's
+//! path shows in the modules: AudioSet records come in through `tfrecord`, become clips (`clip`, `labels`),
+//! are stored and searched in `index`, and each subcommand in `commands` drives one leg of that path.
 
 pub mod cli;
 pub mod clip;
+pub mod commands;
 pub mod error;
-pub mod evaluate;
 pub mod fuzzing;
 pub mod index;
-pub mod indexing;
-pub mod info;
-pub mod ingest;
-pub mod input;
 pub mod labels;
 pub mod output;
 pub mod progress;
-pub mod recommend;
-pub mod record;
-pub mod scan;
-pub mod sequence_example;
-pub mod vector;
+pub mod tfrecord;

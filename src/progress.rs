@@ -62,7 +62,7 @@ impl Progress {
     }
 
     /// Says what the long work is doing now (shown after the count).
-    pub fn stage(&self, message: &'static str) {
+    pub fn stage(&self, message: impl Into<std::borrow::Cow<'static, str>>) {
         self.bar.set_message(message);
     }
 

@@ -15,7 +15,7 @@ use std::process::Stdio;
 
 use common::*;
 use prost::Message;
-use soundalike::record::{Records, write_record};
+use soundalike::tfrecord::record::{Records, write_record};
 use tfrecord::protobuf::{Example, SequenceExample, feature::Kind};
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ fn huge_claimed_length_is_corrupt_without_a_huge_allocation() {
     // 4 GiB, with a valid length checksum: the length field itself looks intact.
     let claimed: u64 = 4 << 30;
     bytes[at..at + 8].copy_from_slice(&claimed.to_le_bytes());
-    let crc = soundalike::record::masked_crc(&claimed.to_le_bytes());
+    let crc = soundalike::tfrecord::record::masked_crc(&claimed.to_le_bytes());
     bytes[at + 8..at + 12].copy_from_slice(&crc.to_le_bytes());
     let path = scratch.input("huge.tfrecord", &bytes);
     let what =

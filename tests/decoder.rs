@@ -4,8 +4,8 @@
 mod common;
 
 use prost::Message;
-use soundalike::record::Records;
-use soundalike::sequence_example::{self, FRAME_LEN};
+use soundalike::tfrecord::record::Records;
+use soundalike::tfrecord::sequence_example::{self, FRAME_LEN};
 use tfrecord::protobuf::{SequenceExample, feature::Kind};
 
 /// What a clip decodes to, as plain values.

@@ -1,7 +1,8 @@
 //! `index`: clips from `ingest` into the store, built beside the old index and swapped in, or appended in one
 //! write transaction.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,11 +14,14 @@ use rand::rngs::StdRng;
 use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
-use crate::index::{self, ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store};
+use crate::index::scan::{self, Matrix};
+use crate::index::store::{
+    self, ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS,
+};
+use crate::index::vector::{self, Form, Metric};
+use crate::index::{graph, rptree};
 use crate::output;
 use crate::progress::Progress;
-use crate::scan;
-use crate::vector::{self, Form, Metric};
 use crate::with_distance;
 
 pub struct IndexOptions {
@@ -59,7 +63,7 @@ pub fn run(options: &IndexOptions) -> Result<Built> {
         rebuild(options)
     }
     .map_err(|e| {
-        if index::is_map_full(&e) {
+        if store::is_map_full(&e) {
             anyhow!(
                 "the index {} outgrew the space reserved for it (from the input's size) and was left as it was; \
                  please report this with the input's size",
@@ -118,16 +122,17 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         dimensions: options.form.dimensions(options.frames),
         frames: options.frames,
         trees: 0,
+        graph_degree: graph::DEGREE,
         seed: options.seed,
         clips: 0,
         next_item: 0,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let built = with_distance!(options.metric, D => write::<D>(&store, settings, options))?;
+    let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, options))?;
     drop(store);
     swap_into_place(building.keep(), dir)?;
     Ok(Built {
-        bytes: crate::index::dir_size(dir),
+        bytes: store::dir_size(dir),
         ..built
     })
 }
@@ -161,28 +166,31 @@ fn append(options: &IndexOptions) -> Result<Built> {
             mismatches.join(", ")
         );
     }
-    let built = with_distance!(settings.metric, D => write::<D>(&store, settings, options))?;
+    let built = with_distance!(settings.metric, D => write_more::<D>(&store, settings, options))?;
     Ok(Built {
         bytes: store.disk_size(),
         ..built
     })
 }
 
-/// Streams the inputs into the store and builds the forest, all in one write transaction.
-fn write<D: arroy::Distance>(
-    store: &Store,
-    mut settings: Settings,
-    options: &IndexOptions,
-) -> Result<Built> {
-    let mut wtxn = store.env.write_txn()?;
-    let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions);
-    let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
-    let (mut added, mut replaced) = (0u64, 0u64);
-    let progress = Progress::items(None, options.quiet, "clips");
-    // Vectors for the exact scan, written in item order at the end (in blocks, so replacing a clip rewrites
-    // only its block).
-    let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+/// A clip read from the input, as it will be stored: its metadata and its vector (arroy's form, before
+/// [`scan::prepare`]).
+struct Incoming {
+    meta: ClipMeta,
+    vector: Vec<f32>,
+}
 
+/// Every clip of the inputs, a video_id seen twice keeping its last clip (in the place of its first), and how
+/// many were replaced so. A million clips of 128 dimensions take about 600 MB here: the rebuild needs them all
+/// to lay them out and to build the graph.
+fn read_inputs(
+    options: &IndexOptions,
+    settings: &Settings,
+    progress: &Progress,
+) -> Result<(Vec<Incoming>, u64)> {
+    let mut clips: Vec<Incoming> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut replaced = 0;
     let inputs: Vec<PathBuf> = if options.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -202,63 +210,200 @@ fn write<D: arroy::Distance>(
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
             let vector = vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
                 .map_err(|e| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id))?;
-            let item = match store.ids.get(&wtxn, &clip.video_id)? {
-                Some(item) => {
-                    // The last clip with a video_id wins: forget the old one's labels.
+            let incoming = Incoming {
+                meta: ClipMeta {
+                    video_id: clip.video_id,
+                    labels: clip.labels,
+                    start_time: clip.start_time,
+                    end_time: clip.end_time,
+                },
+                vector,
+            };
+            match seen.get(&incoming.meta.video_id) {
+                Some(&at) => {
                     replaced += 1;
-                    if let Some(old) = store.clips.get(&wtxn, &item)? {
-                        for label in old.labels.iter().filter_map(|&l| u16::try_from(l).ok()) {
-                            labels.entry(label).or_default().1.insert(item);
-                            labels.entry(label).or_default().0.remove(item);
-                        }
-                    }
-                    item
+                    clips[at] = incoming;
                 }
                 None => {
-                    let item = settings.next_item;
-                    settings.next_item = item
-                        .checked_add(1)
-                        .ok_or_else(|| anyhow!("more than 2^32 clips"))?;
-                    settings.clips += 1;
-                    store.ids.put(&mut wtxn, &clip.video_id, &item)?;
-                    item
+                    seen.insert(incoming.meta.video_id.clone(), clips.len());
+                    clips.push(incoming);
                 }
-            };
-            writer.add_item(&mut wtxn, item, &vector)?;
-            let mut search_form = vector;
-            scan::prepare(settings.metric, &mut search_form);
-            vectors.insert(item, search_form);
-            for label in clip.labels.iter().filter_map(|&l| u16::try_from(l).ok()) {
-                let entry = labels.entry(label).or_default();
-                entry.0.insert(item);
-                entry.1.remove(item);
             }
-            let meta = ClipMeta {
-                video_id: clip.video_id,
-                labels: clip.labels,
-                start_time: clip.start_time,
-                end_time: clip.end_time,
-            };
-            store.clips.put(&mut wtxn, &item, &meta)?;
-            added += 1;
             progress.inc(1);
             Ok(())
         })?;
     }
-    if settings.clips == 0 {
+    Ok((clips, replaced))
+}
+
+/// Writes a new index: the clips laid out in the order of a random-projection tree's leaves (so that clips
+/// near one another in sound sit in nearby pages, and a walk from one clip touches few pages of the map), the
+/// forest, and the neighbour graph, built at the same time on other threads; all in one write transaction.
+fn write_new<D: arroy::Distance>(
+    store: &Store,
+    mut settings: Settings,
+    options: &IndexOptions,
+) -> Result<Built> {
+    let progress = Progress::items(None, options.quiet, "clips");
+    let (mut clips, replaced) = read_inputs(options, &settings, &progress)?;
+    if clips.is_empty() {
         bail!("nothing to index: the input holds no clips");
     }
-    if added == 0 {
+    let count = clips.len();
+    let dimensions = settings.dimensions;
+    progress.stage("read; laying the clips out");
+    let mut search_form: Vec<f32> = Vec::with_capacity(count * dimensions);
+    for clip in &clips {
+        let start = search_form.len();
+        search_form.extend_from_slice(&clip.vector);
+        scan::prepare(settings.metric, &mut search_form[start..]);
+    }
+    let layout = {
+        let matrix = Matrix::new(
+            dimensions,
+            settings.metric,
+            vec![Cow::Borrowed(&search_form[..])],
+            count,
+        );
+        rptree::forest(&matrix, count, 1, graph::LEAF_SIZE, settings.seed)
+            .pop()
+            .ok_or_else(|| anyhow!("no layout tree"))?
+    };
+    let mut laid_out: Vec<f32> = Vec::with_capacity(count * dimensions);
+    for &at in &layout.items {
+        let start = at as usize * dimensions;
+        laid_out.extend_from_slice(&search_form[start..start + dimensions]);
+    }
+    drop(search_form);
+    // The same tree in the new numbering: its leaves are now runs of consecutive items.
+    let tree = rptree::Tree {
+        items: (0..count as u32).collect(),
+        leaf_ends: layout.leaf_ends,
+    };
+    let vectors = Matrix::new(
+        dimensions,
+        settings.metric,
+        vec![Cow::Borrowed(&laid_out[..])],
+        count,
+    );
+
+    let mut wtxn = store.env.write_txn()?;
+    let lists = std::thread::scope(|scope| -> Result<Vec<u32>> {
+        // The graph does not depend on the number of threads, so it takes every core; the forest builds on
+        // the global pool (`--threads`) meanwhile.
+        let graph = scope.spawn(|| -> Result<Vec<u32>> {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed)))
+        });
+        let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
+        let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
+        for (item, &at) in layout.items.iter().enumerate() {
+            let item = item as u32;
+            let clip = &mut clips[at as usize];
+            store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
+            writer.add_item(&mut wtxn, item, &clip.vector)?;
+            for label in clip
+                .meta
+                .labels
+                .iter()
+                .filter_map(|&l| u16::try_from(l).ok())
+            {
+                labels.entry(label).or_default().0.insert(item);
+            }
+            store.clips.put(&mut wtxn, &item, &clip.meta)?;
+            clip.vector = Vec::new();
+        }
+        settings.clips = count as u64;
+        settings.next_item = count as u32;
+        store.update_labels(&mut wtxn, &labels)?;
+        store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
+        progress.stage("read; building the trees and the neighbour graph");
+        let mut rng = StdRng::seed_from_u64(settings.seed);
+        let mut builder = writer.builder(&mut rng);
+        if let Some(trees) = options.trees {
+            builder.n_trees(trees);
+        }
+        builder.build(&mut wtxn)?;
+        graph
+            .join()
+            .map_err(|_| anyhow!("the neighbour graph's build failed"))?
+    })?;
+    let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
+    store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;
+    finish::<D>(store, wtxn, settings, &progress, count as u64, replaced)
+}
+
+/// Adds clips to an existing index in one write transaction: arroy updates the trees incrementally, and each
+/// new (or replaced) clip is linked into the graph by a walk from the forest's nearest clips.
+fn write_more<D: arroy::Distance>(
+    store: &Store,
+    mut settings: Settings,
+    options: &IndexOptions,
+) -> Result<Built> {
+    let progress = Progress::items(None, options.quiet, "clips");
+    let (clips, mut replaced) = read_inputs(options, &settings, &progress)?;
+    if clips.is_empty() {
         // Appending nothing leaves the index exactly as it was (rebuilding the trees would renumber them).
         return Ok(Built {
             clips: settings.clips,
-            added,
+            added: 0,
             replaced,
             trees: settings.trees,
             bytes: 0,
         });
     }
-    progress.stage("read; building the trees");
+    let before = settings.clone();
+    let mut wtxn = store.env.write_txn()?;
+    let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions);
+    let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
+    // Vectors in search form, written in item order at the end (in blocks, so replacing a clip rewrites only
+    // its block).
+    let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+    let mut items = Vec::with_capacity(clips.len());
+    for clip in &clips {
+        let item = match store.ids.get(&wtxn, &clip.meta.video_id)? {
+            Some(item) => {
+                // The last clip with a video_id wins: forget the old one's labels.
+                replaced += 1;
+                if let Some(old) = store.clips.get(&wtxn, &item)? {
+                    for label in old.labels.iter().filter_map(|&l| u16::try_from(l).ok()) {
+                        labels.entry(label).or_default().1.insert(item);
+                        labels.entry(label).or_default().0.remove(item);
+                    }
+                }
+                item
+            }
+            None => {
+                let item = settings.next_item;
+                settings.next_item = item
+                    .checked_add(1)
+                    .ok_or_else(|| anyhow!("more than 2^32 clips"))?;
+                settings.clips += 1;
+                store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
+                item
+            }
+        };
+        writer.add_item(&mut wtxn, item, &clip.vector)?;
+        let mut search_form = clip.vector.clone();
+        scan::prepare(settings.metric, &mut search_form);
+        vectors.insert(item, search_form);
+        for label in clip
+            .meta
+            .labels
+            .iter()
+            .filter_map(|&l| u16::try_from(l).ok())
+        {
+            let entry = labels.entry(label).or_default();
+            entry.0.insert(item);
+            entry.1.remove(item);
+        }
+        store.clips.put(&mut wtxn, &item, &clip.meta)?;
+        items.push(item);
+    }
+    progress.stage("read; updating the trees");
     store.update_labels(&mut wtxn, &labels)?;
     store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;
     drop(vectors);
@@ -268,6 +413,52 @@ fn write<D: arroy::Distance>(
         builder.n_trees(trees);
     }
     builder.build(&mut wtxn)?;
+
+    progress.stage("read; linking the new clips into the neighbour graph");
+    let mut lists = store.read_graph(&wtxn, &before)?;
+    let degree = settings.graph_degree;
+    let mut dirty = BTreeSet::new();
+    {
+        let matrix = store.load_vectors(&wtxn, &settings)?;
+        let distance = scan::pair_distance(settings.metric);
+        let reader = arroy::Reader::<D>::open(&wtxn, ARROY_INDEX, store.arroy::<D>())?;
+        let mut walk = graph::Walk::default();
+        for (clip, &item) in clips.iter().zip(&items) {
+            let mut forest = reader.nns(graph::ENTRY_POINTS);
+            forest.search_k(graph::entry_search_k());
+            let entries: Vec<u32> = forest
+                .by_vector(&wtxn, &clip.vector)?
+                .into_iter()
+                .map(|(i, _)| i)
+                .filter(|&i| i != item)
+                .collect();
+            let changed = graph::insert(
+                &mut lists,
+                degree,
+                &matrix,
+                distance,
+                item,
+                &entries,
+                graph::INSERT_EF,
+                &mut walk,
+            );
+            dirty.extend(changed.into_iter().map(|n| n / VECTOR_BLOCK_ROWS));
+        }
+    }
+    store.write_graph(&mut wtxn, degree, &lists, dirty)?;
+    let added = clips.len() as u64;
+    finish::<D>(store, wtxn, settings, &progress, added, replaced)
+}
+
+/// Records the settings and commits the write transaction.
+fn finish<D: arroy::Distance>(
+    store: &Store,
+    mut wtxn: heed::RwTxn,
+    mut settings: Settings,
+    progress: &Progress,
+    added: u64,
+    replaced: u64,
+) -> Result<Built> {
     settings.trees = arroy::Reader::<D>::open(&wtxn, ARROY_INDEX, store.arroy::<D>())?.n_trees();
     store.write_settings(&mut wtxn, &settings)?;
     progress.stage("read; writing to disk");

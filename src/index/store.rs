@@ -1,8 +1,10 @@
-//! The index store: one LMDB environment holding the arroy forest and its side tables.
+//! The index store: one LMDB environment holding the arroy forest, the neighbour graph and their side tables.
 //!
 //! Tables: `arroy` (the forest; item ids are u32), `ids` (video_id to item), `clips` (item to video_id, labels
 //! and times), `labels` (label index to the set of items carrying it, for filtered queries), `vectors` (every
-//! vector in search form, in blocks of rows, for the exact scan) and `settings`.
+//! vector in search form, in blocks of rows, for the exact scan and the graph walk), `graph` (every clip's
+//! neighbour list, in blocks of the same rows) and `settings`. The blocks are large values, which LMDB keeps on
+//! contiguous overflow pages: a reader borrows them from the memory map as flat arrays, with no lookup per row.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,14 +16,17 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::scan::Matrix;
-use crate::vector::{Form, Metric};
+use crate::index::graph::Graph;
+use crate::index::nndescent::EMPTY;
+use crate::index::scan::Matrix;
+use crate::index::vector::{Form, Metric};
 
-/// Vectors per row of the `vectors` table: 1,024 x 128 floats is 512 KiB, so an append rewrites little.
+/// Clips per row of the `vectors` and `graph` tables: 1,024 x 128 floats is 512 KiB, so an append rewrites
+/// little.
 pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The arroy index number inside the `arroy` table.
 pub const ARROY_INDEX: u16 = 0;
 /// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
@@ -74,6 +79,8 @@ pub struct Settings {
     pub dimensions: usize,
     pub frames: usize,
     pub trees: usize,
+    /// Slots in each clip's neighbour list.
+    pub graph_degree: usize,
     pub seed: u64,
     pub clips: u64,
     /// The next item id to give out (ids of replaced clips are reused; removed ones are not).
@@ -101,6 +108,7 @@ pub struct Store {
     pub clips: Database<'static, U32<BE>, SerdeBincode<ClipMeta>>,
     labels: Database<'static, U16<BE>, Bytes>,
     vectors: Database<'static, U32<BE>, Bytes>,
+    graph: Database<'static, U32<BE>, Bytes>,
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
 
@@ -127,7 +135,7 @@ impl Store {
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
         let env = open_env(dir, 0, input, true)?;
         let wtxn = env.write_txn()?;
-        let (arroy, ids, clips, labels, vectors, settings) = env
+        let (arroy, ids, clips, labels, vectors, graph, settings) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("arroy"))?,
@@ -135,6 +143,7 @@ impl Store {
                     dbo.create_database(wtxn, Some("clips"))?,
                     dbo.create_database(wtxn, Some("labels"))?,
                     dbo.create_database(wtxn, Some("vectors"))?,
+                    dbo.create_database(wtxn, Some("graph"))?,
                     dbo.create_database(wtxn, Some("settings"))?,
                 )))
             })?
@@ -147,6 +156,7 @@ impl Store {
             clips,
             labels,
             vectors,
+            graph,
             settings,
         })
     }
@@ -189,13 +199,21 @@ impl Store {
                     dbo.open_database(rtxn, Some("clips"))?,
                     dbo.open_database(rtxn, Some("labels"))?,
                     dbo.open_database(rtxn, Some("vectors"))?,
+                    dbo.open_database(rtxn, Some("graph"))?,
                     dbo.open_database(rtxn, Some("settings"))?,
                 )))
             })
             .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?
             .unwrap_commit();
-        let (Some(arroy), Some(ids), Some(clips), Some(labels), Some(vectors), Some(settings_db)) =
-            opened
+        let (
+            Some(arroy),
+            Some(ids),
+            Some(clips),
+            Some(labels),
+            Some(vectors),
+            Some(graph),
+            Some(settings_db),
+        ) = opened
         else {
             bail!(
                 "{} is not a soundalike index (its tables are missing)",
@@ -210,6 +228,7 @@ impl Store {
             clips,
             labels,
             vectors,
+            graph,
             settings: settings_db,
         };
         let settings = {
@@ -296,48 +315,127 @@ impl Store {
         Ok(())
     }
 
-    /// Every vector in search form, row `i` holding item `i`, for the exact scan: borrowed from the memory
-    /// map (no copy) on little-endian machines when LMDB's page layout leaves the floats aligned.
+    /// Every vector in search form, row `i` holding item `i`, for the exact scan and the graph walk: borrowed
+    /// from the memory map (no copy) on little-endian machines when LMDB's page layout leaves the floats aligned.
     pub fn load_vectors<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Matrix<'t>> {
-        let block_len = VECTOR_BLOCK_ROWS as usize * settings.dimensions;
-        let mut blocks = Vec::new();
-        let mut values = 0;
-        for entry in self.vectors.iter(rtxn)? {
-            let (_, bytes) = entry?;
-            let floats: Cow<'t, [f32]> = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                Ok(floats) if cfg!(target_endian = "little") => Cow::Borrowed(floats),
-                _ => Cow::Owned(
-                    bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-            };
-            if blocks
-                .last()
-                .is_some_and(|b: &Cow<[f32]>| b.len() != block_len)
-                || floats.len() > block_len
-            {
-                bail!(
-                    "index {} is damaged: a vector block has the wrong size",
-                    self.dir.display()
-                );
-            }
-            values += floats.len();
-            blocks.push(floats);
-        }
-        if values != settings.next_item as usize * settings.dimensions {
-            bail!(
-                "index {} is damaged: its vector table holds {values} values",
-                self.dir.display()
-            );
-        }
+        let blocks =
+            self.load_blocks(rtxn, self.vectors, "vector", settings.dimensions, settings)?;
         Ok(Matrix::new(
             settings.dimensions,
             settings.metric,
             blocks,
             VECTOR_BLOCK_ROWS as usize,
         ))
+    }
+
+    /// Every clip's neighbour list, borrowed from the memory map like the vectors.
+    pub fn load_graph<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Graph<'t>> {
+        let blocks =
+            self.load_blocks(rtxn, self.graph, "graph", settings.graph_degree, settings)?;
+        // A list naming a clip past the last is skipped by the walk, which finds no vector for it.
+        Ok(Graph::new(
+            settings.graph_degree,
+            blocks,
+            VECTOR_BLOCK_ROWS as usize,
+        ))
+    }
+
+    /// The rows of a table of blocks (`width` 4-byte values per clip, [`VECTOR_BLOCK_ROWS`] clips per block),
+    /// checked to hold exactly one row per item.
+    fn load_blocks<'t, T: bytemuck::Pod>(
+        &self,
+        rtxn: &'t RoTxn,
+        table: Database<'static, U32<BE>, Bytes>,
+        what: &str,
+        width: usize,
+        settings: &Settings,
+    ) -> Result<Vec<Cow<'t, [T]>>> {
+        let damaged = |detail: String| {
+            anyhow!(
+                "index {} is damaged: its {what} table {detail} (rebuild it with `soundalike index`)",
+                self.dir.display()
+            )
+        };
+        let block_len = VECTOR_BLOCK_ROWS as usize * width;
+        let mut blocks = Vec::new();
+        let mut values = 0;
+        for (n, entry) in table.iter(rtxn)?.enumerate() {
+            let (key, bytes) = entry?;
+            let values_here: Cow<'t, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
+                Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
+                _ if bytes.len() % 4 == 0 => Cow::Owned(
+                    bytes
+                        .chunks_exact(std::mem::size_of::<T>())
+                        .map(bytemuck::pod_read_unaligned)
+                        .collect(),
+                ),
+                _ => return Err(damaged(format!("has a block of {} bytes", bytes.len()))),
+            };
+            if key as usize != n
+                || blocks
+                    .last()
+                    .is_some_and(|b: &Cow<[T]>| b.len() != block_len)
+                || values_here.len() > block_len
+            {
+                return Err(damaged("has a block of the wrong size".into()));
+            }
+            values += values_here.len();
+            blocks.push(values_here);
+        }
+        if values != settings.next_item as usize * width {
+            return Err(damaged(format!("holds {values} values")));
+        }
+        Ok(blocks)
+    }
+
+    /// Stores the given blocks of `lists` (`degree` slots per clip, clip `i` at `i * degree`) in the graph table.
+    pub fn write_graph(
+        &self,
+        wtxn: &mut RwTxn,
+        degree: usize,
+        lists: &[u32],
+        blocks: impl IntoIterator<Item = u32>,
+    ) -> Result<()> {
+        let block_len = VECTOR_BLOCK_ROWS as usize * degree;
+        for block in blocks {
+            let start = block as usize * block_len;
+            let Some(values) = lists.get(start..(start + block_len).min(lists.len())) else {
+                continue;
+            };
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.graph.put(wtxn, &block, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Every clip's neighbour list as one owned array (for an append to change).
+    pub fn read_graph(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Vec<u32>> {
+        let graph = self.load_graph(rtxn, settings)?;
+        let mut lists = Vec::with_capacity(graph.nodes() * settings.graph_degree);
+        for node in 0..graph.nodes() as u32 {
+            let list = graph.neighbours(node);
+            lists.extend_from_slice(list);
+            lists.extend(std::iter::repeat_n(
+                EMPTY,
+                settings.graph_degree - list.len(),
+            ));
+        }
+        Ok(lists)
+    }
+
+    /// Stores the vectors of a new index, row `i` (`dimensions` floats in search form) holding item `i`.
+    pub fn write_vector_rows(
+        &self,
+        wtxn: &mut RwTxn,
+        dimensions: usize,
+        rows: &[f32],
+    ) -> Result<()> {
+        let block_len = VECTOR_BLOCK_ROWS as usize * dimensions;
+        for (block, values) in rows.chunks(block_len.max(1)).enumerate() {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.vectors.put(wtxn, &(block as u32), &bytes)?;
+        }
+        Ok(())
     }
 
     /// Stores vectors by item in blocks of [`VECTOR_BLOCK_ROWS`]; `vectors` yields (item, vector in search
@@ -403,19 +501,19 @@ pub fn dir_size(dir: &Path) -> u64 {
 macro_rules! with_distance {
     ($metric:expr, $d:ident => $body:expr) => {
         match $metric {
-            $crate::vector::Metric::Angular => {
+            $crate::index::vector::Metric::Angular => {
                 type $d = arroy::distances::Cosine;
                 $body
             }
-            $crate::vector::Metric::Euclidean => {
+            $crate::index::vector::Metric::Euclidean => {
                 type $d = arroy::distances::Euclidean;
                 $body
             }
-            $crate::vector::Metric::Manhattan => {
+            $crate::index::vector::Metric::Manhattan => {
                 type $d = arroy::distances::Manhattan;
                 $body
             }
-            $crate::vector::Metric::Dot => {
+            $crate::index::vector::Metric::Dot => {
                 type $d = arroy::distances::DotProduct;
                 $body
             }

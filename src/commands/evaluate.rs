@@ -10,19 +10,18 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
-use crate::index::{ARROY_INDEX, Settings, Store};
+use crate::index::search::{Search, Searcher, Target};
+use crate::index::store::{Settings, Store};
 use crate::labels::{self, LabelSet};
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::recommend::{Search, item_query, tree_neighbours_of_item};
-use crate::scan::Query;
 use crate::with_distance;
 
 /// How many query clips.
@@ -38,6 +37,8 @@ pub struct EvaluateOptions {
     pub count: usize,
     /// Tree searches to measure besides the default.
     pub search_k: Vec<NonZeroUsize>,
+    /// Graph walks to measure besides the default.
+    pub ef: Vec<NonZeroUsize>,
     pub seed: u64,
     /// Where to write the sampled queries' video_ids, one per line (a `recommend --batch` file).
     pub save_queries: Option<PathBuf>,
@@ -50,10 +51,12 @@ pub struct EvaluateOptions {
 pub struct Report {
     pub k: usize,
     pub queries: usize,
-    /// "exact" or "trees".
+    /// "exact", "trees" or "graph".
     pub search: &'static str,
-    /// The trees' budget; `None` for the exact scan.
+    /// The trees' budget; `None` for the other searches.
     pub search_k: Option<usize>,
+    /// The graph walk's breadth; `None` for the other searches.
+    pub ef: Option<usize>,
     /// Whether this is what `recommend` does without `--exact` or `--search-k`.
     pub default: bool,
     pub recall: f64,
@@ -99,8 +102,6 @@ fn evaluate<D: arroy::Distance>(
     options: &EvaluateOptions,
 ) -> Result<Vec<Report>> {
     let rtxn = store.env.read_txn()?;
-    let reader = arroy::Reader::<D>::open(&rtxn, ARROY_INDEX, store.arroy::<D>())
-        .map_err(|e| anyhow!("cannot read index {}: {e}", store.dir.display()))?;
     let clips = sample(store, &rtxn, options)?;
     if let Some(path) = &options.save_queries {
         let mut file = Output::create(Some(path))?;
@@ -113,49 +114,33 @@ fn evaluate<D: arroy::Distance>(
 
     let progress = Progress::items(Some(clips.len() as u64), options.quiet, "queries");
     progress.stage("exact scan (ground truth)");
-    let matrix = store.load_vectors(&rtxn, settings)?;
-    let queries: Vec<Query> = clips
-        .iter()
-        .map(|c| item_query(&matrix, c.item, store))
-        .collect::<Result<_>>()?;
+    let targets: Vec<Target> = clips.iter().map(|c| Target::Item(c.item)).collect();
     // All queries at once: the scan runs them in parallel groups.
-    let truth = matrix.nearest(&queries, options.count, None);
+    let truth = Searcher::<D>::open(store, &rtxn, settings, Search::Exact, options.count, None)?
+        .nearest(&targets)?;
 
-    let default = Search::choose(false, None, options.count, settings);
+    let default = Search::choose(false, None, None, options.count, settings);
     let mut searches = vec![default];
     searches.extend(options.search_k.iter().map(|&k| Search::Trees(k)));
+    searches.extend(options.ef.iter().map(|&ef| Search::Graph(ef)));
     let mut reports = Vec::with_capacity(searches.len());
     for (n, &search) in searches.iter().enumerate() {
         progress.set(0);
-        progress.stage(match search {
-            Search::Exact => "timing the exact scan",
-            Search::Trees(_) => "timing the trees",
-        });
-        let search_one = |clip: &QueryClip, query: &Query| -> Result<Vec<(u32, f32)>> {
-            Ok(match search {
-                Search::Exact => matrix
-                    .nearest(std::slice::from_ref(query), options.count, None)
-                    .pop()
-                    .unwrap_or_default(),
-                Search::Trees(search_k) => tree_neighbours_of_item(
-                    &reader,
-                    &rtxn,
-                    clip.item,
-                    options.count,
-                    search_k,
-                    None,
-                )?,
-            })
-        };
+        progress.stage(format!("timing the search: {}", search.describe()));
+        let mut searcher =
+            Searcher::<D>::open(store, &rtxn, settings, search, options.count, None)?;
         // One query untimed first: it maps the index's pages into this process, a cost each one-shot `recommend`
         // pays once and a batch pays once in total, not per query.
-        search_one(&clips[0], &queries[0])?;
+        searcher.nearest(&targets[..1])?;
         let mut latencies = Vec::with_capacity(clips.len());
         let mut answers = Vec::with_capacity(clips.len());
         let started = Instant::now();
-        for (clip, query) in clips.iter().zip(&queries) {
+        for target in &targets {
             let begun = Instant::now();
-            let hits = search_one(clip, query)?;
+            let hits = searcher
+                .nearest(std::slice::from_ref(target))?
+                .pop()
+                .unwrap_or_default();
             latencies.push(begun.elapsed());
             answers.push(hits);
             progress.inc(1);
@@ -164,13 +149,14 @@ fn evaluate<D: arroy::Distance>(
         reports.push(Report {
             k: options.count,
             queries: clips.len(),
-            search: match search {
-                Search::Exact => "exact",
-                Search::Trees(_) => "trees",
-            },
+            search: search.kind(),
             search_k: match search {
-                Search::Exact => None,
                 Search::Trees(k) => Some(k.get()),
+                _ => None,
+            },
+            ef: match search {
+                Search::Graph(ef) => Some(ef.get()),
+                _ => None,
             },
             default: n == 0,
             recall: recall(&answers, &truth),
@@ -302,9 +288,10 @@ fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
         "queries/s"
     )?;
     for report in reports {
-        let mut name = match report.search_k {
-            None => "exact scan".to_string(),
-            Some(k) => format!("trees, search_k {k}"),
+        let mut name = match (report.search_k, report.ef) {
+            (Some(k), _) => format!("trees, search_k {k}"),
+            (_, Some(ef)) => format!("graph, ef {ef}"),
+            _ => "exact scan".to_string(),
         };
         if report.default {
             name = format!("default: {name}");

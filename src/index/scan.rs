@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::vector::Metric;
+use crate::index::vector::Metric;
 
 /// Queries scanned together: each group reads the vectors once (tile by tile), and groups run in parallel.
 pub const GROUP: usize = 64;
@@ -53,6 +53,24 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// Rows held (the last block may be short).
+    pub fn rows(&self) -> usize {
+        let full = self.blocks.len().saturating_sub(1) * self.block_rows;
+        full + self
+            .blocks
+            .last()
+            .map_or(0, |b| b.len() / self.dimensions.max(1))
+    }
+
+    #[inline]
     pub fn row(&self, item: u32) -> Option<&[f32]> {
         let (block, row) = (
             item as usize / self.block_rows,
@@ -226,6 +244,30 @@ fn kernel(metric: Metric) -> Kernel {
     }
 }
 
+/// The distance between two vectors in search form, on the scale the index reports: one pair at a time, for
+/// the neighbour graph's walk and build, where the rows to compare are scattered rather than a tile.
+pub type PairDistance = fn(&[f32], &[f32]) -> f32;
+
+/// The pair distance for a metric, with AVX2 and FMA where the CPU has them.
+pub fn pair_distance(metric: Metric) -> PairDistance {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY (each closure): the CPU was just checked to have AVX2 and FMA, which is all these need.
+        return match metric {
+            Metric::Angular => |a, b| (1.0 - unsafe { avx2::dot(a, b) }.clamp(-1.0, 1.0)) / 2.0,
+            Metric::Euclidean => |a, b| unsafe { avx2::pair(a, b, euclidean::<true>) },
+            Metric::Manhattan => |a, b| unsafe { avx2::pair(a, b, l1) },
+            Metric::Dot => |a, b| -unsafe { avx2::dot(a, b) },
+        };
+    }
+    match metric {
+        Metric::Angular => angular::<false>,
+        Metric::Euclidean => euclidean::<false>,
+        Metric::Manhattan => l1,
+        Metric::Dot => negated_dot::<false>,
+    }
+}
+
 #[inline(always)]
 fn tile(
     tile: &[f32],
@@ -255,6 +297,41 @@ mod avx2 {
         distance: impl Fn(&[f32], &[f32]) -> f32,
     ) {
         super::tile(tile, dimensions, queries, out, distance)
+    }
+
+    /// One distance, compiled for AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn pair(a: &[f32], b: &[f32], distance: impl Fn(&[f32], &[f32]) -> f32) -> f32 {
+        distance(a, b)
+    }
+
+    /// One dot product in four independent chains of eight lanes: a graph walk computes them one pair at a
+    /// time, so the chains' latency, not the loads, sets the pace.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        use std::arch::x86_64::*;
+        let len = a.len().min(b.len());
+        let wide = len / 32 * 32;
+        let mut total = 0.0;
+        // SAFETY: every 8-float load at offset i + 8j with i + 32 <= wide <= len stays inside both slices.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < wide {
+                for (j, sum) in acc.iter_mut().enumerate() {
+                    let x = _mm256_loadu_ps(a.as_ptr().add(i + 8 * j));
+                    let y = _mm256_loadu_ps(b.as_ptr().add(i + 8 * j));
+                    *sum = _mm256_fmadd_ps(x, y, *sum);
+                }
+                i += 32;
+            }
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            total += horizontal_sum(sum);
+        }
+        for (x, y) in a[wide..len].iter().zip(&b[wide..len]) {
+            total += x * y;
+        }
+        total
     }
 
     /// Dot products of one or two queries with each row of the tile, blocked four rows by two queries: each

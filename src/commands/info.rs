@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::index::Store;
+use crate::index::store::Store;
 use crate::labels;
 
 pub fn run(dir: &Path, as_json: bool) -> Result<()> {

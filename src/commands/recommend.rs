@@ -9,14 +9,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
-use crate::index::{ARROY_INDEX, ClipMeta, Settings, Store};
+use crate::index::scan;
+use crate::index::search::{Search, Searcher, Target};
+use crate::index::store::{ClipMeta, Settings, Store};
+use crate::index::vector::{self, Metric};
 use crate::labels;
-use crate::scan::{self, Matrix};
-use crate::vector::{self, Metric};
 use crate::with_distance;
-
-/// Tree nodes inspected per requested neighbour when `--search-k` is not given.
-pub const DEFAULT_SEARCH_K_PER_RESULT: usize = 200;
 
 /// What to find neighbours of.
 pub enum Query {
@@ -32,6 +30,7 @@ pub struct RecommendOptions {
     pub query: Query,
     pub count: usize,
     pub search_k: Option<NonZeroUsize>,
+    pub ef: Option<NonZeroUsize>,
     pub exact: bool,
     /// Only clips carrying one of these labels.
     pub labels: Vec<u16>,
@@ -69,49 +68,13 @@ pub fn run(options: &RecommendOptions) -> Result<()> {
     with_distance!(settings.metric, D => answer::<D>(&store, &settings, options))
 }
 
-/// Up to this many stored floats (clips x dimensions: about 49,000 clips of 128 dimensions) the default search
-/// is the exact scan, which is then both exact and at least as fast as the trees; above it, the trees.
-/// Measured (BENCHMARKS.md): one-shot queries break even near 50,000 clips (the scan's cost grows with the
-/// clips, the trees' barely), batches near 100,000.
-pub const EXACT_SCAN_LIMIT: u64 = 6 << 20;
-
-/// How neighbours are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
-    Exact,
-    Trees(NonZeroUsize),
-}
-
-impl Search {
-    /// `--exact`, or `--search-k`, or by the index's size (and `count`, the neighbours asked for).
-    pub fn choose(
-        exact: bool,
-        search_k: Option<NonZeroUsize>,
-        count: usize,
-        settings: &Settings,
-    ) -> Search {
-        let default_k = NonZeroUsize::new(count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
-            .unwrap_or(NonZeroUsize::MIN);
-        match (exact, search_k) {
-            (true, _) => Search::Exact,
-            (false, Some(k)) => Search::Trees(k),
-            (false, None) if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT => {
-                Search::Exact
-            }
-            (false, None) => Search::Trees(default_k),
-        }
-    }
-}
-
 fn answer<D: arroy::Distance>(
     store: &Store,
     settings: &Settings,
     options: &RecommendOptions,
 ) -> Result<()> {
     let rtxn = store.env.read_txn()?;
-    let reader = arroy::Reader::<D>::open(&rtxn, ARROY_INDEX, store.arroy::<D>())
-        .map_err(|e| anyhow!("cannot read index {}: {e}", store.dir.display()))?;
-    let candidates = if options.labels.is_empty() {
+    let labels = if options.labels.is_empty() {
         None
     } else {
         let mut items = RoaringBitmap::new();
@@ -120,58 +83,23 @@ fn answer<D: arroy::Distance>(
         }
         Some(items)
     };
-    let search = Search::choose(options.exact, options.search_k, options.count, settings);
-    // The vectors, for the exact scan; the trees' search budget otherwise.
-    let (matrix, search_k) = match search {
-        Search::Exact => (
-            Some(store.load_vectors(&rtxn, settings)?),
-            NonZeroUsize::MIN,
-        ),
-        Search::Trees(search_k) => (None, search_k),
-    };
-    // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
-    let keep: Option<Vec<bool>> = candidates.as_ref().map(|c| {
-        let mut keep = vec![false; settings.next_item as usize];
-        for item in c.iter() {
-            if let Some(k) = keep.get_mut(item as usize) {
-                *k = true;
-            }
-        }
-        keep
-    });
-
-    let nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
-        if let Some(matrix) = &matrix {
-            let queries: Vec<scan::Query> = group
-                .iter()
-                .map(|q| match q {
-                    Resolved::Item { item, .. } => item_query(matrix, *item, store),
-                    Resolved::Vector { vector, .. } => Ok(scan::Query {
-                        vector,
-                        exclude: None,
-                    }),
-                })
-                .collect::<Result<_>>()?;
-            return Ok(matrix.nearest(&queries, options.count, keep.as_deref()));
-        }
-        group
+    let search = Search::choose(
+        options.exact,
+        options.search_k,
+        options.ef,
+        options.count,
+        settings,
+    );
+    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?;
+    let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
+        let targets: Vec<Target> = group
             .iter()
             .map(|q| match q {
-                Resolved::Item { item, .. } => tree_neighbours_of_item(
-                    &reader,
-                    &rtxn,
-                    *item,
-                    options.count,
-                    search_k,
-                    candidates.as_ref(),
-                ),
-                Resolved::Vector { vector, .. } => {
-                    let mut query = reader.nns(options.count);
-                    configure(&mut query, search_k, candidates.as_ref());
-                    Ok(query.by_vector(&rtxn, vector)?)
-                }
+                Resolved::Item { item, .. } => Target::Item(*item),
+                Resolved::Vector { vector, .. } => Target::Vector(vector),
             })
-            .collect()
+            .collect();
+        searcher.nearest(&targets)
     };
 
     let mut out = BufWriter::new(io::stdout().lock());
@@ -250,55 +178,6 @@ fn answer<D: arroy::Distance>(
     }
     out.flush()?;
     Ok(())
-}
-
-/// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
-pub(crate) fn item_query<'m>(
-    matrix: &'m Matrix,
-    item: u32,
-    store: &Store,
-) -> Result<scan::Query<'m>> {
-    let vector = matrix.row(item).ok_or_else(|| {
-        anyhow!(
-            "index {} is damaged: no vector for clip {item}",
-            store.dir.display()
-        )
-    })?;
-    Ok(scan::Query {
-        vector,
-        exclude: Some(item),
-    })
-}
-
-/// The trees' `count` nearest neighbours of a clip of the index, the clip itself left out.
-pub(crate) fn tree_neighbours_of_item<D: arroy::Distance>(
-    reader: &arroy::Reader<D>,
-    rtxn: &heed::RoTxn,
-    item: u32,
-    count: usize,
-    search_k: NonZeroUsize,
-    candidates: Option<&RoaringBitmap>,
-) -> Result<Vec<(u32, f32)>> {
-    // Ask for one more: the clip itself comes back and is dropped.
-    let mut query = reader.nns(count + 1);
-    configure(&mut query, search_k, candidates);
-    let hits = query.by_item(rtxn, item)?.unwrap_or_default();
-    Ok(hits
-        .into_iter()
-        .filter(|(i, _)| *i != item)
-        .take(count)
-        .collect())
-}
-
-fn configure<'a, D: arroy::Distance>(
-    query: &mut arroy::QueryBuilder<'a, D>,
-    search_k: NonZeroUsize,
-    candidates: Option<&'a RoaringBitmap>,
-) {
-    query.search_k(search_k);
-    if let Some(candidates) = candidates {
-        query.candidates(candidates);
-    }
 }
 
 /// Writes one query's answer as a JSON line or a table.

@@ -15,12 +15,12 @@ use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 
 use crate::clip;
-use crate::input::{self, Unit};
 use crate::labels::LabelSet;
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::record::{Corrupt, Defect, Records};
-use crate::sequence_example;
+use crate::tfrecord::input::{self, Unit};
+use crate::tfrecord::record::{Corrupt, Defect, Records};
+use crate::tfrecord::sequence_example;
 
 /// How clips are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -7,7 +7,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::sequence_example::FRAME_LEN;
+use crate::tfrecord::sequence_example::FRAME_LEN;
 
 /// How a clip's frames become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

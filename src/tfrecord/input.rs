@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-use crate::record::{Chunk, StreamChunker, read_full};
+use crate::tfrecord::record::{Chunk, StreamChunker, read_full};
 
 /// Plain TFRecord files up to this size are read whole by a decoder thread (so reading is parallel too);
 /// larger ones are cut into chunks as they stream in, so memory stays bounded.

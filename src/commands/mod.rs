@@ -1,0 +1,7 @@
+//! One module per subcommand, each driving the library for one leg of the data's path.
+
+pub mod evaluate;
+pub mod index;
+pub mod info;
+pub mod ingest;
+pub mod recommend;

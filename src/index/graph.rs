@@ -1,0 +1,377 @@
+//! The neighbour graph: each clip's list of up to `degree` neighbours, stored as flat arrays of item ids in
+//! large LMDB values and read in place from the memory map, and the best-first walk that answers a query.
+//!
+//! Why a graph: a forest asks many trees for candidates and compares them all; a walk starts at (or near) the
+//! query and moves only towards closer clips, so it compares a few hundred clips where the trees compare
+//! thousands, and it touches a few pages of the map rather than a B-tree lookup per node (BENCHMARKS.md).
+//!
+//! The lists come from the NN-descent k-nearest-neighbour graph (`nndescent`), pruned as PyNNDescent and
+//! HNSW do: a neighbour is dropped when a nearer kept neighbour is closer to it than the clip is (the path
+//! through that neighbour reaches it anyway), and every kept edge is also added backwards, so that each clip can
+//! be reached and the lists point in all directions rather than into the densest spot nearby.
+
+use std::borrow::Cow;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+
+use crate::index::nndescent::{self, EMPTY, KnnGraph};
+use crate::index::rptree;
+use crate::index::scan::{Matrix, PairDistance, pair_distance};
+
+/// Neighbours per clip found by NN-descent, and slots per clip in the stored lists (after pruning, plus the
+/// reverse edges). Chosen by measurement on the spread-out synthetic sets (BENCHMARKS.md).
+pub const NEIGHBOURS: usize = 20;
+pub const DEGREE: usize = 32;
+/// Clips per leaf of the random-projection trees that seed NN-descent and lay the clips out.
+pub const LEAF_SIZE: usize = 32;
+/// Random-projection trees seeding NN-descent.
+const TREES: usize = 8;
+/// The walk's breadth when an append links a new clip into the graph.
+pub const INSERT_EF: usize = 64;
+/// Entry points the forest gives a walk for a vector that is not a clip of the index.
+pub const ENTRY_POINTS: usize = 8;
+
+/// The forest's budget when it finds entry points: a rough start is enough, the walk does the rest.
+pub fn entry_search_k() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(64).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+/// The stored lists for the first `count` rows of `vectors`: NN-descent seeded from `tree`'s leaves and more
+/// random-projection trees, then pruned (see the module's comment). The same vectors and seed give the same
+/// lists, whatever the threads.
+pub fn build(vectors: &Matrix, count: usize, tree: &rptree::Tree, seed: u64) -> Vec<u32> {
+    let params = nndescent::Params {
+        neighbours: NEIGHBOURS,
+        max_candidates: NEIGHBOURS,
+        max_iterations: 12,
+        delta: 0.001,
+        trees: TREES,
+        leaf_size: LEAF_SIZE,
+        seed,
+    };
+    let (knn, _) = nndescent::build(vectors, count, &params, Some(tree), &|_| {});
+    from_knn(&knn, vectors, pair_distance(vectors.metric()), DEGREE)
+}
+
+/// The stored lists: node `i`'s at `[i * degree..(i + 1) * degree]` of the concatenated blocks, unused slots
+/// at the end holding [`EMPTY`].
+pub struct Graph<'a> {
+    degree: usize,
+    blocks: Vec<Cow<'a, [u32]>>,
+    block_rows: usize,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(degree: usize, blocks: Vec<Cow<'a, [u32]>>, block_rows: usize) -> Self {
+        Graph {
+            degree: degree.max(1),
+            blocks,
+            block_rows: block_rows.max(1),
+        }
+    }
+
+    pub fn degree(&self) -> usize {
+        self.degree
+    }
+
+    /// Nodes held.
+    pub fn nodes(&self) -> usize {
+        let full = self.blocks.len().saturating_sub(1) * self.block_rows;
+        full + self.blocks.last().map_or(0, |b| b.len() / self.degree)
+    }
+
+    /// A node's neighbours (empty for a node the graph does not hold).
+    #[inline]
+    pub fn neighbours(&self, node: u32) -> &[u32] {
+        let (block, row) = (
+            node as usize / self.block_rows,
+            node as usize % self.block_rows,
+        );
+        let start = row * self.degree;
+        let list = self
+            .blocks
+            .get(block)
+            .and_then(|b| b.get(start..start + self.degree))
+            .unwrap_or(&[]);
+        let used = list.iter().position(|&n| n == EMPTY).unwrap_or(list.len());
+        &list[..used]
+    }
+}
+
+/// A distance that sorts as a total order (NaN last), for the heaps.
+#[derive(Clone, Copy, PartialEq)]
+struct Near(f32, u32);
+
+impl Eq for Near {}
+
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The walk's working memory, kept between queries: which nodes this query has seen (a stamp per node, so
+/// starting a query costs nothing) and the two heaps.
+#[derive(Default)]
+pub struct Walk {
+    seen: Vec<u32>,
+    stamp: u32,
+    frontier: BinaryHeap<Reverse<Near>>,
+    found: BinaryHeap<Near>,
+}
+
+impl Walk {
+    fn start(&mut self, nodes: usize) {
+        if self.seen.len() < nodes {
+            // Zeroed memory comes lazily from the kernel, so a one-shot query pays only for pages it touches.
+            self.seen = vec![0; nodes];
+            self.stamp = 0;
+        }
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+        self.frontier.clear();
+        self.found.clear();
+    }
+
+    /// Marks a node seen; false if it was already.
+    #[inline]
+    fn visit(&mut self, node: u32) -> bool {
+        match self.seen.get_mut(node as usize) {
+            Some(stamp) if *stamp != self.stamp => {
+                *stamp = self.stamp;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The `ef` nearest accepted nodes the walk finds from `entries`, nearest first (ties by id). Nodes `accept`
+/// refuses (the query clip itself, clips without a wanted label) are walked through but not returned.
+#[allow(clippy::too_many_arguments)]
+pub fn search(
+    graph: &Graph,
+    vectors: &Matrix,
+    distance: PairDistance,
+    query: &[f32],
+    entries: &[u32],
+    ef: usize,
+    walk: &mut Walk,
+    accept: impl Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let ef = ef.max(1);
+    walk.start(graph.nodes().max(vectors.rows()));
+    for &entry in entries {
+        if !walk.visit(entry) {
+            continue;
+        }
+        let Some(row) = vectors.row(entry) else {
+            continue;
+        };
+        let d = distance(query, row);
+        walk.frontier.push(Reverse(Near(d, entry)));
+        if accept(entry) {
+            walk.found.push(Near(d, entry));
+        }
+    }
+    while walk.found.len() > ef {
+        walk.found.pop();
+    }
+    while let Some(Reverse(Near(d, node))) = walk.frontier.pop() {
+        if walk.found.len() >= ef && walk.found.peek().is_some_and(|w| d > w.0) {
+            break;
+        }
+        let neighbours = graph.neighbours(node);
+        for (i, &next) in neighbours.iter().enumerate() {
+            if let Some(&ahead) = neighbours.get(i + 1) {
+                prefetch(vectors, ahead);
+            }
+            if !walk.visit(next) {
+                continue;
+            }
+            let Some(row) = vectors.row(next) else {
+                continue;
+            };
+            let d = distance(query, row);
+            let full = walk.found.len() >= ef;
+            if full && walk.found.peek().is_some_and(|w| d >= w.0) {
+                continue;
+            }
+            walk.frontier.push(Reverse(Near(d, next)));
+            if accept(next) {
+                walk.found.push(Near(d, next));
+                if walk.found.len() > ef {
+                    walk.found.pop();
+                }
+            }
+        }
+    }
+    let mut found: Vec<(u32, f32)> = walk.found.drain().map(|Near(d, n)| (n, d)).collect();
+    found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    found
+}
+
+/// Asks the CPU to start loading a row the walk is about to compare: the rows are scattered over the map, so
+/// each comparison would otherwise wait for memory.
+#[inline(always)]
+fn prefetch(vectors: &Matrix, node: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(row) = vectors.row(node) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: prefetching is a hint with no effect on memory; the pointers are inside the row.
+        unsafe {
+            for line in (0..row.len()).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(line).cast());
+            }
+        }
+    }
+}
+
+/// The kept part of `sorted` (a node's candidates, nearest first): a candidate is dropped when a kept one is
+/// nearer to it than the node is, and at most `max` are kept.
+fn diversify(
+    sorted: &[(u32, f32)],
+    vectors: &Matrix,
+    distance: PairDistance,
+    max: usize,
+) -> Vec<(u32, f32)> {
+    let mut kept: Vec<(u32, f32)> = Vec::with_capacity(max);
+    for &(candidate, d) in sorted {
+        if kept.len() == max {
+            break;
+        }
+        let Some(row) = vectors.row(candidate) else {
+            continue;
+        };
+        let shadowed = kept.iter().any(|&(k, _)| {
+            vectors
+                .row(k)
+                .is_some_and(|kept_row| distance(row, kept_row) < d)
+        });
+        if !shadowed {
+            kept.push((candidate, d));
+        }
+    }
+    kept
+}
+
+/// The lists to store, `degree` slots per node, from the k-nearest-neighbour graph: each node's neighbours
+/// diversified, plus the diversified reverse edges, nearest first, cut to `degree`.
+pub fn from_knn(
+    knn: &KnnGraph,
+    vectors: &Matrix,
+    distance: PairDistance,
+    degree: usize,
+) -> Vec<u32> {
+    let nodes = knn.ids.len() / knn.k.max(1);
+    let forward: Vec<Vec<(u32, f32)>> = (0..nodes)
+        .into_par_iter()
+        .map(|node| {
+            let sorted: Vec<(u32, f32)> = knn
+                .neighbours(node)
+                .filter(|&(n, _)| n as usize != node)
+                .collect();
+            diversify(&sorted, vectors, distance, degree)
+        })
+        .collect();
+    let mut backward: Vec<Vec<(u32, f32)>> = vec![Vec::new(); nodes];
+    for (node, list) in forward.iter().enumerate() {
+        for &(next, d) in list {
+            backward[next as usize].push((node as u32, d));
+        }
+    }
+    let mut lists = vec![EMPTY; nodes * degree];
+    lists
+        .par_chunks_mut(degree)
+        .zip(forward.par_iter())
+        .zip(backward.par_iter_mut())
+        .for_each(|((slots, forward), backward)| {
+            backward.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let backward = diversify(backward, vectors, distance, degree);
+            let mut merged: Vec<(u32, f32)> = forward.iter().chain(&backward).copied().collect();
+            merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            merged.dedup_by_key(|e| e.0);
+            for (slot, (node, _)) in slots.iter_mut().zip(merged) {
+                *slot = node;
+            }
+        });
+    lists
+}
+
+/// Links `node` (whose vector is in `vectors`) into `lists` (`degree` slots per node, grown as needed), as an
+/// append does: its list comes from a walk with breadth `ef` from `entries`, diversified, and it is added to
+/// each new neighbour's list, which is re-diversified when full. Returns the nodes whose lists changed.
+#[allow(clippy::too_many_arguments)]
+pub fn insert(
+    lists: &mut Vec<u32>,
+    degree: usize,
+    vectors: &Matrix,
+    distance: PairDistance,
+    node: u32,
+    entries: &[u32],
+    ef: usize,
+    walk: &mut Walk,
+) -> Vec<u32> {
+    let needed = (node as usize + 1) * degree;
+    if lists.len() < needed {
+        lists.resize(needed, EMPTY);
+    }
+    let Some(query) = vectors.row(node) else {
+        return Vec::new();
+    };
+    let found = {
+        let graph = Graph::new(
+            degree,
+            vec![Cow::Borrowed(&lists[..])],
+            lists.len() / degree,
+        );
+        search(&graph, vectors, distance, query, entries, ef, walk, |n| {
+            n != node
+        })
+    };
+    let chosen = diversify(&found, vectors, distance, degree);
+    let at = node as usize * degree;
+    lists[at..at + degree].fill(EMPTY);
+    for (slot, &(next, _)) in lists[at..at + degree].iter_mut().zip(&chosen) {
+        *slot = next;
+    }
+    let mut changed = vec![node];
+    for &(next, _) in &chosen {
+        let start = next as usize * degree;
+        let list = &mut lists[start..start + degree];
+        if list.contains(&node) {
+            continue;
+        }
+        if let Some(free) = list.iter().position(|&n| n == EMPTY) {
+            list[free] = node;
+        } else {
+            let Some(base) = vectors.row(next) else {
+                continue;
+            };
+            let mut candidates: Vec<(u32, f32)> = list
+                .iter()
+                .chain(std::iter::once(&node))
+                .filter_map(|&n| Some((n, distance(base, vectors.row(n)?))))
+                .collect();
+            candidates.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let kept = diversify(&candidates, vectors, distance, degree);
+            list.fill(EMPTY);
+            for (slot, (n, _)) in list.iter_mut().zip(kept) {
+                *slot = n;
+            }
+        }
+        changed.push(next);
+    }
+    changed
+}

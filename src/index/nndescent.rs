@@ -1,0 +1,454 @@
+//! NN-descent (Dong, Charikar and Li, 2011, as PyNNDescent implements it): an approximate k-nearest-neighbour
+//! graph over every clip, built in memory from a seed graph (random-projection tree leaves) by repeatedly
+//! comparing each clip's neighbours with one another ("a neighbour of a neighbour is likely a neighbour").
+//!
+//! The result does not depend on the number of threads: every random choice is a hash of the seed and of what
+//! it is about, candidate lists keep the lowest such priorities (an order-free rule), and updates found in
+//! parallel are applied to each clip's list in one fixed order.
+
+use rayon::prelude::*;
+
+use crate::index::rptree;
+use crate::index::scan::{Matrix, PairDistance, pair_distance};
+
+/// No neighbour in this slot.
+pub const EMPTY: u32 = u32::MAX;
+
+pub struct Params {
+    /// Neighbours per clip in the graph.
+    pub neighbours: usize,
+    /// Candidates per clip compared in one round (PyNNDescent's max_candidates).
+    pub max_candidates: usize,
+    pub max_iterations: usize,
+    /// Stop when a round improves fewer than this share of all neighbour slots.
+    pub delta: f64,
+    pub trees: usize,
+    pub leaf_size: usize,
+    pub seed: u64,
+}
+
+/// Each clip's neighbours, nearest first: `ids[i * k..(i + 1) * k]` (unfilled slots hold [`EMPTY`]).
+pub struct KnnGraph {
+    pub k: usize,
+    pub ids: Vec<u32>,
+    pub distances: Vec<f32>,
+}
+
+impl KnnGraph {
+    pub fn neighbours(&self, item: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let slots = item * self.k..(item + 1) * self.k;
+        self.ids[slots.clone()]
+            .iter()
+            .copied()
+            .zip(self.distances[slots].iter().copied())
+            .filter(|(id, _)| *id != EMPTY)
+    }
+}
+
+/// What a build did, for the progress line and the benchmarks.
+pub struct Stats {
+    pub iterations: usize,
+    pub distances: u64,
+}
+
+/// The k-nearest-neighbour graph of the first `count` rows of `vectors` (in search form). `report` hears each
+/// stage's name.
+pub fn build(
+    vectors: &Matrix,
+    count: usize,
+    params: &Params,
+    tree: Option<&rptree::Tree>,
+    report: &(dyn Fn(&str) + Sync),
+) -> (KnnGraph, Stats) {
+    let k = params.neighbours.min(count.saturating_sub(1)).max(1);
+    let distance = pair_distance(vectors.metric());
+    let mut heaps = Heaps::new(count, k);
+    let mut stats = Stats {
+        iterations: 0,
+        distances: 0,
+    };
+    if count < 2 {
+        return (heaps.into_graph(), stats);
+    }
+    report("seeding the neighbour graph from random-projection trees");
+    let extra_trees = rptree::forest(
+        vectors,
+        count,
+        params.trees.saturating_sub(usize::from(tree.is_some())),
+        params.leaf_size,
+        params.seed ^ 0x5eed,
+    );
+    for leaves in tree.into_iter().chain(&extra_trees) {
+        let leaves: Vec<&[u32]> = leaves.leaves().collect();
+        for chunk in leaves.chunks(4096) {
+            let updates: Vec<Vec<Update>> = chunk
+                .par_iter()
+                .map(|leaf| {
+                    let mut out = Vec::new();
+                    for (a, &p) in leaf.iter().enumerate() {
+                        for &q in &leaf[a + 1..] {
+                            let d = distance(row(vectors, p), row(vectors, q));
+                            if d < heaps.worst(p) || d < heaps.worst(q) {
+                                out.push((p, q, d));
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            stats.distances += chunk
+                .iter()
+                .map(|l| (l.len() * l.len().saturating_sub(1) / 2) as u64)
+                .sum::<u64>();
+            heaps.apply(&updates);
+        }
+    }
+    heaps.fill_at_random(params.seed);
+
+    let threshold = (params.delta * (count * k) as f64) as u64;
+    for iteration in 0..params.max_iterations {
+        report(&format!(
+            "refining the neighbour graph (NN-descent round {})",
+            iteration + 1
+        ));
+        let candidates = heaps.candidates(params.max_candidates, params.seed, iteration as u64);
+        let (changed, computed) = heaps.local_join(vectors, distance, &candidates);
+        stats.iterations = iteration + 1;
+        stats.distances += computed;
+        if changed <= threshold {
+            break;
+        }
+    }
+    (heaps.into_graph(), stats)
+}
+
+#[inline]
+fn row<'m>(vectors: &'m Matrix, item: u32) -> &'m [f32] {
+    vectors.row(item).unwrap_or(&[])
+}
+
+/// A proposed neighbour pair and its distance: each may enter the other's list.
+type Update = (u32, u32, f32);
+
+/// Every clip's current neighbours as a bounded max-heap (the farthest at the root), with a flag for
+/// neighbours not yet compared with the others ("new").
+struct Heaps {
+    k: usize,
+    ids: Vec<u32>,
+    distances: Vec<f32>,
+    new: Vec<bool>,
+}
+
+/// Clips per parallel share when updates are applied: each thread owns a contiguous range of lists.
+fn share(count: usize) -> usize {
+    count.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+impl Heaps {
+    fn new(count: usize, k: usize) -> Self {
+        Heaps {
+            k,
+            ids: vec![EMPTY; count * k],
+            distances: vec![f32::INFINITY; count * k],
+            new: vec![true; count * k],
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.ids.len() / self.k
+    }
+
+    /// The distance a candidate must beat to enter `item`'s list.
+    #[inline]
+    fn worst(&self, item: u32) -> f32 {
+        self.distances[item as usize * self.k]
+    }
+
+    /// Applies updates to both ends of each pair, in order; returns how many entered a list.
+    fn apply(&mut self, updates: &[Vec<Update>]) -> u64 {
+        let k = self.k;
+        let share = share(self.count());
+        self.ids
+            .par_chunks_mut(share * k)
+            .zip(self.distances.par_chunks_mut(share * k))
+            .zip(self.new.par_chunks_mut(share * k))
+            .enumerate()
+            .map(|(part, ((ids, distances), new))| {
+                let first = part * share;
+                let owned = first..first + ids.len() / k;
+                let mut changed = 0;
+                for &(p, q, d) in updates.iter().flatten() {
+                    for (target, other) in [(p, q), (q, p)] {
+                        if owned.contains(&(target as usize)) {
+                            let at = (target as usize - first) * k;
+                            changed += u64::from(push(
+                                &mut ids[at..at + k],
+                                &mut distances[at..at + k],
+                                &mut new[at..at + k],
+                                other,
+                                d,
+                            ));
+                        }
+                    }
+                }
+                changed
+            })
+            .sum()
+    }
+
+    /// Lists the trees left short (clips in tiny leaves) get random neighbours, at infinite distance, so every
+    /// clip takes part in the joins.
+    fn fill_at_random(&mut self, seed: u64) {
+        let count = self.count() as u64;
+        let k = self.k;
+        for item in 0..self.count() {
+            let at = item * k;
+            let mut attempt = 0u64;
+            while self.ids[at..at + k].contains(&EMPTY) && attempt < 4 * k as u64 {
+                let other = (hash(seed, 0xf111, item as u64, attempt) % count) as u32;
+                attempt += 1;
+                if other as usize != item {
+                    let (ids, rest) = (&mut self.ids[at..at + k], &mut self.distances[at..at + k]);
+                    push(ids, rest, &mut self.new[at..at + k], other, f32::MAX);
+                }
+            }
+        }
+    }
+
+    /// Each clip's new and old candidates for this round: up to `max` of its neighbours and of the clips that
+    /// list it, chosen by a hashed priority; the new ones chosen are then marked old.
+    fn candidates(&mut self, max: usize, seed: u64, round: u64) -> Candidates {
+        let count = self.count();
+        let k = self.k;
+        let mut lists = Candidates::new(count, max);
+        let share = share(count);
+        let (ids, new) = (&self.ids, &self.new);
+        let priority =
+            |owner: usize, neighbour: u32| hash(seed, round, owner as u64, u64::from(neighbour));
+        lists
+            .new_ids
+            .par_chunks_mut(share * max)
+            .zip(lists.new_priority.par_chunks_mut(share * max))
+            .zip(lists.old_ids.par_chunks_mut(share * max))
+            .zip(lists.old_priority.par_chunks_mut(share * max))
+            .enumerate()
+            .for_each(
+                |(part, (((new_ids, new_priority), old_ids), old_priority))| {
+                    let first = part * share;
+                    let owned = first..first + new_ids.len() / max;
+                    for owner in 0..count {
+                        for slot in owner * k..(owner + 1) * k {
+                            let neighbour = ids[slot];
+                            if neighbour == EMPTY {
+                                continue;
+                            }
+                            let p = priority(owner, neighbour);
+                            let (list_ids, list_priority) = if new[slot] {
+                                (&mut *new_ids, &mut *new_priority)
+                            } else {
+                                (&mut *old_ids, &mut *old_priority)
+                            };
+                            for (target, entry) in
+                                [(owner, neighbour), (neighbour as usize, owner as u32)]
+                            {
+                                if owned.contains(&target) {
+                                    let at = (target - first) * max;
+                                    push_priority(
+                                        &mut list_ids[at..at + max],
+                                        &mut list_priority[at..at + max],
+                                        entry,
+                                        p,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+        // A new neighbour sampled this round has now been compared: it is old from the next round on.
+        self.new
+            .par_chunks_mut(k)
+            .zip(self.ids.par_chunks(k))
+            .zip(lists.new_ids.par_chunks(max))
+            .for_each(|((flags, ids), sampled)| {
+                for (flag, id) in flags.iter_mut().zip(ids) {
+                    if *flag && sampled.contains(id) {
+                        *flag = false;
+                    }
+                }
+            });
+        lists
+    }
+
+    /// Compares each clip's new candidates with each other and with its old ones, in blocks of clips; returns
+    /// how many list entries changed and how many distances were computed.
+    fn local_join(
+        &mut self,
+        vectors: &Matrix,
+        distance: PairDistance,
+        candidates: &Candidates,
+    ) -> (u64, u64) {
+        const BLOCK: usize = 16384;
+        let (mut changed, mut computed) = (0, 0);
+        let count = self.count();
+        let max = candidates.max;
+        for block in (0..count).step_by(BLOCK) {
+            let end = (block + BLOCK).min(count);
+            let (updates, work): (Vec<Vec<Update>>, Vec<u64>) = (block..end)
+                .into_par_iter()
+                .map(|item| {
+                    let new: Vec<u32> = candidates.new_ids[item * max..(item + 1) * max]
+                        .iter()
+                        .copied()
+                        .filter(|&c| c != EMPTY)
+                        .collect();
+                    let old = candidates.old_ids[item * max..(item + 1) * max]
+                        .iter()
+                        .copied()
+                        .filter(|&c| c != EMPTY);
+                    let mut out = Vec::new();
+                    let mut work = 0;
+                    let mut consider = |p: u32, q: u32, out: &mut Vec<Update>| {
+                        if p == q {
+                            return;
+                        }
+                        work += 1;
+                        let d = distance(row(vectors, p), row(vectors, q));
+                        if d < self.worst(p) || d < self.worst(q) {
+                            out.push((p, q, d));
+                        }
+                    };
+                    for (a, &p) in new.iter().enumerate() {
+                        for &q in &new[a + 1..] {
+                            consider(p, q, &mut out);
+                        }
+                    }
+                    for q in old {
+                        for &p in &new {
+                            consider(p, q, &mut out);
+                        }
+                    }
+                    (out, work)
+                })
+                .unzip();
+            computed += work.iter().sum::<u64>();
+            changed += self.apply(&updates);
+        }
+        (changed, computed)
+    }
+
+    /// The lists sorted nearest first (ties by id).
+    fn into_graph(mut self) -> KnnGraph {
+        let k = self.k;
+        self.ids
+            .par_chunks_mut(k)
+            .zip(self.distances.par_chunks_mut(k))
+            .for_each(|(ids, distances)| {
+                let mut pairs: Vec<(f32, u32)> =
+                    distances.iter().copied().zip(ids.iter().copied()).collect();
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for ((id, d), (pd, pid)) in ids.iter_mut().zip(distances.iter_mut()).zip(pairs) {
+                    (*id, *d) = (pid, pd);
+                }
+            });
+        KnnGraph {
+            k,
+            ids: self.ids,
+            distances: self.distances,
+        }
+    }
+}
+
+/// Pushes `id` at distance `d` into a max-heap list unless it is there already or no nearer than the root;
+/// returns whether it entered.
+#[inline]
+fn push(ids: &mut [u32], distances: &mut [f32], new: &mut [bool], id: u32, d: f32) -> bool {
+    if !(d < distances[0]) || ids.contains(&id) {
+        return false;
+    }
+    let len = ids.len();
+    let mut i = 0;
+    loop {
+        let (left, right) = (2 * i + 1, 2 * i + 2);
+        let mut child = left;
+        if left >= len {
+            break;
+        }
+        if right < len && distances[right] > distances[left] {
+            child = right;
+        }
+        if distances[child] <= d {
+            break;
+        }
+        ids[i] = ids[child];
+        distances[i] = distances[child];
+        new[i] = new[child];
+        i = child;
+    }
+    ids[i] = id;
+    distances[i] = d;
+    new[i] = true;
+    true
+}
+
+/// Candidate lists for one round: up to `max` per clip, new and old apart.
+struct Candidates {
+    max: usize,
+    new_ids: Vec<u32>,
+    new_priority: Vec<u64>,
+    old_ids: Vec<u32>,
+    old_priority: Vec<u64>,
+}
+
+impl Candidates {
+    fn new(count: usize, max: usize) -> Self {
+        Candidates {
+            max,
+            new_ids: vec![EMPTY; count * max],
+            new_priority: vec![u64::MAX; count * max],
+            old_ids: vec![EMPTY; count * max],
+            old_priority: vec![u64::MAX; count * max],
+        }
+    }
+}
+
+/// Keeps the `ids.len()` entries of lowest priority (ties by id, so the result does not depend on the order
+/// of pushes): a max-heap on (priority, id).
+#[inline]
+fn push_priority(ids: &mut [u32], priorities: &mut [u64], id: u32, priority: u64) {
+    if (priority, id) >= (priorities[0], ids[0]) || ids.contains(&id) {
+        return;
+    }
+    let len = ids.len();
+    let mut i = 0;
+    loop {
+        let (left, right) = (2 * i + 1, 2 * i + 2);
+        if left >= len {
+            break;
+        }
+        let mut child = left;
+        if right < len && (priorities[right], ids[right]) > (priorities[left], ids[left]) {
+            child = right;
+        }
+        if (priorities[child], ids[child]) <= (priority, id) {
+            break;
+        }
+        ids[i] = ids[child];
+        priorities[i] = priorities[child];
+        i = child;
+    }
+    ids[i] = id;
+    priorities[i] = priority;
+}
+
+/// A well-mixed 64-bit hash of four numbers (splitmix64 steps): the build's random choices.
+pub fn hash(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    let mut x = a;
+    for v in [b, c, d] {
+        x = x.wrapping_add(v).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+    }
+    x
+}

@@ -1,0 +1,378 @@
+//! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph; which of them answers by
+//! default; and the searcher that `recommend` and `evaluate` share, so both measure what users get.
+
+use std::collections::BinaryHeap;
+use std::num::NonZeroUsize;
+
+use anyhow::{Result, anyhow};
+use heed::RoTxn;
+use roaring::RoaringBitmap;
+
+use crate::index::graph::{self, Graph, Walk};
+use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
+use crate::index::store::{ARROY_INDEX, Settings, Store};
+use crate::index::vector::Metric;
+
+/// Tree nodes inspected per requested neighbour by `--search-k`'s forest when no budget is given.
+pub const DEFAULT_SEARCH_K_PER_RESULT: usize = 200;
+
+/// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
+/// together) the default search is the exact scan; above it, the graph. Below it the scan costs under 0.3 ms a
+/// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
+pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
+
+/// The graph walk's breadth (`--ef`) when none is given: the smallest that reached recall@10 0.95 on the
+/// spread-out synthetic sets from 100,000 to 1,000,000 clips (BENCHMARKS.md). It never goes below twice the
+/// neighbours asked for.
+pub const DEFAULT_EF: usize = 32;
+
+/// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
+/// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
+const FILTER_SCAN_LIMIT: u64 = 50_000;
+
+/// How neighbours are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Every vector compared: the ground truth.
+    Exact,
+    /// The arroy forest, inspecting this many nodes.
+    Trees(NonZeroUsize),
+    /// The neighbour graph, walked with this breadth (hnswlib's ef).
+    Graph(NonZeroUsize),
+}
+
+impl Search {
+    /// `--exact`, `--search-k` or `--ef`, or by the index's size (and `count`, the neighbours asked for).
+    pub fn choose(
+        exact: bool,
+        search_k: Option<NonZeroUsize>,
+        ef: Option<NonZeroUsize>,
+        count: usize,
+        settings: &Settings,
+    ) -> Search {
+        match (exact, search_k, ef) {
+            (true, _, _) => Search::Exact,
+            (false, Some(k), _) => Search::Trees(k),
+            (false, None, Some(ef)) => Search::Graph(ef),
+            (false, None, None)
+                if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT =>
+            {
+                Search::Exact
+            }
+            (false, None, None) => Search::Graph(default_ef(count)),
+        }
+    }
+
+    /// "exact", "trees" or "graph", as `evaluate --json` reports it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Search::Exact => "exact",
+            Search::Trees(_) => "trees",
+            Search::Graph(_) => "graph",
+        }
+    }
+
+    /// The setting, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
+    pub fn describe(self) -> String {
+        match self {
+            Search::Exact => "exact scan".into(),
+            Search::Trees(k) => format!("trees, search_k {k}"),
+            Search::Graph(ef) => format!("graph, ef {ef}"),
+        }
+    }
+}
+
+/// The default walk breadth for `count` neighbours.
+pub fn default_ef(count: usize) -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_EF.max(count.saturating_mul(2))).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// The forest's default budget for `count` neighbours.
+pub fn default_search_k(count: usize) -> NonZeroUsize {
+    NonZeroUsize::new(count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
+        .unwrap_or(NonZeroUsize::MIN)
+}
+
+/// What to find neighbours of.
+pub enum Target<'q> {
+    /// A clip of the index (never among its own neighbours).
+    Item(u32),
+    /// A vector as `vector::from_rows` makes it.
+    Vector(&'q [f32]),
+}
+
+/// Only clips carrying one of some labels: as a set for the forest and a flag per item for the scans.
+struct Filter {
+    items: RoaringBitmap,
+    keep: Vec<bool>,
+}
+
+/// Answers queries on an open index by one [`Search`].
+pub struct Searcher<'t, D: arroy::Distance> {
+    store: &'t Store,
+    rtxn: &'t RoTxn<'t>,
+    search: Search,
+    count: usize,
+    /// The forest, opened on first use: a walk from a clip of the index never needs it.
+    reader: Option<arroy::Reader<'t, D>>,
+    matrix: Option<Matrix<'t>>,
+    graph: Option<Graph<'t>>,
+    metric: Metric,
+    distance: PairDistance,
+    walk: Walk,
+    filter: Option<Filter>,
+}
+
+impl<'t, D: arroy::Distance> Searcher<'t, D> {
+    /// A searcher for `count` neighbours, among the clips carrying one of `labels` when that is given.
+    pub fn open(
+        store: &'t Store,
+        rtxn: &'t RoTxn<'t>,
+        settings: &Settings,
+        search: Search,
+        count: usize,
+        labels: Option<RoaringBitmap>,
+    ) -> Result<Self> {
+        let (matrix, graph) = match search {
+            Search::Exact => (Some(store.load_vectors(rtxn, settings)?), None),
+            Search::Trees(_) => (None, None),
+            Search::Graph(_) => (
+                Some(store.load_vectors(rtxn, settings)?),
+                Some(store.load_graph(rtxn, settings)?),
+            ),
+        };
+        // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
+        let filter = labels.map(|items| {
+            let mut keep = vec![false; settings.next_item as usize];
+            for item in items.iter() {
+                if let Some(k) = keep.get_mut(item as usize) {
+                    *k = true;
+                }
+            }
+            Filter { items, keep }
+        });
+        Ok(Searcher {
+            store,
+            rtxn,
+            search,
+            count,
+            reader: None,
+            matrix,
+            graph,
+            metric: settings.metric,
+            distance: pair_distance(settings.metric),
+            walk: Walk::default(),
+            filter,
+        })
+    }
+
+    pub fn search(&self) -> Search {
+        self.search
+    }
+
+    /// The forest's reader, opened on first use.
+    fn reader(&mut self) -> Result<&arroy::Reader<'t, D>> {
+        if self.reader.is_none() {
+            let reader = arroy::Reader::<D>::open(self.rtxn, ARROY_INDEX, self.store.arroy::<D>())
+                .map_err(|e| anyhow!("cannot read index {}: {e}", self.store.dir.display()))?;
+            self.reader = Some(reader);
+        }
+        self.reader
+            .as_ref()
+            .ok_or_else(|| anyhow!("cannot read index {}", self.store.dir.display()))
+    }
+
+    /// The `count` nearest clips of each target, nearest first, with distances on the metric's scale. Many
+    /// targets at once let the exact scan share its pass over the vectors.
+    pub fn nearest(&mut self, targets: &[Target]) -> Result<Vec<Vec<(u32, f32)>>> {
+        if let (Search::Exact, Some(matrix)) = (self.search, &self.matrix) {
+            let queries: Vec<scan::Query> = targets
+                .iter()
+                .map(|t| match t {
+                    Target::Item(item) => item_query(matrix, *item, self.store),
+                    Target::Vector(vector) => Ok(scan::Query {
+                        vector,
+                        exclude: None,
+                    }),
+                })
+                .collect::<Result<_>>()?;
+            let keep = self.filter.as_ref().map(|f| f.keep.as_slice());
+            return Ok(matrix.nearest(&queries, self.count, keep));
+        }
+        targets.iter().map(|t| self.nearest_one(t)).collect()
+    }
+
+    fn nearest_one(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
+        match self.search {
+            Search::Exact => Ok(self
+                .nearest(std::slice::from_ref(target))?
+                .pop()
+                .unwrap_or_default()),
+            Search::Trees(search_k) => self.trees(target, search_k),
+            Search::Graph(ef) => self.walk(target, ef.get()),
+        }
+    }
+
+    fn trees(&mut self, target: &Target, search_k: NonZeroUsize) -> Result<Vec<(u32, f32)>> {
+        let (count, rtxn) = (self.count, self.rtxn);
+        self.reader()?;
+        let (Some(reader), candidates) = (&self.reader, self.filter.as_ref().map(|f| &f.items))
+        else {
+            return Ok(Vec::new());
+        };
+        let hits = match target {
+            Target::Item(item) => {
+                // Ask for one more: the clip itself comes back and is dropped.
+                let mut query = reader.nns(count + 1);
+                query.search_k(search_k);
+                if let Some(candidates) = candidates {
+                    query.candidates(candidates);
+                }
+                let hits = query.by_item(rtxn, *item)?.unwrap_or_default();
+                hits.into_iter()
+                    .filter(|(i, _)| i != item)
+                    .take(count)
+                    .collect()
+            }
+            Target::Vector(vector) => {
+                let mut query = reader.nns(count);
+                query.search_k(search_k);
+                if let Some(candidates) = candidates {
+                    query.candidates(candidates);
+                }
+                query.by_vector(rtxn, vector)?
+            }
+        };
+        Ok(hits)
+    }
+
+    /// A few clips near `vector`, from the forest, where a walk for it starts.
+    fn entry_points(&mut self, vector: &[f32]) -> Result<Vec<u32>> {
+        let rtxn = self.rtxn;
+        let reader = self.reader()?;
+        let mut forest = reader.nns(graph::ENTRY_POINTS);
+        forest.search_k(graph::entry_search_k());
+        Ok(forest
+            .by_vector(rtxn, vector)?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    fn walk(&mut self, target: &Target, ef: usize) -> Result<Vec<(u32, f32)>> {
+        let (query, exclude, entries) = match target {
+            Target::Item(item) => {
+                let matrix = self.matrix.as_ref().ok_or_else(|| anyhow!("no vectors"))?;
+                let query = item_query(matrix, *item, self.store)?.vector.to_vec();
+                (query, Some(*item), vec![*item])
+            }
+            Target::Vector(vector) => {
+                let entries = self.entry_points(vector)?;
+                let mut query = vector.to_vec();
+                scan::prepare(self.metric, &mut query);
+                (query, None, entries)
+            }
+        };
+        let (Some(matrix), Some(graph)) = (&self.matrix, &self.graph) else {
+            return Ok(Vec::new());
+        };
+        let count = self.count;
+        let distance = self.distance;
+        let Some(filter) = &self.filter else {
+            let found = graph::search(
+                graph,
+                matrix,
+                distance,
+                &query,
+                &entries,
+                ef.max(count),
+                &mut self.walk,
+                |n| Some(n) != exclude,
+            );
+            return Ok(found.into_iter().take(count).collect());
+        };
+        if filter.items.len() <= FILTER_SCAN_LIMIT {
+            return Ok(compare_each(
+                matrix,
+                distance,
+                &query,
+                &filter.items,
+                exclude,
+                count,
+            ));
+        }
+        // A wider walk, in proportion to the share of clips the filter refuses.
+        let share = (graph.nodes() as u64).div_ceil(filter.items.len().max(1)) as usize;
+        let ef = ef
+            .max(count)
+            .saturating_mul(share)
+            .min(graph.nodes().max(1));
+        let keep = &filter.keep;
+        let found = graph::search(
+            graph,
+            matrix,
+            distance,
+            &query,
+            &entries,
+            ef,
+            &mut self.walk,
+            |n| Some(n) != exclude && keep.get(n as usize).copied().unwrap_or(false),
+        );
+        Ok(found.into_iter().take(count).collect())
+    }
+}
+
+/// The `count` nearest of `items` to `query`, compared one by one.
+fn compare_each(
+    matrix: &Matrix,
+    distance: PairDistance,
+    query: &[f32],
+    items: &RoaringBitmap,
+    exclude: Option<u32>,
+    count: usize,
+) -> Vec<(u32, f32)> {
+    let mut best: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(count + 1);
+    for item in items.iter().filter(|&i| Some(i) != exclude) {
+        let Some(row) = matrix.row(item) else {
+            continue;
+        };
+        best.push((OrdF32(distance(query, row)), item));
+        if best.len() > count {
+            best.pop();
+        }
+    }
+    let mut found: Vec<(u32, f32)> = best.into_iter().map(|(d, i)| (i, d.0)).collect();
+    found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    found
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+
+impl Eq for OrdF32 {}
+
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
+pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<scan::Query<'m>> {
+    let vector = matrix.row(item).ok_or_else(|| {
+        anyhow!(
+            "index {} is damaged: no vector for clip {item}",
+            store.dir.display()
+        )
+    })?;
+    Ok(scan::Query {
+        vector,
+        exclude: Some(item),
+    })
+}
