@@ -112,7 +112,7 @@ pub struct RecommendArgs {
     pub count: u32,
 
     /// Walk the neighbour graph with this breadth (hnswlib's ef): more is slower and more accurate. The default
-    /// search is the exact scan up to about 16,000 clips, and above that the graph with ef max(32, 2 x k).
+    /// search is the exact scan up to about 16,000 clips, and above that the graph with ef max(16, k).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
     pub ef: Option<u64>,
 

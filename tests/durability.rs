@@ -208,7 +208,7 @@ fn jsonl(lines: &[String]) -> String {
 }
 
 /// The queries the index is asked: one clip of the first half, by the exact scan and through the trees.
-const QUERIES: [&[&str]; 2] = [&["--exact"], &["--search-k", "50"]];
+const QUERIES: [&[&str]; 3] = [&["--exact"], &["--search-k", "50"], &["--ef", "10"]];
 
 fn query_id() -> String {
     let clip: Value = serde_json::from_str(&fixture_clip_lines()[10]).unwrap();

@@ -8,52 +8,9 @@ use std::sync::OnceLock;
 use common::*;
 use serde_json::Value;
 
-/// The fixture's music clips as `ingest` writes them (JSON Lines).
-fn clips_jsonl() -> &'static [u8] {
-    static CLIPS: OnceLock<Vec<u8>> = OnceLock::new();
-    CLIPS.get_or_init(|| {
-        let run = run(&[Path::new("ingest"), Path::new("-q"), &fixture_data()]);
-        run.assert_ok();
-        run.stdout
-    })
-}
-
-fn clips() -> Vec<Value> {
-    String::from_utf8(clips_jsonl().to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Builds an index of `input` (JSON Lines) in a new temporary directory, through stdin.
-fn build(input: &[u8], extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("idx");
-    let mut args = vec!["index", "-q", "--index", dir.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    run_with_stdin(&args, input).assert_ok();
-    (temp, dir)
-}
-
 fn shared_index() -> &'static Path {
     static INDEX: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &INDEX.get_or_init(|| build(clips_jsonl(), &[])).1
-}
-
-fn recommend(dir: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["recommend", "--index", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-fn ids(answer: &Value) -> Vec<String> {
-    answer["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["video_id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn dequantized_mean(clip: &Value) -> Vec<f64> {
@@ -623,6 +580,8 @@ fn evaluate_agrees_with_recommend_batch() {
             "all",
             "--search-k",
             "30",
+            "--ef",
+            "4",
             "--json",
             "--save-queries",
             queries.to_str().unwrap(),
@@ -632,8 +591,8 @@ fn evaluate_agrees_with_recommend_batch() {
     let reports: Value = serde_json::from_slice(&run.stdout).unwrap();
     let reports = reports
         .as_array()
-        .expect("an array: the default and one --search-k");
-    assert_eq!(reports.len(), 2);
+        .expect("an array: the default, one --search-k and one --ef");
+    assert_eq!(reports.len(), 3);
 
     // The queries: every fixture clip with a music label other than 137.
     let relevant = relevant_labels();
@@ -666,7 +625,8 @@ fn evaluate_agrees_with_recommend_batch() {
     let exact = recommend(dir, &["--batch", q, "--json", "--exact"]);
     exact.assert_ok();
     let exact = exact.lines();
-    for (report, extra) in reports.iter().zip([&[][..], &["--search-k", "30"][..]]) {
+    let settings = [&[][..], &["--search-k", "30"][..], &["--ef", "4"][..]];
+    for (report, extra) in reports.iter().zip(settings) {
         let mut args = vec!["--batch", q, "--json"];
         args.extend_from_slice(extra);
         let got = recommend(dir, &args);
@@ -719,6 +679,11 @@ fn evaluate_agrees_with_recommend_batch() {
     assert_eq!(reports[0]["recall"], 1.0);
     assert_eq!(reports[1]["search_k"], 30);
     assert!(reports[1]["recall"].as_f64().unwrap() < 1.0);
+    assert_eq!(
+        (&reports[2]["search"], &reports[2]["ef"]),
+        (&"graph".into(), &4.into())
+    );
+    assert!(reports[2]["recall"].as_f64().unwrap() > 0.8);
 }
 
 #[test]

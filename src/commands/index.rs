@@ -245,7 +245,7 @@ fn write_new<D: arroy::Distance>(
     options: &IndexOptions,
 ) -> Result<Built> {
     let progress = Progress::items(None, options.quiet, "clips");
-    let (mut clips, replaced) = read_inputs(options, &settings, &progress)?;
+    let (clips, replaced) = read_inputs(options, &settings, &progress)?;
     if clips.is_empty() {
         bail!("nothing to index: the input holds no clips");
     }
@@ -296,13 +296,14 @@ fn write_new<D: arroy::Distance>(
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()?;
-            Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed)))
+            let report = |stage: &str| progress.stage(stage.to_string());
+            Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed, &report)))
         });
         let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
         let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
         for (item, &at) in layout.items.iter().enumerate() {
             let item = item as u32;
-            let clip = &mut clips[at as usize];
+            let clip = &clips[at as usize];
             store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
             writer.add_item(&mut wtxn, item, &clip.vector)?;
             for label in clip
@@ -314,19 +315,16 @@ fn write_new<D: arroy::Distance>(
                 labels.entry(label).or_default().0.insert(item);
             }
             store.clips.put(&mut wtxn, &item, &clip.meta)?;
-            clip.vector = Vec::new();
         }
+        // The clips are in the transaction now; the forest and the graph need only the vectors.
+        drop(clips);
         settings.clips = count as u64;
         settings.next_item = count as u32;
         store.update_labels(&mut wtxn, &labels)?;
         store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
         progress.stage("read; building the trees and the neighbour graph");
-        let mut rng = StdRng::seed_from_u64(settings.seed);
-        let mut builder = writer.builder(&mut rng);
-        if let Some(trees) = options.trees {
-            builder.n_trees(trees);
-        }
-        builder.build(&mut wtxn)?;
+        let trees = options.trees.unwrap_or(DEFAULT_TREES);
+        build_forest(&writer, &mut wtxn, settings.seed, trees)?;
         graph
             .join()
             .map_err(|_| anyhow!("the neighbour graph's build failed"))?
@@ -407,12 +405,13 @@ fn write_more<D: arroy::Distance>(
     store.update_labels(&mut wtxn, &labels)?;
     store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;
     drop(vectors);
-    let mut rng = StdRng::seed_from_u64(settings.seed);
-    let mut builder = writer.builder(&mut rng);
-    if let Some(trees) = options.trees {
-        builder.n_trees(trees);
-    }
-    builder.build(&mut wtxn)?;
+    // The forest keeps the size it was built with, unless `--trees` says otherwise.
+    build_forest(
+        &writer,
+        &mut wtxn,
+        settings.seed,
+        options.trees.unwrap_or(settings.trees),
+    )?;
 
     progress.stage("read; linking the new clips into the neighbour graph");
     let mut lists = store.read_graph(&wtxn, &before)?;
@@ -448,6 +447,25 @@ fn write_more<D: arroy::Distance>(
     store.write_graph(&mut wtxn, degree, &lists, dirty)?;
     let added = clips.len() as u64;
     finish::<D>(store, wtxn, settings, &progress, added, replaced)
+}
+
+/// Trees in the forest of a new index when `--trees` is not given. The graph answers by default; the forest
+/// gives a walk for an embedding its entry points and answers `--search-k`, and arroy's own default (about
+/// 40 trees from 10,000 clips on) took 6 of the 10 minutes a million-clip build may take (BENCHMARKS.md).
+const DEFAULT_TREES: usize = 10;
+
+/// Builds (or, after an append, updates) the forest with `trees` trees, seeded.
+fn build_forest<D: arroy::Distance>(
+    writer: &arroy::Writer<D>,
+    wtxn: &mut heed::RwTxn,
+    seed: u64,
+    trees: usize,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut builder = writer.builder(&mut rng);
+    builder.n_trees(trees.max(1));
+    builder.build(wtxn)?;
+    Ok(())
 }
 
 /// Records the settings and commits the write transaction.

@@ -33,6 +33,10 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
         settings.vector, settings.dimensions, settings.frames
     );
     println!("trees        {}", settings.trees);
+    println!(
+        "graph        up to {} neighbours per clip",
+        settings.graph_degree
+    );
     println!("seed         {}", settings.seed);
     println!("size         {:.1} MB", size as f64 / 1e6);
     println!(

@@ -22,12 +22,15 @@ use crate::index::scan::{Matrix, PairDistance, pair_distance};
 
 /// Neighbours per clip found by NN-descent, and slots per clip in the stored lists (after pruning, plus the
 /// reverse edges). Chosen by measurement on the spread-out synthetic sets (BENCHMARKS.md).
-pub const NEIGHBOURS: usize = 20;
+pub const NEIGHBOURS: usize = 30;
 pub const DEGREE: usize = 32;
+/// How readily pruning keeps a neighbour: it is dropped only when a kept neighbour is this many times nearer
+/// to it than the clip is (1 is HNSW's and PyNNDescent's rule; Vamana relaxes it to keep some longer edges).
+const PRUNE_ALPHA: f32 = 1.3;
 /// Clips per leaf of the random-projection trees that seed NN-descent and lay the clips out.
 pub const LEAF_SIZE: usize = 32;
 /// Random-projection trees seeding NN-descent.
-const TREES: usize = 8;
+const TREES: usize = 6;
 /// The walk's breadth when an append links a new clip into the graph.
 pub const INSERT_EF: usize = 64;
 /// Entry points the forest gives a walk for a vector that is not a clip of the index.
@@ -41,7 +44,13 @@ pub fn entry_search_k() -> std::num::NonZeroUsize {
 /// The stored lists for the first `count` rows of `vectors`: NN-descent seeded from `tree`'s leaves and more
 /// random-projection trees, then pruned (see the module's comment). The same vectors and seed give the same
 /// lists, whatever the threads.
-pub fn build(vectors: &Matrix, count: usize, tree: &rptree::Tree, seed: u64) -> Vec<u32> {
+pub fn build(
+    vectors: &Matrix,
+    count: usize,
+    tree: &rptree::Tree,
+    seed: u64,
+    report: &(dyn Fn(&str) + Sync),
+) -> Vec<u32> {
     let params = nndescent::Params {
         neighbours: NEIGHBOURS,
         max_candidates: NEIGHBOURS,
@@ -51,7 +60,8 @@ pub fn build(vectors: &Matrix, count: usize, tree: &rptree::Tree, seed: u64) -> 
         leaf_size: LEAF_SIZE,
         seed,
     };
-    let (knn, _) = nndescent::build(vectors, count, &params, Some(tree), &|_| {});
+    let (knn, _) = nndescent::build(vectors, count, &params, Some(tree), report);
+    report("pruning the neighbour graph");
     from_knn(&knn, vectors, pair_distance(vectors.metric()), DEGREE)
 }
 
@@ -118,38 +128,43 @@ impl Ord for Near {
     }
 }
 
-/// The walk's working memory, kept between queries: which nodes this query has seen (a stamp per node, so
-/// starting a query costs nothing) and the two heaps.
+/// The walk's working memory, kept between queries: which nodes this query has seen (one bit per node, and
+/// the words it set, to clear them for the next query) and the two heaps. A bit rather than a stamp per node:
+/// at a million clips the bits take 128 KB where stamps took 4 MB, and a one-shot query pays a page fault for
+/// each page of either it touches.
 #[derive(Default)]
 pub struct Walk {
-    seen: Vec<u32>,
-    stamp: u32,
+    seen: Vec<u64>,
+    touched: Vec<u32>,
     frontier: BinaryHeap<Reverse<Near>>,
     found: BinaryHeap<Near>,
 }
 
 impl Walk {
     fn start(&mut self, nodes: usize) {
-        if self.seen.len() < nodes {
-            // Zeroed memory comes lazily from the kernel, so a one-shot query pays only for pages it touches.
-            self.seen = vec![0; nodes];
-            self.stamp = 0;
+        let words = nodes.div_ceil(64);
+        if self.seen.len() < words {
+            self.seen = vec![0; words];
+        } else {
+            for &word in &self.touched {
+                self.seen[word as usize] = 0;
+            }
         }
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.seen.fill(0);
-            self.stamp = 1;
-        }
+        self.touched.clear();
         self.frontier.clear();
         self.found.clear();
     }
 
-    /// Marks a node seen; false if it was already.
+    /// Marks a node seen; false if it was already (or is past the last node).
     #[inline]
     fn visit(&mut self, node: u32) -> bool {
-        match self.seen.get_mut(node as usize) {
-            Some(stamp) if *stamp != self.stamp => {
-                *stamp = self.stamp;
+        let (word, bit) = (node as usize / 64, 1u64 << (node % 64));
+        match self.seen.get_mut(word) {
+            Some(bits) if *bits & bit == 0 => {
+                if *bits == 0 {
+                    self.touched.push(word as u32);
+                }
+                *bits |= bit;
                 true
             }
             _ => false,
@@ -257,7 +272,7 @@ fn diversify(
         let shadowed = kept.iter().any(|&(k, _)| {
             vectors
                 .row(k)
-                .is_some_and(|kept_row| distance(row, kept_row) < d)
+                .is_some_and(|kept_row| PRUNE_ALPHA * distance(row, kept_row) < d)
         });
         if !shadowed {
             kept.push((candidate, d));
@@ -323,7 +338,9 @@ pub fn insert(
     ef: usize,
     walk: &mut Walk,
 ) -> Vec<u32> {
-    let needed = (node as usize + 1) * degree;
+    // Every clip with a vector gets its slots, so a neighbour found among clips appended in the same run (the
+    // forest's entry points include them) has a list to join.
+    let needed = vectors.rows().max(node as usize + 1) * degree;
     if lists.len() < needed {
         lists.resize(needed, EMPTY);
     }
@@ -349,7 +366,9 @@ pub fn insert(
     let mut changed = vec![node];
     for &(next, _) in &chosen {
         let start = next as usize * degree;
-        let list = &mut lists[start..start + degree];
+        let Some(list) = lists.get_mut(start..start + degree) else {
+            continue;
+        };
         if list.contains(&node) {
             continue;
         }

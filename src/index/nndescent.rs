@@ -106,12 +106,13 @@ pub fn build(
     heaps.fill_at_random(params.seed);
 
     let threshold = (params.delta * (count * k) as f64) as u64;
+    let mut candidates = Candidates::new(count, params.max_candidates.max(1));
     for iteration in 0..params.max_iterations {
         report(&format!(
             "refining the neighbour graph (NN-descent round {})",
             iteration + 1
         ));
-        let candidates = heaps.candidates(params.max_candidates, params.seed, iteration as u64);
+        heaps.candidates(&mut candidates, params.seed, iteration as u64);
         let (changed, computed) = heaps.local_join(vectors, distance, &candidates);
         stats.iterations = iteration + 1;
         stats.distances += computed;
@@ -164,7 +165,10 @@ impl Heaps {
         self.distances[item as usize * self.k]
     }
 
-    /// Applies updates to both ends of each pair, in order; returns how many entered a list.
+    /// Applies updates to both ends of each pair, in order; returns how many entered a list. Each thread takes
+    /// the updates to its share of the lists and applies them sorted by list (a stable sort, so each list still
+    /// sees its updates in the one fixed order): at a million clips the lists are hundreds of MB, and applying
+    /// updates in the order they were found cost a cache miss each.
     fn apply(&mut self, updates: &[Vec<Update>]) -> u64 {
         let k = self.k;
         let share = share(self.count());
@@ -176,20 +180,25 @@ impl Heaps {
             .map(|(part, ((ids, distances), new))| {
                 let first = part * share;
                 let owned = first..first + ids.len() / k;
-                let mut changed = 0;
+                let mut mine: Vec<(u32, u32, f32)> = Vec::new();
                 for &(p, q, d) in updates.iter().flatten() {
                     for (target, other) in [(p, q), (q, p)] {
                         if owned.contains(&(target as usize)) {
-                            let at = (target as usize - first) * k;
-                            changed += u64::from(push(
-                                &mut ids[at..at + k],
-                                &mut distances[at..at + k],
-                                &mut new[at..at + k],
-                                other,
-                                d,
-                            ));
+                            mine.push(((target as usize - first) as u32, other, d));
                         }
                     }
+                }
+                mine.sort_by_key(|u| u.0);
+                let mut changed = 0;
+                for (target, other, d) in mine {
+                    let at = target as usize * k;
+                    changed += u64::from(push(
+                        &mut ids[at..at + k],
+                        &mut distances[at..at + k],
+                        &mut new[at..at + k],
+                        other,
+                        d,
+                    ));
                 }
                 changed
             })
@@ -216,68 +225,63 @@ impl Heaps {
     }
 
     /// Each clip's new and old candidates for this round: up to `max` of its neighbours and of the clips that
-    /// list it, chosen by a hashed priority; the new ones chosen are then marked old.
-    fn candidates(&mut self, max: usize, seed: u64, round: u64) -> Candidates {
+    /// list it, chosen by a hashed priority; the new ones chosen are then marked old. `lists` is reused from
+    /// round to round: at a million clips it is hundreds of MB, and fresh pages cost a fault each.
+    fn candidates(&mut self, lists: &mut Candidates, seed: u64, round: u64) {
         let count = self.count();
         let k = self.k;
-        let mut lists = Candidates::new(count, max);
+        let max = lists.max;
+        lists.new.fill(u64::MAX);
+        lists.old.fill(u64::MAX);
         let share = share(count);
         let (ids, new) = (&self.ids, &self.new);
-        let priority =
-            |owner: usize, neighbour: u32| hash(seed, round, owner as u64, u64::from(neighbour));
         lists
-            .new_ids
+            .new
             .par_chunks_mut(share * max)
-            .zip(lists.new_priority.par_chunks_mut(share * max))
-            .zip(lists.old_ids.par_chunks_mut(share * max))
-            .zip(lists.old_priority.par_chunks_mut(share * max))
+            .zip(lists.old.par_chunks_mut(share * max))
             .enumerate()
-            .for_each(
-                |(part, (((new_ids, new_priority), old_ids), old_priority))| {
-                    let first = part * share;
-                    let owned = first..first + new_ids.len() / max;
-                    for owner in 0..count {
-                        for slot in owner * k..(owner + 1) * k {
-                            let neighbour = ids[slot];
-                            if neighbour == EMPTY {
-                                continue;
-                            }
-                            let p = priority(owner, neighbour);
-                            let (list_ids, list_priority) = if new[slot] {
-                                (&mut *new_ids, &mut *new_priority)
-                            } else {
-                                (&mut *old_ids, &mut *old_priority)
-                            };
-                            for (target, entry) in
-                                [(owner, neighbour), (neighbour as usize, owner as u32)]
-                            {
-                                if owned.contains(&target) {
-                                    let at = (target - first) * max;
-                                    push_priority(
-                                        &mut list_ids[at..at + max],
-                                        &mut list_priority[at..at + max],
-                                        entry,
-                                        p,
-                                    );
-                                }
+            .for_each(|(part, (new_lists, old_lists))| {
+                let first = part * share;
+                let owned = first..first + new_lists.len() / max;
+                for owner in 0..count {
+                    for slot in owner * k..(owner + 1) * k {
+                        let neighbour = ids[slot];
+                        if neighbour == EMPTY {
+                            continue;
+                        }
+                        // Priority in the high half, id in the low: one number orders by (priority, id).
+                        let priority = hash(seed, round, owner as u64, u64::from(neighbour)) >> 32;
+                        let lists = if new[slot] {
+                            &mut *new_lists
+                        } else {
+                            &mut *old_lists
+                        };
+                        for (target, entry) in
+                            [(owner, neighbour), (neighbour as usize, owner as u32)]
+                        {
+                            if owned.contains(&target) {
+                                let at = (target - first) * max;
+                                push_priority(
+                                    &mut lists[at..at + max],
+                                    priority << 32 | u64::from(entry),
+                                );
                             }
                         }
                     }
-                },
-            );
+                }
+            });
         // A new neighbour sampled this round has now been compared: it is old from the next round on.
         self.new
             .par_chunks_mut(k)
             .zip(self.ids.par_chunks(k))
-            .zip(lists.new_ids.par_chunks(max))
+            .zip(lists.new.par_chunks(max))
             .for_each(|((flags, ids), sampled)| {
                 for (flag, id) in flags.iter_mut().zip(ids) {
-                    if *flag && sampled.contains(id) {
+                    if *flag && sampled.iter().any(|&e| e != u64::MAX && e as u32 == *id) {
                         *flag = false;
                     }
                 }
             });
-        lists
     }
 
     /// Compares each clip's new candidates with each other and with its old ones, in blocks of clips; returns
@@ -297,15 +301,9 @@ impl Heaps {
             let (updates, work): (Vec<Vec<Update>>, Vec<u64>) = (block..end)
                 .into_par_iter()
                 .map(|item| {
-                    let new: Vec<u32> = candidates.new_ids[item * max..(item + 1) * max]
-                        .iter()
-                        .copied()
-                        .filter(|&c| c != EMPTY)
-                        .collect();
-                    let old = candidates.old_ids[item * max..(item + 1) * max]
-                        .iter()
-                        .copied()
-                        .filter(|&c| c != EMPTY);
+                    let new: Vec<u32> =
+                        Candidates::list(&candidates.new[item * max..(item + 1) * max]).collect();
+                    let old = Candidates::list(&candidates.old[item * max..(item + 1) * max]);
                     let mut out = Vec::new();
                     let mut work = 0;
                     let mut consider = |p: u32, q: u32, out: &mut Vec<Update>| {
@@ -363,7 +361,8 @@ impl Heaps {
 /// returns whether it entered.
 #[inline]
 fn push(ids: &mut [u32], distances: &mut [f32], new: &mut [bool], id: u32, d: f32) -> bool {
-    if !(d < distances[0]) || ids.contains(&id) {
+    // A NaN distance never enters.
+    if d.is_nan() || d >= distances[0] || ids.contains(&id) {
         return false;
     }
     let len = ids.len();
@@ -391,35 +390,43 @@ fn push(ids: &mut [u32], distances: &mut [f32], new: &mut [bool], id: u32, d: f3
     true
 }
 
-/// Candidate lists for one round: up to `max` per clip, new and old apart.
+/// Candidate lists for one round: up to `max` per clip, new and old apart; each entry is a priority (high 32
+/// bits) and a clip (low 32 bits), `u64::MAX` when unused.
 struct Candidates {
     max: usize,
-    new_ids: Vec<u32>,
-    new_priority: Vec<u64>,
-    old_ids: Vec<u32>,
-    old_priority: Vec<u64>,
+    new: Vec<u64>,
+    old: Vec<u64>,
 }
 
 impl Candidates {
     fn new(count: usize, max: usize) -> Self {
         Candidates {
             max,
-            new_ids: vec![EMPTY; count * max],
-            new_priority: vec![u64::MAX; count * max],
-            old_ids: vec![EMPTY; count * max],
-            old_priority: vec![u64::MAX; count * max],
+            new: vec![u64::MAX; count * max],
+            old: vec![u64::MAX; count * max],
         }
+    }
+
+    fn list(entries: &[u64]) -> impl Iterator<Item = u32> + '_ {
+        entries
+            .iter()
+            .filter(|&&e| e != u64::MAX)
+            .map(|&e| e as u32)
     }
 }
 
-/// Keeps the `ids.len()` entries of lowest priority (ties by id, so the result does not depend on the order
-/// of pushes): a max-heap on (priority, id).
+/// Keeps the `entries.len()` lowest entries pushed, one per clip (the result does not depend on the order of
+/// pushes): a max-heap.
 #[inline]
-fn push_priority(ids: &mut [u32], priorities: &mut [u64], id: u32, priority: u64) {
-    if (priority, id) >= (priorities[0], ids[0]) || ids.contains(&id) {
+fn push_priority(entries: &mut [u64], entry: u64) {
+    if entry >= entries[0]
+        || entries
+            .iter()
+            .any(|&e| e as u32 == entry as u32 && e != u64::MAX)
+    {
         return;
     }
-    let len = ids.len();
+    let len = entries.len();
     let mut i = 0;
     loop {
         let (left, right) = (2 * i + 1, 2 * i + 2);
@@ -427,18 +434,16 @@ fn push_priority(ids: &mut [u32], priorities: &mut [u64], id: u32, priority: u64
             break;
         }
         let mut child = left;
-        if right < len && (priorities[right], ids[right]) > (priorities[left], ids[left]) {
+        if right < len && entries[right] > entries[left] {
             child = right;
         }
-        if (priorities[child], ids[child]) <= (priority, id) {
+        if entries[child] <= entry {
             break;
         }
-        ids[i] = ids[child];
-        priorities[i] = priorities[child];
+        entries[i] = entries[child];
         i = child;
     }
-    ids[i] = id;
-    priorities[i] = priority;
+    entries[i] = entry;
 }
 
 /// A well-mixed 64-bit hash of four numbers (splitmix64 steps): the build's random choices.

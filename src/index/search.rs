@@ -21,10 +21,10 @@ pub const DEFAULT_SEARCH_K_PER_RESULT: usize = 200;
 /// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
 pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 
-/// The graph walk's breadth (`--ef`) when none is given: the smallest that reached recall@10 0.95 on the
-/// spread-out synthetic sets from 100,000 to 1,000,000 clips (BENCHMARKS.md). It never goes below twice the
-/// neighbours asked for.
-pub const DEFAULT_EF: usize = 32;
+/// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that reached
+/// recall@10 0.95 on the spread-out synthetic sets from 100,000 to 1,000,000 clips (ef 10; BENCHMARKS.md). It
+/// never goes below the neighbours asked for, as in hnswlib.
+pub const DEFAULT_EF: usize = 16;
 
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
 /// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
@@ -84,7 +84,7 @@ impl Search {
 
 /// The default walk breadth for `count` neighbours.
 pub fn default_ef(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(DEFAULT_EF.max(count.saturating_mul(2))).unwrap_or(NonZeroUsize::MIN)
+    NonZeroUsize::new(DEFAULT_EF.max(count)).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The forest's default budget for `count` neighbours.

@@ -4,6 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
 
 /// The bundled sample of real AudioSet data.
 pub fn fixtures() -> PathBuf {
@@ -228,4 +231,48 @@ pub fn fixture_clip_lines() -> &'static [String] {
         run.assert_ok();
         run.stdout_text().lines().map(String::from).collect()
     })
+}
+
+/// The fixture's music clips as `ingest` writes them (JSON Lines).
+pub fn clips_jsonl() -> &'static [u8] {
+    static CLIPS: OnceLock<Vec<u8>> = OnceLock::new();
+    CLIPS.get_or_init(|| {
+        fixture_clip_lines()
+            .iter()
+            .flat_map(|l| l.bytes().chain(std::iter::once(b'\n')))
+            .collect()
+    })
+}
+
+pub fn clips() -> Vec<Value> {
+    String::from_utf8(clips_jsonl().to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Builds an index of `input` (JSON Lines) in a new temporary directory, through stdin.
+pub fn build(input: &[u8], extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("idx");
+    let mut args = vec!["index", "-q", "--index", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_with_stdin(&args, input).assert_ok();
+    (temp, dir)
+}
+
+pub fn recommend(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["recommend", "--index", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+pub fn ids(answer: &Value) -> Vec<String> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["video_id"].as_str().unwrap().to_string())
+        .collect()
 }
