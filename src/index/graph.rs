@@ -136,6 +136,8 @@ impl Ord for Near {
 pub struct Walk {
     seen: Vec<u64>,
     touched: Vec<u32>,
+    /// The neighbours of the node being expanded that are new to this walk.
+    next: Vec<u32>,
     frontier: BinaryHeap<Reverse<Near>>,
     found: BinaryHeap<Near>,
 }
@@ -207,14 +209,17 @@ pub fn search(
         if walk.found.len() >= ef && walk.found.peek().is_some_and(|w| d > w.0) {
             break;
         }
-        let neighbours = graph.neighbours(node);
-        for (i, &next) in neighbours.iter().enumerate() {
-            if let Some(&ahead) = neighbours.get(i + 1) {
-                prefetch(vectors, ahead);
+        // The rows of the neighbours not seen yet, all asked for before any is compared: they are scattered
+        // over the map, and loading them together rather than one after another hides most of the wait.
+        walk.next.clear();
+        for &next in graph.neighbours(node) {
+            if walk.visit(next) {
+                prefetch(vectors, next);
+                walk.next.push(next);
             }
-            if !walk.visit(next) {
-                continue;
-            }
+        }
+        for i in 0..walk.next.len() {
+            let next = walk.next[i];
             let Some(row) = vectors.row(next) else {
                 continue;
             };

@@ -276,38 +276,32 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let (Some(matrix), Some(graph)) = (&self.matrix, &self.graph) else {
             return Ok(Vec::new());
         };
-        let count = self.count;
-        let distance = self.distance;
-        let Some(filter) = &self.filter else {
-            let found = graph::search(
-                graph,
-                matrix,
-                distance,
-                &query,
-                &entries,
-                ef.max(count),
-                &mut self.walk,
-                |n| Some(n) != exclude,
-            );
-            return Ok(found.into_iter().take(count).collect());
+        let (count, distance) = (self.count, self.distance);
+        let filter = match &self.filter {
+            Some(filter) if filter.items.len() <= FILTER_SCAN_LIMIT => {
+                return Ok(compare_each(
+                    matrix,
+                    distance,
+                    &query,
+                    &filter.items,
+                    exclude,
+                    count,
+                ));
+            }
+            filter => filter.as_ref(),
         };
-        if filter.items.len() <= FILTER_SCAN_LIMIT {
-            return Ok(compare_each(
-                matrix,
-                distance,
-                &query,
-                &filter.items,
-                exclude,
-                count,
-            ));
-        }
-        // A wider walk, in proportion to the share of clips the filter refuses.
-        let share = (graph.nodes() as u64).div_ceil(filter.items.len().max(1)) as usize;
+        // With a filter, a wider walk, in proportion to the share of clips it refuses.
+        let share = filter.map_or(1, |f| {
+            (graph.nodes() as u64).div_ceil(f.items.len().max(1)) as usize
+        });
         let ef = ef
             .max(count)
             .saturating_mul(share)
             .min(graph.nodes().max(1));
-        let keep = &filter.keep;
+        let accept = |n: u32| {
+            Some(n) != exclude
+                && filter.is_none_or(|f| f.keep.get(n as usize).copied().unwrap_or(false))
+        };
         let found = graph::search(
             graph,
             matrix,
@@ -316,7 +310,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             &entries,
             ef,
             &mut self.walk,
-            |n| Some(n) != exclude && keep.get(n as usize).copied().unwrap_or(false),
+            accept,
         );
         Ok(found.into_iter().take(count).collect())
     }
