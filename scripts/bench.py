@@ -93,9 +93,12 @@ def main():
                         help="where the synthetic sets are generated (once; they are deterministic) and kept")
     parser.add_argument("--scale-peers", default="100000,1000000",
                         help="the synthetic set sizes at which Annoy and hnswlib run too, comma-separated")
+    parser.add_argument("--peers-reuse", default="1000000",
+                        help="sizes at which the peers' figures saved by an earlier run for the same queries are reused")
     args = parser.parse_args()
-    global SCALE_PEERS
+    global SCALE_PEERS, PEERS_REUSE
     SCALE_PEERS = {int(n) for n in args.scale_peers.split(",") if n}
+    PEERS_REUSE = {int(n) for n in args.peers_reuse.split(",") if n}
 
     data = Path(args.data) / "audioset_v1_embeddings"
     bal_train, evaluation = data / "bal_train", data / "eval"
@@ -275,8 +278,10 @@ def recommend_section(bal_train, work, runs, peers_python):
     return lines
 
 
-# Sizes at which Annoy and hnswlib run beside us (--scale-peers).
+# Sizes at which Annoy and hnswlib run beside us (--scale-peers), and at which their saved figures are reused
+# (--peers-reuse).
 SCALE_PEERS = {100000, 1000000}
+PEERS_REUSE = {1000000}
 # The size at which a two-thread build is measured too.
 THREADS_SIZE = 300000
 # Queries per synthetic set, as issue 9 measures.
@@ -332,32 +337,44 @@ def setting_name(report):
     return f"graph, ef {report['ef']}"
 
 
-def batch_qps(index, queries_file, count, settings, runs):
-    """Queries/s of `recommend --batch --json` as a whole process on one core, per setting (extra arguments),
-    median of `runs`, the settings interleaved so that a noisy moment falls on all alike."""
+def batch_runs(index, queries_file, count, settings, runs, work):
+    """Queries/s and recall@10 of `recommend --batch --json` as a whole process on one core, per setting (extra
+    arguments): queries/s the median of `runs`, the settings interleaved so that a noisy moment falls on all
+    alike; recall of the answers against `--exact` on the same queries."""
+    exact = work / "exact-answers.jsonl"
+    with open(exact, "w") as f:
+        subprocess.run([BIN, "recommend", "--index", index, "--batch", queries_file, "--json", "--exact"],
+                       check=True, stdout=f)
+    truth = answers(exact)
     walls = {name: [] for name, _ in settings}
+    got = {}
     for _ in range(runs):
-        for name, extra in settings:
+        for n, (name, extra) in enumerate(settings):
+            out = work / f"batch-{n}.jsonl"
             started = time.perf_counter()
-            with open(os.devnull, "w") as devnull:
+            with open(out, "w") as f:
                 subprocess.run(one_core([BIN, "recommend", "--index", index, "--batch", queries_file, "--json",
-                                         *extra]), check=True, stdout=devnull)
+                                         *extra]), check=True, stdout=f)
             walls[name].append(time.perf_counter() - started)
-    return {name: count / statistics.median(w) for name, w in walls.items()}
+            got[name] = out
+    return {name: (recall(answers(got[name]), truth), count / statistics.median(w)) for name, w in walls.items()}
 
 
 def peers(peers_python, clips, queries_file, data_dir, size):
-    """Annoy's and hnswlib's figures on the same clips and queries: from ann_peers.py, or from its saved output
-    for this size when it was made for the very same queries (a 1,000,000-clip hnswlib build takes ~15 min)."""
+    """Annoy's and hnswlib's figures on the same clips and queries: from ann_peers.py, or, at the sizes in
+    --peers-reuse, from its saved output when it was made for the very same queries (a 1,000,000-clip hnswlib
+    build takes about 15 minutes)."""
     cache = data_dir / f"peers-{size}.jsonl"
     cached_queries = data_dir / f"synth-mix-{size}-queries.txt"
-    if cache.exists() and cached_queries.exists() and cached_queries.read_text() == queries_file.read_text():
+    if (size in PEERS_REUSE and cache.exists() and cached_queries.exists()
+            and cached_queries.read_text() == queries_file.read_text()):
         return [json.loads(line) for line in cache.read_text().splitlines()], f"saved by an earlier run ({cache.name})"
     out = subprocess.run(one_core([peers_python, ROOT / "scripts/peers/ann_peers.py", clips, queries_file,
                                    ROOT / "src/data/music_label_indices.txt", "--no-notebook"]),
                          check=True, capture_output=True, text=True).stdout
     cache.write_text(out)
-    shutil.copyfile(queries_file, cached_queries)
+    if not cached_queries.exists():
+        shutil.copyfile(queries_file, cached_queries)
     return [json.loads(line) for line in out.splitlines()], "measured in this run"
 
 
@@ -383,21 +400,28 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
             shutil.rmtree(work / "threads.idx")
             threads_note = (f"Building with `--threads 2` (the forest on two threads; the graph always uses every "
                             f"core) at {size:,} clips: {threads_wall:.1f} s against {build_wall:.1f} s.")
+        # The queries: the peers' saved sample where there is one (so that both sides answer the same 2,000),
+        # else evaluate's own seeded sample.
+        saved = data_dir / f"synth-mix-{size}-queries.txt"
         queries_file = work / f"synth-{size}-queries.txt"
-        extra = ["--queries", str(QUERIES), "--save-queries", queries_file]
+        extra = ["--queries", str(QUERIES)]
+        if not saved.exists():
+            extra += ["--save-queries", queries_file]
         for ef in EF_SWEEP:
             extra += ["--ef", str(ef)]
         for k in SEARCH_K:
             extra += ["--search-k", str(k)]
         reports = evaluate(index, extra)
+        if saved.exists():
+            shutil.copyfile(saved, queries_file)
         queries = queries_file.read_text().split()
         shot = one_shot_ms(index, queries)
         settings = [("default", [])] + [(f"graph, ef {ef}", ["--ef", str(ef)]) for ef in EF_SWEEP]
-        qps = batch_qps(index, queries_file, len(queries), settings, runs)
+        measured = batch_runs(index, queries_file, len(queries), settings, runs, work)
         default = reports[0]
-        by_name = {setting_name(r): r for r in reports[1:]}
-        batch_rows = [("default: " + setting_name(default), default["recall"], qps["default"])]
-        batch_rows += [(name, by_name[name]["recall"], qps[name]) for name, _ in settings[1:]]
+        batch_rows = [("default: " + setting_name(default), *measured["default"])]
+        batch_rows += [(name, *measured[name]) for name, _ in settings[1:]]
+        qps = {name: m[1] for name, m in measured.items()}
         rows.append((size, wall, tar_mb / wall, records_mb / wall, size / wall, rss, build_wall, build_rss, size_mb,
                      default, shot, qps["default"]))
         evals.append((size, reports))
@@ -443,7 +467,8 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
             name = setting_name(r) + (" (default)" if r["default"] else "")
             lines.append(f"| {size:,} | {name} | {r['recall']:.4f} | {r['label_precision']:.4f} | "
                          f"{r['latency_ms']['p50']:.3f} | {r['latency_ms']['p99']:.3f} | {r['qps']:.0f} |")
-    lines += ["", "`recommend --batch` as a whole process on one core (recall from `evaluate` on the same queries):",
+    lines += ["", "`recommend --batch --json` as a whole process on one core, on the queries the peers answer (recall",
+              "against `recommend --batch --exact` on the same queries):",
               "", "| clips | search | recall@10 | queries/s |", "| ---: | --- | ---: | ---: |"]
     for size, batch_rows in batches:
         for name, recall_, qps_ in batch_rows:
