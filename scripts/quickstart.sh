@@ -24,4 +24,4 @@ echo "== recommend: the clips that sound most like xtGmrLOsjHk (Music, Opera), t
 
 echo
 echo "== evaluate: recall, label precision and latency of the index, on its own clips"
-"$bin" evaluate --index "$out/index" --search-k 100
+"$bin" evaluate --index "$out/index" --ef 10 --search-k 100
