@@ -300,21 +300,12 @@ fn write_new<D: arroy::Distance>(
             Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed, &report)))
         });
         let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
-        let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
+        let mut labels = LabelChanges::new();
         for (item, &at) in layout.items.iter().enumerate() {
             let item = item as u32;
             let clip = &clips[at as usize];
             store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
-            writer.add_item(&mut wtxn, item, &clip.vector)?;
-            for label in clip
-                .meta
-                .labels
-                .iter()
-                .filter_map(|&l| u16::try_from(l).ok())
-            {
-                labels.entry(label).or_default().0.insert(item);
-            }
-            store.clips.put(&mut wtxn, &item, &clip.meta)?;
+            store_clip(store, &mut wtxn, &writer, item, clip, &mut labels)?;
         }
         // The clips are in the transaction now; the forest and the graph need only the vectors.
         drop(clips);
@@ -356,7 +347,7 @@ fn write_more<D: arroy::Distance>(
     let before = settings.clone();
     let mut wtxn = store.env.write_txn()?;
     let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions);
-    let mut labels: BTreeMap<u16, (RoaringBitmap, RoaringBitmap)> = BTreeMap::new();
+    let mut labels = LabelChanges::new();
     // Vectors in search form, written in item order at the end (in blocks, so replacing a clip rewrites only
     // its block).
     let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
@@ -384,21 +375,10 @@ fn write_more<D: arroy::Distance>(
                 item
             }
         };
-        writer.add_item(&mut wtxn, item, &clip.vector)?;
+        store_clip(store, &mut wtxn, &writer, item, clip, &mut labels)?;
         let mut search_form = clip.vector.clone();
         scan::prepare(settings.metric, &mut search_form);
         vectors.insert(item, search_form);
-        for label in clip
-            .meta
-            .labels
-            .iter()
-            .filter_map(|&l| u16::try_from(l).ok())
-        {
-            let entry = labels.entry(label).or_default();
-            entry.0.insert(item);
-            entry.1.remove(item);
-        }
-        store.clips.put(&mut wtxn, &item, &clip.meta)?;
         items.push(item);
     }
     progress.stage("read; updating the trees");
@@ -465,6 +445,33 @@ fn build_forest<D: arroy::Distance>(
     let mut builder = writer.builder(&mut rng);
     builder.n_trees(trees.max(1));
     builder.build(wtxn)?;
+    Ok(())
+}
+
+/// Each label's clips added (`.0`) and removed (`.1`) by a write, applied at its end.
+type LabelChanges = BTreeMap<u16, (RoaringBitmap, RoaringBitmap)>;
+
+/// Stores a clip as `item`: its vector in the forest, its labels, and its record.
+fn store_clip<D: arroy::Distance>(
+    store: &Store,
+    wtxn: &mut heed::RwTxn,
+    writer: &arroy::Writer<D>,
+    item: u32,
+    clip: &Incoming,
+    labels: &mut LabelChanges,
+) -> Result<()> {
+    writer.add_item(wtxn, item, &clip.vector)?;
+    for label in clip
+        .meta
+        .labels
+        .iter()
+        .filter_map(|&l| u16::try_from(l).ok())
+    {
+        let entry = labels.entry(label).or_default();
+        entry.0.insert(item);
+        entry.1.remove(item);
+    }
+    store.clips.put(wtxn, &item, &clip.meta)?;
     Ok(())
 }
 

@@ -60,7 +60,7 @@ pub fn build(
         leaf_size: LEAF_SIZE,
         seed,
     };
-    let (knn, _) = nndescent::build(vectors, count, &params, Some(tree), report);
+    let knn = nndescent::build(vectors, count, &params, Some(tree), report);
     report("pruning the neighbour graph");
     from_knn(&knn, vectors, pair_distance(vectors.metric()), DEGREE)
 }
@@ -80,10 +80,6 @@ impl<'a> Graph<'a> {
             blocks,
             block_rows: block_rows.max(1),
         }
-    }
-
-    pub fn degree(&self) -> usize {
-        self.degree
     }
 
     /// Nodes held.

@@ -45,12 +45,6 @@ impl KnnGraph {
     }
 }
 
-/// What a build did, for the progress line and the benchmarks.
-pub struct Stats {
-    pub iterations: usize,
-    pub distances: u64,
-}
-
 /// The k-nearest-neighbour graph of the first `count` rows of `vectors` (in search form). `report` hears each
 /// stage's name.
 pub fn build(
@@ -59,16 +53,12 @@ pub fn build(
     params: &Params,
     tree: Option<&rptree::Tree>,
     report: &(dyn Fn(&str) + Sync),
-) -> (KnnGraph, Stats) {
+) -> KnnGraph {
     let k = params.neighbours.min(count.saturating_sub(1)).max(1);
     let distance = pair_distance(vectors.metric());
     let mut heaps = Heaps::new(count, k);
-    let mut stats = Stats {
-        iterations: 0,
-        distances: 0,
-    };
     if count < 2 {
-        return (heaps.into_graph(), stats);
+        return heaps.into_graph();
     }
     report("seeding the neighbour graph from random-projection trees");
     let extra_trees = rptree::forest(
@@ -96,10 +86,6 @@ pub fn build(
                     out
                 })
                 .collect();
-            stats.distances += chunk
-                .iter()
-                .map(|l| (l.len() * l.len().saturating_sub(1) / 2) as u64)
-                .sum::<u64>();
             heaps.apply(&updates);
         }
     }
@@ -113,14 +99,12 @@ pub fn build(
             iteration + 1
         ));
         heaps.candidates(&mut candidates, params.seed, iteration as u64);
-        let (changed, computed) = heaps.local_join(vectors, distance, &candidates);
-        stats.iterations = iteration + 1;
-        stats.distances += computed;
+        let changed = heaps.local_join(vectors, distance, &candidates);
         if changed <= threshold {
             break;
         }
     }
-    (heaps.into_graph(), stats)
+    heaps.into_graph()
 }
 
 #[inline]
@@ -285,32 +269,30 @@ impl Heaps {
     }
 
     /// Compares each clip's new candidates with each other and with its old ones, in blocks of clips; returns
-    /// how many list entries changed and how many distances were computed.
+    /// how many list entries changed.
     fn local_join(
         &mut self,
         vectors: &Matrix,
         distance: PairDistance,
         candidates: &Candidates,
-    ) -> (u64, u64) {
+    ) -> u64 {
         const BLOCK: usize = 16384;
-        let (mut changed, mut computed) = (0, 0);
+        let mut changed = 0;
         let count = self.count();
         let max = candidates.max;
         for block in (0..count).step_by(BLOCK) {
             let end = (block + BLOCK).min(count);
-            let (updates, work): (Vec<Vec<Update>>, Vec<u64>) = (block..end)
+            let updates: Vec<Vec<Update>> = (block..end)
                 .into_par_iter()
                 .map(|item| {
                     let new: Vec<u32> =
                         Candidates::list(&candidates.new[item * max..(item + 1) * max]).collect();
                     let old = Candidates::list(&candidates.old[item * max..(item + 1) * max]);
                     let mut out = Vec::new();
-                    let mut work = 0;
-                    let mut consider = |p: u32, q: u32, out: &mut Vec<Update>| {
+                    let consider = |p: u32, q: u32, out: &mut Vec<Update>| {
                         if p == q {
                             return;
                         }
-                        work += 1;
                         let d = distance(row(vectors, p), row(vectors, q));
                         if d < self.worst(p) || d < self.worst(q) {
                             out.push((p, q, d));
@@ -326,13 +308,12 @@ impl Heaps {
                             consider(p, q, &mut out);
                         }
                     }
-                    (out, work)
+                    out
                 })
-                .unzip();
-            computed += work.iter().sum::<u64>();
+                .collect();
             changed += self.apply(&updates);
         }
-        (changed, computed)
+        changed
     }
 
     /// The lists sorted nearest first (ties by id).

@@ -13,11 +13,8 @@ use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
 use crate::index::vector::Metric;
 
-/// Tree nodes inspected per requested neighbour by `--search-k`'s forest when no budget is given.
-pub const DEFAULT_SEARCH_K_PER_RESULT: usize = 200;
-
 /// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
-/// together) the default search is the exact scan; above it, the graph. Below it the scan costs under 0.3 ms a
+/// together) the default search is the exact scan; above it, the graph. Below it the scan costs about 0.15 ms a
 /// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
 pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 
@@ -85,12 +82,6 @@ impl Search {
 /// The default walk breadth for `count` neighbours.
 pub fn default_ef(count: usize) -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_EF.max(count)).unwrap_or(NonZeroUsize::MIN)
-}
-
-/// The forest's default budget for `count` neighbours.
-pub fn default_search_k(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(count.saturating_mul(DEFAULT_SEARCH_K_PER_RESULT))
-        .unwrap_or(NonZeroUsize::MIN)
 }
 
 /// What to find neighbours of.
@@ -164,10 +155,6 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             walk: Walk::default(),
             filter,
         })
-    }
-
-    pub fn search(&self) -> Search {
-        self.search
     }
 
     /// The forest's reader, opened on first use.

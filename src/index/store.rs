@@ -330,6 +330,12 @@ impl Store {
 
     /// Every clip's neighbour list, borrowed from the memory map like the vectors.
     pub fn load_graph<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Graph<'t>> {
+        if settings.graph_degree == 0 {
+            bail!(
+                "index {} is damaged: its settings give no room for neighbours (rebuild it with `soundalike index`)",
+                self.dir.display()
+            );
+        }
         let blocks =
             self.load_blocks(rtxn, self.graph, "graph", settings.graph_degree, settings)?;
         // A list naming a clip past the last is skipped by the walk, which finds no vector for it.
