@@ -171,23 +171,28 @@ fn the_same_seed_gives_the_same_graph_whatever_the_threads() {
 }
 
 /// Rewrites one value of the index's graph table with `change`.
-fn damage_graph(dir: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+/// Changes the value under `key` in one of the index's tables, as a damaged disk or a bad copy would.
+fn damage(dir: &Path, table: &str, key: &[u8], change: impl FnOnce(&mut Vec<u8>)) {
     // SAFETY: this process opens the environment once, and no other process uses it.
     let env = unsafe { heed::EnvOpenOptions::new().max_dbs(8).open(dir) }.unwrap();
-    let graph: heed::Database<heed::types::U32<heed::byteorder::BigEndian>, heed::types::Bytes> =
-        env.open_databases_and_commit(env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
+    let db: heed::Database<heed::types::Bytes, heed::types::Bytes> = env
+        .open_databases_and_commit(env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
             Ok(heed::CommitOrAbort::<_, ()>::Commit(
-                dbo.open_database(rtxn, Some("graph"))?,
+                dbo.open_database(rtxn, Some(table))?,
             ))
         })
         .unwrap()
         .unwrap_commit()
         .unwrap();
     let mut wtxn = env.write_txn().unwrap();
-    let mut value = graph.get(&wtxn, &0).unwrap().unwrap().to_vec();
+    let mut value = db.get(&wtxn, key).unwrap().unwrap().to_vec();
     change(&mut value);
-    graph.put(&mut wtxn, &0, &value).unwrap();
+    db.put(&mut wtxn, key, &value).unwrap();
     wtxn.commit().unwrap();
+}
+
+fn damage_graph(dir: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    damage(dir, "graph", &0u32.to_be_bytes(), change);
 }
 
 #[test]
@@ -210,4 +215,31 @@ fn a_damaged_graph_is_a_clear_error_not_a_crash() {
     let run = recommend(&dir, &["--id", "xtGmrLOsjHk", "--ef", "10", "--json"]);
     run.assert_ok();
     assert_eq!(ids(&run.lines()[0]).len(), 10);
+}
+
+#[test]
+fn damaged_codes_and_clip_records_are_clear_errors() {
+    // The codes the walk compares: a block cut short, then an unreadable quantizer.
+    let (_temp, dir) = build(clips_jsonl(), &[]);
+    damage(&dir, "codes", &0u32.to_be_bytes(), |v| {
+        v.truncate(v.len() - 5)
+    });
+    recommend(&dir, &["--id", "xtGmrLOsjHk", "--ef", "10"])
+        .assert_error(1, &["is damaged", "code", "rebuild"]);
+    recommend(&dir, &["--id", "xtGmrLOsjHk", "--exact"]).assert_ok();
+    let (_temp, dir) = build(clips_jsonl(), &[]);
+    damage(&dir, "settings", b"quantizer", |v| v.truncate(3));
+    recommend(&dir, &["--id", "xtGmrLOsjHk", "--ef", "10"])
+        .assert_error(1, &["is damaged", "quantizer", "rebuild"]);
+
+    // The clip records every answer names: offsets running past the block.
+    let (_temp, dir) = build(clips_jsonl(), &[]);
+    damage(&dir, "clips", &0u32.to_be_bytes(), |v| {
+        let records = u32::from_le_bytes(v[..4].try_into().unwrap()) as usize;
+        for word in v[4..4 + 4 * records].chunks_exact_mut(4) {
+            word.copy_from_slice(&u32::MAX.to_le_bytes());
+        }
+    });
+    recommend(&dir, &["--id", "xtGmrLOsjHk", "--exact"])
+        .assert_error(1, &["is damaged", "clip table", "rebuild"]);
 }

@@ -10,13 +10,14 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::index::records::Records;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::{Settings, Store};
 use crate::labels::{self, LabelSet};
@@ -102,7 +103,8 @@ fn evaluate<D: arroy::Distance>(
     options: &EvaluateOptions,
 ) -> Result<Vec<Report>> {
     let rtxn = store.env.read_txn()?;
-    let clips = sample(store, &rtxn, options)?;
+    let records = store.load_records(&rtxn, settings)?;
+    let clips = sample(store, &rtxn, &records, options)?;
     if let Some(path) = &options.save_queries {
         let mut file = Output::create(Some(path))?;
         for clip in &clips {
@@ -160,7 +162,7 @@ fn evaluate<D: arroy::Distance>(
             },
             default: n == 0,
             recall: recall(&answers, &truth),
-            label_precision: label_precision(store, &rtxn, &clips, &answers, options.count)?,
+            label_precision: label_precision(&records, &clips, &answers, options.count)?,
             latency_ms: percentiles(&mut latencies),
             qps: (clips.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE)).round(),
         });
@@ -170,7 +172,12 @@ fn evaluate<D: arroy::Distance>(
 }
 
 /// The query clips: every clip with a music label other than "Music", or a seeded sample of them.
-fn sample(store: &Store, rtxn: &heed::RoTxn, options: &EvaluateOptions) -> Result<Vec<QueryClip>> {
+fn sample(
+    store: &Store,
+    rtxn: &heed::RoTxn,
+    records: &Records,
+    options: &EvaluateOptions,
+) -> Result<Vec<QueryClip>> {
     let music = LabelSet::music_ontology();
     let mut eligible = RoaringBitmap::new();
     for label in music.indices().filter(|&l| l != labels::MUSIC) {
@@ -191,10 +198,7 @@ fn sample(store: &Store, rtxn: &heed::RoTxn, options: &EvaluateOptions) -> Resul
     items
         .into_iter()
         .map(|item| {
-            let meta = store
-                .clips
-                .get(rtxn, &item)?
-                .with_context(|| format!("index {} is missing clip {item}", store.dir.display()))?;
+            let meta = records.get(item)?;
             let relevant = meta
                 .labels
                 .iter()
@@ -229,8 +233,7 @@ fn recall(answers: &[Vec<(u32, f32)>], truth: &[Vec<(u32, f32)>]) -> f64 {
 
 /// The share of the k neighbours (missing ones count as wrong) carrying one of their query's relevant labels.
 fn label_precision(
-    store: &Store,
-    rtxn: &heed::RoTxn,
+    records: &Records,
     clips: &[QueryClip],
     answers: &[Vec<(u32, f32)>],
     k: usize,
@@ -238,10 +241,7 @@ fn label_precision(
     let mut relevant = 0usize;
     for (clip, answer) in clips.iter().zip(answers) {
         for (item, _) in answer {
-            let meta = store
-                .clips
-                .get(rtxn, item)?
-                .with_context(|| format!("index {} is missing clip {item}", store.dir.display()))?;
+            let meta = records.get(*item)?;
             if meta.labels.iter().any(|l| clip.relevant.contains(l)) {
                 relevant += 1;
             }

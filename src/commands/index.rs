@@ -14,10 +14,10 @@ use rand::rngs::StdRng;
 use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
+use crate::index::codes::Quantizer;
+use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
-use crate::index::store::{
-    self, ARROY_INDEX, ClipMeta, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS,
-};
+use crate::index::store::{self, ARROY_INDEX, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS};
 use crate::index::vector::{self, Form, Metric};
 use crate::index::{graph, rptree};
 use crate::output;
@@ -305,14 +305,24 @@ fn write_new<D: arroy::Distance>(
             let item = item as u32;
             let clip = &clips[at as usize];
             store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
-            store_clip(store, &mut wtxn, &writer, item, clip, &mut labels)?;
+            store_clip(&mut wtxn, &writer, item, clip, &mut labels)?;
         }
+        store.write_records(
+            &mut wtxn,
+            layout
+                .items
+                .iter()
+                .enumerate()
+                .map(|(item, &at)| (item as u32, Cow::Borrowed(&clips[at as usize].meta))),
+        )?;
         // The clips are in the transaction now; the forest and the graph need only the vectors.
         drop(clips);
         settings.clips = count as u64;
         settings.next_item = count as u32;
         store.update_labels(&mut wtxn, &labels)?;
         store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
+        let quantizer = Quantizer::fit(&laid_out, dimensions);
+        store.write_code_rows(&mut wtxn, &quantizer, &quantizer.encode_all(&laid_out))?;
         progress.stage("read; building the trees and the neighbour graph");
         let trees = options.trees.unwrap_or(DEFAULT_TREES);
         build_forest(&writer, &mut wtxn, settings.seed, trees)?;
@@ -351,17 +361,27 @@ fn write_more<D: arroy::Distance>(
     // Vectors in search form, written in item order at the end (in blocks, so replacing a clip rewrites only
     // its block).
     let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+    // The labels of the clips about to be replaced, read before anything is written.
+    let old_labels: HashMap<u32, Vec<i64>> = {
+        let records = store.load_records(&wtxn, &settings)?;
+        let mut old = HashMap::new();
+        for clip in &clips {
+            if let Some(item) = store.ids.get(&wtxn, &clip.meta.video_id)? {
+                old.insert(item, records.get(item)?.labels);
+            }
+        }
+        old
+    };
     let mut items = Vec::with_capacity(clips.len());
     for clip in &clips {
         let item = match store.ids.get(&wtxn, &clip.meta.video_id)? {
             Some(item) => {
                 // The last clip with a video_id wins: forget the old one's labels.
                 replaced += 1;
-                if let Some(old) = store.clips.get(&wtxn, &item)? {
-                    for label in old.labels.iter().filter_map(|&l| u16::try_from(l).ok()) {
-                        labels.entry(label).or_default().1.insert(item);
-                        labels.entry(label).or_default().0.remove(item);
-                    }
+                let old = old_labels.get(&item).map_or(&[][..], Vec::as_slice);
+                for label in old.iter().filter_map(|&l| u16::try_from(l).ok()) {
+                    labels.entry(label).or_default().1.insert(item);
+                    labels.entry(label).or_default().0.remove(item);
                 }
                 item
             }
@@ -375,15 +395,22 @@ fn write_more<D: arroy::Distance>(
                 item
             }
         };
-        store_clip(store, &mut wtxn, &writer, item, clip, &mut labels)?;
+        store_clip(&mut wtxn, &writer, item, clip, &mut labels)?;
         let mut search_form = clip.vector.clone();
         scan::prepare(settings.metric, &mut search_form);
         vectors.insert(item, search_form);
         items.push(item);
     }
     progress.stage("read; updating the trees");
+    store.write_records(
+        &mut wtxn,
+        clips
+            .iter()
+            .zip(&items)
+            .map(|(clip, &item)| (item, Cow::Borrowed(&clip.meta))),
+    )?;
     store.update_labels(&mut wtxn, &labels)?;
-    store.write_vectors(&mut wtxn, settings.dimensions, &vectors)?;
+    store.write_vectors(&mut wtxn, &settings, &vectors)?;
     drop(vectors);
     // The forest keeps the size it was built with, unless `--trees` says otherwise.
     build_forest(
@@ -451,9 +478,8 @@ fn build_forest<D: arroy::Distance>(
 /// Each label's clips added (`.0`) and removed (`.1`) by a write, applied at its end.
 type LabelChanges = BTreeMap<u16, (RoaringBitmap, RoaringBitmap)>;
 
-/// Stores a clip as `item`: its vector in the forest, its labels, and its record.
+/// Stores a clip as `item`: its vector in the forest and its labels (its record is written with the others').
 fn store_clip<D: arroy::Distance>(
-    store: &Store,
     wtxn: &mut heed::RwTxn,
     writer: &arroy::Writer<D>,
     item: u32,
@@ -471,7 +497,6 @@ fn store_clip<D: arroy::Distance>(
         entry.0.insert(item);
         entry.1.remove(item);
     }
-    store.clips.put(wtxn, &item, &clip.meta)?;
     Ok(())
 }
 

@@ -9,9 +9,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
-use crate::index::store::{ClipMeta, Settings, Store};
+use crate::index::store::{Settings, Store};
 use crate::index::vector::{self, Metric};
 use crate::labels;
 use crate::with_distance;
@@ -91,6 +92,7 @@ fn answer<D: arroy::Distance>(
         settings,
     );
     let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?;
+    let records = store.load_records(&rtxn, settings)?;
     let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
         let targets: Vec<Target> = group
             .iter()
@@ -111,8 +113,7 @@ fn answer<D: arroy::Distance>(
             };
             write_answer(
                 &mut out,
-                store,
-                &rtxn,
+                &records,
                 name,
                 &hits,
                 options.json,
@@ -183,8 +184,7 @@ fn answer<D: arroy::Distance>(
 /// Writes one query's answer as a JSON line or a table.
 fn write_answer(
     out: &mut impl Write,
-    store: &Store,
-    rtxn: &heed::RoTxn,
+    records: &Records,
     query: &str,
     hits: &[(u32, f32)],
     json: bool,
@@ -192,12 +192,7 @@ fn write_answer(
 ) -> Result<()> {
     let metas: Vec<ClipMeta> = hits
         .iter()
-        .map(|(item, _)| {
-            store
-                .clips
-                .get(rtxn, item)?
-                .ok_or_else(|| anyhow!("index is missing clip {item}"))
-        })
+        .map(|&(item, _)| records.get(item))
         .collect::<Result<_>>()?;
     let results: Vec<Hit> = hits
         .iter()

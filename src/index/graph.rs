@@ -170,29 +170,60 @@ impl Walk {
     }
 }
 
+/// What a walk compares a query with: each node's distance to it (`None` for a node without a row), and a
+/// hint to start loading a node's row. The walk over the stored vectors ([`Exact`]) links appended clips in;
+/// queries walk over the compact codes (`codes::CodedQuery`).
+pub trait Space {
+    /// Nodes with a row.
+    fn nodes(&self) -> usize;
+    fn distance(&mut self, node: u32) -> Option<f32>;
+    fn prefetch(&self, node: u32);
+}
+
+/// A query compared with the stored vectors.
+pub struct Exact<'q, 'm> {
+    pub vectors: &'q Matrix<'m>,
+    pub distance: PairDistance,
+    pub query: &'q [f32],
+}
+
+impl Space for Exact<'_, '_> {
+    fn nodes(&self) -> usize {
+        self.vectors.rows()
+    }
+
+    #[inline]
+    fn distance(&mut self, node: u32) -> Option<f32> {
+        Some((self.distance)(self.query, self.vectors.row(node)?))
+    }
+
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        if let Some(row) = self.vectors.row(node) {
+            prefetch_bytes(bytemuck::cast_slice(row));
+        }
+    }
+}
+
 /// The `ef` nearest accepted nodes the walk finds from `entries`, nearest first (ties by id). Nodes `accept`
 /// refuses (the query clip itself, clips without a wanted label) are walked through but not returned.
-#[allow(clippy::too_many_arguments)]
 pub fn search(
     graph: &Graph,
-    vectors: &Matrix,
-    distance: PairDistance,
-    query: &[f32],
+    space: &mut impl Space,
     entries: &[u32],
     ef: usize,
     walk: &mut Walk,
     accept: impl Fn(u32) -> bool,
 ) -> Vec<(u32, f32)> {
     let ef = ef.max(1);
-    walk.start(graph.nodes().max(vectors.rows()));
+    walk.start(graph.nodes().max(space.nodes()));
     for &entry in entries {
         if !walk.visit(entry) {
             continue;
         }
-        let Some(row) = vectors.row(entry) else {
+        let Some(d) = space.distance(entry) else {
             continue;
         };
-        let d = distance(query, row);
         walk.frontier.push(Reverse(Near(d, entry)));
         if accept(entry) {
             walk.found.push(Near(d, entry));
@@ -210,16 +241,15 @@ pub fn search(
         walk.next.clear();
         for &next in graph.neighbours(node) {
             if walk.visit(next) {
-                prefetch(vectors, next);
+                space.prefetch(next);
                 walk.next.push(next);
             }
         }
         for i in 0..walk.next.len() {
             let next = walk.next[i];
-            let Some(row) = vectors.row(next) else {
+            let Some(d) = space.distance(next) else {
                 continue;
             };
-            let d = distance(query, row);
             let full = walk.found.len() >= ef;
             if full && walk.found.peek().is_some_and(|w| d >= w.0) {
                 continue;
@@ -241,14 +271,18 @@ pub fn search(
 /// Asks the CPU to start loading a row the walk is about to compare: the rows are scattered over the map, so
 /// each comparison would otherwise wait for memory.
 #[inline(always)]
-fn prefetch(vectors: &Matrix, node: u32) {
+pub fn prefetch_bytes(row: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(row) = vectors.row(node) {
+    {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: prefetching is a hint with no effect on memory; the pointers are inside the row.
+        // SAFETY: prefetching is a hint with no effect on memory; the pointers are inside the row (the last
+        // line is asked for by the row's last byte, as a row need not start on a line).
         unsafe {
-            for line in (0..row.len()).step_by(16) {
+            for line in (0..row.len()).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(line).cast());
+            }
+            if let Some(last) = row.last() {
+                _mm_prefetch::<_MM_HINT_T0>((last as *const u8).cast());
             }
         }
     }
@@ -354,9 +388,12 @@ pub fn insert(
             vec![Cow::Borrowed(&lists[..])],
             lists.len() / degree,
         );
-        search(&graph, vectors, distance, query, entries, ef, walk, |n| {
-            n != node
-        })
+        let mut space = Exact {
+            vectors,
+            distance,
+            query,
+        };
+        search(&graph, &mut space, entries, ef, walk, |n| n != node)
     };
     let chosen = diversify(&found, vectors, distance, degree);
     let at = node as usize * degree;

@@ -1,8 +1,10 @@
 //! The index: the LMDB store and its tables, the vector forms, and the searches over them (the exact scan, the
 //! arroy forest, and the neighbour graph built by NN-descent).
 
+pub mod codes;
 pub mod graph;
 pub mod nndescent;
+pub mod records;
 pub mod rptree;
 pub mod scan;
 pub mod search;

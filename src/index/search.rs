@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
+use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::graph::{self, Graph, Walk};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
@@ -107,6 +108,7 @@ pub struct Searcher<'t, D: arroy::Distance> {
     /// The forest, opened on first use: a walk from a clip of the index never needs it.
     reader: Option<arroy::Reader<'t, D>>,
     matrix: Option<Matrix<'t>>,
+    codes: Option<Codes<'t>>,
     graph: Option<Graph<'t>>,
     metric: Metric,
     distance: PairDistance,
@@ -124,11 +126,12 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         count: usize,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let (matrix, graph) = match search {
-            Search::Exact => (Some(store.load_vectors(rtxn, settings)?), None),
-            Search::Trees(_) => (None, None),
+        let (matrix, codes, graph) = match search {
+            Search::Exact => (Some(store.load_vectors(rtxn, settings)?), None, None),
+            Search::Trees(_) => (None, None, None),
             Search::Graph(_) => (
                 Some(store.load_vectors(rtxn, settings)?),
+                Some(store.load_codes(rtxn, settings)?),
                 Some(store.load_graph(rtxn, settings)?),
             ),
         };
@@ -149,6 +152,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             count,
             reader: None,
             matrix,
+            codes,
             graph,
             metric: settings.metric,
             distance: pair_distance(settings.metric),
@@ -260,7 +264,8 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
                 (query, None, entries)
             }
         };
-        let (Some(matrix), Some(graph)) = (&self.matrix, &self.graph) else {
+        let (Some(matrix), Some(codes), Some(graph)) = (&self.matrix, &self.codes, &self.graph)
+        else {
             return Ok(Vec::new());
         };
         let (count, distance) = (self.count, self.distance);
@@ -289,17 +294,11 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             Some(n) != exclude
                 && filter.is_none_or(|f| f.keep.get(n as usize).copied().unwrap_or(false))
         };
-        let found = graph::search(
-            graph,
-            matrix,
-            distance,
-            &query,
-            &entries,
-            ef,
-            &mut self.walk,
-            accept,
-        );
-        Ok(found.into_iter().take(count).collect())
+        let mut space = CodedQuery::new(codes, self.metric, &query);
+        let found = graph::search(graph, &mut space, &entries, ef, &mut self.walk, accept);
+        let mut exact = codes::rerank(found, matrix, distance, &query);
+        exact.truncate(count);
+        Ok(exact)
     }
 }
 

@@ -1,9 +1,10 @@
 //! The index store: one LMDB environment holding the arroy forest, the neighbour graph and their side tables.
 //!
-//! Tables: `arroy` (the forest; item ids are u32), `ids` (video_id to item), `clips` (item to video_id, labels
-//! and times), `labels` (label index to the set of items carrying it, for filtered queries), `vectors` (every
-//! vector in search form, in blocks of rows, for the exact scan and the graph walk), `graph` (every clip's
-//! neighbour list, in blocks of the same rows) and `settings`. The blocks are large values, which LMDB keeps on
+//! Tables: `arroy` (the forest; item ids are u32), `ids` (video_id to item), `clips` (each clip's video_id,
+//! labels and times, in blocks of records), `labels` (label index to the set of items carrying it, for filtered
+//! queries), `vectors` (every vector in search form, in blocks of rows, for the exact scan), `codes` (the same
+//! as 8-bit codes, for the graph walk; their quantizer beside the settings), `graph` (every clip's neighbour
+//! list) and `settings`. All blocks hold the same 1,024 items. They are large values, which LMDB keeps on
 //! contiguous overflow pages: a reader borrows them from the memory map as flat arrays, with no lookup per row.
 
 use std::borrow::Cow;
@@ -11,13 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use heed::types::{Bytes, SerdeBincode, SerdeJson, Str, U16, U32};
+use heed::types::{Bytes, SerdeJson, Str, U16, U32};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::index::codes::{Codes, Quantizer};
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
+use crate::index::records::{self, ClipMeta, Records};
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
 
@@ -26,7 +29,7 @@ use crate::index::vector::{Form, Metric};
 pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The arroy index number inside the `arroy` table.
 pub const ARROY_INDEX: u16 = 0;
 /// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
@@ -88,15 +91,6 @@ pub struct Settings {
     pub tool_version: String,
 }
 
-/// What the index keeps about a clip besides its vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClipMeta {
-    pub video_id: String,
-    pub labels: Vec<i64>,
-    pub start_time: f64,
-    pub end_time: f64,
-}
-
 /// An open index environment and its tables.
 pub struct Store {
     pub env: Env,
@@ -104,21 +98,33 @@ pub struct Store {
     /// The arroy forest, typed per metric at use (see [`Store::arroy`]).
     arroy: Database<'static, Bytes, Bytes>,
     pub ids: Database<'static, Str, U32<BE>>,
-    // Binary, not JSON: a batch reads ten of these per query, and JSON decoding showed in profiles.
-    pub clips: Database<'static, U32<BE>, SerdeBincode<ClipMeta>>,
+    /// Clip records in blocks (see [`records`]).
+    clips: Database<'static, U32<BE>, Bytes>,
     labels: Database<'static, U16<BE>, Bytes>,
     vectors: Database<'static, U32<BE>, Bytes>,
+    /// The vectors as 8-bit codes, in the same blocks, for the graph walk (see [`codes`]).
+    codes: Database<'static, U32<BE>, Bytes>,
     graph: Database<'static, U32<BE>, Bytes>,
+    /// The settings under [`SETTINGS_KEY`], and the codes' quantizer under [`QUANTIZER_KEY`].
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
 
+/// The tables, in the order [`Store::with_tables`] takes them.
+const TABLES: [&str; 8] = [
+    "arroy", "ids", "clips", "labels", "vectors", "codes", "graph", "settings",
+];
+type Table = Database<'static, Bytes, Bytes>;
+
 const SETTINGS_KEY: &str = "settings";
+const QUANTIZER_KEY: &str = "quantizer";
 
 /// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
 /// read-only, so that it never initialises or changes a file that is not an index.
 fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Result<Env> {
     let mut options = EnvOpenOptions::new();
-    options.map_size(map_size(existing, input)).max_dbs(8);
+    options
+        .map_size(map_size(existing, input))
+        .max_dbs(TABLES.len() as u32);
     // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
     // are not modified other than through LMDB; soundalike opens each index once per process.
     unsafe {
@@ -135,29 +141,34 @@ impl Store {
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
         let env = open_env(dir, 0, input, true)?;
         let wtxn = env.write_txn()?;
-        let (arroy, ids, clips, labels, vectors, graph, settings) = env
+        let tables = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.create_database(wtxn, Some("arroy"))?,
-                    dbo.create_database(wtxn, Some("ids"))?,
-                    dbo.create_database(wtxn, Some("clips"))?,
-                    dbo.create_database(wtxn, Some("labels"))?,
-                    dbo.create_database(wtxn, Some("vectors"))?,
-                    dbo.create_database(wtxn, Some("graph"))?,
-                    dbo.create_database(wtxn, Some("settings"))?,
-                )))
+                Ok(CommitOrAbort::<_, ()>::Commit(
+                    TABLES.map(|name| dbo.create_database(wtxn, Some(name))),
+                ))
             })?
-            .unwrap_commit();
-        Ok(Store {
+            .unwrap_commit()
+            .into_iter()
+            .collect::<heed::Result<Vec<Table>>>()?;
+        Store::with_tables(env, dir, tables)
+            .ok_or_else(|| anyhow!("cannot create the tables in {}", dir.display()))
+    }
+
+    /// The store over the [`TABLES`], in their order.
+    fn with_tables(env: Env, dir: &Path, tables: Vec<Table>) -> Option<Store> {
+        let [arroy, ids, clips, labels, vectors, codes, graph, settings] =
+            <[Table; TABLES.len()]>::try_from(tables).ok()?;
+        Some(Store {
             env,
             dir: dir.to_path_buf(),
             arroy,
-            ids,
-            clips,
-            labels,
-            vectors,
-            graph,
-            settings,
+            ids: ids.remap_types(),
+            clips: clips.remap_types(),
+            labels: labels.remap_types(),
+            vectors: vectors.remap_types(),
+            codes: codes.remap_types(),
+            graph: graph.remap_types(),
+            settings: settings.remap_types(),
         })
     }
 
@@ -193,43 +204,22 @@ impl Store {
         let rtxn = env.read_txn()?;
         let opened = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    dbo.open_database(rtxn, Some("arroy"))?,
-                    dbo.open_database(rtxn, Some("ids"))?,
-                    dbo.open_database(rtxn, Some("clips"))?,
-                    dbo.open_database(rtxn, Some("labels"))?,
-                    dbo.open_database(rtxn, Some("vectors"))?,
-                    dbo.open_database(rtxn, Some("graph"))?,
-                    dbo.open_database(rtxn, Some("settings"))?,
-                )))
+                Ok(CommitOrAbort::<_, ()>::Commit(
+                    TABLES.map(|name| dbo.open_database(rtxn, Some(name))),
+                ))
             })
-            .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?
-            .unwrap_commit();
-        let (
-            Some(arroy),
-            Some(ids),
-            Some(clips),
-            Some(labels),
-            Some(vectors),
-            Some(graph),
-            Some(settings_db),
-        ) = opened
-        else {
+            .and_then(|tables| {
+                tables
+                    .unwrap_commit()
+                    .into_iter()
+                    .collect::<heed::Result<Option<Vec<Table>>>>()
+            })
+            .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?;
+        let Some(store) = opened.and_then(|tables| Store::with_tables(env, dir, tables)) else {
             bail!(
                 "{} is not a soundalike index (its tables are missing)",
                 dir.display()
             );
-        };
-        let store = Store {
-            env,
-            dir: dir.to_path_buf(),
-            arroy,
-            ids,
-            clips,
-            labels,
-            vectors,
-            graph,
-            settings: settings_db,
         };
         let settings = {
             let rtxn = store.env.read_txn()?;
@@ -328,6 +318,76 @@ impl Store {
         ))
     }
 
+    /// Every clip's record, borrowed from the memory map like the vectors.
+    pub fn load_records<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Records<'t>> {
+        let mut blocks = Vec::new();
+        for (n, entry) in self.clips.iter(rtxn)?.enumerate() {
+            let (key, bytes) = entry?;
+            if key as usize != n {
+                bail!(
+                    "index {} is damaged: its clip table skips block {n} (rebuild it with `soundalike index`)",
+                    self.dir.display()
+                );
+            }
+            blocks.push(bytes);
+        }
+        Ok(Records::new(blocks, settings.next_item, &self.dir))
+    }
+
+    /// Stores clip records (item, record; any order), rewriting only the blocks they fall in.
+    pub fn write_records<'m>(
+        &self,
+        wtxn: &mut RwTxn,
+        updates: impl IntoIterator<Item = (u32, Cow<'m, ClipMeta>)>,
+    ) -> Result<()> {
+        let blocks = records::updated_blocks(updates, |block| {
+            Ok(self
+                .clips
+                .get(wtxn, &block)
+                .map_err(|e| e.to_string())?
+                .map(<[u8]>::to_vec))
+        })
+        .map_err(|damage| records::damaged(&self.dir.display().to_string(), &damage))?;
+        for (block, bytes) in blocks {
+            self.clips.put(wtxn, &block, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Every clip's code, borrowed from the memory map like the vectors.
+    pub fn load_codes<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Codes<'t>> {
+        let quantizer = self.quantizer(rtxn, settings)?;
+        let blocks = self.load_blocks(rtxn, self.codes, "code", settings.dimensions, settings)?;
+        Ok(Codes::new(quantizer, blocks, VECTOR_BLOCK_ROWS as usize))
+    }
+
+    fn quantizer(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Quantizer> {
+        self.settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, QUANTIZER_KEY)?
+            .and_then(|bytes| Quantizer::from_bytes(bytes, settings.dimensions))
+            .ok_or_else(|| {
+                anyhow!(
+                    "index {} is damaged: its codes' quantizer is missing or unreadable (rebuild it with \
+                     `soundalike index`)",
+                    self.dir.display()
+                )
+            })
+    }
+
+    /// Stores the codes of a new index (see [`Store::write_vector_rows`]) and their quantizer.
+    pub fn write_code_rows(
+        &self,
+        wtxn: &mut RwTxn,
+        quantizer: &Quantizer,
+        codes: &[u8],
+    ) -> Result<()> {
+        self.settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, QUANTIZER_KEY, &quantizer.to_bytes())?;
+        self.put_all_rows(wtxn, self.codes, quantizer.dimensions(), codes)
+    }
+
     /// Every clip's neighbour list, borrowed from the memory map like the vectors.
     pub fn load_graph<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Graph<'t>> {
         if settings.graph_degree == 0 {
@@ -369,7 +429,7 @@ impl Store {
             let (key, bytes) = entry?;
             let values_here: Cow<'t, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
                 Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
-                _ if bytes.len() % 4 == 0 => Cow::Owned(
+                _ if bytes.len() % std::mem::size_of::<T>() == 0 => Cow::Owned(
                     bytes
                         .chunks_exact(std::mem::size_of::<T>())
                         .map(bytemuck::pod_read_unaligned)
@@ -436,51 +496,77 @@ impl Store {
         dimensions: usize,
         rows: &[f32],
     ) -> Result<()> {
-        let block_len = VECTOR_BLOCK_ROWS as usize * dimensions;
-        for (block, values) in rows.chunks(block_len.max(1)).enumerate() {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.vectors.put(wtxn, &(block as u32), &bytes)?;
+        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.put_all_rows(wtxn, self.vectors, dimensions * 4, &bytes)
+    }
+
+    /// Stores appended or replaced vectors (item to vector in search form) and their codes, rewriting only the
+    /// blocks they fall in.
+    pub fn write_vectors(
+        &self,
+        wtxn: &mut RwTxn,
+        settings: &Settings,
+        updates: &BTreeMap<u32, Vec<f32>>,
+    ) -> Result<()> {
+        let quantizer = self.quantizer(wtxn, settings)?;
+        let as_bytes = updates
+            .iter()
+            .map(|(&item, v)| (item, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+        self.put_rows(wtxn, self.vectors, settings.dimensions * 4, as_bytes)?;
+        let as_codes = updates.iter().map(|(&item, v)| {
+            let mut code = Vec::with_capacity(v.len());
+            quantizer.encode(v, &mut code);
+            (item, code)
+        });
+        self.put_rows(wtxn, self.codes, settings.dimensions, as_codes)
+    }
+
+    /// Stores rows of `row_bytes` bytes, row `i` holding item `i`, in blocks of [`VECTOR_BLOCK_ROWS`].
+    fn put_all_rows(
+        &self,
+        wtxn: &mut RwTxn,
+        table: Database<'static, U32<BE>, Bytes>,
+        row_bytes: usize,
+        rows: &[u8],
+    ) -> Result<()> {
+        let block_len = VECTOR_BLOCK_ROWS as usize * row_bytes;
+        for (block, bytes) in rows.chunks(block_len.max(1)).enumerate() {
+            table.put(wtxn, &(block as u32), bytes)?;
         }
         Ok(())
     }
 
-    /// Stores vectors by item in blocks of [`VECTOR_BLOCK_ROWS`]; `vectors` yields (item, vector in search
-    /// form) in any order, mostly ascending.
-    pub fn write_vectors(
+    /// Stores rows (item, `row_bytes` bytes) in ascending item order, rewriting only the blocks they fall in.
+    fn put_rows(
         &self,
         wtxn: &mut RwTxn,
-        dimensions: usize,
-        updates: &BTreeMap<u32, Vec<f32>>,
+        table: Database<'static, U32<BE>, Bytes>,
+        row_bytes: usize,
+        updates: impl IntoIterator<Item = (u32, Vec<u8>)>,
     ) -> Result<()> {
         let mut current: Option<(u32, Vec<u8>)> = None;
-        for (&item, vector) in updates {
+        for (item, row) in updates {
             let block = item / VECTOR_BLOCK_ROWS;
             if current.as_ref().is_none_or(|(b, _)| *b != block) {
                 if let Some((b, bytes)) = current.take() {
-                    self.vectors.put(wtxn, &b, &bytes)?;
+                    table.put(wtxn, &b, &bytes)?;
                 }
-                let bytes = self
-                    .vectors
+                let bytes = table
                     .get(wtxn, &block)?
                     .map(<[u8]>::to_vec)
                     .unwrap_or_default();
                 current = Some((block, bytes));
             }
             if let Some((_, bytes)) = current.as_mut() {
-                let start = (item % VECTOR_BLOCK_ROWS) as usize * dimensions * 4;
-                if bytes.len() < start + dimensions * 4 {
-                    bytes.resize(start + dimensions * 4, 0);
+                let start = (item % VECTOR_BLOCK_ROWS) as usize * row_bytes;
+                if bytes.len() < start + row_bytes {
+                    bytes.resize(start + row_bytes, 0);
                 }
-                for (chunk, v) in bytes[start..start + dimensions * 4]
-                    .chunks_exact_mut(4)
-                    .zip(vector)
-                {
-                    chunk.copy_from_slice(&v.to_le_bytes());
-                }
+                bytes[start..start + row_bytes].copy_from_slice(&row[..row_bytes]);
             }
         }
         if let Some((b, bytes)) = current {
-            self.vectors.put(wtxn, &b, &bytes)?;
+            table.put(wtxn, &b, &bytes)?;
         }
         Ok(())
     }

@@ -1,0 +1,383 @@
+//! The vectors as 8-bit codes, one byte per dimension, for the graph walk to compare with.
+//!
+//! Why: a walk compares the query with a few hundred clips scattered over the map, and waiting for their rows
+//! was most of its time (BENCHMARKS.md). A code row is a quarter of a float row (128 bytes: two cache lines
+//! rather than eight), and the walk only needs to tell near from far; the clips it keeps are then compared
+//! again on their exact vectors, so the distances reported (and their order) are exact.
+//!
+//! Each dimension is quantized on its own range over the index's vectors (scalar quantization, as FAISS's
+//! SQ8): value = offset + step x code. Vectors appended later outside that range are clamped to it.
+
+use std::borrow::Cow;
+
+use crate::index::graph::Space;
+use crate::index::scan::{Matrix, PairDistance};
+use crate::index::vector::Metric;
+
+/// Each dimension's range, as value = offset + step x code (code 0 to 255).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantizer {
+    offset: Vec<f32>,
+    step: Vec<f32>,
+}
+
+impl Quantizer {
+    /// The ranges of `rows` (`dimensions` floats each).
+    pub fn fit(rows: &[f32], dimensions: usize) -> Quantizer {
+        let mut low = vec![f32::INFINITY; dimensions];
+        let mut high = vec![f32::NEG_INFINITY; dimensions];
+        for row in rows.chunks_exact(dimensions.max(1)) {
+            for ((l, h), &x) in low.iter_mut().zip(&mut high).zip(row) {
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+        }
+        let (offset, step) = low
+            .iter()
+            .zip(&high)
+            .map(|(&l, &h)| {
+                if l.is_finite() && h.is_finite() {
+                    (l, (h - l) / 255.0)
+                } else {
+                    (0.0, 0.0)
+                }
+            })
+            .unzip();
+        Quantizer { offset, step }
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Appends the code of `row` to `out`.
+    pub fn encode(&self, row: &[f32], out: &mut Vec<u8>) {
+        out.extend(row.iter().zip(self.offset.iter().zip(&self.step)).map(
+            |(&x, (&offset, &step))| {
+                if step > 0.0 {
+                    ((x - offset) / step).round().clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                }
+            },
+        ));
+    }
+
+    /// The codes of all `rows`, in order.
+    pub fn encode_all(&self, rows: &[f32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.chunks_exact(self.dimensions().max(1)) {
+            self.encode(row, &mut out);
+        }
+        out
+    }
+
+    /// The stored form: the offsets, then the steps, as little-endian f32.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.offset
+            .iter()
+            .chain(&self.step)
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    }
+
+    /// The quantizer stored by [`Quantizer::to_bytes`] for `dimensions`, or `None` if the bytes do not fit.
+    pub fn from_bytes(bytes: &[u8], dimensions: usize) -> Option<Quantizer> {
+        if bytes.len() != dimensions * 8 {
+            return None;
+        }
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let (offset, step) = values.split_at(dimensions);
+        let ok = offset.iter().chain(step).all(|v| v.is_finite()) && step.iter().all(|&s| s >= 0.0);
+        ok.then(|| Quantizer {
+            offset: offset.to_vec(),
+            step: step.to_vec(),
+        })
+    }
+}
+
+/// Every clip's code, borrowed from the memory map like the vectors.
+pub struct Codes<'t> {
+    quantizer: Quantizer,
+    blocks: Vec<Cow<'t, [u8]>>,
+    block_rows: usize,
+}
+
+impl<'t> Codes<'t> {
+    pub fn new(quantizer: Quantizer, blocks: Vec<Cow<'t, [u8]>>, block_rows: usize) -> Self {
+        Codes {
+            quantizer,
+            blocks,
+            block_rows: block_rows.max(1),
+        }
+    }
+
+    #[inline]
+    fn row(&self, item: u32) -> Option<&[u8]> {
+        let dimensions = self.quantizer.dimensions();
+        let (block, row) = (
+            item as usize / self.block_rows,
+            item as usize % self.block_rows,
+        );
+        let start = row * dimensions;
+        self.blocks.get(block)?.get(start..start + dimensions)
+    }
+
+    pub fn rows(&self) -> usize {
+        let full = self.blocks.len().saturating_sub(1) * self.block_rows;
+        full + self
+            .blocks
+            .last()
+            .map_or(0, |b| b.len() / self.quantizer.dimensions().max(1))
+    }
+}
+
+/// A query compared with codes. The query is folded into the quantizer once, so that each comparison is one
+/// pass over a code row: for the dot product, q . (offset + step x c) = q . offset + (q x step) . c.
+pub struct CodedQuery<'c, 't> {
+    codes: &'c Codes<'t>,
+    metric: Metric,
+    /// Dot and angular: q x step; Euclidean and Manhattan: q - offset.
+    folded: Vec<f32>,
+    /// Dot and angular: q . offset.
+    bias: f32,
+    kernel: CodeKernel,
+}
+
+type CodeKernel = fn(folded: &[f32], step: &[f32], code: &[u8]) -> f32;
+
+impl<'c, 't> CodedQuery<'c, 't> {
+    /// `query` in search form (see [`crate::index::scan::prepare`]).
+    pub fn new(codes: &'c Codes<'t>, metric: Metric, query: &[f32]) -> Self {
+        let q = &codes.quantizer;
+        let (folded, bias) = match metric {
+            Metric::Angular | Metric::Dot => (
+                query.iter().zip(&q.step).map(|(x, s)| x * s).collect(),
+                query.iter().zip(&q.offset).map(|(x, o)| x * o).sum(),
+            ),
+            Metric::Euclidean | Metric::Manhattan => (
+                query.iter().zip(&q.offset).map(|(x, o)| x - o).collect(),
+                0.0,
+            ),
+        };
+        CodedQuery {
+            codes,
+            metric,
+            folded,
+            bias,
+            kernel: code_kernel(metric),
+        }
+    }
+}
+
+impl Space for CodedQuery<'_, '_> {
+    fn nodes(&self) -> usize {
+        self.codes.rows()
+    }
+
+    #[inline]
+    fn distance(&mut self, node: u32) -> Option<f32> {
+        let code = self.codes.row(node)?;
+        let raw = (self.kernel)(&self.folded, &self.codes.quantizer.step, code);
+        Some(match self.metric {
+            Metric::Angular => (1.0 - (self.bias + raw).clamp(-1.0, 1.0)) / 2.0,
+            Metric::Dot => -(self.bias + raw),
+            Metric::Euclidean => raw.sqrt(),
+            Metric::Manhattan => raw,
+        })
+    }
+
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        if let Some(row) = self.codes.row(node) {
+            crate::index::graph::prefetch_bytes(row);
+        }
+    }
+}
+
+/// Re-compares the nodes a walk over codes found on their exact vectors: nearest first (ties by id).
+pub fn rerank(
+    found: Vec<(u32, f32)>,
+    matrix: &Matrix,
+    distance: PairDistance,
+    query: &[f32],
+) -> Vec<(u32, f32)> {
+    let mut exact: Vec<(u32, f32)> = found
+        .into_iter()
+        .filter_map(|(n, _)| Some((n, distance(query, matrix.row(n)?))))
+        .collect();
+    exact.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    exact
+}
+
+/// The kernel for a metric, with AVX2 and FMA where the CPU has them.
+fn code_kernel(metric: Metric) -> CodeKernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY (each closure): the CPU was just checked to have AVX2 and FMA, which is all these need.
+        return match metric {
+            Metric::Angular | Metric::Dot => |f, _, c| unsafe { avx2::dot(f, c) },
+            Metric::Euclidean => |f, s, c| unsafe { avx2::lanes(f, s, c, |d| d * d) },
+            Metric::Manhattan => |f, s, c| unsafe { avx2::lanes(f, s, c, f32::abs) },
+        };
+    }
+    match metric {
+        Metric::Angular | Metric::Dot => {
+            |f, _, c| f.iter().zip(c).map(|(x, &c)| x * f32::from(c)).sum()
+        }
+        Metric::Euclidean => |f, s, c| lanes(f, s, c, |d| d * d),
+        Metric::Manhattan => |f, s, c| lanes(f, s, c, f32::abs),
+    }
+}
+
+/// Sum over dimensions of `g(folded - step x code)`, in eight lanes the compiler keeps in a SIMD register.
+#[inline(always)]
+fn lanes(folded: &[f32], step: &[f32], code: &[u8], g: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = 8;
+    let mut acc = [0f32; L];
+    let chunks = folded
+        .chunks_exact(L)
+        .zip(step.chunks_exact(L))
+        .zip(code.chunks_exact(L));
+    for ((f, s), c) in chunks {
+        for i in 0..L {
+            acc[i] += g(f[i] - s[i] * f32::from(c[i]));
+        }
+    }
+    let done = folded.len() / L * L;
+    let tail: f32 = (done..folded.len().min(code.len()))
+        .map(|i| g(folded[i] - step[i] * f32::from(code[i])))
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    /// [`super::lanes`] compiled for AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn lanes(folded: &[f32], step: &[f32], code: &[u8], g: impl Fn(f32) -> f32) -> f32 {
+        super::lanes(folded, step, code, g)
+    }
+
+    /// folded . code, sixteen bytes at a time widened to floats, in two independent chains.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot(folded: &[f32], code: &[u8]) -> f32 {
+        use std::arch::x86_64::*;
+        let len = folded.len().min(code.len());
+        let wide = len / 16 * 16;
+        let mut total = 0.0;
+        // SAFETY: every load at offset i (+ 8) with i + 16 <= wide <= len stays inside both slices.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 2];
+            let mut i = 0;
+            while i < wide {
+                let bytes = _mm_loadu_si128(code.as_ptr().add(i).cast());
+                let low = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+                let high = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(folded.as_ptr().add(i)), low, acc[0]);
+                acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(folded.as_ptr().add(i + 8)), high, acc[1]);
+                i += 16;
+            }
+            let sum = _mm256_add_ps(acc[0], acc[1]);
+            let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+            let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            total += _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+        }
+        for (x, &c) in folded[wide..len].iter().zip(&code[wide..len]) {
+            total += x * f32::from(c);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::scan::{pair_distance, prepare};
+
+    /// Rows of varied ranges per dimension, some negative, in search form.
+    fn rows(metric: Metric, count: usize, dimensions: usize) -> Vec<f32> {
+        let mut rows = Vec::with_capacity(count * dimensions);
+        for r in 0..count {
+            let start = rows.len();
+            for d in 0..dimensions {
+                let h = (r * 7919 + d * 104_729) % 1000;
+                rows.push((h as f32 / 1000.0 - 0.3) * (1.0 + d as f32 / 10.0));
+            }
+            prepare(metric, &mut rows[start..]);
+        }
+        rows
+    }
+
+    #[test]
+    fn coded_distances_are_close_to_exact_ones_for_every_metric() {
+        let dimensions = 37; // not a multiple of the SIMD width: the tails count too
+        for metric in [
+            Metric::Angular,
+            Metric::Dot,
+            Metric::Euclidean,
+            Metric::Manhattan,
+        ] {
+            let data = rows(metric, 50, dimensions);
+            let quantizer = Quantizer::fit(&data, dimensions);
+            let codes = Codes::new(
+                quantizer.clone(),
+                vec![Cow::Owned(quantizer.encode_all(&data))],
+                64,
+            );
+            let exact = pair_distance(metric);
+            let query = &data[3 * dimensions..4 * dimensions];
+            let mut coded = CodedQuery::new(&codes, metric, query);
+            // The most rounding (half a step per dimension) can move each metric.
+            let half: Vec<f32> = quantizer.step.iter().map(|s| s / 2.0).collect();
+            let bound = match metric {
+                Metric::Dot => query.iter().zip(&half).map(|(q, h)| q.abs() * h).sum(),
+                Metric::Angular => {
+                    query
+                        .iter()
+                        .zip(&half)
+                        .map(|(q, h)| q.abs() * h)
+                        .sum::<f32>()
+                        / 2.0
+                }
+                Metric::Euclidean => half.iter().map(|h| h * h).sum::<f32>().sqrt(),
+                Metric::Manhattan => half.iter().sum(),
+            };
+            for node in 0..50u32 {
+                let row = &data[node as usize * dimensions..][..dimensions];
+                let (want, got) = (exact(query, row), coded.distance(node).unwrap());
+                assert!(
+                    (want - got).abs() <= bound * 1.01 + 1e-5,
+                    "{metric:?} node {node}: exact {want}, coded {got}, bound {bound}"
+                );
+            }
+            assert_eq!(coded.distance(50), None);
+        }
+    }
+
+    #[test]
+    fn the_stored_form_round_trips_and_rejects_garbage() {
+        let data = rows(Metric::Angular, 10, 8);
+        let quantizer = Quantizer::fit(&data, 8);
+        assert_eq!(
+            Quantizer::from_bytes(&quantizer.to_bytes(), 8),
+            Some(quantizer.clone())
+        );
+        assert_eq!(Quantizer::from_bytes(&quantizer.to_bytes(), 9), None);
+        let mut nan = quantizer.to_bytes();
+        nan[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(Quantizer::from_bytes(&nan, 8), None);
+    }
+
+    #[test]
+    fn values_outside_the_fitted_range_are_clamped() {
+        let quantizer = Quantizer::fit(&[0.0, 0.0, 1.0, 255.0], 2);
+        let mut out = Vec::new();
+        quantizer.encode(&[-5.0, 100.0], &mut out);
+        quantizer.encode(&[9.0, 999.0], &mut out);
+        assert_eq!(out, [0, 100, 255, 255]);
+    }
+}
