@@ -182,8 +182,10 @@ def main():
 
 
 def one_core(cmd):
-    """The command pinned to one core, when taskset is there."""
-    return (["taskset", "-c", "0"] if shutil.which("taskset") else []) + list(map(str, cmd))
+    """The command pinned to one core (the last: keep other work such as builds on the first while measuring),
+    when taskset is there."""
+    last = max(os.sched_getaffinity(0))
+    return (["taskset", "-c", str(last)] if shutil.which("taskset") else []) + list(map(str, cmd))
 
 
 def answers(path):
