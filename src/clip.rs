@@ -126,48 +126,115 @@ pub struct ClipRecord {
     pub embedding: Vec<Vec<f32>>,
 }
 
+/// The longest video_id an index can hold: LMDB's key size limit.
+pub const MAX_ID_BYTES: usize = 511;
+/// Times beyond this many seconds (about 115 days, longer than any video) are taken for garbage.
+const MAX_TIME: f64 = 1e7;
+
+impl ClipRecord {
+    /// Why this clip cannot be indexed, if it cannot: an id LMDB cannot hold, a label that is not an AudioSet
+    /// class, a time that is not a time.
+    pub fn check(&self) -> Result<(), String> {
+        check_id(&self.video_id)?;
+        if let Some(label) = self
+            .labels
+            .iter()
+            .find(|&&l| !(0..crate::labels::CLASS_COUNT as i64).contains(&l))
+        {
+            return Err(format!(
+                "label {label} is not an AudioSet class (0 to {})",
+                crate::labels::CLASS_COUNT - 1
+            ));
+        }
+        for (name, time) in [("start_time", self.start_time), ("end_time", self.end_time)] {
+            if !(0.0..=MAX_TIME).contains(&time) {
+                // 1e300 in full would be 301 digits.
+                let shown = if time.abs() < 1e9 {
+                    time.to_string()
+                } else {
+                    format!("{time:e}")
+                };
+                return Err(format!(
+                    "{name} {shown} is not a time in seconds (0 to {MAX_TIME:e})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `video_id` cannot name a clip of an index, if it cannot.
+pub fn check_id(video_id: &str) -> Result<(), String> {
+    if video_id.is_empty() {
+        return Err("the video_id is empty".into());
+    }
+    if video_id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "the video_id '{}' is {} bytes long (at most {MAX_ID_BYTES})",
+            shortened(video_id),
+            video_id.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `text` for an error message, cut to its first 100 characters: an id from hostile input may be megabytes
+/// long.
+pub fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
+    const SHOWN: usize = 100;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()).into(),
+        None => text.into(),
+    }
+}
+
 /// Where a clip was found in its input, for error messages.
 #[derive(Debug, Clone, Copy)]
 pub enum Location {
     /// Line number in JSON Lines.
     Line(usize),
-    /// Position (from 1) in a JSON array.
-    Element(usize),
+    /// Position (from 1) in a JSON array, and which array of the input (from 1: `cat a.json b.json` gives two).
+    Element(usize, usize),
 }
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Line(n) => write!(f, "line {n}"),
-            Location::Element(n) => write!(f, "clip {n} of the array"),
+            Location::Element(n, 1) => write!(f, "clip {n} of the array"),
+            Location::Element(n, array) => write!(f, "clip {n} of array {array}"),
         }
     }
 }
 
-/// Streams the clips of a reader holding JSON Lines or one JSON array, calling `each` with each clip and where
-/// it was, without holding more than one clip in memory.
+/// Streams the clips of a reader holding JSON Lines or JSON arrays (one, or several one after another, as
+/// `cat a.json b.json` makes), calling `each` with each clip and where it was, without holding more than one
+/// clip in memory. Every clip is checked ([`ClipRecord::check`]) before `each` sees it.
 pub fn read_clips(
     reader: impl std::io::BufRead,
     source: &str,
     mut each: impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    use serde::de::{Deserializer, SeqAccess, Visitor};
-    let mut reader = reader;
-    // Peek at the first non-blank byte: '[' is an array, anything else JSON Lines.
-    let first = loop {
-        let buf = reader
-            .fill_buf()
-            .with_context(|| format!("cannot read {source}"))?;
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break Some(buf[i]),
-            None if buf.is_empty() => break None,
-            None => {
-                let n = buf.len();
-                reader.consume(n);
-            }
-        }
+    use std::io::BufRead;
+    let mut reader = Counting {
+        inner: reader,
+        read: 0,
     };
+    let mut checked = |clip: ClipRecord, at: Location| -> anyhow::Result<()> {
+        match clip.check() {
+            Err(problem) if clip.video_id.is_empty() => anyhow::bail!("{source}: {at}: {problem}"),
+            Err(problem) => {
+                anyhow::bail!(
+                    "{source}: {at}: clip {}: {problem}",
+                    shortened(&clip.video_id)
+                )
+            }
+            Ok(()) => {}
+        }
+        each(clip, at)
+    };
+    let first = skip_blanks(&mut reader).with_context(|| format!("cannot read {source}"))?;
     if first != Some(b'[') {
         for (number, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("cannot read {source}"))?;
@@ -187,32 +254,116 @@ pub fn read_clips(
                     e.column()
                 )
             })?;
-            each(clip, Location::Line(number + 1))?;
+            checked(clip, Location::Line(number + 1))?;
         }
         return Ok(());
     }
+    let mut array = 0;
+    loop {
+        match skip_blanks(&mut reader).with_context(|| format!("cannot read {source}"))? {
+            None => return Ok(()),
+            Some(b'[') => {
+                array += 1;
+                read_array(&mut reader, source, array, &mut checked)?;
+            }
+            Some(_) => anyhow::bail!(
+                "{source}: byte {}: more after the array of clips that is not another array",
+                reader.read + 1
+            ),
+        }
+    }
+}
 
-    struct Each<'f, F>(&'f mut F);
+/// A reader that counts the bytes taken from it, so that errors between arrays can name a byte offset.
+struct Counting<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::BufRead> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.read += amount as u64;
+        self.inner.consume(amount);
+    }
+}
+
+/// Skips whitespace; the next byte (left unread), or `None` at the end.
+fn skip_blanks(reader: &mut impl std::io::BufRead) -> std::io::Result<Option<u8>> {
+    loop {
+        let buf = reader.fill_buf()?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let byte = buf[i];
+                reader.consume(i);
+                return Ok(Some(byte));
+            }
+            None if buf.is_empty() => return Ok(None),
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// Reads one JSON array of clips from `reader` (positioned at its `[`), calling `each` with each clip. The
+/// reader is left just after the array's `]`.
+fn read_array<R: std::io::BufRead>(
+    reader: &mut Counting<R>,
+    source: &str,
+    array: usize,
+    each: &mut impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+
+    /// The visitor calls `each` for every element; an error of `each` stops the array and is kept in
+    /// `failed` (serde's own error would only say the array was cut short).
+    struct Each<'f, F> {
+        each: &'f mut F,
+        array: usize,
+        seen: &'f mut usize,
+        failed: &'f mut Option<anyhow::Error>,
+    }
     impl<'de, F: FnMut(ClipRecord, Location) -> anyhow::Result<()>> Visitor<'de> for Each<'_, F> {
-        type Value = Option<anyhow::Error>;
+        type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an array of clips")
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut index = 0;
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some(clip) = seq.next_element::<ClipRecord>()? {
-                index += 1;
-                if let Err(e) = (self.0)(clip, Location::Element(index)) {
-                    return Ok(Some(e));
+                *self.seen += 1;
+                if let Err(e) = (self.each)(clip, Location::Element(*self.seen, self.array)) {
+                    *self.failed = Some(e);
+                    return Err(A::Error::custom("stopped"));
                 }
             }
-            Ok(None)
+            Ok(())
         }
     }
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    match de.deserialize_seq(Each(&mut each)) {
-        Ok(Some(error)) => Err(error),
-        Ok(None) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("{source}: not an array of clips: {e}")),
+    let (mut seen, mut failed) = (0, None);
+    let result = serde_json::Deserializer::from_reader(&mut *reader).deserialize_seq(Each {
+        each,
+        array,
+        seen: &mut seen,
+        failed: &mut failed,
+    });
+    if let Some(error) = failed {
+        return Err(error);
     }
+    result.map_err(|e| {
+        let at = Location::Element(seen + 1, array);
+        anyhow::anyhow!("{source}: {at}: not a clip: {e}")
+    })
 }

@@ -829,17 +829,20 @@ fn embedding_with_too_few_rows_or_rows_of_the_wrong_width_is_refused() {
         let file = path.to_str().unwrap();
         run(&["recommend", "--index", dir, "--embedding", file])
             .assert_error(1, &[&format!("{file}: {what}")]);
-        // In a batch, the line is named too.
+        // In a batch, the good line is answered and the bad one gets its error in its place.
         let batch = existing.temp.path().join("queries.txt");
         std::fs::write(&batch, format!("{}\n{value}\n", video_id(&clip_lines()[0]))).unwrap();
         let batch = batch.to_str().unwrap();
         let in_batch = run(&["recommend", "--index", dir, "--batch", batch, "--json"]);
-        in_batch.assert_error(1, &[&format!("{batch}: line 2: {what}")]);
-        assert_eq!(
-            in_batch.stderr.matches(batch).count(),
-            1,
-            "the location once: {}",
-            in_batch.stderr
+        in_batch.assert_error(1, &[&format!("{batch}: 1 of 2 queries failed")]);
+        let answers = in_batch.lines();
+        assert_eq!(answers.len(), 2, "one answer per line");
+        assert_eq!(answers[0]["results"].as_array().unwrap().len(), 10);
+        assert_eq!(answers[1]["line"], 2);
+        assert!(
+            answers[1]["error"].as_str().unwrap().contains(what),
+            "{}",
+            answers[1]
         );
         std::fs::remove_file(&path).unwrap();
     }

@@ -9,6 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::clip;
+use crate::error::UsageError;
 use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
@@ -42,8 +44,28 @@ pub struct RecommendOptions {
 
 /// One query as resolved: a clip of the index, or a vector.
 enum Resolved {
-    Item { video_id: String, item: u32 },
-    Vector { source: String, vector: Vec<f32> },
+    Item {
+        video_id: String,
+        item: u32,
+    },
+    Vector {
+        source: String,
+        vector: Vec<f32>,
+    },
+    /// A batch line that cannot be asked: answered with its error, in its place.
+    Failed {
+        query: String,
+        line: usize,
+        error: String,
+    },
+}
+
+/// A batch line's answer when it cannot be asked.
+#[derive(Serialize)]
+struct Failure<'a> {
+    query: &'a str,
+    line: usize,
+    error: &'a str,
 }
 
 #[derive(Serialize)]
@@ -93,24 +115,44 @@ fn answer<D: arroy::Distance>(
     );
     let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?;
     let records = store.load_records(&rtxn, settings)?;
+    // The neighbours of each query that can be asked (the failed ones get none), all at once.
     let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
         let targets: Vec<Target> = group
             .iter()
-            .map(|q| match q {
-                Resolved::Item { item, .. } => Target::Item(*item),
-                Resolved::Vector { vector, .. } => Target::Vector(vector),
+            .filter_map(|q| match q {
+                Resolved::Item { item, .. } => Some(Target::Item(*item)),
+                Resolved::Vector { vector, .. } => Some(Target::Vector(vector)),
+                Resolved::Failed { .. } => None,
             })
             .collect();
         searcher.nearest(&targets)
     };
 
     let mut out = BufWriter::new(io::stdout().lock());
+    let mut failed = 0usize;
     let mut write = |group: &[Resolved]| -> Result<()> {
-        for (query, hits) in group.iter().zip(nearest(group)?) {
+        let mut answers = nearest(group)?.into_iter();
+        for query in group {
             let name = match query {
                 Resolved::Item { video_id, .. } => video_id.as_str(),
                 Resolved::Vector { source, .. } => source.as_str(),
+                Resolved::Failed { query, line, error } => {
+                    failed += 1;
+                    if options.json {
+                        let failure = Failure {
+                            query,
+                            line: *line,
+                            error,
+                        };
+                        serde_json::to_writer(&mut out, &failure)?;
+                        writeln!(out)?;
+                    } else {
+                        eprintln!("warning: line {line}: {error}");
+                    }
+                    continue;
+                }
             };
+            let hits = answers.next().unwrap_or_default();
             write_answer(
                 &mut out,
                 &records,
@@ -124,10 +166,14 @@ fn answer<D: arroy::Distance>(
     };
 
     let resolve_id = |video_id: &str| -> Result<Resolved> {
-        let item = store
-            .ids
-            .get(&rtxn, video_id)?
-            .ok_or_else(|| anyhow!("no clip '{video_id}' in index {}", store.dir.display()))?;
+        clip::check_id(video_id).map_err(|problem| anyhow!("not a video_id: {problem}"))?;
+        let item = store.ids.get(&rtxn, video_id)?.ok_or_else(|| {
+            anyhow!(
+                "no clip '{}' in index {}",
+                clip::shortened(video_id),
+                store.dir.display()
+            )
+        })?;
         Ok(Resolved::Item {
             video_id: video_id.to_string(),
             item,
@@ -141,7 +187,13 @@ fn answer<D: arroy::Distance>(
     };
 
     match &options.query {
-        Query::Id(video_id) => write(&[resolve_id(video_id)?])?,
+        Query::Id(video_id) => {
+            // An id no index can hold is a mistake on the command line, not in the data.
+            if let Err(problem) = clip::check_id(video_id) {
+                return Err(UsageError::new(format!("--id: {problem}")).into());
+            }
+            write(&[resolve_id(video_id)?])?
+        }
         Query::EmbeddingFile(path) => {
             let (text, name) = read_input(path)?;
             write(&[resolve_vector(&text, name.clone()).context(name)?])?
@@ -157,24 +209,51 @@ fn answer<D: arroy::Distance>(
             // Enough queries at a time for the exact scan to give each thread a group.
             let group_size = scan::GROUP * rayon::current_num_threads();
             let mut group = Vec::with_capacity(group_size);
-            for (number, line) in reader.lines().enumerate() {
-                let line = line.with_context(|| format!("cannot read {name}"))?;
-                let query = line.trim();
-                if query.is_empty() {
-                    continue;
-                }
-                let resolved = if query.starts_with('{') || query.starts_with('[') {
-                    resolve_vector(query, format!("{name}:{}", number + 1))
-                } else {
-                    resolve_id(query)
+            // Every line gets one answer, in order, so that output line N answers input line N; a line that
+            // cannot be asked gets its error in its place, and the run fails at the end.
+            let mut lines = CappedLines::new(reader);
+            let mut number = 0;
+            while let Some(line) = lines.next_line() {
+                number += 1;
+                let resolved = line.and_then(|line| {
+                    let query = line.trim();
+                    let resolved = if query.is_empty() {
+                        Err(anyhow!("an empty line"))
+                    } else if query.starts_with('{') || query.starts_with('[') {
+                        resolve_vector(query, format!("{name}:{number}"))
+                    } else {
+                        resolve_id(query)
+                    };
+                    resolved
+                        .map_err(|e| (clip::shortened(query).into_owned(), e))
+                        .or_else(|(query, e)| {
+                            Ok::<_, anyhow::Error>(Resolved::Failed {
+                                query,
+                                line: number,
+                                error: format!("{e:#}"),
+                            })
+                        })
+                });
+                let resolved = match resolved {
+                    Ok(resolved) => resolved,
+                    // A line too long to keep, or not text.
+                    Err(e) => Resolved::Failed {
+                        query: String::new(),
+                        line: number,
+                        error: format!("{e:#}"),
+                    },
                 };
-                group.push(resolved.with_context(|| format!("{name}: line {}", number + 1))?);
+                group.push(resolved);
                 if group.len() == group_size {
                     write(&group)?;
                     group.clear();
                 }
             }
             write(&group)?;
+            out.flush()?;
+            if failed > 0 {
+                bail!("{name}: {failed} of {number} queries failed (see their answers)");
+            }
         }
     }
     out.flush()?;
@@ -223,18 +302,85 @@ fn write_answer(
     Ok(())
 }
 
+/// An embedding file's text, refused past [`MAX_LINE`] bytes (see there).
 fn read_input(path: &PathBuf) -> Result<(String, String)> {
-    let mut text = String::new();
-    if path.as_os_str() == "-" {
-        io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read stdin")?;
-        Ok((text, "<stdin>".into()))
+    let (reader, name): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), "<stdin>".into())
     } else {
-        File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok((text, path.display().to_string()))
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        (Box::new(file), path.display().to_string())
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_LINE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    if bytes.len() > MAX_LINE {
+        bail!(
+            "{name}: longer than {} MiB: not an embedding",
+            MAX_LINE >> 20
+        );
+    }
+    let text = String::from_utf8(bytes).map_err(|_| anyhow!("{name}: not UTF-8 text"))?;
+    Ok((text, name))
+}
+
+/// The most bytes one query may take (a batch line, an embedding file): ten rows of 128 numbers are about 15
+/// KB as text, and without a cap a hostile 100 MB line took 3.35 GB of memory.
+const MAX_LINE: usize = 4 << 20;
+
+/// A batch file's lines, each refused past [`MAX_LINE`] bytes (then skipped to its end, without keeping it).
+struct CappedLines<R> {
+    reader: R,
+    done: bool,
+}
+
+impl<R: BufRead> CappedLines<R> {
+    fn new(reader: R) -> Self {
+        CappedLines {
+            reader,
+            done: false,
+        }
+    }
+
+    fn next_line(&mut self) -> Option<Result<String>> {
+        if self.done {
+            return None;
+        }
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line);
+        match read {
+            Err(e) => {
+                self.done = true;
+                Some(Err(e.into()))
+            }
+            Ok(0) => {
+                self.done = true;
+                None
+            }
+            Ok(_) if line.len() > MAX_LINE && line.last() != Some(&b'\n') => {
+                // Skip the rest of the line in bounded pieces.
+                loop {
+                    let mut rest = Vec::new();
+                    match (&mut self.reader)
+                        .take(1 << 16)
+                        .read_until(b'\n', &mut rest)
+                    {
+                        Ok(0) => break,
+                        Ok(_) if rest.last() == Some(&b'\n') => break,
+                        Ok(_) => {}
+                        Err(e) => return Some(Err(e.into())),
+                    }
+                }
+                Some(Err(anyhow!(
+                    "longer than {} MiB: not a query",
+                    MAX_LINE >> 20
+                )))
+            }
+            Ok(_) => Some(String::from_utf8(line).map_err(|_| anyhow!("not UTF-8 text"))),
+        }
     }
 }
 
@@ -262,11 +408,38 @@ pub fn embedding_rows(text: &str) -> Result<Vec<Vec<f32>>> {
         .map_err(|e| anyhow!("the embedding is not a 2-D array of numbers: {e}"))
 }
 
+/// The clip's place on YouTube; the id percent-encoded, so that whatever an index holds stays one URL.
 pub fn youtube_url(video_id: &str, start_time: f64) -> String {
+    let mut id = String::with_capacity(video_id.len());
+    for byte in video_id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            id.push(char::from(byte));
+        } else {
+            id.push_str(&format!("%{byte:02X}"));
+        }
+    }
     format!(
-        "https://www.youtube.com/watch?v={video_id}&t={}s",
+        "https://www.youtube.com/watch?v={id}&t={}s",
         start_time.max(0.0).floor() as u64
     )
+}
+
+/// `text` with control characters shown as escapes, so that an id or label from the data cannot move the
+/// cursor, clear the screen or break the table's lines.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn write_table(out: &mut impl Write, answer: &Answer, metric: Metric) -> Result<()> {
@@ -275,7 +448,7 @@ fn write_table(out: &mut impl Write, answer: &Answer, metric: Metric) -> Result<
         Metric::Angular => ("similarity", |d| 1.0 - 2.0 * d),
         _ => ("distance", |d| d),
     };
-    writeln!(out, "neighbours of {}", answer.query)?;
+    writeln!(out, "neighbours of {}", printable(answer.query))?;
     if answer.results.is_empty() {
         writeln!(out, "  (no clip qualifies)")?;
         return Ok(());
@@ -286,7 +459,7 @@ fn write_table(out: &mut impl Write, answer: &Answer, metric: Metric) -> Result<
         "rank", "video_id", "labels"
     )?;
     for hit in &answer.results {
-        let mut names = hit.label_names.join(", ");
+        let mut names = printable(&hit.label_names.join(", ")).into_owned();
         if names.chars().count() > 40 {
             names = names.chars().take(39).collect::<String>() + "…";
         }
@@ -294,7 +467,7 @@ fn write_table(out: &mut impl Write, answer: &Answer, metric: Metric) -> Result<
             out,
             "{:>4}  {:<11}  {:>10.4}  {names:<40}  {}",
             hit.rank,
-            hit.video_id,
+            printable(hit.video_id),
             score(hit.distance),
             hit.url
         )?;

@@ -126,20 +126,66 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
         .map_size(map_size(existing, input))
         .max_dbs(TABLES.len() as u32);
     // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
-    // are not modified other than through LMDB; soundalike opens each index once per process.
+    // are not modified other than through LMDB; soundalike opens each index once per process. NO_LOCK is only
+    // taken by a reader that may not write the lock file (see `shared_read_only`).
     unsafe {
         if !write {
-            options.flags(heed::EnvFlags::READ_ONLY);
+            let mut flags = heed::EnvFlags::READ_ONLY;
+            if shared_read_only(dir) {
+                flags |= heed::EnvFlags::NO_LOCK;
+            }
+            options.flags(flags);
         }
         options.open(dir)
     }
     .with_context(|| format!("cannot open index {}", dir.display()))
 }
 
+/// Whether this process may read the index in `dir` but not write its lock file: another user's index shared
+/// read-only. LMDB's readers register in `lock.mdb`, so such a reader opens without the lock table; the cost is
+/// that an `--append` committing while it reads could reuse pages under it (a rebuild cannot: it swaps in a
+/// new directory).
+fn shared_read_only(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(lock) = std::ffi::CString::new(dir.join("lock.mdb").as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access() only reads the NUL-terminated path.
+    unsafe {
+        libc::access(lock.as_ptr(), libc::F_OK) == 0 && libc::access(lock.as_ptr(), libc::W_OK) != 0
+    }
+}
+
+/// Gives the index directory and its files the permissions the user's umask asks for (LMDB creates its files
+/// 0600 and a temporary directory is 0700, so another user could not read an index even where the umask
+/// says they may).
+fn apply_umask(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask has no memory effects; it is read by setting it and putting it back, while no other thread
+    // of this process creates files (the build has not started).
+    let mask = unsafe {
+        let mask = libc::umask(0o077);
+        libc::umask(mask);
+        mask
+    } as u32;
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !mask))
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))
+    };
+    set(dir, 0o777)?;
+    for file in ["data.mdb", "lock.mdb"] {
+        if dir.join(file).exists() {
+            set(&dir.join(file), 0o666)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates the tables in a new, empty directory, with room for `input` bytes of clips (see [`map_size`]).
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
         let env = open_env(dir, 0, input, true)?;
+        apply_umask(dir)?;
         let wtxn = env.write_txn()?;
         let tables = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {

@@ -1,0 +1,406 @@
+//! Input that is not what it claims, and input made to hurt (issue 10, points 5 to 9), through the built
+//! binary: ids LMDB cannot hold, labels and times that are not AudioSet's, several JSON arrays and trailing
+//! garbage, lines of hundreds of megabytes, control characters aimed at the terminal, and the files' permissions.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// The first `n` fixture clips as JSON values.
+fn clip_values(n: usize) -> Vec<Value> {
+    fixture_clip_lines()[..n]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn lines(clips: &[Value]) -> String {
+    clips.iter().map(|c| format!("{c}\n")).collect()
+}
+
+/// `index` of `input` (from stdin) into a fresh directory; the run and the index's directory.
+fn index(input: &str) -> (Run, tempfile::TempDir, std::path::PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("idx");
+    let run = run_with_stdin(
+        &["index", "-q", "--index", dir.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    (run, temp, dir)
+}
+
+fn clip_count(dir: &Path) -> u64 {
+    let info = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
+    info.assert_ok();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    info["settings"]["clips"].as_u64().unwrap()
+}
+
+#[test]
+fn clips_that_no_index_should_hold_are_refused_naming_the_line() {
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit, &str); 7] = [
+        (
+            "empty id",
+            Box::new(|c| c["video_id"] = "".into()),
+            "the video_id is empty",
+        ),
+        (
+            "id over LMDB's key limit",
+            Box::new(|c| c["video_id"] = "x".repeat(600).into()),
+            "is 600 bytes long (at most 511)",
+        ),
+        (
+            "label past the class list",
+            Box::new(|c| c["labels"] = serde_json::json!([137, 527])),
+            "label 527 is not an AudioSet class (0 to 526)",
+        ),
+        (
+            "negative label",
+            Box::new(|c| c["labels"] = serde_json::json!([-1])),
+            "label -1 is not an AudioSet class",
+        ),
+        (
+            "absurd start",
+            Box::new(|c| c["start_time"] = 1e300.into()),
+            "start_time 1e300 is not a time in seconds",
+        ),
+        (
+            "negative end",
+            Box::new(|c| c["end_time"] = (-5.0).into()),
+            "end_time -5 is not a time in seconds",
+        ),
+        (
+            "huge end",
+            Box::new(|c| c["end_time"] = 1e12.into()),
+            "end_time 1e12 is not a time",
+        ),
+    ];
+    for (what, edit, message) in cases {
+        let mut clips = clip_values(6);
+        edit(&mut clips[4]);
+        let (run, _temp, dir) = index(&lines(&clips));
+        run.assert_error(1, &["<stdin>: line 5", message]);
+        assert!(!dir.exists(), "{what}: no index is left");
+    }
+    // Inside an array, the clip is named by its place.
+    let mut clips = clip_values(6);
+    clips[2]["labels"] = serde_json::json!([999]);
+    let (run, _temp, _dir) = index(&Value::Array(clips).to_string());
+    run.assert_error(1, &["<stdin>: clip 3 of the array", "label 999"]);
+}
+
+#[test]
+fn an_error_inside_a_json_array_names_the_clip_not_the_array() {
+    let mut clips = clip_values(6);
+    let id = clips[3]["video_id"].as_str().unwrap().to_string();
+    clips[3]["embedding"].as_array_mut().unwrap().truncate(5);
+    let (run, _temp, _dir) = index(&serde_json::to_string_pretty(&clips).unwrap());
+    run.assert_error(
+        1,
+        &[&format!(
+            "<stdin>: clip 4 of the array: clip {id}: the embedding has 5 rows; 10 are needed"
+        )],
+    );
+    // Bad JSON inside an element names the element too.
+    let text = Value::Array(clip_values(3)).to_string();
+    let second = text.match_indices("\"labels\"").nth(1).unwrap().0;
+    let broken = format!("{}oops{}", &text[..second], &text[second..]);
+    let (run, _temp, _dir) = index(&broken);
+    run.assert_error(1, &["<stdin>: clip 2 of the array: not a clip:"]);
+}
+
+#[test]
+fn several_arrays_are_all_indexed_and_trailing_garbage_is_refused() {
+    let clips = clip_values(20);
+    let (a, b) = (
+        Value::Array(clips[..12].to_vec()).to_string(),
+        serde_json::to_string_pretty(&clips[12..]).unwrap(),
+    );
+    // `cat a.json b.json | soundalike index`
+    let (run, _temp, dir) = index(&format!("{a}\n{b}\n"));
+    run.assert_ok();
+    assert_eq!(clip_count(&dir), 20);
+    // An error in the second array says which.
+    let mut bad = clips[12..].to_vec();
+    bad[1]["labels"] = serde_json::json!([-3]);
+    let (run, _temp, _dir) = index(&format!("{a}{}", Value::Array(bad)));
+    run.assert_error(1, &["clip 2 of array 2", "label -3"]);
+    // Anything else after an array is refused, naming its byte; nothing is indexed.
+    let garbage = format!("{a}\n  oops");
+    let (run, _temp, dir) = index(&garbage);
+    run.assert_error(
+        1,
+        &[&format!(
+            "<stdin>: byte {}: more after the array of clips",
+            a.len() + 4
+        )],
+    );
+    assert!(!dir.exists());
+}
+
+/// A small index of fixture clips, two of them with ids made to hurt a terminal.
+fn index_with_hostile_ids() -> (tempfile::TempDir, std::path::PathBuf, [String; 2]) {
+    let mut clips = clip_values(30);
+    let hostile = [
+        "evil\u{1b}[2J\u{1b}[31mred".to_string(),
+        "two\nlines&t=0 #x".to_string(),
+    ];
+    clips[0]["video_id"] = hostile[0].clone().into();
+    clips[1]["video_id"] = hostile[1].clone().into();
+    let (run, temp, dir) = index(&lines(&clips));
+    run.assert_ok();
+    (temp, dir, hostile)
+}
+
+#[test]
+fn the_table_shows_control_characters_as_escapes_and_urls_are_encoded() {
+    let (_temp, dir, hostile) = index_with_hostile_ids();
+    let dir = dir.to_str().unwrap();
+    // Every other clip is a neighbour with -k 29, so both ids appear in some table.
+    let table = run(&["recommend", "--index", dir, "--id", &hostile[0], "-k", "29"]);
+    table.assert_ok();
+    let text = table.stdout_text();
+    assert!(
+        !text.contains('\u{1b}'),
+        "no raw escape reaches the terminal: {text}"
+    );
+    assert!(text.contains("neighbours of evil\\u{1b}[2J"), "{text}");
+    assert!(text.contains("two\\nlines"), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        2 + 29,
+        "one line per neighbour:\n{text}"
+    );
+    // JSON keeps the id as it is, and the URL encodes it.
+    let json = run(&[
+        "recommend",
+        "--index",
+        dir,
+        "--id",
+        &hostile[0],
+        "-k",
+        "29",
+        "--json",
+    ]);
+    json.assert_ok();
+    let answer = &json.lines()[0];
+    let hit = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["video_id"] == hostile[1].as_str())
+        .expect("the other hostile clip is a neighbour");
+    let url = hit["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://www.youtube.com/watch?v=two%0Alines%26t%3D0%20%23x&t="),
+        "{url}"
+    );
+}
+
+#[test]
+fn ids_no_index_can_hold_are_usage_errors_at_recommend() {
+    let (run_, _temp, dir) = index(&lines(&clip_values(30)));
+    run_.assert_ok();
+    let dir = dir.to_str().unwrap();
+    recommend(Path::new(dir), &["--id", ""]).assert_error(2, &["--id: the video_id is empty"]);
+    let long = "y".repeat(5000);
+    let run = recommend(Path::new(dir), &["--id", &long]);
+    run.assert_error(
+        2,
+        &["--id: the video_id", "(5000 bytes)' is 5000 bytes long"],
+    );
+    assert!(
+        run.stderr.len() < 400,
+        "the id is not quoted whole: {}",
+        run.stderr
+    );
+    // An unknown id is quoted to its first 100 characters.
+    let long = "z".repeat(300);
+    let run = recommend(Path::new(dir), &["--id", &long]);
+    run.assert_error(1, &["no clip 'zzzz", "... (300 bytes)' in index"]);
+}
+
+#[test]
+fn a_huge_batch_line_or_embedding_file_is_refused_in_bounded_memory() {
+    let (run_, temp, dir) = index(&lines(&clip_values(30)));
+    run_.assert_ok();
+    let first = clip_values(1)[0]["video_id"].as_str().unwrap().to_string();
+    // 100 MB on one line, between two good queries.
+    let huge = format!("{first}\n{}\n{first}\n", "[".repeat(100 << 20));
+    let batch = temp.path().join("huge.txt");
+    std::fs::write(&batch, &huge).unwrap();
+    let run = limited(
+        &[
+            "recommend",
+            "--index",
+            dir.to_str().unwrap(),
+            "--batch",
+            batch.to_str().unwrap(),
+            "--json",
+        ],
+        2 << 30,
+    );
+    run.assert_error(1, &["huge.txt: 1 of 3 queries failed"]);
+    let answers = run.lines();
+    assert_eq!(answers.len(), 3, "lines 1 and 3 are answered around line 2");
+    assert_eq!(answers[1]["line"], 2);
+    assert!(
+        answers[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 4 MiB")
+    );
+    assert_eq!(answers[2]["results"].as_array().unwrap().len(), 10);
+    let embedding = temp.path().join("huge.json");
+    std::fs::write(&embedding, "[".repeat(100 << 20)).unwrap();
+    let run = limited(
+        &[
+            "recommend",
+            "--index",
+            dir.to_str().unwrap(),
+            "--embedding",
+            embedding.to_str().unwrap(),
+        ],
+        2 << 30,
+    );
+    run.assert_error(1, &["huge.json", "longer than 4 MiB"]);
+}
+
+/// Runs the binary with its address space capped at `limit` bytes (the index's map reserves about 1 GiB of it;
+/// reading a 100 MB line whole took 3.35 GB).
+fn limited(args: &[&str], limit: u64) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut command = soundalike();
+    command.args(args).env("RAYON_NUM_THREADS", "1");
+    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else of the parent's state.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let output = command.output().expect("binary runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn an_index_follows_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let input = temp.path().join("clips.jsonl");
+    std::fs::write(&input, lines(&clip_values(30))).unwrap();
+    for (umask, dir_mode, file_mode) in [("022", 0o755, 0o644), ("077", 0o700, 0o600)] {
+        let dir = temp.path().join(format!("idx-{umask}"));
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" index -q --index \"$1\" \"$2\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_soundalike"))
+            .arg(&dir)
+            .arg(&input)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), dir_mode, "umask {umask}: the directory");
+        for file in ["data.mdb", "lock.mdb"] {
+            assert_eq!(mode(&dir.join(file)), file_mode, "umask {umask}: {file}");
+        }
+    }
+}
+
+#[test]
+fn an_index_shared_read_only_answers() {
+    use std::os::unix::fs::PermissionsExt;
+    let (run_, _temp, dir) = index(&lines(&clip_values(30)));
+    run_.assert_ok();
+    let id = clip_values(1)[0]["video_id"].as_str().unwrap().to_string();
+    let before = recommend(&dir, &["--id", &id, "--json"]);
+    before.assert_ok();
+    let set = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for file in ["data.mdb", "lock.mdb"] {
+        set(&dir.join(file), 0o444);
+    }
+    set(&dir, 0o555);
+    let lock = dir.join("lock.mdb");
+    if std::fs::OpenOptions::new().write(true).open(&lock).is_ok() {
+        eprintln!(
+            "skipped: this test runs with permission checks bypassed (root), so nothing is read-only"
+        );
+    } else {
+        let after = recommend(&dir, &["--id", &id, "--json"]);
+        after.assert_ok();
+        assert_eq!(after.stdout, before.stdout);
+        run(&["info", "--index", dir.to_str().unwrap()]).assert_ok();
+    }
+    set(&dir, 0o755);
+}
+
+#[test]
+fn a_batch_answers_every_line_in_order_and_marks_the_bad_ones() {
+    let (run_, _temp, dir) = index(&lines(&clip_values(30)));
+    run_.assert_ok();
+    let ids: Vec<String> = clip_values(3)
+        .iter()
+        .map(|c| c["video_id"].as_str().unwrap().to_string())
+        .collect();
+    let input = format!("{}\nnope\n\n{}\n", ids[0], ids[2]);
+    let json = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            dir.to_str().unwrap(),
+            "--batch",
+            "-",
+            "--json",
+        ],
+        input.as_bytes(),
+    );
+    json.assert_error(1, &["<stdin>: 2 of 4 queries failed"]);
+    let answers = json.lines();
+    assert_eq!(answers.len(), 4, "output line N answers input line N");
+    assert_eq!(answers[0]["query"], ids[0].as_str());
+    assert_eq!(
+        answers[1],
+        serde_json::json!({"query": "nope", "line": 2, "error": format!("no clip 'nope' in index {}", dir.display())})
+    );
+    assert_eq!(answers[2]["line"], 3);
+    assert_eq!(answers[2]["error"], "an empty line");
+    assert_eq!(answers[3]["query"], ids[2].as_str());
+    // A table says the same with a warning per bad line.
+    let table = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            dir.to_str().unwrap(),
+            "--batch",
+            "-",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(table.code, 1);
+    let stderr: Vec<&str> = table.stderr.lines().collect();
+    assert_eq!(stderr.len(), 3, "{}", table.stderr);
+    assert!(stderr[0].starts_with("warning: line 2: no clip 'nope'"));
+    assert!(stderr[1].starts_with("warning: line 3: an empty line"));
+    assert!(stderr[2].starts_with("error: <stdin>: 2 of 4 queries failed"));
+    assert_eq!(table.stdout_text().matches("neighbours of").count(), 2);
+}
