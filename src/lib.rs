@@ -4,13 +4,16 @@
 //! path shows in the modules: AudioSet records come in through `tfrecord`, become clips (`clip`, `labels`),
 //! are stored and searched in `index`, and each subcommand in `commands` drives one leg of that path.
 
+pub mod cleanup;
 pub mod cli;
 pub mod clip;
 pub mod commands;
 pub mod error;
 pub mod fuzzing;
 pub mod index;
+pub mod index_dir;
 pub mod labels;
+pub mod lock;
 pub mod output;
 pub mod progress;
 pub mod tfrecord;
