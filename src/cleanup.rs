@@ -20,7 +20,9 @@ static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn registered() -> MutexGuard<'static, Vec<PathBuf>> {
     // A panic elsewhere while holding the lock leaves the list as it was: still the right list.
-    REGISTERED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts the thread that turns SIGINT and SIGTERM into the removal of the registered paths and an exit. Called

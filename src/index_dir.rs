@@ -59,7 +59,7 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
         .filter(|(n, f)| not_ours.is_some() || !*f || !OWN_FILES.contains(&n.as_str()))
         .map(|(n, f)| match (&not_ours, *f) {
             (Some(why), true) if n == OWN_FILES[0] => {
-                format!("a data.mdb that is not a soundalike index's: {why}")
+                format!("data.mdb (not a soundalike index's: {why})")
             }
             (_, true) => n.clone(),
             (_, false) => format!("{n}/"),
@@ -83,7 +83,7 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
         );
     }
     bail!(
-        "{} is not a soundalike index (it holds {listed}); refusing to replace it",
+        "{} is not a soundalike index: it holds {listed}; refusing to replace it",
         dir.display()
     );
 }

@@ -217,7 +217,8 @@ fn remove_abandoned_temp_files(dir: &Path, prefix: &str) {
         else {
             continue;
         };
-        let ours = random.len() == TEMP_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric());
+        let ours =
+            random.len() == TEMP_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric());
         let path = entry.path();
         if ours && is_settled_file(&path) {
             if let Some(_held) = lock::hold_if_unused(&path) {
@@ -230,7 +231,9 @@ fn remove_abandoned_temp_files(dir: &Path, prefix: &str) {
 /// Whether `path` is a regular file (not a link) last changed at least [`ABANDONED_AFTER`] ago.
 fn is_settled_file(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| {
-        m.is_file() && m.modified().is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER))
+        m.is_file()
+            && m.modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER))
     })
 }
 

@@ -22,8 +22,8 @@ use crate::index::vector::{self, Form, Metric};
 use crate::index::{graph, rptree};
 use crate::lock::{self, WriterLock};
 use crate::progress::Progress;
-use crate::{cleanup, index_dir, output};
 use crate::with_distance;
+use crate::{cleanup, index_dir, output};
 
 pub struct IndexOptions {
     pub dir: PathBuf,
