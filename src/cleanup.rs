@@ -8,17 +8,25 @@
 //! dies of the signal as before. SIGKILL cannot be caught; what it leaves is removed by the next run that writes
 //! the same destination (see `output` and `commands::index`).
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, Once};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+/// A path to remove on an interrupt; for a lock file, with the descriptor that locks it (see [`register_lock`]).
+struct Entry {
+    path: PathBuf,
+    lock: Option<RawFd>,
+}
+
 /// Paths to remove on an interrupt. The signal thread holds this lock from the signal to the exit, so a step
 /// taken under it (see [`Guard::commit`]) is either done and forgotten before the removal, or never started.
-static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static REGISTERED: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
-fn registered() -> MutexGuard<'static, Vec<PathBuf>> {
+fn registered() -> MutexGuard<'static, Vec<Entry>> {
     // A panic elsewhere while holding the lock leaves the list as it was: still the right list.
     REGISTERED
         .lock()
@@ -38,9 +46,11 @@ pub fn install() {
         };
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                let paths = registered();
-                for path in paths.iter().rev() {
-                    remove(path);
+                let entries = registered();
+                for entry in entries.iter().rev() {
+                    if entry.lock.is_none_or(|fd| holds(fd, &entry.path)) {
+                        remove(&entry.path);
+                    }
                 }
                 std::process::exit(128 + signal);
             }
@@ -58,6 +68,22 @@ fn remove(path: &Path) {
     };
 }
 
+/// Whether this process holds the flock of `fd` and `path` still names its file: a lock file may then be
+/// removed. Another run's lock is left alone. The lock is taken here if no one holds it: the process ends next.
+fn holds(fd: RawFd, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: flock and fstat on a descriptor kept open while it is registered; `stat` is plain data.
+    unsafe {
+        if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) != 0 {
+            return false;
+        }
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0
+            && std::fs::metadata(path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (stat.st_dev, stat.st_ino))
+    }
+}
+
 /// A path that an interrupt removes, until the guard is dropped or committed.
 #[must_use = "the path is forgotten when the guard is dropped"]
 pub struct Guard {
@@ -66,8 +92,22 @@ pub struct Guard {
 
 /// Registers `path` (just created by this process) for removal if the run is interrupted.
 pub fn register(path: &Path) -> Guard {
+    add(path, None)
+}
+
+/// Registers a lock file, open as `file`, before it is locked: an interrupt removes it only if this process
+/// holds its lock by then. Registered before locking, so that no moment passes in which this process holds the
+/// lock and an interrupt would leave the file. `file` must stay open until the guard is dropped or committed.
+pub fn register_lock(path: &Path, file: &File) -> Guard {
+    add(path, Some(file.as_raw_fd()))
+}
+
+fn add(path: &Path, lock: Option<RawFd>) -> Guard {
     install();
-    registered().push(path.to_path_buf());
+    registered().push(Entry {
+        path: path.to_path_buf(),
+        lock,
+    });
     Guard {
         path: path.to_path_buf(),
     }
@@ -78,11 +118,11 @@ impl Guard {
     /// interrupt in between: otherwise an interrupt just after a rename would remove whatever then has the old
     /// name (another run's new lock file, or an old index swapped there).
     pub fn commit<T>(self, step: impl FnOnce() -> T) -> T {
-        let mut paths = registered();
+        let mut entries = registered();
         let result = step();
-        forget(&mut paths, &self.path);
+        forget(&mut entries, &self.path);
         // Released before `self` is dropped, whose `Drop` takes the lock again (and finds nothing to forget).
-        drop(paths);
+        drop(entries);
         result
     }
 }
@@ -93,8 +133,8 @@ impl Drop for Guard {
     }
 }
 
-fn forget(paths: &mut Vec<PathBuf>, path: &Path) {
-    if let Some(at) = paths.iter().rposition(|p| p == path) {
-        paths.remove(at);
+fn forget(entries: &mut Vec<Entry>, path: &Path) {
+    if let Some(at) = entries.iter().rposition(|e| e.path == path) {
+        entries.remove(at);
     }
 }

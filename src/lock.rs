@@ -50,7 +50,7 @@ pub fn hold_if_unused(path: &Path) -> Option<File> {
 /// name no longer leads to it and starts over (the usual protocol for lock files that are removed).
 pub struct WriterLock {
     path: PathBuf,
-    // Dropped after `file` is unlinked, in `Drop`.
+    /// The locked file, and its registration for removal on an interrupt (taken apart in `Drop`).
     held: Option<(File, cleanup::Guard)>,
 }
 
@@ -85,6 +85,7 @@ impl WriterLock {
                     });
                 }
             };
+            let guard = cleanup::register_lock(&path, &file);
             let lock_error = || format!("cannot lock {}", path.display());
             if !try_lock(&file).with_context(lock_error)? {
                 if !said {
@@ -102,12 +103,12 @@ impl WriterLock {
                     .is_ok_and(|own| (own.dev(), own.ino()) == (meta.dev(), meta.ino()))
             };
             if std::fs::metadata(&path).is_ok_and(same) {
-                let guard = cleanup::register(&path);
                 return Ok(Some(WriterLock {
                     path,
                     held: Some((file, guard)),
                 }));
             }
+            drop(guard);
             // The writer before removed the file we waited on; a newer run may hold a new one by that name.
         }
     }

@@ -220,10 +220,11 @@ fn remove_abandoned_temp_files(dir: &Path, prefix: &str) {
         let ours =
             random.len() == TEMP_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric());
         let path = entry.path();
-        if ours && is_settled_file(&path) {
-            if let Some(_held) = lock::hold_if_unused(&path) {
-                let _ = fs::remove_file(&path);
-            }
+        if ours
+            && is_settled_file(&path)
+            && let Some(_held) = lock::hold_if_unused(&path)
+        {
+            let _ = fs::remove_file(&path);
         }
     }
 }

@@ -99,6 +99,14 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether a process holds the flock of the file at `path`. (If none does, this takes it for a moment.)
+fn is_held(path: &Path) -> bool {
+    File::open(path).is_ok_and(|file| {
+        // SAFETY: flock on a valid open descriptor.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+    })
+}
+
 /// Names in `dir`, sorted.
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -861,10 +869,12 @@ fn sigint_and_sigterm_remove_the_hidden_files_and_exit_130_and_143() {
         );
         let mut pipe = rebuild.stdin();
         pipe.write_all(&std::fs::read(&parts.a).unwrap()).unwrap();
-        wait_until("the rebuild's directory", || {
-            names(parts.temp.path())
-                .iter()
-                .any(|n| n.starts_with(".music.idx.building-"))
+        // Its store created: by then the directory is registered for removal.
+        wait_until("the rebuild's store", || {
+            names(parts.temp.path()).iter().any(|n| {
+                n.starts_with(".music.idx.building-")
+                    && parts.temp.path().join(n).join("data.mdb").exists()
+            })
         });
         rebuild.signal(signal);
         let (status, stderr) = rebuild.finish();
@@ -885,7 +895,7 @@ fn sigint_and_sigterm_remove_the_hidden_files_and_exit_130_and_143() {
         let mut pipe = appending.stdin();
         pipe.write_all(&std::fs::read(&parts.a).unwrap()).unwrap();
         wait_until("the append's lock", || {
-            parts.temp.path().join(".music.idx.lock").exists()
+            is_held(&parts.temp.path().join(".music.idx.lock"))
         });
         appending.signal(signal);
         let (status, stderr) = appending.finish();
@@ -964,12 +974,12 @@ fn what_a_killed_run_leaves_is_removed_by_the_next_run_once_no_one_holds_it() {
         (ingest, pipe)
     };
 
-    // A SIGKILLed ingest leaves its hidden file; a run that is still writing holds its own.
+    // A run that is still writing holds its hidden file; a SIGKILLed one leaves its own.
+    let (live, live_pipe) = live_ingest();
     let (killed, pipe) = live_ingest();
     killed.signal(libc::SIGKILL);
     killed.finish();
     drop(pipe);
-    let (live, live_pipe) = live_ingest();
     let left = hidden(&out_dir);
     assert_eq!(left.len(), 2, "{left:?}");
     for name in &left {

@@ -554,10 +554,12 @@ fn remove_abandoned_builds(parent: &Path, prefix: &str) {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(prefix));
-        if ours && path.is_dir() && settled(&path) {
-            if let Some(_held) = lock::hold_if_unused(&path) {
-                let _ = index_dir::remove(&path);
-            }
+        if ours
+            && path.is_dir()
+            && settled(&path)
+            && let Some(_held) = lock::hold_if_unused(&path)
+        {
+            let _ = index_dir::remove(&path);
         }
     }
 }
