@@ -954,6 +954,8 @@ fn what_a_killed_run_leaves_is_removed_by_the_next_run_once_no_one_holds_it() {
     };
     // An ingest writing into its hidden file, until the test closes its input.
     let live_ingest = || {
+        // Listed before the run starts, which may create its file at once.
+        let before = hidden(&out_dir);
         let mut ingest = start(
             &[
                 OsStr::new("ingest"),
@@ -965,10 +967,15 @@ fn what_a_killed_run_leaves_is_removed_by_the_next_run_once_no_one_holds_it() {
             Stdio::piped(),
         );
         let mut pipe = ingest.stdin();
-        let before = hidden(&out_dir).len();
+        // Fed until its new file holds output: by then the run has locked it.
+        let written = || {
+            hidden(&out_dir).iter().any(|n| {
+                !before.contains(n) && std::fs::metadata(out_dir.join(n)).is_ok_and(|m| m.len() > 0)
+            })
+        };
         let deadline = Instant::now() + PATIENCE;
-        while hidden(&out_dir).len() == before {
-            assert!(Instant::now() < deadline, "no hidden file");
+        while !written() {
+            assert!(Instant::now() < deadline, "no output in a hidden file");
             pipe.write_all(&tfrecords).unwrap();
         }
         (ingest, pipe)
