@@ -48,8 +48,10 @@ static BUS_ERROR_LINE: std::sync::atomic::AtomicPtr<Vec<u8>> =
 /// code 1, rather than "Bus error" and code 135.
 pub fn report_bus_errors_for(dir: &std::path::Path) {
     let line = format!(
-        "error: index {} is damaged: its data file is shorter than its contents (a partial copy?); rebuild it \
-         with `soundalike index`\n",
+        // Not "rebuild it": a rebuild replaces only a directory whose settings say it is an index, and these
+        // cannot be read.
+        "error: index {} is damaged: its data file is shorter than its contents (a partial copy?); delete it \
+         and build it again with `soundalike index`\n",
         dir.display()
     );
     // Leaked on purpose: the handler may run at any moment until the process ends.

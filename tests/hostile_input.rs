@@ -299,7 +299,7 @@ fn limited(args: &[&str], limit: u64) -> Run {
 }
 
 #[test]
-fn an_index_follows_the_umask() {
+fn an_index_and_an_output_file_follow_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     let temp = tempfile::tempdir().unwrap();
     let input = temp.path().join("clips.jsonl");
@@ -322,6 +322,20 @@ fn an_index_follows_the_umask() {
         for file in ["data.mdb", "lock.mdb"] {
             assert_eq!(mode(&dir.join(file)), file_mode, "umask {umask}: {file}");
         }
+        // ingest -o makes its file the same way.
+        let out = temp.path().join(format!("clips-{umask}.jsonl"));
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" ingest -q \"$1\" -o \"$2\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_soundalike"))
+            .arg(fixture_data().join("eval"))
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(mode(&out), file_mode, "umask {umask}: ingest -o");
     }
 }
 

@@ -435,28 +435,8 @@ fn bad_queries_and_indexes_are_clear_errors() {
 #[test]
 fn an_index_of_another_format_version_is_refused() {
     let (_temp, dir) = build(clips_jsonl(), &[]);
-    {
-        // Rewrite the stored settings as a future soundalike would.
-        // SAFETY: this process opens the environment once, and no other process uses it.
-        let env = unsafe { heed::EnvOpenOptions::new().max_dbs(8).open(&dir) }.unwrap();
-        let settings: heed::Database<heed::types::Str, heed::types::Bytes> = env
-            .open_databases_and_commit(env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
-                Ok(heed::CommitOrAbort::<_, ()>::Commit(
-                    dbo.open_database(rtxn, Some("settings"))?,
-                ))
-            })
-            .unwrap()
-            .unwrap_commit()
-            .unwrap();
-        let mut wtxn = env.write_txn().unwrap();
-        let mut value: Value =
-            serde_json::from_slice(settings.get(&wtxn, "settings").unwrap().unwrap()).unwrap();
-        value["format_version"] = 999.into();
-        settings
-            .put(&mut wtxn, "settings", &serde_json::to_vec(&value).unwrap())
-            .unwrap();
-        wtxn.commit().unwrap();
-    }
+    // As a future soundalike would write it.
+    set_format_version(&dir, 999);
     recommend(&dir, &["--id", "xtGmrLOsjHk"]).assert_error(1, &["format version 999", "rebuild"]);
     run(&["info", "--index", dir.to_str().unwrap()]).assert_error(1, &["format version 999"]);
 }

@@ -20,9 +20,10 @@ use crate::index::scan::{self, Matrix};
 use crate::index::store::{self, ARROY_INDEX, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS};
 use crate::index::vector::{self, Form, Metric};
 use crate::index::{graph, rptree};
-use crate::output;
+use crate::lock::{self, WriterLock};
 use crate::progress::Progress;
 use crate::with_distance;
+use crate::{cleanup, index_dir, output};
 
 pub struct IndexOptions {
     pub dir: PathBuf,
@@ -89,21 +90,14 @@ pub fn run(options: &IndexOptions) -> Result<Built> {
 }
 
 /// Builds a new index in a sibling directory, then swaps it into place so readers see the old index or the
-/// new one, never a half-built one, and a killed build leaves the old one whole.
+/// new one, never a half-built one, and a killed build leaves the old one whole. A symlinked index is rebuilt
+/// where the link leads, and the link kept.
 fn rebuild(options: &IndexOptions) -> Result<Built> {
-    let dir = &options.dir;
-    if dir.exists() {
-        let is_empty_dir = dir
-            .read_dir()
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !is_empty_dir && !dir.join("data.mdb").is_file() {
-            bail!(
-                "{} exists and is not a soundalike index; refusing to replace it",
-                dir.display()
-            );
-        }
-    }
+    let dir = &output::follow_links(&options.dir);
+    // Held from before the old index is looked at until the new one is in place: an append waiting for it then
+    // adds to the new index, not to the old one about to be swapped out.
+    let _writer = WriterLock::acquire(dir)?;
+    index_dir::check_replaceable(dir)?;
     let (parent, name) = output::beside(dir);
     let prefix = format!(".{name}.building-");
     remove_abandoned_builds(&parent, &prefix);
@@ -111,9 +105,10 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         .prefix(&prefix)
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a directory beside {}", dir.display()))?;
+    let cleanup = cleanup::register(building.path());
     // Held until this process ends: it tells a later build that this directory is in use.
-    let _lock = lock(building.path())
-        .with_context(|| format!("cannot lock {}", building.path().display()))?;
+    let _lock = lock::hold_if_unused(building.path())
+        .ok_or_else(|| anyhow!("cannot lock {}", building.path().display()))?;
     let store = Store::create(building.path(), input_size(&options.inputs))?;
     let settings = Settings {
         format_version: FORMAT_VERSION,
@@ -130,7 +125,7 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
     };
     let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, options))?;
     drop(store);
-    swap_into_place(building.keep(), dir)?;
+    swap_into_place(building.keep(), dir, cleanup)?;
     Ok(Built {
         bytes: store::dir_size(dir),
         ..built
@@ -139,6 +134,9 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
 
 /// Adds clips to an existing index in one write transaction; arroy updates the trees incrementally.
 fn append(options: &IndexOptions) -> Result<Built> {
+    // Taken before the index is opened, so that an append started during a rebuild waits for it and then adds to
+    // the new index, and two appends never give out the same item numbers.
+    let _writer = WriterLock::acquire(&output::follow_links(&options.dir))?;
     let (store, settings) = Store::open_with_room(&options.dir, input_size(&options.inputs))?;
     let mut mismatches = Vec::new();
     if settings.metric != options.metric {
@@ -537,21 +535,10 @@ fn input_size(inputs: &[PathBuf]) -> Option<u64> {
     )
 }
 
-/// Takes an exclusive lock on a directory, held until the returned handle is dropped or the process ends
-/// (however it ends: the kernel drops it, so a SIGKILLed build leaves no stale lock).
-fn lock(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
-    let handle = File::open(dir)?;
-    // SAFETY: flock on a valid open descriptor.
-    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(handle)
-}
-
-/// Deletes build directories beside the index that no running build holds: what a killed build left behind.
-/// A directory only seconds old is spared: its build may not have taken its lock yet. Best effort: a directory
-/// that cannot be removed is left for the next build.
+/// Deletes build directories beside the index that no running build holds: what a killed build left behind
+/// (killed after its swap, one holds the old index). A directory only seconds old is spared: its build may not
+/// have taken its lock yet. Only the index's own files are deleted, and a directory holding anything else is
+/// left as it is. Best effort: what cannot be removed is left for the next build.
 fn remove_abandoned_builds(parent: &Path, prefix: &str) {
     let settled = |path: &Path| {
         std::fs::metadata(path)
@@ -567,23 +554,35 @@ fn remove_abandoned_builds(parent: &Path, prefix: &str) {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(prefix));
-        if ours && path.is_dir() && settled(&path) && lock(&path).is_ok() {
-            let _ = std::fs::remove_dir_all(&path);
+        if ours
+            && path.is_dir()
+            && settled(&path)
+            && let Some(_held) = lock::hold_if_unused(&path)
+        {
+            let _ = index_dir::remove(&path);
         }
     }
 }
 
 /// Moves the freshly built `new` directory to `dir`: an atomic exchange when `dir` exists (Linux
-/// renameat2 RENAME_EXCHANGE), then the old index is deleted.
-fn swap_into_place(new: PathBuf, dir: &Path) -> Result<()> {
+/// renameat2 RENAME_EXCHANGE), then the old index is deleted (its own files only, see [`index_dir::remove`]).
+/// An interrupt never comes between the move and `cleanup` forgetting `new`, whose name the old index takes.
+fn swap_into_place(new: PathBuf, dir: &Path, cleanup: cleanup::Guard) -> Result<()> {
     if !dir.exists() {
-        return std::fs::rename(&new, dir)
+        return cleanup
+            .commit(|| std::fs::rename(&new, dir))
             .with_context(|| format!("cannot move the new index to {}", dir.display()));
     }
-    exchange(&new, dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+    cleanup
+        .commit(|| exchange(&new, dir))
+        .with_context(|| format!("cannot replace {}", dir.display()))?;
     // `new` now holds the old index.
-    std::fs::remove_dir_all(&new)
-        .with_context(|| format!("cannot remove the old index at {}", new.display()))
+    index_dir::remove(&new).with_context(|| {
+        format!(
+            "the new index is in place, but the old one's directory was left at {}",
+            new.display()
+        )
+    })
 }
 
 #[cfg(target_os = "linux")]

@@ -18,7 +18,7 @@ use crate::clip;
 use crate::labels::LabelSet;
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::tfrecord::input::{self, Unit};
+use crate::tfrecord::input::{self, Source, Unit};
 use crate::tfrecord::record::{Corrupt, Defect, Records};
 use crate::tfrecord::sequence_example;
 
@@ -105,7 +105,15 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
     let sources = input::resolve(&options.inputs)?;
     let total: Option<u64> = sources.iter().map(|s| s.size()).sum();
     let progress = Progress::bytes(total, options.quiet);
-    let mut output = Output::create(options.output.as_deref())?;
+    // What is read, refused as the output: `/dev/stdin` leads to the file that stdin was redirected from.
+    let inputs: Vec<&std::path::Path> = sources
+        .iter()
+        .map(|source| match source {
+            Source::Records { path, .. } | Source::Packed { path, .. } => path.as_path(),
+            Source::Stdin => std::path::Path::new("/dev/stdin"),
+        })
+        .collect();
+    let mut output = Output::create_apart_from(options.output.as_deref(), &inputs)?;
     let raw_read = AtomicU64::new(0);
     let mut stats = Stats::default();
     let mut file_bytes_read = 0u64;

@@ -23,6 +23,7 @@ use crate::index::nndescent::EMPTY;
 use crate::index::records::{self, ClipMeta, Records};
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
+use crate::output::less_umask;
 
 /// Clips per row of the `vectors` and `graph` tables: 1,024 x 128 floats is 512 KiB, so an append rewrites
 /// little.
@@ -161,15 +162,8 @@ fn shared_read_only(dir: &Path) -> bool {
 /// says they may).
 fn apply_umask(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: umask has no memory effects; it is read by setting it and putting it back, while no other thread
-    // of this process creates files (the build has not started).
-    let mask = unsafe {
-        let mask = libc::umask(0o077);
-        libc::umask(mask);
-        mask
-    } as u32;
     let set = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !mask))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(less_umask(mode)))
             .with_context(|| format!("cannot set the permissions of {}", path.display()))
     };
     set(dir, 0o777)?;
@@ -632,6 +626,48 @@ pub fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The format version in the settings of the index in `dir`, whichever version it is: what tells a directory
+/// that soundalike wrote from one that merely holds a `data.mdb`. The environment is opened read-only and without
+/// LMDB's lock file, so that looking at a file of another program creates nothing beside it (the caller holds the
+/// index's writer lock, so no soundalike writer changes the file meanwhile), and a file cut short is refused
+/// before a page it lacks is read from the map (which would fault with SIGBUS).
+pub fn recorded_format_version(dir: &Path) -> Result<u64> {
+    /// The settings' table, one of [`TABLES`].
+    const SETTINGS_TABLE: &str = "settings";
+    debug_assert!(TABLES.contains(&SETTINGS_TABLE));
+    let size = std::fs::metadata(dir.join("data.mdb"))?.len();
+    // SAFETY: opened once in this process, read-only, while no soundalike writer uses it (see above).
+    let env = unsafe {
+        EnvOpenOptions::new()
+            .map_size(map_size(size, Some(0)))
+            .max_dbs(TABLES.len() as u32)
+            .flags(heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK)
+            .open(dir)
+    }?;
+    let pages = u64::try_from(env.info().last_page_number)?.saturating_add(1);
+    let needed = pages.saturating_mul(u64::from(env.unnamed_database_stat().page_size));
+    if size < needed {
+        bail!("it is cut short: {size} of its {needed} bytes");
+    }
+    let rtxn = env.read_txn()?;
+    let settings = env
+        .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
+            Ok(CommitOrAbort::<_, ()>::Commit(
+                dbo.open_database::<Str, Bytes>(rtxn, Some(SETTINGS_TABLE))?,
+            ))
+        })?
+        .unwrap_commit()
+        .ok_or_else(|| anyhow!("it has no settings table"))?;
+    let rtxn = env.read_txn()?;
+    let raw = settings
+        .get(&rtxn, SETTINGS_KEY)?
+        .ok_or_else(|| anyhow!("it has no settings"))?;
+    serde_json::from_slice::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| v["format_version"].as_u64())
+        .ok_or_else(|| anyhow!("its settings name no format version"))
 }
 
 /// Runs `$body` with `$d` bound to the arroy distance type of `$metric`.

@@ -276,3 +276,26 @@ pub fn ids(answer: &Value) -> Vec<String> {
         .map(|r| r["video_id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Rewrites the format version in the settings of the index in `dir`, as another soundalike would have written it.
+pub fn set_format_version(dir: &Path, version: u64) {
+    // SAFETY: this process opens the environment once, and no other process uses it.
+    let env = unsafe { heed::EnvOpenOptions::new().max_dbs(8).open(dir) }.unwrap();
+    let settings: heed::Database<heed::types::Str, heed::types::Bytes> = env
+        .open_databases_and_commit(env.read_txn().unwrap(), |dbo, rtxn| -> heed::Result<_> {
+            Ok(heed::CommitOrAbort::<_, ()>::Commit(
+                dbo.open_database(rtxn, Some("settings"))?,
+            ))
+        })
+        .unwrap()
+        .unwrap_commit()
+        .unwrap();
+    let mut wtxn = env.write_txn().unwrap();
+    let mut value: Value =
+        serde_json::from_slice(settings.get(&wtxn, "settings").unwrap().unwrap()).unwrap();
+    value["format_version"] = version.into();
+    settings
+        .put(&mut wtxn, "settings", &serde_json::to_vec(&value).unwrap())
+        .unwrap();
+    wtxn.commit().unwrap();
+}

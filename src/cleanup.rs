@@ -1,0 +1,140 @@
+//! What an interrupted run removes: the hidden paths a writer makes beside its destination (the temporary file of
+//! an `ingest -o`, the directory of an index being built, the lock beside an index) are registered here while
+//! they exist, and SIGINT or SIGTERM removes them before the process exits with 130 or 143, the codes a shell
+//! gives a run those signals ended.
+//!
+//! The signals are received by a thread (signal-hook's), so the removal is ordinary code rather than a signal
+//! handler's few allowed calls. Only writers register anything, and only they install it: a reader interrupted
+//! dies of the signal as before. SIGKILL cannot be caught; what it leaves is removed by the next run that writes
+//! the same destination (see `output` and `commands::index`).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// A path to remove on an interrupt; for a lock file, with the descriptor that locks it (see [`register_lock`]).
+struct Entry {
+    path: PathBuf,
+    lock: Option<RawFd>,
+}
+
+/// Paths to remove on an interrupt. The signal thread holds this lock from the signal to the exit, so a step
+/// taken under it (see [`Guard::commit`]) is either done and forgotten before the removal, or never started.
+static REGISTERED: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+fn registered() -> MutexGuard<'static, Vec<Entry>> {
+    // A panic elsewhere while holding the lock leaves the list as it was: still the right list.
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts the thread that turns SIGINT and SIGTERM into the removal of the registered paths and an exit. Called
+/// by [`register`]; a writer that may wait before it has anything to register (for another writer's lock)
+/// calls it first, so that an interrupt while waiting also ends with 130 or 143.
+pub fn install() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        // Best effort: without the thread, an interrupt kills the process as it always did, and the next run
+        // removes what it left.
+        let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let entries = registered();
+                for entry in entries.iter().rev() {
+                    if entry.lock.is_none_or(|fd| holds(fd, &entry.path)) {
+                        remove(&entry.path);
+                    }
+                }
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
+/// Removes a registered path: a file, or a directory with all it holds. Only paths this process created under
+/// a fresh unique name are registered, so a directory holds nothing but what the process wrote there.
+fn remove(path: &Path) {
+    let _ = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+}
+
+/// Whether this process holds the flock of `fd` and `path` still names its file: a lock file may then be
+/// removed. Another run's lock is left alone. The lock is taken here if no one holds it: the process ends next.
+fn holds(fd: RawFd, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: flock and fstat on a descriptor kept open while it is registered; `stat` is plain data.
+    unsafe {
+        if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) != 0 {
+            return false;
+        }
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0
+            && std::fs::metadata(path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (stat.st_dev, stat.st_ino))
+    }
+}
+
+/// A path that an interrupt removes, until the guard is dropped or committed.
+#[must_use = "the path is forgotten when the guard is dropped"]
+pub struct Guard {
+    path: PathBuf,
+}
+
+/// Registers `path` (just created by this process) for removal if the run is interrupted.
+pub fn register(path: &Path) -> Guard {
+    add(path, None)
+}
+
+/// Registers a lock file, open as `file`, before it is locked: an interrupt removes it only if this process
+/// holds its lock by then. Registered before locking, so that no moment passes in which this process holds the
+/// lock and an interrupt would leave the file. `file` must stay open until the guard is dropped or committed.
+pub fn register_lock(path: &Path, file: &File) -> Guard {
+    add(path, Some(file.as_raw_fd()))
+}
+
+fn add(path: &Path, lock: Option<RawFd>) -> Guard {
+    install();
+    registered().push(Entry {
+        path: path.to_path_buf(),
+        lock,
+    });
+    Guard {
+        path: path.to_path_buf(),
+    }
+}
+
+impl Guard {
+    /// Runs `step`, the one that moves the path into place or removes it, and forgets the path, with no
+    /// interrupt in between: otherwise an interrupt just after a rename would remove whatever then has the old
+    /// name (another run's new lock file, or an old index swapped there).
+    pub fn commit<T>(self, step: impl FnOnce() -> T) -> T {
+        let mut entries = registered();
+        let result = step();
+        forget(&mut entries, &self.path);
+        // Released before `self` is dropped, whose `Drop` takes the lock again (and finds nothing to forget).
+        drop(entries);
+        result
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        forget(&mut registered(), &self.path);
+    }
+}
+
+fn forget(entries: &mut Vec<Entry>, path: &Path) {
+    if let Some(at) = entries.iter().rposition(|e| e.path == path) {
+        entries.remove(at);
+    }
+}

@@ -1,0 +1,101 @@
+//! An index's directory as the file system sees it: which files are the index's own, whether a rebuild may
+//! replace a directory, and removing an old index without touching anything the tool did not write.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::index::store;
+
+/// What LMDB keeps in an index's directory, and all that soundalike writes there.
+const OWN_FILES: [&str; 2] = ["data.mdb", "lock.mdb"];
+
+/// Whether `dir` holds an index (or a `data.mdb` claiming to be one): nothing else should be written there.
+pub fn holds_index(dir: &Path) -> bool {
+    dir.join(OWN_FILES[0]).exists()
+}
+
+/// Refuses, with one line naming what is in the way, to let a rebuild replace `dir` unless it is missing, an
+/// empty directory, or a soundalike index (of any format version: its settings say so) holding nothing but its
+/// own files. A folder that merely holds a file named `data.mdb`, or an index with the user's notes beside its
+/// files, is the user's, and a rebuild would delete it.
+pub fn check_replaceable(dir: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("cannot read {}: {e}", dir.display()),
+    };
+    if !meta.is_dir() {
+        bail!(
+            "{} exists and is not a directory; refusing to replace it",
+            dir.display()
+        );
+    }
+    let mut names = Vec::new();
+    for entry in dir
+        .read_dir()
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+    {
+        let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        names.push((name, is_file));
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let has = |own: &str| names.iter().any(|(n, f)| n == own && *f);
+    // Why `data.mdb` is not a soundalike index's; `None` when it is one.
+    let not_ours = if has(OWN_FILES[0]) {
+        store::recorded_format_version(dir)
+            .err()
+            .map(|why| format!("{why:#}"))
+    } else {
+        Some("no data.mdb".to_string())
+    };
+    names.sort();
+    let mut in_the_way: Vec<String> = names
+        .iter()
+        .filter(|(n, f)| not_ours.is_some() || !*f || !OWN_FILES.contains(&n.as_str()))
+        .map(|(n, f)| match (&not_ours, *f) {
+            (Some(why), true) if n == OWN_FILES[0] => {
+                format!("data.mdb (not a soundalike index's: {why})")
+            }
+            (_, true) => n.clone(),
+            (_, false) => format!("{n}/"),
+        })
+        .collect();
+    if in_the_way.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 5;
+    if in_the_way.len() > SHOWN {
+        let more = in_the_way.len() - SHOWN;
+        in_the_way.truncate(SHOWN);
+        in_the_way.push(format!("and {more} more"));
+    }
+    let listed = in_the_way.join(", ");
+    if not_ours.is_none() {
+        bail!(
+            "{} holds more than a soundalike index: {listed}; refusing to replace it (move those out, or choose \
+             another --index)",
+            dir.display()
+        );
+    }
+    bail!(
+        "{} is not a soundalike index: it holds {listed}; refusing to replace it",
+        dir.display()
+    );
+}
+
+/// Deletes an old index: its own files, then the directory, which is then empty unless someone put a file there
+/// since it was checked; then that file and the directory stay, and the error says so.
+pub fn remove(dir: &Path) -> std::io::Result<()> {
+    for own in OWN_FILES {
+        match std::fs::remove_file(dir.join(own)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::remove_dir(dir)
+}
