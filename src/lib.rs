@@ -6,6 +6,7 @@
 //! writer must not lose is guarded beside that path: `output` and `index_dir` decide what may be replaced,
 //! `lock` lets one writer at a time at an index, and `cleanup` removes what an interrupted run leaves.
 
+pub mod audio;
 pub mod cleanup;
 pub mod cli;
 pub mod clip;
