@@ -248,7 +248,7 @@ def recommend_section(bal_train, work, runs, peers_python):
         "",
         f"{len(labels)} music clips, default settings (mean of de-quantized frames, 128-d, angular, seed 42);",
         f"{len(queries)} queries: every clip with a music label other than 137, each asking for its 10 neighbours",
-        "(itself excluded). Batches run on one core (`taskset -c 0`) as whole processes, index opening and JSON",
+        "(itself excluded). Batches run on one core (`taskset`, the last core) as whole processes, index opening and JSON",
         "output included; the peers' figures are their query loops alone, in Python, also on one core.",
         "",
         f"- index build: {build_wall:.2f} s, peak RSS {build_rss:.0f} MB, {size_mb:.1f} MB on disk",
