@@ -31,10 +31,15 @@ pub mod exit {
 /// True when the error, somewhere in its chain, is a closed output pipe (`soundalike ingest ... | head`):
 /// the reader has all it wanted, so the run ends quietly and successfully.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
     error.chain().any(|cause| {
+        // serde_json wraps the io error of a writer in its own.
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
     })
 }
 

@@ -418,3 +418,67 @@ fn a_batch_answers_every_line_in_order_and_marks_the_bad_ones() {
     assert!(stderr[2].starts_with("error: <stdin>: 2 of 4 queries failed"));
     assert_eq!(table.stdout_text().matches("neighbours of").count(), 2);
 }
+
+/// Runs the binary with its stdout a pipe whose reading end is already closed, as `soundalike ... | head -0`.
+fn into_closed_pipe(args: &[&str]) -> Run {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors, each owned from here on by exactly one OwnedFd.
+    let (read, write) = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    drop(read);
+    let output = soundalike()
+        .args(args)
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: output.stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_is_one_error_line() {
+    let (run_, temp, dir) = index(&lines(&clip_values(30)));
+    run_.assert_ok();
+    let dir = dir.to_str().unwrap();
+    let batch = temp.path().join("ids.txt");
+    let ids: String = clip_values(30)
+        .iter()
+        .map(|c| format!("{}\n", c["video_id"].as_str().unwrap()))
+        .collect();
+    std::fs::write(&batch, ids).unwrap();
+    let batch = batch.to_str().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["info", "--index", dir],
+        &["info", "--index", dir, "--json"],
+        &["recommend", "--index", dir, "--batch", batch, "--json"],
+        &["recommend", "--index", dir, "--batch", batch],
+    ];
+    for args in commands {
+        let closed = into_closed_pipe(args);
+        assert_eq!(closed.code, 0, "{args:?}: {}", closed.stderr);
+        assert!(closed.stderr.is_empty(), "{args:?}: {}", closed.stderr);
+        if Path::new("/dev/full").exists() {
+            let full = std::process::Command::new("sh")
+                .arg("-c")
+                .arg("exec \"$0\" \"$@\" > /dev/full")
+                .arg(env!("CARGO_BIN_EXE_soundalike"))
+                .args(args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&full.stderr);
+            assert_eq!(full.status.code(), Some(1), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with("error: ") && stderr.contains("No space left"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}

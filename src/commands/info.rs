@@ -1,11 +1,12 @@
 //! `info`: what an index holds: its settings, size, and most common labels.
 
+use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::index::store::Store;
+use crate::index::store::{Settings, Store};
 use crate::labels;
 
 pub fn run(dir: &Path, as_json: bool) -> Result<()> {
@@ -15,6 +16,22 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     counts.truncate(10);
     let size = store.disk_size();
+    // Written, not printed: println! panics when stdout is closed (`info | true`) or full; an error here ends
+    // the run quietly (a closed pipe) or with one `error:` line.
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    write(&mut out, dir, &settings, &counts, size, as_json)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
+}
+
+fn write(
+    out: &mut impl Write,
+    dir: &Path,
+    settings: &Settings,
+    counts: &[(u16, u64)],
+    size: u64,
+    as_json: bool,
+) -> io::Result<()> {
     if as_json {
         let top: Vec<_> = counts
             .iter()
@@ -22,33 +39,36 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
             .collect();
         let info =
             json!({"index": dir, "settings": settings, "size_bytes": size, "top_labels": top});
-        println!("{info}");
-        return Ok(());
+        return writeln!(out, "{info}");
     }
-    println!("index        {}", dir.display());
-    println!("clips        {}", settings.clips);
-    println!("metric       {:?}", settings.metric);
-    println!(
+    writeln!(out, "index        {}", dir.display())?;
+    writeln!(out, "clips        {}", settings.clips)?;
+    writeln!(out, "metric       {:?}", settings.metric)?;
+    writeln!(
+        out,
         "vector       {:?} ({} dimensions from {} frames)",
         settings.vector, settings.dimensions, settings.frames
-    );
-    println!("trees        {}", settings.trees);
-    println!(
+    )?;
+    writeln!(out, "trees        {}", settings.trees)?;
+    writeln!(
+        out,
         "graph        up to {} neighbours per clip",
         settings.graph_degree
-    );
-    println!("seed         {}", settings.seed);
-    println!("size         {:.1} MB", size as f64 / 1e6);
-    println!(
+    )?;
+    writeln!(out, "seed         {}", settings.seed)?;
+    writeln!(out, "size         {:.1} MB", size as f64 / 1e6)?;
+    writeln!(
+        out,
         "format       version {}, built by soundalike {}",
         settings.format_version, settings.tool_version
-    );
-    println!("top labels");
-    for (label, clips) in counts {
-        println!(
+    )?;
+    writeln!(out, "top labels")?;
+    for &(label, clips) in counts {
+        writeln!(
+            out,
             "  {clips:>8}  {} ({label})",
             labels::class_name(label.into()).unwrap_or("?")
-        );
+        )?;
     }
     Ok(())
 }
