@@ -341,7 +341,21 @@ fn append_in_two_halves_answers_like_one_build() {
         ],
         lines[0].as_bytes(),
     );
-    mismatch.assert_error(1, &["--metric"]);
+    // In the words the command line takes, not the code's.
+    mismatch.assert_error(1, &["--metric euclidean (index: angular)"]);
+    let info = run(&["info", "--index", dir.to_str().unwrap()]);
+    info.assert_ok();
+    let text = info.stdout_text();
+    assert!(text.contains("metric       angular\n"), "{text}");
+    assert!(text.contains("vector       mean (128 dimensions"), "{text}");
+    let json = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
+    json.assert_ok();
+    let settings = &json.lines()[0]["settings"];
+    assert_eq!(settings["metric"], "angular");
+    assert!(
+        settings.get("next_item").is_none(),
+        "no internal fields: {settings}"
+    );
 }
 
 #[test]

@@ -141,13 +141,13 @@ fn append(options: &IndexOptions) -> Result<Built> {
     let mut mismatches = Vec::new();
     if settings.metric != options.metric {
         mismatches.push(format!(
-            "--metric {:?} (index: {:?})",
+            "--metric {} (index: {})",
             options.metric, settings.metric
         ));
     }
     if settings.vector != options.form {
         mismatches.push(format!(
-            "--vector {:?} (index: {:?})",
+            "--vector {} (index: {})",
             options.form, settings.vector
         ));
     }

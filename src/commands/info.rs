@@ -37,16 +37,21 @@ fn write(
             .iter()
             .map(|&(label, clips)| json!({"label": label, "name": labels::class_name(label.into()), "clips": clips}))
             .collect();
+        // The settings a user can act on: the next item number to give out is the index's own business.
+        let mut settings = serde_json::to_value(settings)?;
+        if let Some(fields) = settings.as_object_mut() {
+            fields.remove("next_item");
+        }
         let info =
             json!({"index": dir, "settings": settings, "size_bytes": size, "top_labels": top});
         return writeln!(out, "{info}");
     }
     writeln!(out, "index        {}", dir.display())?;
     writeln!(out, "clips        {}", settings.clips)?;
-    writeln!(out, "metric       {:?}", settings.metric)?;
+    writeln!(out, "metric       {}", settings.metric)?;
     writeln!(
         out,
-        "vector       {:?} ({} dimensions from {} frames)",
+        "vector       {} ({} dimensions from {} frames)",
         settings.vector, settings.dimensions, settings.frames
     )?;
     writeln!(out, "trees        {}", settings.trees)?;

@@ -28,6 +28,26 @@ impl Form {
     }
 }
 
+/// The name a user types for a value (`--metric angular`), for messages and `info`.
+fn write_value_name(value: &impl clap::ValueEnum, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+    match value.to_possible_value() {
+        Some(v) => f.write_str(v.get_name()),
+        None => f.write_str("?"),
+    }
+}
+
+impl std::fmt::Display for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write_value_name(self, f)
+    }
+}
+
 /// The distance the index ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
