@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::index::records::Records;
 use crate::index::search::{Search, Searcher, Target};
-use crate::index::store::{Settings, Store};
+use crate::index::store::Store;
 use crate::labels::{self, LabelSet};
 use crate::output::Output;
 use crate::progress::Progress;
@@ -75,7 +75,7 @@ pub struct Latency {
 
 pub fn run(options: &EvaluateOptions) -> Result<()> {
     let (store, settings) = Store::open(&options.dir)?;
-    let reports = with_distance!(settings.metric, D => evaluate::<D>(&store, &settings, options))?;
+    let reports = with_distance!(settings.metric, D => evaluate::<D>(&store, options))?;
     let mut out = std::io::stdout().lock();
     if options.json {
         if let [report] = &reports[..] {
@@ -97,12 +97,9 @@ struct QueryClip {
     relevant: Vec<i64>,
 }
 
-fn evaluate<D: arroy::Distance>(
-    store: &Store,
-    settings: &Settings,
-    options: &EvaluateOptions,
-) -> Result<Vec<Report>> {
+fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Result<Vec<Report>> {
     let rtxn = store.env.read_txn()?;
+    let settings = &store.read_settings(&rtxn)?;
     let records = store.load_records(&rtxn, settings)?;
     let clips = sample(store, &rtxn, &records, options)?;
     if let Some(path) = &options.save_queries {

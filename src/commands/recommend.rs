@@ -14,7 +14,7 @@ use crate::error::UsageError;
 use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
-use crate::index::store::{Settings, Store};
+use crate::index::store::Store;
 use crate::index::vector::{self, Metric};
 use crate::labels;
 use crate::with_distance;
@@ -88,15 +88,12 @@ struct Answer<'a> {
 
 pub fn run(options: &RecommendOptions) -> Result<()> {
     let (store, settings) = Store::open(&options.dir)?;
-    with_distance!(settings.metric, D => answer::<D>(&store, &settings, options))
+    with_distance!(settings.metric, D => answer::<D>(&store, options))
 }
 
-fn answer<D: arroy::Distance>(
-    store: &Store,
-    settings: &Settings,
-    options: &RecommendOptions,
-) -> Result<()> {
+fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Result<()> {
     let rtxn = store.env.read_txn()?;
+    let settings = &store.read_settings(&rtxn)?;
     let labels = if options.labels.is_empty() {
         None
     } else {

@@ -261,35 +261,40 @@ impl Store {
                 dir.display()
             );
         };
-        let settings = {
-            let rtxn = store.env.read_txn()?;
-            let raw = store
-                .settings
-                .remap_data_type::<Bytes>()
-                .get(&rtxn, SETTINGS_KEY)?;
-            let raw = raw.ok_or_else(|| {
-                anyhow!("{} is not a soundalike index (no settings)", dir.display())
-            })?;
-            let version = serde_json::from_slice::<serde_json::Value>(raw)
-                .ok()
-                .and_then(|v| v["format_version"].as_u64())
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{} is not a soundalike index (unreadable settings)",
-                        dir.display()
-                    )
-                })?;
-            if version != u64::from(FORMAT_VERSION) {
-                bail!(
-                    "index {} has format version {version}; this soundalike reads version {FORMAT_VERSION} \
-                     (rebuild it with `soundalike index`)",
-                    dir.display()
-                );
-            }
-            serde_json::from_slice::<Settings>(raw)
-                .map_err(|e| anyhow!("{} has unreadable settings: {e}", dir.display()))?
-        };
+        let rtxn = store.env.read_txn()?;
+        let settings = store.read_settings(&rtxn)?;
+        drop(rtxn);
         Ok((store, settings))
+    }
+
+    /// The settings as of `rtxn`. A reader takes them again in the transaction it queries in: an append may
+    /// commit between opening and querying, and clip counts from before it would not match its tables.
+    pub fn read_settings(&self, rtxn: &RoTxn) -> Result<Settings> {
+        let dir = &self.dir;
+        let raw = self
+            .settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, SETTINGS_KEY)?;
+        let raw = raw
+            .ok_or_else(|| anyhow!("{} is not a soundalike index (no settings)", dir.display()))?;
+        let version = serde_json::from_slice::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v["format_version"].as_u64())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} is not a soundalike index (unreadable settings)",
+                    dir.display()
+                )
+            })?;
+        if version != u64::from(FORMAT_VERSION) {
+            bail!(
+                "index {} has format version {version}; this soundalike reads version {FORMAT_VERSION} \
+                 (rebuild it with `soundalike index`)",
+                dir.display()
+            );
+        }
+        serde_json::from_slice::<Settings>(raw)
+            .map_err(|e| anyhow!("{} has unreadable settings: {e}", dir.display()))
     }
 
     pub fn arroy<D: arroy::Distance>(&self) -> arroy::Database<'static, D> {
