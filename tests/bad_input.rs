@@ -11,7 +11,6 @@ mod common;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use common::*;
 use prost::Message;
@@ -234,49 +233,6 @@ fn empty_file_is_an_error() {
         "{}",
         skipped.stderr
     );
-}
-
-/// Runs the binary with its address space capped at `limit` bytes (and one decoder thread, so that the cap does
-/// not depend on the machine's core count): any attempt to allocate what a corrupt length claims aborts it.
-fn run_with_memory_limit(args: &[OsString], stdin: Option<&[u8]>, limit: u64) -> Run {
-    use std::os::unix::process::CommandExt;
-    let mut command = soundalike();
-    command
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else of the parent's state.
-    unsafe {
-        command.pre_exec(move || {
-            let rlimit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let mut child = command.spawn().expect("binary runs");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        // The binary stops reading at the bad record; a closed pipe is expected.
-        let _ = pipe.write_all(input);
-    }
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 #[test]

@@ -233,7 +233,7 @@ fn a_huge_batch_line_or_embedding_file_is_refused_in_bounded_memory() {
     let huge = format!("{first}\n{}\n{first}\n", "[".repeat(100 << 20));
     let batch = temp.path().join("huge.txt");
     std::fs::write(&batch, &huge).unwrap();
-    let run = limited(
+    let run = run_with_memory_limit(
         &[
             "recommend",
             "--index",
@@ -242,6 +242,7 @@ fn a_huge_batch_line_or_embedding_file_is_refused_in_bounded_memory() {
             batch.to_str().unwrap(),
             "--json",
         ],
+        None,
         2 << 30,
     );
     run.assert_error(1, &["huge.txt: 1 of 3 queries failed"]);
@@ -257,7 +258,7 @@ fn a_huge_batch_line_or_embedding_file_is_refused_in_bounded_memory() {
     assert_eq!(answers[2]["results"].as_array().unwrap().len(), 10);
     let embedding = temp.path().join("huge.json");
     std::fs::write(&embedding, "[".repeat(100 << 20)).unwrap();
-    let run = limited(
+    let run = run_with_memory_limit(
         &[
             "recommend",
             "--index",
@@ -265,37 +266,10 @@ fn a_huge_batch_line_or_embedding_file_is_refused_in_bounded_memory() {
             "--embedding",
             embedding.to_str().unwrap(),
         ],
+        None,
         2 << 30,
     );
     run.assert_error(1, &["huge.json", "longer than 4 MiB"]);
-}
-
-/// Runs the binary with its address space capped at `limit` bytes (the index's map reserves about 1 GiB of it;
-/// reading a 100 MB line whole took 3.35 GB).
-fn limited(args: &[&str], limit: u64) -> Run {
-    use std::os::unix::process::CommandExt;
-    let mut command = soundalike();
-    command.args(args).env("RAYON_NUM_THREADS", "1");
-    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else of the parent's state.
-    unsafe {
-        command.pre_exec(move || {
-            let rlimit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let output = command.output().expect("binary runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 #[test]
@@ -435,11 +409,7 @@ fn into_closed_pipe(args: &[&str]) -> Run {
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: output.stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    finish(output)
 }
 
 #[test]

@@ -34,6 +34,17 @@ struct Running {
     stderr: JoinHandle<String>,
 }
 
+/// `index -q --index DIR INPUT`: a rebuild of `dir` from `input` (`-` for stdin).
+fn index_args<'a>(dir: &'a Path, input: &'a OsStr) -> [&'a OsStr; 5] {
+    [
+        OsStr::new("index"),
+        OsStr::new("-q"),
+        OsStr::new("--index"),
+        dir.as_os_str(),
+        input,
+    ]
+}
+
 fn start<S: AsRef<OsStr>>(args: &[S], stdin: Stdio) -> Running {
     let mut child = soundalike()
         .args(args)
@@ -184,14 +195,7 @@ impl Parts {
     /// A new index of `input` in the scratch directory.
     fn index(&self, name: &str, input: &Path) -> PathBuf {
         let dir = self.temp.path().join(name);
-        run(&[
-            OsStr::new("index"),
-            OsStr::new("-q"),
-            OsStr::new("--index"),
-            dir.as_os_str(),
-            input.as_os_str(),
-        ])
-        .assert_ok();
+        run(&index_args(&dir, input.as_os_str())).assert_ok();
         dir
     }
 }
@@ -383,26 +387,13 @@ fn an_append_started_during_a_rebuild_lands_in_the_rebuilt_index() {
     let b_then_rebuilt = {
         let dir = parts.index("serial-2.idx", &parts.base);
         append(&dir, &parts.b);
-        run(&[
-            OsStr::new("index"),
-            OsStr::new("-q"),
-            OsStr::new("--index"),
-            dir.as_os_str(),
-            parts.base_and_a.as_os_str(),
-        ])
-        .assert_ok();
+        run(&index_args(&dir, parts.base_and_a.as_os_str())).assert_ok();
         answers(&dir)
     };
     for round in 0..6 {
         let dir = parts.index(&format!("race-{round}.idx"), &parts.base);
         let rebuild = start(
-            &[
-                OsStr::new("index"),
-                OsStr::new("-q"),
-                OsStr::new("--index"),
-                dir.as_os_str(),
-                parts.base_and_a.as_os_str(),
-            ],
+            &index_args(&dir, parts.base_and_a.as_os_str()),
             Stdio::null(),
         );
         let appending = start(&append_args(&dir, &parts.b), Stdio::null());
@@ -448,13 +439,7 @@ fn readers_never_wait_for_a_writer() {
 
 /// Runs a rebuild of `dir` from the fixture's first clips.
 fn rebuild(parts: &Parts, dir: &Path) -> Run {
-    run(&[
-        OsStr::new("index"),
-        OsStr::new("-q"),
-        OsStr::new("--index"),
-        dir.as_os_str(),
-        parts.base.as_os_str(),
-    ])
+    run(&index_args(dir, parts.base.as_os_str()))
 }
 
 /// Asserts that a rebuild of `dir` is refused, naming each of `parts`, and that nothing there or beside it changed.
@@ -779,14 +764,7 @@ fn a_symlinked_index_is_rebuilt_where_it_points() {
     let real = parts.index("real.idx", &parts.base);
     let link = parts.temp.path().join("music.idx");
     symlink("real.idx", &link).unwrap();
-    run(&[
-        OsStr::new("index"),
-        OsStr::new("-q"),
-        OsStr::new("--index"),
-        link.as_os_str(),
-        parts.base_and_a.as_os_str(),
-    ])
-    .assert_ok();
+    run(&index_args(&link, parts.base_and_a.as_os_str())).assert_ok();
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
@@ -857,16 +835,7 @@ fn sigint_and_sigterm_remove_the_hidden_files_and_exit_130_and_143() {
         assert_eq!(std::fs::read(&out).unwrap(), b"earlier\n");
 
         // A rebuild, killed while it builds.
-        let mut rebuild = start(
-            &[
-                OsStr::new("index"),
-                OsStr::new("-q"),
-                OsStr::new("--index"),
-                index.as_os_str(),
-                OsStr::new("-"),
-            ],
-            Stdio::piped(),
-        );
+        let mut rebuild = start(&index_args(&index, OsStr::new("-")), Stdio::piped());
         let mut pipe = rebuild.stdin();
         pipe.write_all(&std::fs::read(&parts.a).unwrap()).unwrap();
         // Its store created: by then the directory is registered for removal.
@@ -1005,16 +974,7 @@ fn what_a_killed_run_leaves_is_removed_by_the_next_run_once_no_one_holds_it() {
     // A SIGKILLed rebuild leaves its directory and the index's lock file; the next writer takes the lock (no
     // one holds it), and the next rebuild removes the directory.
     let index = parts.index("music.idx", &parts.base);
-    let mut killed = start(
-        &[
-            OsStr::new("index"),
-            OsStr::new("-q"),
-            OsStr::new("--index"),
-            index.as_os_str(),
-            OsStr::new("-"),
-        ],
-        Stdio::piped(),
-    );
+    let mut killed = start(&index_args(&index, OsStr::new("-")), Stdio::piped());
     let mut pipe = killed.stdin();
     pipe.write_all(&std::fs::read(&parts.a).unwrap()).unwrap();
     wait_until("the rebuild's directory", || {

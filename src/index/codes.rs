@@ -281,10 +281,7 @@ mod avx2 {
                 acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(folded.as_ptr().add(i + 8)), high, acc[1]);
                 i += 16;
             }
-            let sum = _mm256_add_ps(acc[0], acc[1]);
-            let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-            let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-            total += _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+            total += crate::index::scan::avx2::horizontal_sum(_mm256_add_ps(acc[0], acc[1]));
         }
         for (x, &c) in folded[wide..len].iter().zip(&code[wide..len]) {
             total += x * f32::from(c);

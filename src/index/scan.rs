@@ -286,7 +286,7 @@ fn tile(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(in crate::index) mod avx2 {
     /// The same loop as [`super::tile`], compiled for AVX2 and FMA so the distance inlined into it uses them.
     #[target_feature(enable = "avx2,fma")]
     pub fn tile(
@@ -418,8 +418,9 @@ mod avx2 {
         }
     }
 
+    /// The sum of a register's eight lanes (the codes' dot product ends with it too).
     #[target_feature(enable = "avx2,fma")]
-    fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
+    pub(in crate::index) fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
         use std::arch::x86_64::*;
         let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));

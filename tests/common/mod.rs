@@ -82,7 +82,8 @@ impl Run {
     }
 }
 
-fn finish(output: Output) -> Run {
+/// The exit code, stdout and stderr of a finished run.
+pub fn finish(output: Output) -> Run {
     Run {
         code: output.status.code().unwrap_or(-1),
         stdout: output.stdout,
@@ -123,6 +124,48 @@ pub fn run_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Ru
     let output = child.wait_with_output().expect("binary finishes");
     feeder.join().expect("stdin feeder");
     finish(output)
+}
+
+/// Runs the binary with its address space capped at `limit` bytes (and one decoder thread, so that the cap does
+/// not depend on the machine's core count): any attempt to allocate what a corrupt length claims aborts it.
+pub fn run_with_memory_limit<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdin: Option<&[u8]>,
+    limit: u64,
+) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut command = soundalike();
+    command
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else of the parent's state.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rlimit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().expect("binary runs");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        // The binary stops reading at the bad record; a closed pipe is expected.
+        let _ = pipe.write_all(input);
+    }
+    finish(child.wait_with_output().expect("binary finishes"))
 }
 
 /// Parses the reference decode (TensorFlow's) into JSON values, one per record.
