@@ -452,3 +452,96 @@ fn a_closed_pipe_ends_quietly_and_a_full_disk_is_one_error_line() {
         }
     }
 }
+
+/// Runs `script` with `sh`, a 600 KiB file system mounted at `$MNT` (a directory in `temp`), in a private mount
+/// namespace, `$BIN` being the binary; `None`, with a printed reason, where this machine cannot make one.
+fn on_small_disk(temp: &Path, script: &str, env: &[(&str, &Path)]) -> Option<Run> {
+    let mnt = temp.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted =
+        format!("mount -t tmpfs -o size=600k soundalike-test \"$MNT\" || exit 77\n{script}");
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &mounted])
+        .env("MNT", &mnt)
+        .env("BIN", env!("CARGO_BIN_EXE_soundalike"))
+        .envs(env.iter().map(|&(k, v)| (k, v)))
+        .output();
+    match output {
+        Ok(output)
+            if output.status.code() != Some(77) && !output.stderr.starts_with(b"unshare:") =>
+        {
+            Some(finish(output))
+        }
+        Ok(output) => {
+            eprintln!(
+                "skipping: cannot mount a small file system here: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping: no `unshare` to mount a small file system: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_says_so_and_leaves_the_index_as_it_was() {
+    let temp = tempfile::tempdir().unwrap();
+    let all = fixture_clip_lines();
+    let base = temp.path().join("base.jsonl");
+    let more = temp.path().join("more.jsonl");
+    std::fs::write(&base, all[..30].join("\n")).unwrap();
+    std::fs::write(&more, all[30..].join("\n")).unwrap();
+    let out = temp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The 30 clips fit in 600 KiB; the other 749 do not, appended or rebuilt. Each run's stderr and exit code
+    // are kept outside the file system, which vanishes with the namespace.
+    let script = r#"
+        "$BIN" index -q --index "$MNT/m.idx" "$BASE" || exit 78
+        stat -c %s "$MNT/m.idx/data.mdb" > "$OUT/size-before"
+        "$BIN" index -q --index "$MNT/m.idx" --append "$MORE" 2> "$OUT/append.err"; echo $? > "$OUT/append.code"
+        stat -c %s "$MNT/m.idx/data.mdb" > "$OUT/size-after"
+        "$BIN" index -q --index "$MNT/m.idx" "$BASE" "$MORE" 2> "$OUT/rebuild.err"; echo $? > "$OUT/rebuild.code"
+        ls -A "$MNT" > "$OUT/left"
+        "$BIN" info --json --index "$MNT/m.idx" > "$OUT/info.json"
+    "#;
+    let Some(run) = on_small_disk(
+        temp.path(),
+        script,
+        &[("BASE", &base), ("MORE", &more), ("OUT", &out)],
+    ) else {
+        return;
+    };
+    run.assert_ok();
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    for step in ["append", "rebuild"] {
+        assert_eq!(
+            read(&format!("{step}.code")).trim(),
+            "1",
+            "{step} exit code"
+        );
+        let error = Run {
+            code: 1,
+            stdout: Vec::new(),
+            stderr: read(&format!("{step}.err")),
+        };
+        error.assert_error(1, &["m.idx", "no space left on device"]);
+    }
+    assert_eq!(
+        read("size-before"),
+        read("size-after"),
+        "a failed append leaves data.mdb as large as it was"
+    );
+    assert_eq!(
+        read("left").trim(),
+        "m.idx",
+        "a failed rebuild leaves nothing beside the index"
+    );
+    let info: Value = serde_json::from_str(&read("info.json")).unwrap();
+    assert_eq!(
+        info["settings"]["clips"], 30,
+        "the index is whole and as it was"
+    );
+}

@@ -123,7 +123,8 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         next_item: 0,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, options))?;
+    let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, options))
+        .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
     drop(store);
     swap_into_place(building.keep(), dir, cleanup)?;
     Ok(Built {
@@ -134,9 +135,24 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
 
 /// Adds clips to an existing index in one write transaction; arroy updates the trees incrementally.
 fn append(options: &IndexOptions) -> Result<Built> {
+    let dir = output::follow_links(&options.dir);
     // Taken before the index is opened, so that an append started during a rebuild waits for it and then adds to
     // the new index, and two appends never give out the same item numbers.
-    let _writer = WriterLock::acquire(&output::follow_links(&options.dir))?;
+    let _writer = WriterLock::acquire(&dir)?;
+    let data = dir.join("data.mdb");
+    let size_before = std::fs::metadata(&data).map(|m| m.len()).ok();
+    append_locked(options).map_err(|e| {
+        // Asked before the file shrinks back, while the file system is as full as the write found it.
+        let e = store::explain_full_disk(e, &dir, &dir);
+        if let Some(size) = size_before {
+            store::shrink_back(&data, size);
+        }
+        e
+    })
+}
+
+/// [`append`] once it holds the writer lock.
+fn append_locked(options: &IndexOptions) -> Result<Built> {
     let (store, settings) = Store::open_with_room(&options.dir, input_size(&options.inputs))?;
     let mut mismatches = Vec::new();
     if settings.metric != options.metric {
@@ -178,17 +194,13 @@ struct Incoming {
     vector: Vec<f32>,
 }
 
-/// Every clip of the inputs, a video_id seen twice keeping its last clip (in the place of its first), and how
-/// many were replaced so. A million clips of 128 dimensions take about 600 MB here: the rebuild needs them all
-/// to lay them out and to build the graph.
-fn read_inputs(
+/// Calls `each` with every clip of the inputs in turn, as it is read.
+fn each_clip(
     options: &IndexOptions,
     settings: &Settings,
     progress: &Progress,
-) -> Result<(Vec<Incoming>, u64)> {
-    let mut clips: Vec<Incoming> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut replaced = 0;
+    mut each: impl FnMut(Incoming) -> Result<()>,
+) -> Result<()> {
     let inputs: Vec<PathBuf> = if options.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -208,7 +220,7 @@ fn read_inputs(
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
             let vector = vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
                 .map_err(|e| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id))?;
-            let incoming = Incoming {
+            each(Incoming {
                 meta: ClipMeta {
                     video_id: clip.video_id,
                     labels: clip.labels,
@@ -216,22 +228,51 @@ fn read_inputs(
                     end_time: clip.end_time,
                 },
                 vector,
-            };
-            match seen.get(&incoming.meta.video_id) {
-                Some(&at) => {
-                    replaced += 1;
-                    clips[at] = incoming;
-                }
-                None => {
-                    seen.insert(incoming.meta.video_id.clone(), clips.len());
-                    clips.push(incoming);
-                }
-            }
+            })?;
             progress.inc(1);
             Ok(())
         })?;
     }
-    Ok((clips, replaced))
+    Ok(())
+}
+
+/// Clips with distinct video_ids, a video_id seen twice keeping its last clip in the place of its first.
+#[derive(Default)]
+struct Distinct {
+    clips: Vec<Incoming>,
+    at: HashMap<String, usize>,
+    /// Clips that replaced an earlier one with their video_id.
+    replaced: u64,
+}
+
+impl Distinct {
+    fn push(&mut self, clip: Incoming) {
+        match self.at.get(&clip.meta.video_id) {
+            Some(&at) => {
+                self.replaced += 1;
+                self.clips[at] = clip;
+            }
+            None => {
+                self.at.insert(clip.meta.video_id.clone(), self.clips.len());
+                self.clips.push(clip);
+            }
+        }
+    }
+}
+
+/// Every clip of the inputs, distinct, and how many were replaced so. A million clips of 128 dimensions take
+/// about 600 MB here: the rebuild needs them all to lay them out and to build the graph.
+fn read_inputs(
+    options: &IndexOptions,
+    settings: &Settings,
+    progress: &Progress,
+) -> Result<(Vec<Incoming>, u64)> {
+    let mut distinct = Distinct::default();
+    each_clip(options, settings, progress, |clip| {
+        distinct.push(clip);
+        Ok(())
+    })?;
+    Ok((distinct.clips, distinct.replaced))
 }
 
 /// Writes a new index: the clips laid out in the order of a random-projection tree's leaves (so that clips
@@ -334,15 +375,46 @@ fn write_new<D: arroy::Distance>(
 }
 
 /// Adds clips to an existing index in one write transaction: arroy updates the trees incrementally, and each
-/// new (or replaced) clip is linked into the graph by a walk from the forest's nearest clips.
+/// new (or replaced) clip is linked into the graph by a walk from the forest's nearest clips. The input is taken
+/// in batches of [`APPEND_BATCH`] clips, so memory holds one batch of it and the numbers of the clips added,
+/// however long it is.
 fn write_more<D: arroy::Distance>(
     store: &Store,
-    mut settings: Settings,
+    settings: Settings,
     options: &IndexOptions,
 ) -> Result<Built> {
     let progress = Progress::items(None, options.quiet, "clips");
-    let (clips, mut replaced) = read_inputs(options, &settings, &progress)?;
-    if clips.is_empty() {
+    let before = settings.clone();
+    let mut wtxn = store.env.write_txn()?;
+    let mut adding = Adding {
+        store,
+        writer: arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions),
+        settings,
+        labels: LabelChanges::new(),
+        items: Vec::new(),
+        linked: RoaringBitmap::new(),
+        replaced: 0,
+    };
+    let mut batch = Distinct::default();
+    let mut read = 0u64;
+    each_clip(options, &before, &progress, |clip| {
+        read += 1;
+        batch.push(clip);
+        if batch.clips.len() == APPEND_BATCH {
+            adding.add(&mut wtxn, std::mem::take(&mut batch))?;
+        }
+        Ok(())
+    })?;
+    adding.add(&mut wtxn, batch)?;
+    let Adding {
+        writer,
+        settings,
+        labels,
+        items,
+        replaced,
+        ..
+    } = adding;
+    if read == 0 {
         // Appending nothing leaves the index exactly as it was (rebuilding the trees would renumber them).
         return Ok(Built {
             clips: settings.clips,
@@ -352,64 +424,8 @@ fn write_more<D: arroy::Distance>(
             bytes: 0,
         });
     }
-    let before = settings.clone();
-    let mut wtxn = store.env.write_txn()?;
-    let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions);
-    let mut labels = LabelChanges::new();
-    // Vectors in search form, written in item order at the end (in blocks, so replacing a clip rewrites only
-    // its block).
-    let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
-    // The labels of the clips about to be replaced, read before anything is written.
-    let old_labels: HashMap<u32, Vec<i64>> = {
-        let records = store.load_records(&wtxn, &settings)?;
-        let mut old = HashMap::new();
-        for clip in &clips {
-            if let Some(item) = store.ids.get(&wtxn, &clip.meta.video_id)? {
-                old.insert(item, records.get(item)?.labels);
-            }
-        }
-        old
-    };
-    let mut items = Vec::with_capacity(clips.len());
-    for clip in &clips {
-        let item = match store.ids.get(&wtxn, &clip.meta.video_id)? {
-            Some(item) => {
-                // The last clip with a video_id wins: forget the old one's labels.
-                replaced += 1;
-                let old = old_labels.get(&item).map_or(&[][..], Vec::as_slice);
-                for label in old.iter().filter_map(|&l| u16::try_from(l).ok()) {
-                    labels.entry(label).or_default().1.insert(item);
-                    labels.entry(label).or_default().0.remove(item);
-                }
-                item
-            }
-            None => {
-                let item = settings.next_item;
-                settings.next_item = item
-                    .checked_add(1)
-                    .ok_or_else(|| anyhow!("more than 2^32 clips"))?;
-                settings.clips += 1;
-                store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
-                item
-            }
-        };
-        store_clip(&mut wtxn, &writer, item, clip, &mut labels)?;
-        let mut search_form = clip.vector.clone();
-        scan::prepare(settings.metric, &mut search_form);
-        vectors.insert(item, search_form);
-        items.push(item);
-    }
     progress.stage("read; updating the trees");
-    store.write_records(
-        &mut wtxn,
-        clips
-            .iter()
-            .zip(&items)
-            .map(|(clip, &item)| (item, Cow::Borrowed(&clip.meta))),
-    )?;
     store.update_labels(&mut wtxn, &labels)?;
-    store.write_vectors(&mut wtxn, &settings, &vectors)?;
-    drop(vectors);
     // The forest keeps the size it was built with, unless `--trees` says otherwise.
     build_forest(
         &writer,
@@ -427,11 +443,14 @@ fn write_more<D: arroy::Distance>(
         let distance = scan::pair_distance(settings.metric);
         let reader = arroy::Reader::<D>::open(&wtxn, ARROY_INDEX, store.arroy::<D>())?;
         let mut walk = graph::Walk::default();
-        for (clip, &item) in clips.iter().zip(&items) {
+        for &item in &items {
+            let vector = reader
+                .item_vector(&wtxn, item)?
+                .ok_or_else(|| anyhow!("clip {item} was added to the forest but is not in it"))?;
             let mut forest = reader.nns(graph::ENTRY_POINTS);
             forest.search_k(graph::entry_search_k());
             let entries: Vec<u32> = forest
-                .by_vector(&wtxn, &clip.vector)?
+                .by_vector(&wtxn, &vector)?
                 .into_iter()
                 .map(|(i, _)| i)
                 .filter(|&i| i != item)
@@ -450,8 +469,97 @@ fn write_more<D: arroy::Distance>(
         }
     }
     store.write_graph(&mut wtxn, degree, &lists, dirty)?;
-    let added = clips.len() as u64;
-    finish::<D>(store, wtxn, settings, &progress, added, replaced)
+    finish::<D>(
+        store,
+        wtxn,
+        settings,
+        &progress,
+        items.len() as u64,
+        replaced,
+    )
+}
+
+/// Clips an append writes into its transaction at a time.
+const APPEND_BATCH: usize = 4096;
+
+/// An append under way: what it has written into the transaction so far.
+struct Adding<'s, D: arroy::Distance> {
+    store: &'s Store,
+    writer: arroy::Writer<D>,
+    settings: Settings,
+    labels: LabelChanges,
+    /// The clips added or replaced, in input order, each once: they are linked into the graph at the end.
+    items: Vec<u32>,
+    linked: RoaringBitmap,
+    /// Clips that replaced one of the index's or an earlier one of the input.
+    replaced: u64,
+}
+
+impl<D: arroy::Distance> Adding<'_, D> {
+    /// Writes a batch of clips: their numbers, forest items, labels, records and vectors.
+    fn add(&mut self, wtxn: &mut heed::RwTxn, batch: Distinct) -> Result<()> {
+        let store = self.store;
+        self.replaced += batch.replaced;
+        if batch.clips.is_empty() {
+            return Ok(());
+        }
+        let clips = batch.clips;
+        // The labels of the clips about to be replaced, read before their records are rewritten.
+        let old_labels: HashMap<u32, Vec<i64>> = {
+            let records = store.load_records(wtxn, &self.settings)?;
+            let mut old = HashMap::new();
+            for clip in &clips {
+                if let Some(item) = store.ids.get(wtxn, &clip.meta.video_id)? {
+                    old.insert(item, records.get(item)?.labels);
+                }
+            }
+            old
+        };
+        // Vectors in search form, written in blocks, so replacing a clip rewrites only its block.
+        let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+        let mut items = Vec::with_capacity(clips.len());
+        for clip in &clips {
+            let item = match store.ids.get(wtxn, &clip.meta.video_id)? {
+                Some(item) => {
+                    // The last clip with a video_id wins: forget the old one's labels.
+                    self.replaced += 1;
+                    let old = old_labels.get(&item).map_or(&[][..], Vec::as_slice);
+                    for label in old.iter().filter_map(|&l| u16::try_from(l).ok()) {
+                        let entry = self.labels.entry(label).or_default();
+                        entry.1.insert(item);
+                        entry.0.remove(item);
+                    }
+                    item
+                }
+                None => {
+                    let item = self.settings.next_item;
+                    self.settings.next_item = item
+                        .checked_add(1)
+                        .ok_or_else(|| anyhow!("more than 2^32 clips"))?;
+                    self.settings.clips += 1;
+                    store.ids.put(wtxn, &clip.meta.video_id, &item)?;
+                    item
+                }
+            };
+            store_clip(wtxn, &self.writer, item, clip, &mut self.labels)?;
+            let mut search_form = clip.vector.clone();
+            scan::prepare(self.settings.metric, &mut search_form);
+            vectors.insert(item, search_form);
+            items.push(item);
+            if self.linked.insert(item) {
+                self.items.push(item);
+            }
+        }
+        store.write_records(
+            wtxn,
+            clips
+                .iter()
+                .zip(&items)
+                .map(|(clip, &item)| (item, Cow::Borrowed(&clip.meta))),
+        )?;
+        store.write_vectors(wtxn, &self.settings, &vectors)?;
+        Ok(())
+    }
 }
 
 /// Trees in the forest of a new index when `--trees` is not given. The graph answers by default; the forest

@@ -73,6 +73,63 @@ pub fn is_map_full(error: &anyhow::Error) -> bool {
     })
 }
 
+/// `error`, saying "no space left on device" when that is why a write into the index `dir`, in the directory
+/// `written`, failed. LMDB reports a write cut short by a full file system as an input/output error; a file
+/// system with less than a megabyte left when one is seen is taken to be full.
+pub fn explain_full_disk(error: anyhow::Error, dir: &Path, written: &Path) -> anyhow::Error {
+    let code = error.chain().find_map(|cause| {
+        let io = match (
+            cause.downcast_ref::<heed::Error>(),
+            cause.downcast_ref::<arroy::Error>(),
+        ) {
+            (Some(heed::Error::Io(io)), _) | (_, Some(arroy::Error::Heed(heed::Error::Io(io)))) => {
+                io
+            }
+            _ => cause.downcast_ref::<std::io::Error>()?,
+        };
+        io.raw_os_error()
+    });
+    let full = match code {
+        Some(libc::ENOSPC) => true,
+        Some(libc::EIO) => free_bytes(written).is_some_and(|free| free < 1 << 20),
+        _ => false,
+    };
+    if full {
+        anyhow::anyhow!(
+            "cannot write the index {}: no space left on device (it was left as it was)",
+            dir.display()
+        )
+    } else {
+        error
+    }
+}
+
+/// The bytes an unprivileged user may still write on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` a buffer statvfs fills when it returns 0.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+/// Gives back what a failed write transaction added to the end of `data` (LMDB writes pages past the end of its
+/// file before it commits, and never shrinks it). Nothing committed lives there: the last commit's pages all lie
+/// within the `size` it left. Best effort: a file that cannot be shrunk stays as it is, whole.
+pub fn shrink_back(data: &Path, size: u64) {
+    if let Ok(file) = std::fs::OpenOptions::new().write(true).open(data)
+        && file.metadata().is_ok_and(|m| m.len() > size)
+    {
+        let _ = file.set_len(size);
+    }
+}
+
 type BE = heed::byteorder::BigEndian;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
