@@ -372,12 +372,69 @@ def peers(peers_python, clips, queries_file, data_dir, size):
             and cached_queries.read_text() == queries_file.read_text()):
         return [json.loads(line) for line in cache.read_text().splitlines()], f"saved by an earlier run ({cache.name})"
     out = subprocess.run(one_core([peers_python, ROOT / "scripts/peers/ann_peers.py", clips, queries_file,
-                                   ROOT / "src/data/music_label_indices.txt", "--no-notebook"]),
+                                   ROOT / "src/data/music_label_indices.txt", "--no-notebook",
+                                   "--save-hnsw", data_dir / f"hnsw-{size}"]),
                          check=True, capture_output=True, text=True).stdout
     cache.write_text(out)
     if not cached_queries.exists():
         shutil.copyfile(queries_file, cached_queries)
     return [json.loads(line) for line in out.splitlines()], "measured in this run"
+
+
+# The settings timed in rounds side by side: around where both sides first reach recall 0.95.
+SIDE_EF = (10, 12, 16)
+SIDE_PEER_EF = (10, 12, 14, 16, 20)
+
+
+def side_by_side(index, queries_file, count, peers_python, saved, runs, work):
+    """Queries/s of our whole-process batches and of hnswlib's query loop (its index saved by ann_peers.py),
+    timed in alternating rounds on the same core: a machine that is busier in one minute than the next then
+    slows both sides alike, where timing one side after the other would put the noise into the ratio.
+    Returns ({our setting: median q/s}, {hnswlib ef: median q/s}, rounds)."""
+    if not (saved / "hnsw.bin").exists():
+        return None
+    ours = {ef: [] for ef in SIDE_EF}
+    theirs = {ef: [] for ef in SIDE_PEER_EF}
+    rounds = max(runs, 5)
+    for _ in range(rounds):
+        for ef in SIDE_EF:
+            started = time.perf_counter()
+            with open(work / "side.jsonl", "w") as f:
+                subprocess.run(one_core([BIN, "recommend", "--index", index, "--batch", queries_file, "--json",
+                                         "--ef", str(ef)]), check=True, stdout=f)
+            ours[ef].append(count / (time.perf_counter() - started))
+        out = subprocess.run(one_core([peers_python, ROOT / "scripts/peers/hnsw_time.py", saved, "--ef",
+                                       ",".join(map(str, SIDE_PEER_EF))]),
+                             check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            row = json.loads(line)
+            theirs[row["ef"]].append(row["qps"])
+    median = lambda d: {k: statistics.median(v) for k, v in d.items()}
+    return median(ours), median(theirs), rounds
+
+
+def side_by_side_lines(size, side, batch_rows, found, target=0.95):
+    """The interleaved rounds as a table, and the matched-recall ratio they give."""
+    ours, theirs, rounds = side
+    recall_of = {name: r for name, r, _ in batch_rows}
+    peer_recall = {p["ef"]: p["recall"] for p in found if p["peer"].startswith("hnswlib")}
+    lines = ["", f"Side by side at {size:,} clips: {rounds} rounds, each running soundalike's batches (whole processes) "
+                 "and then hnswlib's query loop (its saved index) on the same core, one after the other; medians "
+                 "of the rounds:", "",
+             "| engine | setting | recall@10 | queries/s |", "| --- | --- | ---: | ---: |"]
+    for ef, qps in ours.items():
+        lines.append(f"| soundalike, whole process | graph, ef {ef} | {recall_of[f'graph, ef {ef}']:.4f} | {qps:.0f} |")
+    for ef, qps in theirs.items():
+        lines.append(f"| hnswlib, M 16, query loop | ef {ef} | {peer_recall.get(ef, 'n/a')} | {qps:.0f} |")
+    mine = [(ef, q) for ef, q in ours.items() if recall_of[f"graph, ef {ef}"] >= target]
+    peer = [(ef, q) for ef, q in theirs.items() if peer_recall.get(ef, 0) >= target]
+    if mine and peer:
+        (a, qa), (b, qb) = max(mine, key=lambda x: x[1]), max(peer, key=lambda x: x[1])
+        lines += ["", f"At recall@10 >= {target}, side by side: soundalike ef {a} {qa:.0f} queries/s against hnswlib "
+                      f"ef {b} {qb:.0f}: **{qa / qb:.2f}x**."]
+    else:
+        lines += ["", f"Side by side, a setting of one side did not reach recall {target} among those timed."]
+    return lines
 
 
 def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_python):
@@ -430,7 +487,9 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
         batches.append((size, batch_rows))
         if peers_python and size in SCALE_PEERS:
             found, source = peers(peers_python, clips, queries_file, data_dir, size)
-            peer_rows.append((size, found, source, batch_rows))
+            side = side_by_side(index, queries_file, len(queries), peers_python, data_dir / f"hnsw-{size}", runs,
+                                work)
+            peer_rows.append((size, found, source, batch_rows, side))
         clips.unlink()
         shutil.rmtree(index)
 
@@ -475,7 +534,7 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
     for size, batch_rows in batches:
         for name, recall_, qps_ in batch_rows:
             lines.append(f"| {size:,} | {name} | {recall_:.4f} | {qps_:.0f} |")
-    for size, found, source, batch_rows in peer_rows:
+    for size, found, source, batch_rows, side in peer_rows:
         lines += ["", f"Peers on the same {size:,} clips and the same {QUERIES:,} queries (mean vectors, 128-d, cosine;"
                       f" query loops in Python on one core; {source}):", "",
                   "| peer | setting | recall@10 | queries/s | build s (threads) |", "| --- | --- | ---: | ---: | ---: |"]
@@ -484,6 +543,8 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
             lines.append(f"| {p['peer']} | {setting} | {p.get('recall', 'n/a')} | {p['qps']} | "
                          f"{p.get('build_s', '')} ({p.get('build_threads', 1)}) |")
         lines += ["", matched_summary(size, batch_rows, found)]
+        if side:
+            lines += side_by_side_lines(size, side, batch_rows, found)
     return lines
 
 

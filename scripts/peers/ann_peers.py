@@ -21,6 +21,8 @@ kept, parsed from the text without json.loads (about 3 times faster; see load_cl
                 use 2 cores, else 1). Builds on more than one thread are not reproducible from the seed. Queries
                 always run one at a time on one thread.
 --ef, --search-k   the sweeps, comma-separated (defaults below).
+--save-hnsw DIR    keep the hnswlib index and the query vectors in DIR, for `hnsw_time.py` to time again beside
+                soundalike's runs (bench.py interleaves the two, so that a noisy moment falls on both alike).
 """
 
 import os
@@ -166,6 +168,7 @@ def log(message):
 def main():
     truth_path = option("--truth", None, str)
     threads = option("--build-threads", None, int)
+    save_hnsw = option("--save-hnsw", None, str)
     efs = option("--ef", EF, lambda v: tuple(int(x) for x in v.split(",")))
     search_ks = option("--search-k", SEARCH_K, lambda v: tuple(int(x) for x in v.split(",")))
     notebook = "--no-notebook" not in sys.argv
@@ -232,6 +235,10 @@ def main():
     hnsw.add_items(mean, np.arange(n), num_threads=threads)
     build = round(time.perf_counter() - started, 2)
     log(f"hnswlib built in {build} s on {threads} thread(s)")
+    if save_hnsw:
+        os.makedirs(save_hnsw, exist_ok=True)
+        hnsw.save_index(os.path.join(save_hnsw, "hnsw.bin"))
+        np.save(os.path.join(save_hnsw, "queries.npy"), mean[queries])
     hnsw.set_num_threads(1)
     for ef in efs:
         hnsw.set_ef(ef)
