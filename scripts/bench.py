@@ -35,6 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "soundalike"
 
 
+def summary_mb(stderr):
+    """The records' size from ingest's summary ("22160 records (33.6 MB)"; bytes or KB for small inputs)."""
+    value, unit = re.search(r"records? \(([\d.]+) (bytes?|KB|MB)\)", stderr).groups()
+    return float(value) * {"byte": 1e-6, "bytes": 1e-6, "KB": 1e-3, "MB": 1}[unit]
+
+
 def timed(cmd):
     """Runs cmd; returns (wall seconds, stderr). Fails the script if the command fails."""
     started = time.perf_counter()
@@ -449,7 +455,7 @@ def scale_section(bal_train, evaluation, data_dir, work, sizes, runs, peers_pyth
         clips = work / f"synth-{size}.jsonl"
         big = size >= 1000000
         wall, rss, err = measure([BIN, "ingest", "-o", clips, tarball], 3 if big else runs)
-        records_mb = float(re.search(r"records \(([\d.]+) MB\)", err).group(1))
+        records_mb = summary_mb(err)
         index = work / f"synth-{size}.idx"
         build_wall, build_rss, _ = measure([BIN, "index", "-q", "--index", index, clips], 1 if big else min(runs, 3))
         size_mb = sum(p.stat().st_size for p in index.iterdir()) / 1e6

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
 
@@ -28,27 +30,99 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The options several subcommands take, declared once so that they are spelled and explained alike.
+#[derive(Debug, Args)]
+pub struct IndexDir {
+    /// The index directory (one LMDB environment, made by `soundalike index`).
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Quiet {
+    /// No progress bar, warnings or summary on stderr (errors are still reported).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--json`: results as JSON for scripts. (`ingest --format json` is another thing: the form of the clips it
+/// writes, a JSON array instead of JSON Lines.)
+#[derive(Debug, Args)]
+pub struct Json {
+    /// Results as JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Count {
+    /// Neighbours per query.
+    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub count: u32,
+}
+
+const INGEST_EXAMPLES: &str = "Examples:
+  soundalike ingest features.tar.gz -o music.jsonl
+  soundalike ingest audioset_v1_embeddings/bal_train audioset_v1_embeddings/eval > clips.jsonl
+  cat shard.tfrecord | soundalike ingest --music \"Jazz,Blues\" --format json - > jazz.json";
+
+const INDEX_EXAMPLES: &str = "Examples:
+  soundalike ingest features.tar.gz | soundalike index --index music.idx
+  soundalike index --index music.idx clips.jsonl more.json
+  soundalike index --index music.idx --append new.jsonl";
+
+const RECOMMEND_EXAMPLES: &str = "Examples:
+  soundalike recommend --index music.idx --id xtGmrLOsjHk
+  soundalike recommend --index music.idx --embedding clip.json -k 20 --label \"Jazz,Blues\"
+  soundalike recommend --index music.idx --batch ids.txt --json > answers.jsonl";
+
+const INFO_EXAMPLES: &str = "Examples:
+  soundalike info --index music.idx
+  soundalike info --index music.idx --json";
+
+const EVALUATE_EXAMPLES: &str = "Examples:
+  soundalike evaluate --index music.idx
+  soundalike evaluate --index music.idx --queries all --ef 10 --ef 32 --search-k 8000 --json";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read AudioSet embedding TFRecords and write the music clips as JSON.
+    #[command(after_help = INGEST_EXAMPLES)]
     Ingest(IngestArgs),
     /// Build (or --append to) an on-disk nearest-neighbour index of clips written by `ingest`.
+    #[command(after_help = INDEX_EXAMPLES)]
     Index(IndexArgs),
     /// Find the clips that sound most like a clip, an embedding, or each of a batch of them.
+    #[command(after_help = RECOMMEND_EXAMPLES)]
     Recommend(RecommendArgs),
     /// Show an index's settings, size and most common labels.
+    #[command(after_help = INFO_EXAMPLES)]
     Info(InfoArgs),
     /// Measure an index's recall, label precision and latency on a seeded sample of its own clips.
+    #[command(after_help = EVALUATE_EXAMPLES)]
     Evaluate(EvaluateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "Examples:
+  soundalike completions bash > ~/.local/share/bash-completion/completions/soundalike
+  soundalike completions zsh > ~/.zfunc/_soundalike")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = "Examples:
+  soundalike manpage > ~/.local/share/man/man1/soundalike.1
+  soundalike manpage | man -l -")]
+    Manpage,
 }
 
 #[derive(Debug, Args)]
 pub struct IndexArgs {
-    /// The index directory (an LMDB environment). Rebuilding replaces it atomically.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub index: IndexDir,
 
-    /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin.
+    /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin (a pipe or a file, not a
+    /// terminal). A rebuild replaces the index atomically.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
@@ -60,11 +134,13 @@ pub struct IndexArgs {
     #[arg(long = "vector", value_enum, default_value_t = Form::Mean)]
     pub form: Form,
 
-    /// Frames per clip used for the vector.
+    /// Frames per clip used for the vector (the first N rows; clips with fewer are refused). Goes with
+    /// `ingest --frames`, which drops clips shorter than its N.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub frames: u16,
 
-    /// Number of trees (default: arroy's, which grows with the number of clips).
+    /// Trees in the random-projection forest (default 10). The neighbour graph answers by default; the trees
+    /// give its walks from an embedding their starting points, and answer `recommend --search-k`.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub trees: Option<u32>,
 
@@ -81,17 +157,15 @@ pub struct IndexArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
 
-    /// No progress bar or summary.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("query").required(true).args(["id", "embedding", "batch"])))]
 pub struct RecommendArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub index: IndexDir,
 
     /// Neighbours of this clip of the index (it is never among them).
     // YouTube ids may start with '-' ("-0FHUc78Gqo").
@@ -107,17 +181,17 @@ pub struct RecommendArgs {
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
 
-    /// Number of neighbours.
-    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub count: u32,
+    #[command(flatten)]
+    pub count: Count,
 
-    /// Walk the neighbour graph with this breadth (hnswlib's ef): more is slower and more accurate. The default
-    /// search is the exact scan up to about 16,000 clips, and above that the graph with ef max(16, k).
+    /// Walk the neighbour graph with this breadth (hnswlib's ef): more is slower and more accurate. Without
+    /// --ef, --search-k or --exact the search is the exact scan up to 2M stored floats (about 16,000 clips of
+    /// 128 dimensions), where it is fast, and above that the graph with ef max(16, k).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
     pub ef: Option<u64>,
 
-    /// Search the random-projection trees (arroy) instead, inspecting N nodes per query: more is slower and more
-    /// accurate (Annoy's search_k).
+    /// Search the random-projection trees (arroy, as Annoy does) instead of the graph, inspecting N tree nodes
+    /// per query (Annoy's search_k): more is slower and more accurate. Never the default.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "exact")]
     pub search_k: Option<u64>,
 
@@ -125,43 +199,47 @@ pub struct RecommendArgs {
     #[arg(long)]
     pub exact: bool,
 
-    /// Only recommend clips with one of these labels (a name or an index; repeatable).
-    #[arg(long, value_name = "NAME|INDEX", value_parser = parse_label)]
-    pub label: Vec<u16>,
+    /// Only recommend clips with one of these labels: names or indices, comma-separated as `ingest --music`
+    /// takes them ("Jazz,Blues,216"); repeatable. The table lists these labels first.
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
+    pub label: Vec<LabelSet>,
 
-    /// Use embedding rows from this one on.
-    #[arg(long, default_value_t = 0, value_name = "S")]
+    /// Use embedding rows from this one on (for --embedding and a batch's embedding lines; a clip of the
+    /// index is always its own vector).
+    #[arg(long, default_value_t = 0, value_name = "ROW", conflicts_with = "id")]
     pub start: usize,
 
-    /// One JSON object per query per line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: Json,
+
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub index: IndexDir,
 
-    /// One JSON object.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: Json,
+
+    /// Accepted for scripts that pass -q to every subcommand; `info` writes nothing to stderr but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub index: IndexDir,
 
     /// How many query clips to sample (with --seed) from those with a music label other than Music, or "all".
     #[arg(long, default_value = "1000", value_name = "N|all", value_parser = parse_query_count)]
     pub queries: QueryCount,
 
-    /// Neighbours per query.
-    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub count: u32,
+    #[command(flatten)]
+    pub count: Count,
 
     /// Also measure the trees with this many nodes inspected per query (repeatable).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -179,13 +257,12 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE")]
     pub save_queries: Option<PathBuf>,
 
-    /// One JSON object (an array of them when --search-k is given).
+    /// Results as one JSON object (an array of them when --search-k or --ef is given) instead of a table.
     #[arg(long)]
     pub json: bool,
 
-    /// No progress bar.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 fn parse_query_count(text: &str) -> Result<QueryCount, String> {
@@ -197,8 +274,8 @@ fn parse_query_count(text: &str) -> Result<QueryCount, String> {
         .map_err(|_| format!("expected a number of queries (1 or more) or \"all\", got {text:?}"))
 }
 
-fn parse_label(text: &str) -> Result<u16, String> {
-    labels::resolve_label(text).map_err(|e| e.to_string())
+fn parse_labels(text: &str) -> Result<LabelSet, String> {
+    labels::parse_label_list(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -222,7 +299,8 @@ pub struct IngestArgs {
     #[arg(short, long, default_value = "-", value_name = "PATH")]
     pub output: PathBuf,
 
-    /// jsonl: one clip per line; json: one JSON array.
+    /// The form of the clips written: jsonl, one clip per line; json, one JSON array (what `index` and
+    /// `recommend --embedding` read either way).
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
 
@@ -230,9 +308,8 @@ pub struct IngestArgs {
     #[arg(long)]
     pub skip_corrupt: bool,
 
-    /// No progress bar, warnings or summary.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 fn parse_music(spec: &str) -> Result<LabelSet, String> {
@@ -255,13 +332,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 output: Some(args.output),
                 format: args.format,
                 skip_corrupt: args.skip_corrupt,
-                quiet: args.quiet,
+                quiet: args.quiet.quiet,
             })?;
             Ok(())
         }
         Command::Index(args) => {
             index::run(&IndexOptions {
-                dir: args.index,
+                dir: args.index.index,
                 inputs: args.inputs,
                 metric: args.metric,
                 form: args.form,
@@ -270,7 +347,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 append: args.append,
                 threads: usize::from(args.threads),
-                quiet: args.quiet,
+                quiet: args.quiet.quiet,
             })?;
             Ok(())
         }
@@ -283,22 +360,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 _ => return Err(UsageError::new("give one of --id, --embedding, --batch").into()),
             };
             recommend::run(&RecommendOptions {
-                dir: args.index,
+                dir: args.index.index,
                 query,
-                count: args.count as usize,
+                count: args.count.count as usize,
                 search_k: args.search_k.and_then(|k| NonZeroUsize::new(k as usize)),
                 ef: args.ef.and_then(|ef| NonZeroUsize::new(ef as usize)),
                 exact: args.exact,
-                labels: args.label,
+                labels: asked_labels(&args.label),
                 start: args.start,
-                json: args.json,
+                json: args.json.json,
+                quiet: args.quiet.quiet,
             })
         }
-        Command::Info(args) => info::run(&args.index, args.json),
+        Command::Info(args) => info::run(&args.index.index, args.json.json),
         Command::Evaluate(args) => evaluate::run(&EvaluateOptions {
-            dir: args.index,
+            dir: args.index.index,
             queries: args.queries,
-            count: args.count as usize,
+            count: args.count.count as usize,
             search_k: args
                 .search_k
                 .iter()
@@ -312,7 +390,35 @@ pub fn run(cli: Cli) -> Result<()> {
             seed: args.seed,
             save_queries: args.save_queries,
             json: args.json,
-            quiet: args.quiet,
+            quiet: args.quiet.quiet,
         }),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "soundalike", &mut out);
+            write_stdout(&out)
+        }
+        Command::Manpage => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            write_stdout(&out)
+        }
     }
+}
+
+/// The labels of every `--label`, each once, in the order asked.
+fn asked_labels(sets: &[LabelSet]) -> Vec<u16> {
+    let mut asked = Vec::new();
+    for label in sets.iter().flat_map(LabelSet::indices) {
+        if !asked.contains(&label) {
+            asked.push(label);
+        }
+    }
+    asked
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }

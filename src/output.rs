@@ -110,7 +110,8 @@ impl Output {
             .rand_bytes(TEMP_RANDOM_CHARS)
             .suffix(TEMP_SUFFIX)
             .tempfile_in(&dir)
-            .with_context(|| format!("cannot create output file in {}", dir.display()))?;
+            .map_err(without_temp_path)
+            .with_context(|| write_error(path))?;
         let cleanup = cleanup::register(temp.path());
         // Held while this run writes: it tells a later run that the file is in use, not abandoned.
         lock::try_lock(temp.as_file()).with_context(|| write_error(path))?;
@@ -176,11 +177,39 @@ pub fn beside(path: &Path) -> (PathBuf, String) {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
+    let mut name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Hidden siblings add up to 17 bytes (`.` + `.building-` + 6 random characters) to the name, and a name
+    // may have 255: a valid 245-byte output name must not fail for its temporary's sake.
+    if name.len() > MAX_SIBLING_STEM {
+        let mut end = MAX_SIBLING_STEM;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
     (dir, name)
+}
+
+/// The most bytes of a name that hidden siblings (temporary files, build directories, locks) start with.
+const MAX_SIBLING_STEM: usize = 200;
+
+/// tempfile's errors name the hidden temporary path, which the user never gave and cannot act on: the OS error
+/// alone, for a message that names the user's own path.
+pub fn without_temp_path(error: io::Error) -> io::Error {
+    let os = error
+        .get_ref()
+        .and_then(|inner| inner.source())
+        .and_then(|source| source.downcast_ref::<io::Error>());
+    match os {
+        Some(os) => match os.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(os.kind(), os.to_string()),
+        },
+        None => error,
+    }
 }
 
 /// Where `path` leads: the file its symlinks point to, followed to the end (relative links are relative to the

@@ -84,3 +84,23 @@ impl Drop for Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// `n` and a noun, in the plural unless there is one: "1 file", "2 files".
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A size in a unit that shows it: "812 bytes", "4.6 KB", "33.6 MB", "1250.3 MB" (powers of 1000, as the
+/// MB/s beside them; no GB, so that large runs keep their precision).
+pub fn size(bytes: u64) -> String {
+    let value = bytes as f64;
+    match bytes {
+        0..1_000 => counted(bytes, "byte"),
+        1_000..1_000_000 => format!("{:.1} KB", value / 1e3),
+        _ => format!("{:.1} MB", value / 1e6),
+    }
+}

@@ -194,11 +194,12 @@ fn random_bytes_are_not_a_tfrecord_file() {
         Some(0),
         "length checksum mismatch (not a TFRecord file",
     );
+    // JSON is named as such (most likely clips from `ingest`, given back to it).
     let json = std::fs::read(fixtures().join("reference.tf.jsonl")).unwrap();
     scratch.refuses_records(
         &json,
-        Some(0),
-        "length checksum mismatch (not a TFRecord file",
+        None,
+        "this is JSON (clips written by `soundalike ingest`?), not a TFRecord file",
     );
 }
 
@@ -352,9 +353,15 @@ fn gzip_that_is_not_a_tar_is_read_as_a_compressed_tfrecord_file() {
     unpacked.assert_ok();
     assert_eq!(unpacked.stdout, plain.stdout);
 
-    // A gzip of something else (here a JSON file) is then a TFRecord file that is not one.
+    // A gzip of something else is then a TFRecord file that is not one: here JSON, named as such.
     let json = gzip(&std::fs::read(fixtures().join("reference.tf.jsonl")).unwrap());
     let path = scratch.input("clips.jsonl.gz", &json);
+    let name = format!("{} (gzip): this is JSON", path.display());
+    scratch.refuses(&[&path], &[&name, "not a TFRecord file"]);
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = scratch.input("random.gz", &gzip(&random));
     let name = format!("{} (gzip)", path.display());
     scratch.refuses(
         &[&path],

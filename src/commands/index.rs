@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
+use crate::error::UsageError;
 use crate::index::codes::Quantizer;
 use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
@@ -22,6 +23,7 @@ use crate::index::vector::{self, Form, Metric};
 use crate::index::{graph, rptree};
 use crate::lock::{self, WriterLock};
 use crate::progress::Progress;
+use crate::tfrecord::record::masked_crc;
 use crate::with_distance;
 use crate::{cleanup, index_dir, output};
 
@@ -52,6 +54,15 @@ pub struct Built {
 
 pub fn run(options: &IndexOptions) -> Result<Built> {
     let started = Instant::now();
+    // Nothing given and nothing piped in: reading the terminal would wait silently for clips no one will type.
+    if options.inputs.is_empty() && io::stdin().is_terminal() {
+        return Err(UsageError::new(format!(
+            "no input: give the clip files `soundalike ingest` wrote, or pipe them in \
+             (`soundalike ingest features.tar.gz | soundalike index --index {}`)",
+            options.dir.display()
+        ))
+        .into());
+    }
     // arroy builds trees on rayon's global pool, and with more than one thread the trees depend on scheduling:
     // the same seed gave different answers from run to run. One thread (the default) makes a seed mean the
     // same index. (Fails only if the pool was already set up, which nothing else in an `index` run does.)
@@ -104,7 +115,8 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
     let building = tempfile::Builder::new()
         .prefix(&prefix)
         .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a directory beside {}", dir.display()))?;
+        .map_err(output::without_temp_path)
+        .with_context(|| format!("cannot build the index {}", dir.display()))?;
     let cleanup = cleanup::register(building.path());
     // Held until this process ends: it tells a later build that this directory is in use.
     let _lock = lock::hold_if_unused(building.path())
@@ -207,7 +219,7 @@ fn each_clip(
         options.inputs.clone()
     };
     for input in &inputs {
-        let (reader, source): (Box<dyn io::BufRead>, String) = if input.as_os_str() == "-" {
+        let (mut reader, source): (Box<dyn io::BufRead>, String) = if input.as_os_str() == "-" {
             (Box::new(io::stdin().lock()), "<stdin>".to_string())
         } else {
             let file =
@@ -217,6 +229,17 @@ fn each_clip(
                 input.display().to_string(),
             )
         };
+        let head = reader
+            .fill_buf()
+            .with_context(|| format!("cannot read {source}"))?;
+        if let Some(kind) = not_clips(head) {
+            bail!(
+                "{source} is {kind}, not clips: `index` reads the JSON `ingest` writes \
+                 (`soundalike ingest {} | soundalike index --index {}`)",
+                input.display(),
+                options.dir.display()
+            );
+        }
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
             let vector = vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
                 .map_err(|e| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id))?;
@@ -627,6 +650,21 @@ fn finish<D: arroy::Distance>(
         trees: settings.trees,
         bytes: 0,
     })
+}
+
+/// What an input is when its first bytes show that it is AudioSet's records rather than clips, the mistake of
+/// skipping `ingest`: JSON's error ("stream did not contain valid UTF-8") would not say so.
+fn not_clips(head: &[u8]) -> Option<&'static str> {
+    const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+    if head.starts_with(&GZIP_MAGIC) {
+        return Some("gzip-compressed (a features.tar.gz of TFRecords?)");
+    }
+    if head.get(257..262) == Some(b"ustar") {
+        return Some("a tar archive (of TFRecords?)");
+    }
+    let header = head.first_chunk::<12>()?;
+    let stored = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    (masked_crc(&header[..8]) == stored).then_some("a TFRecord file")
 }
 
 /// The inputs' total size in bytes, or `None` when one is stdin (its size is unknown).

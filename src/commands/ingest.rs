@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::clip;
 use crate::labels::LabelSet;
 use crate::output::Output;
-use crate::progress::Progress;
+use crate::progress::{self, Progress};
 use crate::tfrecord::input::{self, Source, Unit};
 use crate::tfrecord::record::{Corrupt, Defect, Records};
 use crate::tfrecord::sequence_example;
@@ -74,12 +74,13 @@ impl Stats {
         let seconds = elapsed.as_secs_f64();
         let mb = self.bytes as f64 / 1e6;
         format!(
-            "ingest: {} files, {} records ({mb:.1} MB) in {seconds:.2} s, {:.0} MB/s: kept {} clips; \
+            "ingest: {}, {} ({}) in {seconds:.2} s, {:.0} MB/s: kept {}; \
              dropped {} not music, {} too short; skipped {} corrupt",
-            self.files,
-            self.records,
+            progress::counted(self.files, "file"),
+            progress::counted(self.records, "record"),
+            progress::size(self.bytes),
             mb / seconds.max(1e-9),
-            self.kept,
+            progress::counted(self.kept, "clip"),
             self.not_music,
             self.too_short,
             self.corrupt,
@@ -151,6 +152,9 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
                     }
                     output.put(text)?;
                     if let Some(corrupt) = unit.fatal {
+                        if !corrupt.defect.is_skippable() {
+                            return Err(anyhow!("{}: {}", unit.name, corrupt.defect));
+                        }
                         let what = if corrupt.defect == Defect::Empty {
                             "files"
                         } else {

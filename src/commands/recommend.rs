@@ -40,6 +40,8 @@ pub struct RecommendOptions {
     /// First embedding row to use.
     pub start: usize,
     pub json: bool,
+    /// No `warning:` lines for a batch's bad lines in table mode (the final count is still an error).
+    pub quiet: bool,
 }
 
 /// One query as resolved: a clip of the index, or a vector.
@@ -73,6 +75,9 @@ struct Hit<'a> {
     rank: usize,
     video_id: &'a str,
     distance: f32,
+    /// Cosine similarity, for the angular metric: what the table shows, and what people read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similarity: Option<f32>,
     labels: &'a [i64],
     label_names: Vec<&'static str>,
     start_time: f64,
@@ -143,21 +148,14 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
                         };
                         serde_json::to_writer(&mut out, &failure)?;
                         writeln!(out)?;
-                    } else {
+                    } else if !options.quiet {
                         eprintln!("warning: line {line}: {error}");
                     }
                     continue;
                 }
             };
             let hits = answers.next().unwrap_or_default();
-            write_answer(
-                &mut out,
-                &records,
-                name,
-                &hits,
-                options.json,
-                settings.metric,
-            )?;
+            write_answer(&mut out, &records, name, &hits, options, settings.metric)?;
         }
         Ok(())
     };
@@ -263,7 +261,7 @@ fn write_answer(
     records: &Records,
     query: &str,
     hits: &[(u32, f32)],
-    json: bool,
+    options: &RecommendOptions,
     metric: Metric,
 ) -> Result<()> {
     let metas: Vec<ClipMeta> = hits
@@ -278,6 +276,7 @@ fn write_answer(
             rank: rank + 1,
             video_id: &meta.video_id,
             distance: *distance,
+            similarity: similarity(metric, *distance),
             labels: &meta.labels,
             label_names: meta
                 .labels
@@ -290,13 +289,18 @@ fn write_answer(
         })
         .collect();
     let answer = Answer { query, results };
-    if json {
+    if options.json {
         serde_json::to_writer(&mut *out, &answer)?;
         writeln!(out)?;
     } else {
-        write_table(out, &answer, metric)?;
+        write_table(out, &answer, &options.labels)?;
     }
     Ok(())
+}
+
+/// The cosine similarity behind arroy's angular distance, (1 - cos) / 2; other metrics have none.
+fn similarity(metric: Metric, distance: f32) -> Option<f32> {
+    (metric == Metric::Angular).then_some(1.0 - 2.0 * distance)
 }
 
 /// An embedding file's text, refused past [`MAX_LINE`] bytes (see there).
@@ -439,33 +443,61 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-fn write_table(out: &mut impl Write, answer: &Answer, metric: Metric) -> Result<()> {
-    let (heading, score): (&str, fn(f32) -> f32) = match metric {
-        // Arroy's angular distance is (1 - cos) / 2; people read cosine similarity.
-        Metric::Angular => ("similarity", |d| 1.0 - 2.0 * d),
-        _ => ("distance", |d| d),
-    };
+/// The label column's width: what the terminal leaves beside the other columns (at least 20), or 40 when
+/// stdout is not a terminal, so that a file or a pipe gets the same table wherever it was made.
+fn label_width() -> usize {
+    // rank, video_id, score and the separators, and a YouTube link with its time.
+    const OTHER_COLUMNS: usize = 4 + 2 + 11 + 2 + 10 + 2 + 2 + 52;
+    match terminal_size::terminal_size_of(io::stdout()) {
+        Some((terminal_size::Width(width), _)) => {
+            usize::from(width).saturating_sub(OTHER_COLUMNS).max(20)
+        }
+        None => 40,
+    }
+}
+
+/// A hit's label names for the table: the labels asked for with `--label` first, then the rest in stored order.
+fn label_column(hit: &Hit, asked: &[u16], width: usize) -> String {
+    let is_asked = |label: &i64| asked.iter().any(|&a| i64::from(a) == *label);
+    let ordered = hit
+        .labels
+        .iter()
+        .filter(|l| is_asked(l))
+        .chain(hit.labels.iter().filter(|l| !is_asked(l)));
+    let names: Vec<&str> = ordered.filter_map(|&l| labels::class_name(l)).collect();
+    let mut text = printable(&names.join(", ")).into_owned();
+    if text.chars().count() > width {
+        text = text.chars().take(width - 1).collect::<String>() + "…";
+    }
+    text
+}
+
+fn write_table(out: &mut impl Write, answer: &Answer, asked: &[u16]) -> Result<()> {
     writeln!(out, "neighbours of {}", printable(answer.query))?;
     if answer.results.is_empty() {
         writeln!(out, "  (no clip qualifies)")?;
         return Ok(());
     }
+    // People read cosine similarity where there is one; other metrics show their distance.
+    let heading = if answer.results[0].similarity.is_some() {
+        "similarity"
+    } else {
+        "distance"
+    };
+    let width = label_width();
     writeln!(
         out,
-        "{:>4}  {:<11}  {heading:>10}  {:<40}  link",
+        "{:>4}  {:<11}  {heading:>10}  {:<width$}  link",
         "rank", "video_id", "labels"
     )?;
     for hit in &answer.results {
-        let mut names = printable(&hit.label_names.join(", ")).into_owned();
-        if names.chars().count() > 40 {
-            names = names.chars().take(39).collect::<String>() + "…";
-        }
+        let names = label_column(hit, asked, width);
         writeln!(
             out,
-            "{:>4}  {:<11}  {:>10.4}  {names:<40}  {}",
+            "{:>4}  {:<11}  {:>10.4}  {names:<width$}  {}",
             hit.rank,
             printable(hit.video_id),
-            score(hit.distance),
+            hit.similarity.unwrap_or(hit.distance),
             hit.url
         )?;
     }

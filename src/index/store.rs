@@ -285,6 +285,12 @@ impl Store {
         input: Option<u64>,
         write: bool,
     ) -> Result<(Store, Settings)> {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "{} is a file, not an index (an index is the directory `soundalike index --index DIR` makes)",
+                dir.display()
+            );
+        }
         if !dir.is_dir() {
             bail!(
                 "no index at {} (build one with `soundalike index --index {}`)",

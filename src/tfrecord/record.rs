@@ -46,6 +46,8 @@ pub enum Defect {
     DataChecksum,
     /// The data is not a well-formed AudioSet SequenceExample.
     Content(String),
+    /// The stream starts as JSON does: most likely clips `ingest` wrote, given back to it.
+    Json,
 }
 
 impl Defect {
@@ -53,8 +55,17 @@ impl Defect {
     pub fn ends_stream(&self) -> bool {
         matches!(
             self,
-            Defect::Empty | Defect::Truncated { .. } | Defect::LengthChecksum | Defect::TooLarge(_)
+            Defect::Empty
+                | Defect::Truncated { .. }
+                | Defect::LengthChecksum
+                | Defect::TooLarge(_)
+                | Defect::Json
         )
+    }
+
+    /// Whether `--skip-corrupt` could help: not when the whole input is something else.
+    pub fn is_skippable(&self) -> bool {
+        *self != Defect::Json
     }
 }
 
@@ -79,6 +90,10 @@ impl fmt::Display for Defect {
                 MAX_RECORD_LEN >> 20
             ),
             Defect::DataChecksum => f.write_str("data checksum mismatch (damaged record)"),
+            Defect::Json => f.write_str(
+                "this is JSON (clips written by `soundalike ingest`?), not a TFRecord file: \
+                 give it to `soundalike index`",
+            ),
             Defect::Content(what) => f.write_str(what),
         }
     }
@@ -98,6 +113,25 @@ impl fmt::Display for Corrupt {
             return write!(f, "{}", self.defect);
         }
         write!(f, "record at byte {}: {}", self.offset, self.defect)
+    }
+}
+
+/// Whether bytes that are not a TFRecord start as a JSON object or array does (after any white space), as the
+/// clips `ingest` writes do.
+pub fn looks_like_json(bytes: &[u8]) -> bool {
+    let start = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    match start {
+        Some(b'{') => true,
+        // `[` then an object, or an empty array: not a bracket that happens to start binary data.
+        Some(b'[') => {
+            let after = bytes
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .skip(1)
+                .find(|b| !b.is_ascii_whitespace());
+            matches!(after, Some(b'{' | b']' | b'['))
+        }
+        _ => false,
     }
 }
 
@@ -157,6 +191,9 @@ impl<'a> Iterator for Records<'a> {
         };
         let len = match check_header(header) {
             Ok(len) => len as usize,
+            Err(Defect::LengthChecksum) if offset == 0 && looks_like_json(rest) => {
+                return fail(self, Defect::Json);
+            }
             Err(defect) => return fail(self, defect),
         };
         let total = HEADER_LEN + len + FOOTER_LEN;
