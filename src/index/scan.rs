@@ -375,12 +375,19 @@ pub(in crate::index) mod avx2 {
     ) {
         use std::arch::x86_64::*;
         out.iter_mut().for_each(|o| o.clear());
+        // The loads below rely on this, checked here for each tile rather than trusted from the caller (the
+        // scan pads every query to `dimensions`): once per tile of 512 rows, it costs nothing measurable.
+        assert!(
+            dimensions > 0 && queries.iter().all(|q| q.len() >= dimensions),
+            "each query has the tile's {dimensions} dimensions"
+        );
         let rows = tile.len() / dimensions;
         let vectorized = dimensions / 8 * 8;
         let mut row = 0;
-        // SAFETY: row r's values are tile[r * dimensions..(r + 1) * dimensions] with r < rows, and each query
-        // has `dimensions` values, so every 8-float load at offset i with i + 8 <= vectorized <= dimensions
-        // stays inside its row and its query.
+        // SAFETY: row r's values are tile[r * dimensions..(r + 1) * dimensions] with r < rows = tile.len() /
+        // dimensions, and each query has at least `dimensions` values (asserted above), so every 8-float load at
+        // offset i with i + 8 <= vectorized <= dimensions, and every scalar read at j < dimensions, stays inside
+        // its row and its query.
         unsafe {
             while row + 4 <= rows {
                 let base = tile.as_ptr().add(row * dimensions);
