@@ -9,17 +9,26 @@
 //! the same destination (see `output` and `commands::index`).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, Once};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// A path to remove on an interrupt; for a lock file, with the descriptor that locks it (see [`register_lock`]).
+/// A path to remove on an interrupt, and when.
 struct Entry {
     path: PathBuf,
-    lock: Option<RawFd>,
+    when: When,
+}
+
+enum When {
+    /// A path this process created under a fresh name: always.
+    Always,
+    /// A lock file: only if this process holds its lock, through this duplicate of the descriptor that locks it
+    /// (a duplicate shares the lock; see [`register_lock`]).
+    Held(File),
+    /// A lock file whose descriptor could not be duplicated: never (the next run reuses or removes it).
+    Never,
 }
 
 /// Paths to remove on an interrupt. The signal thread holds this lock from the signal to the exit, so a step
@@ -48,7 +57,12 @@ pub fn install() {
             if let Some(signal) = signals.forever().next() {
                 let entries = registered();
                 for entry in entries.iter().rev() {
-                    if entry.lock.is_none_or(|fd| holds(fd, &entry.path)) {
+                    let remove_it = match &entry.when {
+                        When::Always => true,
+                        When::Held(file) => holds(file, &entry.path),
+                        When::Never => false,
+                    };
+                    if remove_it {
                         remove(&entry.path);
                     }
                 }
@@ -68,20 +82,14 @@ fn remove(path: &Path) {
     };
 }
 
-/// Whether this process holds the flock of `fd` and `path` still names its file: a lock file may then be
-/// removed. Another run's lock is left alone. The lock is taken here if no one holds it: the process ends next.
-fn holds(fd: RawFd, path: &Path) -> bool {
+/// Whether this process holds the flock of `file` and `path` still names it: a lock file may then be removed.
+/// Another run's lock is left alone. The lock is taken here if no one holds it: the process ends next.
+fn holds(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: flock and fstat on a descriptor kept open while it is registered; `stat` is plain data.
-    unsafe {
-        if libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) != 0 {
-            return false;
-        }
-        let mut stat: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut stat) == 0
-            && std::fs::metadata(path)
-                .is_ok_and(|m| (m.dev(), m.ino()) == (stat.st_dev, stat.st_ino))
-    }
+    crate::lock::try_lock(file).unwrap_or(false)
+        && file.metadata().is_ok_and(|own| {
+            std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (own.dev(), own.ino()))
+        })
 }
 
 /// A path that an interrupt removes, until the guard is dropped or committed.
@@ -92,21 +100,22 @@ pub struct Guard {
 
 /// Registers `path` (just created by this process) for removal if the run is interrupted.
 pub fn register(path: &Path) -> Guard {
-    add(path, None)
+    add(path, When::Always)
 }
 
 /// Registers a lock file, open as `file`, before it is locked: an interrupt removes it only if this process
 /// holds its lock by then. Registered before locking, so that no moment passes in which this process holds the
-/// lock and an interrupt would leave the file. `file` must stay open until the guard is dropped or committed.
+/// lock and an interrupt would leave the file. A duplicate of `file` is kept until the guard is dropped or
+/// committed, so the lock is seen through it however `file` is used meanwhile.
 pub fn register_lock(path: &Path, file: &File) -> Guard {
-    add(path, Some(file.as_raw_fd()))
+    add(path, file.try_clone().map_or(When::Never, When::Held))
 }
 
-fn add(path: &Path, lock: Option<RawFd>) -> Guard {
+fn add(path: &Path, when: When) -> Guard {
     install();
     registered().push(Entry {
         path: path.to_path_buf(),
-        lock,
+        when,
     });
     Guard {
         path: path.to_path_buf(),

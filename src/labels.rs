@@ -191,41 +191,28 @@ pub fn parse_label_list(spec: &str) -> Result<LabelSet, UsageError> {
     Ok(set)
 }
 
-/// The `count` display names closest to `wanted` (lower case) by edit distance, preferring names that contain it.
+/// The `count` display names most like `wanted` (lower case): names that contain it first (`rock` finds "Rock
+/// music" and "Punk rock"), then by Jaro-Winkler similarity, which weighs a shared beginning (`Jaz` is most like
+/// "Jazz", not "Car" or "Cat", which are as few edits away).
 fn nearest_names(wanted: &str, count: usize) -> Vec<&'static str> {
-    let mut scored: Vec<(usize, &'static str)> = class_names()
+    let mut scored: Vec<(bool, f64, &'static str)> = class_names()
         .iter()
         .map(|name| {
             let lower = name.to_lowercase();
-            let distance = if lower.contains(wanted) || wanted.contains(&lower) {
-                lower.len().abs_diff(wanted.len()) / 4
-            } else {
-                edit_distance(wanted, &lower)
-            };
-            (distance, name.as_str())
+            let contains = lower.contains(wanted) || wanted.contains(&lower);
+            (
+                contains,
+                strsim::jaro_winkler(wanted, &lower),
+                name.as_str(),
+            )
         })
         .collect();
-    scored.sort();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
     scored
         .into_iter()
         .take(count)
-        .map(|(_, name)| name)
+        .map(|(_, _, name)| name)
         .collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -265,9 +252,12 @@ mod tests {
     fn unknown_label_suggests_near_names() {
         let err = parse_label_list("Jaz").unwrap_err().to_string();
         assert!(
-            err.contains("unknown label 'Jaz'") && err.contains("'Jazz'"),
+            err.contains("unknown label 'Jaz'") && err.contains("did you mean 'Jazz', "),
             "{err}"
         );
+        assert!(!err.contains("'Car'") && !err.contains("'Cat'"), "{err}");
+        let err = parse_label_list("Guitr").unwrap_err().to_string();
+        assert!(err.contains("did you mean 'Guitar', "), "{err}");
         assert!(parse_label_list("999").is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clip;
 pub mod commands;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod index;
 pub mod index_dir;

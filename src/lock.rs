@@ -1,10 +1,9 @@
-//! File locks (flock): one `index` writer at a time per index, and the marks that tell a later run that a
-//! temporary file or build directory is still in use. The kernel drops a flock when its holder ends, however it
-//! ends, so a killed run never leaves a lock held.
+//! File locks (flock, through `std::fs::File::lock`): one `index` writer at a time per index, and the marks that
+//! tell a later run that a temporary file or build directory is still in use. The kernel drops a flock when its
+//! holder ends, however it ends, so a killed run never leaves a lock held.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -13,25 +12,22 @@ use anyhow::{Context, Result};
 use crate::cleanup;
 use crate::output;
 
-fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: flock on a valid open descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
+/// Takes an exclusive lock on an open file or directory if no one else holds one: `false` when another does.
+pub fn try_lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 
-/// Takes an exclusive lock on an open file or directory if no one else holds one: `false` when another does.
-pub fn try_lock(file: &File) -> io::Result<bool> {
-    match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-        Err(e) => Err(e),
+/// Waits for an exclusive lock on an open file (a signal that interrupts the wait does not end it).
+fn lock(file: &File) -> io::Result<()> {
+    loop {
+        match file.lock() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
     }
 }
 
@@ -96,7 +92,7 @@ impl WriterLock {
                     );
                     said = true;
                 }
-                flock(&file, libc::LOCK_EX).with_context(lock_error)?;
+                lock(&file).with_context(lock_error)?;
             }
             let same = |meta: std::fs::Metadata| {
                 file.metadata()

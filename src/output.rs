@@ -129,11 +129,14 @@ impl Output {
         })
     }
 
-    /// Flushes, and for a file moves it into place.
+    /// Flushes, and for a file syncs its data to disk and moves it into place.
     ///
-    /// No fsync: the rename already guarantees that a killed run leaves either the old file or the whole new one,
-    /// and ext4 flushes a file renamed over another before the rename commits. Syncing cost a quarter of the
-    /// run time of a typical ingest on our virtual disks.
+    /// The rename alone guarantees that a killed run leaves either the old file or the whole new one, but not a
+    /// power loss: ext4 (with `auto_da_alloc`) flushes a file renamed over another before the rename commits, but
+    /// not one renamed to a new name, and XFS does not, so the renamed file could come back empty. Syncing first
+    /// makes the result the old file or the whole new one in both cases, as an index's commits are (LMDB syncs
+    /// them). It costs a sixth of a bal_train ingest to a file (0.07 to 0.10 s of 0.5 s for 41 MB on ext4 over
+    /// virtio; scripts/bench_notes.md), which durability is worth.
     pub fn finish(self) -> Result<()> {
         match self {
             Output::Stdout(mut writer) => writer.flush().context("cannot write to stdout"),
@@ -303,7 +306,7 @@ pub fn less_umask(mode: u32) -> u32 {
 
 fn umask() -> u32 {
     // /proc tells it without changing it (Linux 4.7 on). Elsewhere it is read by setting it and putting it
-    // back, which is safe where this is asked: no other thread of the process is creating files then.
+    // back, which is right where this is asked: no other thread of the process is creating files then.
     let from_proc = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -311,12 +314,9 @@ fn umask() -> u32 {
             u32::from_str_radix(value.trim(), 8).ok()
         });
     from_proc.unwrap_or_else(|| {
-        // SAFETY: umask has no memory effects.
-        let mask = unsafe {
-            let mask = libc::umask(0o077);
-            libc::umask(mask);
-            mask
-        };
-        mask as u32
+        use rustix::process::umask;
+        let mask = umask(rustix::fs::Mode::from_raw_mode(0o077));
+        umask(mask);
+        mask.as_raw_mode()
     })
 }

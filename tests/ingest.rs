@@ -273,6 +273,14 @@ fn usage_errors_exit_2() {
         "{}",
         unknown.stderr
     );
+    // The suggestions rank by likeness of names: Jazz first, not names as few edits away (Car, Cat).
+    assert!(
+        unknown.stderr.contains("did you mean 'Jazz', ")
+            && !unknown.stderr.contains("'Car'")
+            && !unknown.stderr.contains("'Cat'"),
+        "{}",
+        unknown.stderr
+    );
     assert_eq!(
         run(&[
             Path::new("ingest"),
@@ -288,6 +296,33 @@ fn usage_errors_exit_2() {
 }
 
 /// Copies one fixture file into a temporary directory, damaged by `damage`.
+#[test]
+fn directory_walk_follows_links_and_skips_loops() {
+    use std::os::unix::fs::symlink;
+    let temp = tempfile::tempdir().unwrap();
+    let shards = temp.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    // A folder of shards reached through a link (followed), a link back to the folder itself (a loop: skipped,
+    // where following it 40 levels deep once failed with "Too many levels of symbolic links"), and one from a
+    // subfolder back up to it.
+    symlink(fixture_data().join("eval"), shards.join("eval")).unwrap();
+    symlink(".", shards.join("self")).unwrap();
+    std::fs::create_dir(shards.join("deeper")).unwrap();
+    symlink("..", shards.join("deeper/up")).unwrap();
+
+    let walked = run(&[Path::new("ingest"), &shards]);
+    walked.assert_ok();
+    let direct = run(&[Path::new("ingest"), &fixture_data().join("eval")]);
+    direct.assert_ok();
+    assert!(!direct.stdout.is_empty());
+    assert_eq!(walked.stdout, direct.stdout);
+    assert!(
+        walked.stderr.contains(" 4 files"),
+        "each shard read once: {}",
+        walked.stderr
+    );
+}
+
 fn damaged_copy(damage: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, std::path::PathBuf) {
     let temp = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(fixture_data().join("eval/40.tfrecord")).unwrap();

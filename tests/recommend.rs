@@ -8,9 +8,26 @@ use std::sync::OnceLock;
 use common::*;
 use serde_json::Value;
 
+/// One index of the fixture clips for the tests that only read it. Built once per test run in a fixed place
+/// under the target directory (a static is never dropped, so a temporary directory there would be left in
+/// /tmp by every run); each run rebuilds it over the last one's.
 fn shared_index() -> &'static Path {
-    static INDEX: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &INDEX.get_or_init(|| build(clips_jsonl(), &[])).1
+    static INDEX: OnceLock<PathBuf> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recommend-shared.idx");
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                panic!("cannot remove {}: {e}", dir.display())
+            }
+            _ => {}
+        }
+        run_with_stdin(
+            &["index", "-q", "--index", dir.to_str().unwrap()],
+            clips_jsonl(),
+        )
+        .assert_ok();
+        dir
+    })
 }
 
 fn dequantized_mean(clip: &Value) -> Vec<f64> {

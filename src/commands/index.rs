@@ -18,13 +18,13 @@ use crate::error::UsageError;
 use crate::index::codes::Quantizer;
 use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
+use crate::index::store::with_distance;
 use crate::index::store::{self, ARROY_INDEX, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS};
 use crate::index::vector::{self, Form, Metric};
 use crate::index::{graph, rptree};
 use crate::lock::{self, WriterLock};
 use crate::progress::Progress;
 use crate::tfrecord::record::masked_crc;
-use crate::with_distance;
 use crate::{cleanup, index_dir, output};
 
 pub struct IndexOptions {
@@ -719,9 +719,11 @@ fn swap_into_place(new: PathBuf, dir: &Path, cleanup: cleanup::Guard) -> Result<
             .commit(|| std::fs::rename(&new, dir))
             .with_context(|| format!("cannot move the new index to {}", dir.display()));
     }
-    cleanup
-        .commit(|| exchange(&new, dir))
-        .with_context(|| format!("cannot replace {}", dir.display()))?;
+    if let Err(e) = cleanup.commit(|| exchange(&new, dir)) {
+        // The old index is untouched; the new one is of no use where it cannot be moved in.
+        let _ = index_dir::remove(&new);
+        return Err(e).with_context(|| format!("cannot replace {}", dir.display()));
+    }
     // `new` now holds the old index.
     index_dir::remove(&new).with_context(|| {
         format!(
@@ -733,25 +735,22 @@ fn swap_into_place(new: PathBuf, dir: &Path, cleanup: cleanup::Guard) -> Result<
 
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let b = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 does not keep them.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(|e| {
+        if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS {
+            // The file system (or an old kernel) cannot exchange two names atomically.
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the file system holding it cannot swap two directories atomically (renameat2 \
+                     RENAME_EXCHANGE: {e}); build the index on a local file system such as ext4, XFS, Btrfs or \
+                     tmpfs, or delete the old index first"
+                ),
+            )
+        } else {
+            e.into()
+        }
+    })
 }
 
 /// Elsewhere: move the old index aside, then the new one in (a short window without an index).

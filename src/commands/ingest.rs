@@ -19,7 +19,7 @@ use crate::labels::LabelSet;
 use crate::output::Output;
 use crate::progress::{self, Progress};
 use crate::tfrecord::input::{self, Source, Unit};
-use crate::tfrecord::record::{Corrupt, Defect, Records};
+use crate::tfrecord::record::{Corrupt, Defect, Records, read_full};
 use crate::tfrecord::sequence_example;
 
 /// How clips are written.
@@ -192,11 +192,29 @@ pub fn run(options: &IngestOptions) -> Result<Stats> {
 
 fn decode_unit(unit: Unit, options: &IngestOptions) -> Result<Decoded> {
     let (name, data, base, read_from_disk) = match unit {
-        Unit::File { path, name } => {
-            let mut data = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .with_context(|| format!("cannot read {}", path.display()))?;
+        Unit::File { path, name, size } => {
+            // Read into a buffer of the size the walk's stat found, through `read` alone: `File::read_to_end`
+            // would stat the file again for its size (one more syscall per file, for thousands of small files).
+            // A file that has grown since is still read to its end, and one that has shrunk is cut where it ends.
+            struct ReadOnly(File);
+            impl Read for ReadOnly {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    self.0.read(buf)
+                }
+            }
+            let read_whole = || -> std::io::Result<Vec<u8>> {
+                let mut file = File::open(&path)?;
+                let wanted = usize::try_from(size).unwrap_or(0);
+                let mut data = vec![0; wanted];
+                let got = read_full(&mut file, &mut data)?;
+                data.truncate(got);
+                if got == wanted {
+                    // One more read to see the end (or what was added since).
+                    ReadOnly(file).read_to_end(&mut data)?;
+                }
+                Ok(data)
+            };
+            let data = read_whole().with_context(|| format!("cannot read {}", path.display()))?;
             let len = data.len() as u64;
             (name, data, 0, len)
         }

@@ -15,9 +15,9 @@ use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::Store;
+use crate::index::store::with_distance;
 use crate::index::vector::{self, Metric};
 use crate::labels;
-use crate::with_distance;
 
 /// What to find neighbours of.
 pub enum Query {

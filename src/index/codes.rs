@@ -216,12 +216,11 @@ pub fn rerank(
 /// The kernel for a metric, with AVX2 and FMA where the CPU has them.
 fn code_kernel(metric: Metric) -> CodeKernel {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY (each closure): the CPU was just checked to have AVX2 and FMA, which is all these need.
+    if crate::index::scan::avx2::detected() {
         return match metric {
-            Metric::Angular | Metric::Dot => |f, _, c| unsafe { avx2::dot(f, c) },
-            Metric::Euclidean => |f, s, c| unsafe { avx2::lanes(f, s, c, |d| d * d) },
-            Metric::Manhattan => |f, s, c| unsafe { avx2::lanes(f, s, c, f32::abs) },
+            Metric::Angular | Metric::Dot => avx2_kernel::<{ Metric::Dot as u8 }>,
+            Metric::Euclidean => avx2_kernel::<{ Metric::Euclidean as u8 }>,
+            Metric::Manhattan => avx2_kernel::<{ Metric::Manhattan as u8 }>,
         };
     }
     match metric {
@@ -254,8 +253,30 @@ fn lanes(folded: &[f32], step: &[f32], code: &[u8], g: impl Fn(f32) -> f32) -> f
     acc.iter().sum::<f32>() + tail
 }
 
+/// The AVX2 code kernel for metric `M` (a [`Metric`] as `u8`) behind a safe function pointer.
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernel<const M: u8>(folded: &[f32], step: &[f32], code: &[u8]) -> f32 {
+    // SAFETY: only `code_kernel` names this function, and only after `avx2::detected()` found AVX2 and FMA on
+    // this CPU, which is all the AVX2 code needs.
+    unsafe { avx2::metric::<M>(folded, step, code) }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::index::vector::Metric;
+
+    /// The kernel for metric `M` (a [`Metric`] as `u8`; the angular metric uses the dot product's).
+    #[target_feature(enable = "avx2,fma")]
+    pub fn metric<const M: u8>(folded: &[f32], step: &[f32], code: &[u8]) -> f32 {
+        const EUCLIDEAN: u8 = Metric::Euclidean as u8;
+        const MANHATTAN: u8 = Metric::Manhattan as u8;
+        match M {
+            EUCLIDEAN => lanes(folded, step, code, |d| d * d),
+            MANHATTAN => lanes(folded, step, code, f32::abs),
+            _ => dot(folded, code),
+        }
+    }
+
     /// [`super::lanes`] compiled for AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub fn lanes(folded: &[f32], step: &[f32], code: &[u8], g: impl Fn(f32) -> f32) -> f32 {

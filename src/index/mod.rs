@@ -1,6 +1,7 @@
 //! The index: the LMDB store and its tables, the vector forms, and the searches over them (the exact scan, the
 //! arroy forest, and the neighbour graph built by NN-descent).
 
+mod bus_error;
 pub mod codes;
 pub mod graph;
 pub mod nndescent;

@@ -225,15 +225,12 @@ impl TopK {
 /// Euclidean, Manhattan, and the negated dot product.
 fn kernel(metric: Metric) -> Kernel {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY (each closure): the CPU was just checked to have AVX2 and FMA, which is all these need.
+    if avx2::detected() {
         return match metric {
-            Metric::Angular => |t, d, q, o| unsafe {
-                avx2::tile_dot(t, d, q, o, |dot| (1.0 - dot.clamp(-1.0, 1.0)) / 2.0)
-            },
-            Metric::Euclidean => |t, d, q, o| unsafe { avx2::tile(t, d, q, o, euclidean::<true>) },
-            Metric::Manhattan => |t, d, q, o| unsafe { avx2::tile(t, d, q, o, l1) },
-            Metric::Dot => |t, d, q, o| unsafe { avx2::tile_dot(t, d, q, o, |dot| -dot) },
+            Metric::Angular => avx2_kernel::<{ Metric::Angular as u8 }>,
+            Metric::Euclidean => avx2_kernel::<{ Metric::Euclidean as u8 }>,
+            Metric::Manhattan => avx2_kernel::<{ Metric::Manhattan as u8 }>,
+            Metric::Dot => avx2_kernel::<{ Metric::Dot as u8 }>,
         };
     }
     match metric {
@@ -251,13 +248,12 @@ pub type PairDistance = fn(&[f32], &[f32]) -> f32;
 /// The pair distance for a metric, with AVX2 and FMA where the CPU has them.
 pub fn pair_distance(metric: Metric) -> PairDistance {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY (each closure): the CPU was just checked to have AVX2 and FMA, which is all these need.
+    if avx2::detected() {
         return match metric {
-            Metric::Angular => |a, b| (1.0 - unsafe { avx2::dot(a, b) }.clamp(-1.0, 1.0)) / 2.0,
-            Metric::Euclidean => |a, b| unsafe { avx2::pair(a, b, euclidean::<true>) },
-            Metric::Manhattan => |a, b| unsafe { avx2::pair(a, b, l1) },
-            Metric::Dot => |a, b| -unsafe { avx2::dot(a, b) },
+            Metric::Angular => avx2_pair::<{ Metric::Angular as u8 }>,
+            Metric::Euclidean => avx2_pair::<{ Metric::Euclidean as u8 }>,
+            Metric::Manhattan => avx2_pair::<{ Metric::Manhattan as u8 }>,
+            Metric::Dot => avx2_pair::<{ Metric::Dot as u8 }>,
         };
     }
     match metric {
@@ -266,6 +262,27 @@ pub fn pair_distance(metric: Metric) -> PairDistance {
         Metric::Manhattan => l1,
         Metric::Dot => negated_dot::<false>,
     }
+}
+
+/// The AVX2 tile kernel for metric `M` (a [`Metric`] as `u8`) behind a safe function pointer.
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernel<const M: u8>(
+    tile: &[f32],
+    dimensions: usize,
+    queries: &[&[f32]],
+    out: &mut [Vec<f32>],
+) {
+    // SAFETY: only `kernel` names this function, and only after `avx2::detected()` found AVX2 and FMA on this
+    // CPU, which is all the AVX2 code needs.
+    unsafe { avx2::metric_tile::<M>(tile, dimensions, queries, out) }
+}
+
+/// The AVX2 pair distance for metric `M` (a [`Metric`] as `u8`) behind a safe function pointer.
+#[cfg(target_arch = "x86_64")]
+fn avx2_pair<const M: u8>(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: only `pair_distance` names this function, and only after `avx2::detected()` found AVX2 and FMA
+    // on this CPU, which is all the AVX2 code needs.
+    unsafe { avx2::metric_pair::<M>(a, b) }
 }
 
 #[inline(always)]
@@ -287,6 +304,48 @@ fn tile(
 
 #[cfg(target_arch = "x86_64")]
 pub(in crate::index) mod avx2 {
+    use crate::index::vector::Metric;
+
+    /// Whether this CPU has AVX2 and FMA, all that the functions here need.
+    pub fn detected() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// The tile kernel for metric `M` (a [`Metric`] as `u8`; a const, so each metric's loop is compiled apart).
+    #[target_feature(enable = "avx2,fma")]
+    pub fn metric_tile<const M: u8>(
+        tile_: &[f32],
+        dimensions: usize,
+        queries: &[&[f32]],
+        out: &mut [Vec<f32>],
+    ) {
+        const ANGULAR: u8 = Metric::Angular as u8;
+        const EUCLIDEAN: u8 = Metric::Euclidean as u8;
+        const MANHATTAN: u8 = Metric::Manhattan as u8;
+        match M {
+            ANGULAR => tile_dot(tile_, dimensions, queries, out, |dot| {
+                (1.0 - dot.clamp(-1.0, 1.0)) / 2.0
+            }),
+            EUCLIDEAN => tile(tile_, dimensions, queries, out, super::euclidean::<true>),
+            MANHATTAN => tile(tile_, dimensions, queries, out, super::l1),
+            _ => tile_dot(tile_, dimensions, queries, out, |dot| -dot),
+        }
+    }
+
+    /// The pair distance for metric `M` (a [`Metric`] as `u8`).
+    #[target_feature(enable = "avx2,fma")]
+    pub fn metric_pair<const M: u8>(a: &[f32], b: &[f32]) -> f32 {
+        const ANGULAR: u8 = Metric::Angular as u8;
+        const EUCLIDEAN: u8 = Metric::Euclidean as u8;
+        const MANHATTAN: u8 = Metric::Manhattan as u8;
+        match M {
+            ANGULAR => (1.0 - dot(a, b).clamp(-1.0, 1.0)) / 2.0,
+            EUCLIDEAN => pair(a, b, super::euclidean::<true>),
+            MANHATTAN => pair(a, b, super::l1),
+            _ => -dot(a, b),
+        }
+    }
+
     /// The same loop as [`super::tile`], compiled for AVX2 and FMA so the distance inlined into it uses them.
     #[target_feature(enable = "avx2,fma")]
     pub fn tile(
@@ -375,12 +434,19 @@ pub(in crate::index) mod avx2 {
     ) {
         use std::arch::x86_64::*;
         out.iter_mut().for_each(|o| o.clear());
+        // The loads below rely on this, checked here for each tile rather than trusted from the caller (the
+        // scan pads every query to `dimensions`): once per tile of 512 rows, it costs nothing measurable.
+        assert!(
+            dimensions > 0 && queries.iter().all(|q| q.len() >= dimensions),
+            "each query has the tile's {dimensions} dimensions"
+        );
         let rows = tile.len() / dimensions;
         let vectorized = dimensions / 8 * 8;
         let mut row = 0;
-        // SAFETY: row r's values are tile[r * dimensions..(r + 1) * dimensions] with r < rows, and each query
-        // has `dimensions` values, so every 8-float load at offset i with i + 8 <= vectorized <= dimensions
-        // stays inside its row and its query.
+        // SAFETY: row r's values are tile[r * dimensions..(r + 1) * dimensions] with r < rows = tile.len() /
+        // dimensions, and each query has at least `dimensions` values (asserted above), so every 8-float load at
+        // offset i with i + 8 <= vectorized <= dimensions, and every scalar read at j < dimensions, stays inside
+        // its row and its query.
         unsafe {
             while row + 4 <= rows {
                 let base = tile.as_ptr().add(row * dimensions);

@@ -106,16 +106,7 @@ pub fn explain_full_disk(error: anyhow::Error, dir: &Path, written: &Path) -> an
 
 /// The bytes an unprivileged user may still write on the file system holding `path`.
 fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `stats` a buffer statvfs fills when it returns 0.
-    let stats = unsafe {
-        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stats.assume_init()
-    };
+    let stats = rustix::fs::statvfs(path).ok()?;
     Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
@@ -183,9 +174,12 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
     options
         .map_size(map_size(existing, input))
         .max_dbs(TABLES.len() as u32);
-    // SAFETY: heed requires that the same environment is not opened twice in one process and that the files
-    // are not modified other than through LMDB; soundalike opens each index once per process. NO_LOCK is only
-    // taken by a reader that may not write the lock file (see `shared_read_only`).
+    // SAFETY: heed allows an environment to be opened twice in one process; what it cannot check is that nothing
+    // changes the files except LMDB while they are mapped. soundalike changes an index only through LMDB, one
+    // writer at a time (`lock::WriterLock`), and a rebuild writes a new directory and swaps it in rather than
+    // rewriting these files. A data.mdb cut short by another program (a partial copy) faults with SIGBUS where a
+    // missing page is read, which `bus_error` turns into an error line and an exit. NO_LOCK is only taken by a
+    // reader that may not write the lock file (see `shared_read_only`), at the cost said there.
     unsafe {
         if !write {
             let mut flags = heed::EnvFlags::READ_ONLY;
@@ -204,14 +198,9 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
 /// that an `--append` committing while it reads could reuse pages under it (a rebuild cannot: it swaps in a
 /// new directory).
 fn shared_read_only(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(lock) = std::ffi::CString::new(dir.join("lock.mdb").as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access() only reads the NUL-terminated path.
-    unsafe {
-        libc::access(lock.as_ptr(), libc::F_OK) == 0 && libc::access(lock.as_ptr(), libc::W_OK) != 0
-    }
+    use rustix::fs::{Access, access};
+    let lock = dir.join("lock.mdb");
+    access(&lock, Access::EXISTS).is_ok() && access(&lock, Access::WRITE_OK).is_err()
 }
 
 /// Gives the index directory and its files the permissions the user's umask asks for (LMDB creates its files
@@ -302,7 +291,7 @@ impl Store {
             bail!("{} is not a soundalike index (no data.mdb)", dir.display());
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
-        crate::error::report_bus_errors_for(dir);
+        super::bus_error::report_for(dir);
         let env = open_env(dir, existing, input, write)?;
         let rtxn = env.read_txn()?;
         let opened = env
@@ -706,7 +695,9 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
     const SETTINGS_TABLE: &str = "settings";
     debug_assert!(TABLES.contains(&SETTINGS_TABLE));
     let size = std::fs::metadata(dir.join("data.mdb"))?.len();
-    // SAFETY: opened once in this process, read-only, while no soundalike writer uses it (see above).
+    // SAFETY: the map stays sound only if nothing changes data.mdb except through LMDB while it is open: the caller
+    // holds the index's writer lock, so no soundalike writer does, and the file is read-only here. A file cut
+    // short is refused below before any page past its end is read.
     let env = unsafe {
         EnvOpenOptions::new()
             .map_size(map_size(size, Some(0)))
@@ -739,7 +730,6 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
 }
 
 /// Runs `$body` with `$d` bound to the arroy distance type of `$metric`.
-#[macro_export]
 macro_rules! with_distance {
     ($metric:expr, $d:ident => $body:expr) => {
         match $metric {
@@ -762,6 +752,7 @@ macro_rules! with_distance {
         }
     };
 }
+pub(crate) use with_distance;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,9 @@
 //! From embedding rows to the vectors the index holds, and the exact distances the ground truth uses.
 //!
 //! Rows are de-quantized to VGGish's float range (`value / 255 * 4 - 2`) first: cosine over the raw bytes is
-//! dominated by their common offset near 128 (label precision@10 0.24 raw against 0.31 de-quantized, measured
-//! on bal_train; see `../shared/notes/audioset.md`).
+//! dominated by their common offset near 128. Measured on bal_train's music clips with an exact cosine search,
+//! label precision@10 (see `evaluate`) is 0.239 on the raw bytes of ten frames, 0.308 on the same frames
+//! de-quantized, and 0.313 on their de-quantized mean (the default form); random neighbours score about 0.01.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};

@@ -85,19 +85,30 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
+/// The `*.tfrecord` files below `dir` with their sizes. Symlinks are followed, as a user who links shards into a
+/// folder expects; a link back to a folder above it (`self -> .`) is skipped rather than walked again. One
+/// `stat` per file (for its size); what the directory listing says of the rest is trusted.
 fn collect_tfrecords(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read directory {}", dir.display()))?;
-        let path = entry.path();
-        // Follow symlinks, as a user who links shards into a folder expects.
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            collect_tfrecords(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "tfrecord") {
-            out.push((path, meta.len()));
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.loop_ancestor().is_some() => continue,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                let error = e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("cannot be walked"));
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        if entry.file_type().is_dir() || entry.path().extension().is_none_or(|e| e != "tfrecord") {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        if !meta.is_dir() {
+            out.push((entry.into_path(), meta.len()));
         }
     }
     Ok(())
@@ -114,8 +125,12 @@ fn is_tar(head: &[u8]) -> bool {
 
 /// A unit of decoding work, in input order.
 pub enum Unit {
-    /// A TFRecord file that the decoder thread reads whole.
-    File { path: PathBuf, name: Arc<str> },
+    /// A TFRecord file that the decoder thread reads whole; `size` as found when the inputs were resolved.
+    File {
+        path: PathBuf,
+        name: Arc<str>,
+        size: u64,
+    },
     /// Whole records cut from a stream (stdin, a tar member, a large or compressed file).
     Chunk { name: Arc<str>, chunk: Chunk },
 }
@@ -145,7 +160,7 @@ pub fn produce(
             Source::Records { path, size } if size <= WHOLE_FILE_LIMIT => {
                 let name: Arc<str> = path.display().to_string().into();
                 producer.start_file();
-                producer.push(Unit::File { path, name }, size);
+                producer.push(Unit::File { path, name, size }, size);
             }
             Source::Records { path, .. } | Source::Packed { path, .. } => {
                 let file =
