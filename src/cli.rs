@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
 
+use crate::audio::decode::Window;
+use crate::commands::embed::{self, EmbedOptions};
 use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
 use crate::commands::index::{self, IndexOptions};
 use crate::commands::info;
@@ -40,6 +42,45 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure an index's recall, label precision and latency on a seeded sample of its own clips.
     Evaluate(EvaluateArgs),
+    /// Compute VGGish embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis) as clips `index` takes.
+    Embed(EmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis. One clip each, one 8-bit row per 0.96 s.
+    #[arg(required = true, value_name = "AUDIO")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Start this many seconds into each file.
+    #[arg(long, value_name = "S")]
+    pub start: Option<f64>,
+
+    /// Stop this many seconds into each file.
+    #[arg(long, value_name = "E")]
+    pub end: Option<f64>,
+
+    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
+    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
+    /// vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// Write here instead of stdout (atomically: a failed run leaves any existing file untouched).
+    #[arg(short, long, default_value = "-", value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// jsonl: one clip per line; json: one JSON array.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+
+    /// No progress bar, warnings or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +336,21 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Info(args) => info::run(&args.index, args.json),
+        Command::Embed(args) => {
+            embed::run(&EmbedOptions {
+                inputs: args.inputs,
+                window: Window {
+                    start: args.start,
+                    end: args.end,
+                },
+                weights: args.weights,
+                pca: args.pca,
+                output: Some(args.output),
+                format: args.format,
+                quiet: args.quiet,
+            })?;
+            Ok(())
+        }
         Command::Evaluate(args) => evaluate::run(&EvaluateOptions {
             dir: args.index,
             queries: args.queries,

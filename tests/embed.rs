@@ -1,0 +1,200 @@
+//! `embed`'s bad input through the binary: each gets one `error:` line naming the file, exit 1 (2 for usage),
+//! and nothing written. None of these runs reaches the network: audio is checked before weights are loaded.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, finish, soundalike};
+
+fn golden(name: &str) -> PathBuf {
+    common::fixtures().join("vggish-golden").join(name)
+}
+
+/// Runs `embed` with `args`, given weights that exist (the tiny ones: loading them would fail, so a run that
+/// gets that far says so) and no environment that could point elsewhere.
+fn embed(args: &[&std::ffi::OsStr]) -> Run {
+    let tiny = golden("tiny.safetensors");
+    let pca = golden("pca_params.npz");
+    finish(
+        soundalike()
+            .arg("embed")
+            .args(args)
+            .arg("--weights")
+            .arg(&tiny)
+            .arg("--pca")
+            .arg(&pca)
+            .env_remove("SOUNDALIKE_WEIGHTS")
+            .env_remove("SOUNDALIKE_PCA")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap(),
+    )
+}
+
+/// A 16-bit PCM WAV of `samples` (mono) at `rate`.
+fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let data_len = samples.len() as u32 * 2;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+fn tone(seconds: f64, rate: u32) -> Vec<i16> {
+    (0..(seconds * f64::from(rate)) as usize)
+        .map(|i| ((i as f64 * 0.05).sin() * 10_000.0) as i16)
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_file_that_is_not_audio_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = write(
+        dir.path(),
+        "notes.wav",
+        b"these are not the samples you are looking for\n",
+    );
+    let out = dir.path().join("out.jsonl");
+    let run = embed(&[text.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+    run.assert_error(1, &["notes.wav: not an audio file soundalike can read"]);
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_truncated_wav_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(golden("tone.wav")).unwrap();
+    let cut = write(dir.path(), "cut.wav", &whole[..whole.len() / 2]);
+    let run = embed(&[cut.as_os_str()]);
+    run.assert_error(1, &["cut.wav: truncated or damaged audio"]);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn a_wav_of_an_unsupported_codec_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = wav(&tone(2.0, 16_000), 16_000);
+    // Format tag 0x0055: MPEG layer 3 inside a WAV, which symphonia's WAV reader does not take.
+    bytes[20..22].copy_from_slice(&0x0055u16.to_le_bytes());
+    let odd = write(dir.path(), "odd.wav", &bytes);
+    let run = embed(&[odd.as_os_str()]);
+    run.assert_error(1, &["odd.wav: unsupported audio"]);
+}
+
+#[test]
+fn audio_shorter_than_one_example_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = write(dir.path(), "short.wav", &wav(&tone(0.9, 16_000), 16_000));
+    let run = embed(&[short.as_os_str()]);
+    run.assert_error(
+        1,
+        &["short.wav: 0.900 s of audio is shorter than one 0.96 s example"],
+    );
+    // A window can make a long enough file too short.
+    let run = embed(&[
+        golden("tone.wav").as_os_str(),
+        "--start".as_ref(),
+        "4.5".as_ref(),
+    ]);
+    run.assert_error(1, &["tone.wav: 0.500 s of audio is shorter"]);
+}
+
+#[test]
+fn start_past_the_end_is_named() {
+    let run = embed(&[
+        golden("tone.wav").as_os_str(),
+        "--start".as_ref(),
+        "6".as_ref(),
+    ]);
+    run.assert_error(
+        1,
+        &["tone.wav: --start 6 is past the end of the audio (5.00 s long)"],
+    );
+}
+
+#[test]
+fn an_impossible_window_is_a_usage_error() {
+    let wav = golden("tone.wav");
+    let run = embed(&[
+        wav.as_os_str(),
+        "--start".as_ref(),
+        "3".as_ref(),
+        "--end".as_ref(),
+        "2".as_ref(),
+    ]);
+    run.assert_error(2, &["--end 2 is not after --start 3"]);
+    let run = embed(&[wav.as_os_str(), "--start".as_ref(), "-1".as_ref()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = embed(&[wav.as_os_str(), "--end".as_ref(), "NaN".as_ref()]);
+    run.assert_error(2, &["--end NaN is not a time"]);
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let run = embed(&["no-such-song.flac".as_ref()]);
+    run.assert_error(1, &["no-such-song.flac: cannot read"]);
+}
+
+#[test]
+fn weights_of_the_wrong_shape_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let run = embed(&[
+        golden("tone.wav").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    run.assert_error(
+        1,
+        &["tiny.safetensors: not VGGish weights: features.0.weight has shape [2, 3, 4]"],
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn without_weights_one_line_says_what_to_download_and_where() {
+    let home = tempfile::tempdir().unwrap();
+    let run = finish(
+        soundalike()
+            .arg("embed")
+            .arg(golden("tone.wav"))
+            .env("HOME", home.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("SOUNDALIKE_WEIGHTS")
+            .env_remove("SOUNDALIKE_PCA")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    run.assert_error(
+        1,
+        &[
+            "vggish-10086976.pth",
+            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+            "vggish_pca_params.npz",
+            "https://storage.googleapis.com/audioset/vggish_pca_params.npz",
+            &format!("{}", home.path().join(".local/share/soundalike").display()),
+            "--weights",
+        ],
+    );
+}
