@@ -294,3 +294,143 @@ fn the_binary_embeds_tone_wav_like_the_reference() {
         run.stderr
     );
 }
+
+fn audio_fixture(name: &str) -> PathBuf {
+    common::fixtures().join("audio").join(name)
+}
+
+/// Runs `embed` with the formula weights and PCA.
+fn embed_formula(args: &[&std::ffi::OsStr]) -> common::Run {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["embed".as_ref()];
+    all.extend_from_slice(args);
+    let pca = fixture_path("pca_params.npz");
+    all.extend_from_slice(&[
+        "--weights".as_ref(),
+        formula_weights().as_os_str(),
+        "--pca".as_ref(),
+        pca.as_os_str(),
+    ]);
+    common::run(&all)
+}
+
+#[test]
+fn every_container_embeds_through_the_binary_and_the_clips_index_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let clips = dir.path().join("clips.jsonl");
+    let names = ["source.wav", "source.flac", "source.mp3", "source.ogg"];
+    let files: Vec<PathBuf> = names.iter().map(|n| audio_fixture(n)).collect();
+    let tone = fixture_path("tone.wav");
+    let mut args: Vec<&std::ffi::OsStr> = files.iter().map(|f| f.as_os_str()).collect();
+    args.push(tone.as_os_str());
+    args.extend_from_slice(&["-o".as_ref(), clips.as_os_str()]);
+    let run = embed_formula(&args);
+    run.assert_ok();
+    let text = std::fs::read_to_string(&clips).unwrap();
+    let clips_read: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(clips_read.len(), 5);
+    let rows = |i: usize| -> Vec<Vec<u8>> {
+        serde_json::from_value(clips_read[i]["embedding"].clone()).unwrap()
+    };
+    // 2 s of audio: two 0.96 s examples each.
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(rows(i).len(), 2, "{name}");
+        assert!(clips_read[i]["video_id"].as_str().unwrap().ends_with(name));
+    }
+    assert_eq!(rows(1), rows(0), "FLAC embeds as its WAV");
+    for i in [2, 3] {
+        let mean_diff = rows(i)
+            .iter()
+            .flatten()
+            .zip(rows(0).iter().flatten())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / 256.0;
+        eprintln!(
+            "{}: mean |difference| from the WAV's rows {mean_diff:.2}",
+            names[i]
+        );
+        assert!(mean_diff < 20.0, "{}: {mean_diff}", names[i]);
+    }
+
+    // The clips index as ingest's do, and a query's answers link to the files.
+    let index = dir.path().join("index");
+    let run = common::run(&[
+        "index".as_ref(),
+        "--index".as_ref(),
+        index.as_os_str(),
+        "--frames".as_ref(),
+        "2".as_ref(),
+        clips.as_os_str(),
+        "-q".as_ref(),
+    ]);
+    run.assert_ok();
+    let query = dir.path().join("query.json");
+    std::fs::write(&query, text.lines().nth(4).unwrap()).unwrap();
+    let run = common::run(&[
+        "recommend".as_ref(),
+        "--index".as_ref(),
+        index.as_os_str(),
+        "--embedding".as_ref(),
+        query.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    run.assert_ok();
+    let answer = &run.lines()[0];
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0]["video_id"], clips_read[4]["video_id"]);
+    for hit in results {
+        let url = hit["url"].as_str().unwrap();
+        let path = hit["video_id"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file:")
+            .unwrap();
+        assert_eq!(
+            url,
+            format!("file://{path}"),
+            "a file's clip links to the file"
+        );
+    }
+}
+
+#[test]
+fn a_weight_file_whose_name_promises_another_hash_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = dir.path().join("vggish-00000000.safetensors");
+    std::os::unix::fs::symlink(formula_weights(), &named).unwrap();
+    let wav = fixture_path("tone.wav");
+    let pca = fixture_path("pca_params.npz");
+    let run = common::run(&[
+        "embed".as_ref(),
+        wav.as_os_str(),
+        "--weights".as_ref(),
+        named.as_os_str(),
+        "--pca".as_ref(),
+        pca.as_os_str(),
+    ]);
+    run.assert_ok();
+    let warning = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or("");
+    assert!(
+        warning.contains("vggish-00000000.safetensors") && warning.contains("not 00000000"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Not a test: writes the formula weights to $FORMULA_WEIGHTS for timing `embed` by hand
+/// (`cargo test --release --test audio_golden -- --ignored write_formula_weights`).
+#[test]
+#[ignore]
+fn write_formula_weights() {
+    if let Some(path) = std::env::var_os("FORMULA_WEIGHTS") {
+        formula::write_safetensors(Path::new(&path));
+    }
+}

@@ -198,3 +198,82 @@ fn without_weights_one_line_says_what_to_download_and_where() {
         ],
     );
 }
+
+fn audio_fixture(name: &str) -> PathBuf {
+    common::fixtures().join("audio").join(name)
+}
+
+/// The largest normalised cross-correlation of `b` against `a` over lags of `b` from 0 to `max_lag` samples
+/// (lossy encoders delay the signal).
+fn best_correlation(a: &[f64], b: &[f64], max_lag: usize) -> f64 {
+    let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt();
+    (0..=max_lag)
+        .map(|lag| {
+            let n = a.len().min(b.len().saturating_sub(lag));
+            let (x, y) = (&a[..n], &b[lag..lag + n]);
+            x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>() / (norm(x) * norm(y)).max(1e-12)
+        })
+        .fold(f64::MIN, f64::max)
+}
+
+#[test]
+fn flac_mp3_and_ogg_decode_to_the_wav_they_were_made_from() {
+    use soundalike::audio::decode::{Window, decode};
+    let wav = decode(&audio_fixture("source.wav"), Window::default()).unwrap();
+    assert_eq!((wav.sample_rate, wav.samples.len()), (22_050, 44_100));
+    let flac = decode(&audio_fixture("source.flac"), Window::default()).unwrap();
+    assert_eq!(flac.sample_rate, 22_050);
+    assert_eq!(flac.samples, wav.samples, "FLAC is lossless");
+    for name in ["source.mp3", "source.ogg"] {
+        let lossy = decode(&audio_fixture(name), Window::default()).unwrap();
+        assert_eq!(lossy.sample_rate, 22_050, "{name}");
+        let length = lossy.samples.len() as f64 / 22_050.0;
+        // Within one MP3 granule pair of padding either way.
+        assert!((length - 2.0).abs() < 0.11, "{name}: {length} s");
+        let correlation = best_correlation(&wav.samples, &lossy.samples, 3_000);
+        eprintln!("{name}: {length:.4} s, correlation {correlation:.4}");
+        assert!(correlation > 0.95, "{name}: correlation {correlation}");
+    }
+}
+
+#[test]
+fn a_window_decodes_only_its_samples() {
+    use soundalike::audio::decode::{Window, decode};
+    let whole = decode(&audio_fixture("source.flac"), Window::default()).unwrap();
+    let window = Window {
+        start: Some(0.5),
+        end: Some(1.25),
+    };
+    let part = decode(&audio_fixture("source.flac"), window).unwrap();
+    // Seconds to samples by flooring: 11025 to 27562.
+    assert_eq!(part.samples, whole.samples[11_025..27_562]);
+    // An --end past the end keeps what there is.
+    let tail = Window {
+        start: Some(1.5),
+        end: Some(9.0),
+    };
+    let part = decode(&audio_fixture("source.flac"), tail).unwrap();
+    assert_eq!(part.samples, whole.samples[33_075..]);
+}
+
+#[test]
+fn official_names_are_checked_against_their_hash() {
+    use sha2::{Digest, Sha256};
+    use soundalike::audio::weights::hash_mismatch;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = b"not really weights";
+    let prefix: String = Sha256::digest(bytes)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let right = write(dir.path(), &format!("vggish-{prefix}.pth"), bytes);
+    assert_eq!(hash_mismatch(&right).unwrap(), None);
+    let wrong = write(dir.path(), "vggish-10086976.pth", bytes);
+    assert_eq!(
+        hash_mismatch(&wrong).unwrap(),
+        Some(("10086976".to_string(), prefix))
+    );
+    // A name without a hash is not checked.
+    let plain = write(dir.path(), "vggish.safetensors", bytes);
+    assert_eq!(hash_mismatch(&plain).unwrap(), None);
+}
