@@ -91,6 +91,43 @@ fn a_truncated_wav_is_named() {
 }
 
 #[test]
+fn flac_mp3_and_ogg_cut_short_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, keep, says) in [
+        ("source.flac", 30_000, "the stream ends after"),
+        ("source.mp3", 10_000, "of the 2.00 s its header announces"),
+        ("source.ogg", 5_000, "the file ends inside its header"),
+    ] {
+        let whole = std::fs::read(common::fixtures().join("audio").join(name)).unwrap();
+        let cut = write(dir.path(), &format!("cut-{name}"), &whole[..keep]);
+        let run = embed(&[cut.as_os_str()]);
+        run.assert_error(
+            1,
+            &[&format!("cut-{name}: truncated or damaged audio: "), says],
+        );
+    }
+}
+
+#[test]
+fn an_npz_given_as_weights_is_named() {
+    let run = finish(
+        soundalike()
+            .arg("embed")
+            .arg(golden("tone.wav"))
+            .arg("--weights")
+            .arg(golden("pca_params.npz"))
+            .arg("--pca")
+            .arg(golden("pca_params.npz"))
+            .output()
+            .unwrap(),
+    );
+    run.assert_error(
+        1,
+        &["pca_params.npz: not VGGish weights: it holds no tensors (is it the PCA file?)"],
+    );
+}
+
+#[test]
 fn a_wav_of_an_unsupported_codec_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = wav(&tone(2.0, 16_000), 16_000);

@@ -59,10 +59,14 @@ impl Weights {
                     let mut held: Vec<&str> = by_name.keys().map(String::as_str).collect();
                     held.sort_unstable();
                     held.truncate(5);
+                    if held.is_empty() && checked.is_empty() {
+                        // A zip without torch's data.pkl (an .npz, say) reads as no tensors at all.
+                        bail!("not VGGish weights: it holds no tensors (is it the PCA file?)");
+                    }
                     bail!(
                         "not VGGish weights: no tensor {name} (it holds {})",
                         if held.is_empty() {
-                            "no other".to_string()
+                            "only the layers before it".to_string()
                         } else {
                             held.join(", ")
                         }
