@@ -9,6 +9,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
 
+use crate::audio::decode::Window;
+use crate::commands::embed::{self, EmbedOptions};
 use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
 use crate::commands::index::{self, IndexOptions};
 use crate::commands::info;
@@ -84,6 +86,11 @@ const EVALUATE_EXAMPLES: &str = "Examples:
   soundalike evaluate --index music.idx
   soundalike evaluate --index music.idx --queries all --ef 10 --ef 32 --search-k 8000 --json";
 
+const EMBED_EXAMPLES: &str = "Examples:
+  soundalike embed song.mp3 --start 30 --end 40 > song.jsonl
+  soundalike embed ~/Music/*.flac -o mine.jsonl && soundalike index --index mine.idx mine.jsonl
+  soundalike embed song.wav | soundalike recommend --index music.idx --embedding -";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read AudioSet embedding TFRecords and write the music clips as JSON.
@@ -101,6 +108,9 @@ pub enum Command {
     /// Measure an index's recall, label precision and latency on a seeded sample of its own clips.
     #[command(after_help = EVALUATE_EXAMPLES)]
     Evaluate(EvaluateArgs),
+    /// Compute VGGish embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis) as clips `index` takes.
+    #[command(after_help = EMBED_EXAMPLES)]
+    Embed(EmbedArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = "Examples:
   soundalike completions bash > ~/.local/share/bash-completion/completions/soundalike
@@ -114,6 +124,42 @@ pub enum Command {
   soundalike manpage > ~/.local/share/man/man1/soundalike.1
   soundalike manpage | man -l -")]
     Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis. One clip each, one 8-bit row per 0.96 s.
+    #[arg(required = true, value_name = "AUDIO")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Start this many seconds into each file.
+    #[arg(long, value_name = "S")]
+    pub start: Option<f64>,
+
+    /// Stop this many seconds into each file.
+    #[arg(long, value_name = "E")]
+    pub end: Option<f64>,
+
+    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
+    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
+    /// vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// Write here instead of stdout (atomically: a failed run leaves any existing file untouched).
+    #[arg(short, long, default_value = "-", value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// jsonl: one clip per line; json: one JSON array.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+
+    #[command(flatten)]
+    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +419,21 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Info(args) => info::run(&args.index.index, args.json.json),
+        Command::Embed(args) => {
+            embed::run(&EmbedOptions {
+                inputs: args.inputs,
+                window: Window {
+                    start: args.start,
+                    end: args.end,
+                },
+                weights: args.weights,
+                pca: args.pca,
+                output: Some(args.output),
+                format: args.format,
+                quiet: args.quiet.quiet,
+            })?;
+            Ok(())
+        }
         Command::Evaluate(args) => evaluate::run(&EvaluateOptions {
             dir: args.index.index,
             queries: args.queries,

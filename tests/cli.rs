@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{build, clips_jsonl, fixture_data, recommend, run, run_with_stdin};
 
-const SUBCOMMANDS: [&str; 5] = ["ingest", "index", "recommend", "info", "evaluate"];
+const SUBCOMMANDS: [&str; 6] = ["ingest", "index", "recommend", "info", "evaluate", "embed"];
 
 #[test]
 fn every_subcommand_help_ends_with_examples_and_shares_the_common_options() {
@@ -29,7 +29,7 @@ fn every_subcommand_help_ends_with_examples_and_shares_the_common_options() {
             text.contains("-q, --quiet"),
             "{sub} takes -q like every subcommand:\n{text}"
         );
-        if sub != "ingest" {
+        if !["ingest", "embed"].contains(&sub) {
             assert!(text.contains("--index <DIR>"), "{sub}: --index <DIR>");
         }
     }

@@ -285,7 +285,7 @@ fn write_answer(
                 .collect(),
             start_time: meta.start_time,
             end_time: meta.end_time,
-            url: youtube_url(&meta.video_id, meta.start_time),
+            url: clip_url(&meta.video_id, meta.start_time),
         })
         .collect();
     let answer = Answer { query, results };
@@ -407,6 +407,25 @@ pub fn embedding_rows(text: &str) -> Result<Vec<Vec<f32>>> {
     };
     serde_json::from_value::<Vec<Vec<f32>>>(rows.clone())
         .map_err(|e| anyhow!("the embedding is not a 2-D array of numbers: {e}"))
+}
+
+/// Where a result can be played: a clip `embed` made from a local file (video_id `file:PATH`) links to the file,
+/// any other to YouTube.
+pub fn clip_url(video_id: &str, start_time: f64) -> String {
+    match video_id.strip_prefix(crate::commands::embed::FILE_ID_PREFIX) {
+        Some(path) => {
+            let mut url = String::from("file://");
+            for byte in path.bytes() {
+                if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+                    url.push(char::from(byte));
+                } else {
+                    url.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            url
+        }
+        None => youtube_url(video_id, start_time),
+    }
 }
 
 /// The clip's place on YouTube; the id percent-encoded, so that whatever an index holds stays one URL.
