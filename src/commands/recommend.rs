@@ -504,16 +504,25 @@ fn write_table(out: &mut impl Write, answer: &Answer, asked: &[u16]) -> Result<(
         "distance"
     };
     let width = label_width();
+    // YouTube ids are 11 characters; a clip `embed` made from a file is named by its path, and the columns
+    // after it should still line up.
+    let id_width = answer
+        .results
+        .iter()
+        .map(|hit| printable(hit.video_id).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(11);
     writeln!(
         out,
-        "{:>4}  {:<11}  {heading:>10}  {:<width$}  link",
+        "{:>4}  {:<id_width$}  {heading:>10}  {:<width$}  link",
         "rank", "video_id", "labels"
     )?;
     for hit in &answer.results {
         let names = label_column(hit, asked, width);
         writeln!(
             out,
-            "{:>4}  {:<11}  {:>10.4}  {names:<width$}  {}",
+            "{:>4}  {:<id_width$}  {:>10.4}  {names:<width$}  {}",
             hit.rank,
             printable(hit.video_id),
             hit.similarity.unwrap_or(hit.distance),
