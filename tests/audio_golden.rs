@@ -21,8 +21,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A `.npy` file (version 1 or 2 header) of little-endian f4 or f8, C order: its shape and values as f64.
-fn read_npy(name: &str) -> (Vec<usize>, Vec<f64>) {
+/// A `.npy` file's header (version 1 or 2, C order): its dtype text, shape, and its data bytes.
+fn npy(name: &str) -> (String, Vec<usize>, Vec<u8>) {
     let bytes = fixture(name);
     assert_eq!(&bytes[..6], b"\x93NUMPY", "{name}: not a .npy file");
     let (header_len, start) = match bytes[6] {
@@ -50,7 +50,16 @@ fn read_npy(name: &str) -> (Vec<usize>, Vec<f64>) {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();
-    let data = &bytes[start + header_len..];
+    (
+        header.to_string(),
+        shape,
+        bytes[start + header_len..].to_vec(),
+    )
+}
+
+/// A `.npy` file of little-endian f4 or f8: its shape and values as f64.
+fn read_npy(name: &str) -> (Vec<usize>, Vec<f64>) {
+    let (header, shape, data) = npy(name);
     let values: Vec<f64> = if header.contains("'<f8'") {
         data.chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
@@ -195,27 +204,10 @@ fn compare_quantized(ours: &[Vec<u8>]) -> (f64, u8) {
 }
 
 fn read_npy_u8(name: &str) -> (Vec<usize>, Vec<u8>) {
-    let bytes = fixture(name);
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(
-        header.contains("'|u1'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (shape, bytes[10 + header_len..].to_vec())
+    let (header, shape, data) = npy(name);
+    assert!(header.contains("'|u1'"), "{name}: {header}");
+    assert_eq!(data.len(), shape.iter().product::<usize>(), "{name}");
+    (shape, data)
 }
 
 #[test]

@@ -40,9 +40,10 @@ impl<'t> Block<'t> {
     fn word(&self, at: usize) -> Result<usize, Damage> {
         let bytes = self
             .bytes
-            .get(at..at + 4)
+            .get(at..)
+            .and_then(<[u8]>::first_chunk::<4>)
             .ok_or("a block shorter than its header")?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("four bytes")) as usize)
+        Ok(u32::from_le_bytes(*bytes) as usize)
     }
 
     fn len(&self) -> Result<usize, Damage> {
