@@ -3,10 +3,17 @@
 //! The layers follow the TensorFlow reference (`vggish_slim`), which AudioSet's released embeddings came from,
 //! rather than torchvggish where the two differ: the last fully connected layer has no ReLU (torchvggish keeps
 //! one by mistake), and the convolutions' output is flattened in TensorFlow's height-width-channel order.
+//!
+//! The convolutions run channels-last (as TensorFlow's do): each is our own im2col, which gathers a pixel's 3x3
+//! neighbourhood as nine contiguous runs of channels, then one candle matrix product with the kernel laid out
+//! to match. candle 0.11's own `conv2d` (a tiled im2col over channels-first tensors) spent a quarter of a song's
+//! embedding time gathering; this gathers in a few percent (BENCHMARKS.md, "Audio in"). Channels-last also
+//! makes the final flatten TensorFlow's order with no permute.
 
 use anyhow::{Context, Result, anyhow};
 use candle_core::{D, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear};
+use candle_nn::Linear;
+use rayon::prelude::*;
 
 use super::logmel::{EXAMPLE_FRAMES, Example, MEL_BANDS};
 use super::weights::{EMBEDDING_LEN, Weights};
@@ -18,10 +25,133 @@ pub const BATCH: usize = 32;
 /// One raw embedding: the network's 128 outputs before PCA.
 pub type RawEmbedding = [f32; EMBEDDING_LEN];
 
+/// A 3x3 convolution with padding 1, ReLU, and optionally a 2x2 max-pool, on channels-last activations.
+struct Conv {
+    /// `[9 * c_in, c_out]`: rows in the order im2col writes a neighbourhood (kernel row, kernel column, channel).
+    kernel: Tensor,
+    bias: Tensor,
+    c_in: usize,
+    c_out: usize,
+    pool: bool,
+}
+
+/// Activations of a batch, channels-last: `[n, height, width, channels]` flattened.
+struct Activations {
+    data: Vec<f32>,
+    n: usize,
+    height: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl Conv {
+    /// From torchvggish's `[c_out, c_in, 3, 3]` weight and `[c_out]` bias.
+    fn new(weight: &Tensor, bias: Tensor, pool: bool) -> Result<Conv> {
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        if (kh, kw) != (3, 3) {
+            return Err(anyhow!("a VGGish convolution is 3x3, not {kh}x{kw}"));
+        }
+        let kernel = weight
+            .permute((2, 3, 1, 0))?
+            .contiguous()?
+            .reshape((9 * c_in, c_out))?;
+        Ok(Conv {
+            kernel,
+            bias,
+            c_in,
+            c_out,
+            pool,
+        })
+    }
+
+    fn forward(&self, x: &Activations) -> Result<Activations> {
+        debug_assert_eq!(x.channels, self.c_in);
+        let (h, w, c) = (x.height, x.width, x.channels);
+        let row = 9 * c;
+        // Each output pixel's row: its 3x3 neighbourhood, zeros outside the image (padding 1).
+        let mut columns = vec![0f32; x.n * h * w * row];
+        columns
+            .par_chunks_mut(w * row)
+            .enumerate()
+            .for_each(|(line, out)| {
+                let (image, y) = (line / h, line % h);
+                let source = &x.data[image * h * w * c..(image + 1) * h * w * c];
+                for xx in 0..w {
+                    let pixel = &mut out[xx * row..(xx + 1) * row];
+                    for ky in 0..3 {
+                        let Some(sy) = (y + ky).checked_sub(1).filter(|&sy| sy < h) else {
+                            continue;
+                        };
+                        for kx in 0..3 {
+                            let Some(sx) = (xx + kx).checked_sub(1).filter(|&sx| sx < w) else {
+                                continue;
+                            };
+                            let at = (sy * w + sx) * c;
+                            let to = (ky * 3 + kx) * c;
+                            pixel[to..to + c].copy_from_slice(&source[at..at + c]);
+                        }
+                    }
+                }
+            });
+        let pixels = x.n * h * w;
+        let columns = Tensor::from_vec(columns, (pixels, row), &Device::Cpu)?;
+        let out = columns
+            .matmul(&self.kernel)?
+            .broadcast_add(&self.bias)?
+            .relu()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let out = Activations {
+            data: out,
+            n: x.n,
+            height: h,
+            width: w,
+            channels: self.c_out,
+        };
+        Ok(if self.pool { out.max_pool() } else { out })
+    }
+}
+
+impl Activations {
+    /// 2x2 max-pool with stride 2 (the sizes here are all even).
+    fn max_pool(&self) -> Activations {
+        let (h, w, c) = (self.height / 2, self.width / 2, self.channels);
+        let mut data = vec![0f32; self.n * h * w * c];
+        data.par_chunks_mut(w * c)
+            .enumerate()
+            .for_each(|(line, out)| {
+                let (image, y) = (line / h, line % h);
+                let at = |yy: usize, xx: usize| {
+                    let start = ((image * self.height + yy) * self.width + xx) * c;
+                    &self.data[start..start + c]
+                };
+                for xx in 0..w {
+                    let cell = &mut out[xx * c..(xx + 1) * c];
+                    let quad = [
+                        at(2 * y, 2 * xx),
+                        at(2 * y, 2 * xx + 1),
+                        at(2 * y + 1, 2 * xx),
+                        at(2 * y + 1, 2 * xx + 1),
+                    ];
+                    for (k, v) in cell.iter_mut().enumerate() {
+                        *v = quad[0][k].max(quad[1][k]).max(quad[2][k]).max(quad[3][k]);
+                    }
+                }
+            });
+        Activations {
+            data,
+            n: self.n,
+            height: h,
+            width: w,
+            channels: c,
+        }
+    }
+}
+
 /// The network, ready to run on the CPU.
 pub struct Vggish {
-    /// The six convolutions, each followed by ReLU, and whether a 2x2 max-pool follows.
-    convs: Vec<(Conv2d, bool)>,
+    /// The six convolutions, each followed by ReLU, four of them by a 2x2 max-pool.
+    convs: Vec<Conv>,
     /// The three fully connected layers; ReLU after all but the last.
     fcs: Vec<Linear>,
 }
@@ -35,10 +165,6 @@ impl Vggish {
                 .cloned()
                 .ok_or_else(|| anyhow!("the weights have no {name}"))
         };
-        let conv_config = Conv2dConfig {
-            padding: 1,
-            ..Conv2dConfig::default()
-        };
         let mut convs = Vec::new();
         // torchvggish's `features` indices; a pool follows 0, 3, 8 and 13.
         for (index, pool) in [
@@ -49,12 +175,11 @@ impl Vggish {
             (11, false),
             (13, true),
         ] {
-            let conv = Conv2d::new(
-                tensor(&format!("features.{index}.weight"))?,
-                Some(tensor(&format!("features.{index}.bias"))?),
-                conv_config,
-            );
-            convs.push((conv, pool));
+            convs.push(Conv::new(
+                &tensor(&format!("features.{index}.weight"))?,
+                tensor(&format!("features.{index}.bias"))?,
+                pool,
+            )?);
         }
         let fcs = [0, 2, 4]
             .iter()
@@ -77,18 +202,8 @@ impl Vggish {
     ) -> Result<Vec<RawEmbedding>> {
         let mut out = Vec::with_capacity(examples.len());
         for batch in examples.chunks(BATCH) {
-            let flat: Vec<f32> = batch
-                .iter()
-                .flat_map(|example| example.iter().flatten().copied())
-                .collect();
-            // [N, 1, 96, 64]: one channel, time as the height.
-            let input = Tensor::from_vec(
-                flat,
-                (batch.len(), 1, EXAMPLE_FRAMES, MEL_BANDS),
-                &Device::Cpu,
-            )?;
             let output = self
-                .forward(&input)
+                .forward(batch)
                 .context("VGGish's forward pass failed")?;
             for row in output.to_vec2::<f32>()? {
                 let mut embedding = [0f32; EMBEDDING_LEN];
@@ -100,18 +215,24 @@ impl Vggish {
         Ok(out)
     }
 
-    /// `[N, 1, 96, 64]` log-mel examples to `[N, 128]` raw embeddings.
-    pub fn forward(&self, input: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = input.clone();
-        for (conv, pool) in &self.convs {
-            x = conv.forward(&x)?.relu()?;
-            if *pool {
-                x = x.max_pool2d(2)?;
-            }
+    /// Log-mel examples (96 frames of 64 bands: time is the height, one channel) to `[N, 128]` raw embeddings.
+    pub fn forward(&self, examples: &[Example]) -> Result<Tensor> {
+        let mut x = Activations {
+            data: examples
+                .iter()
+                .flat_map(|example| example.iter().flatten().copied())
+                .collect(),
+            n: examples.len(),
+            height: EXAMPLE_FRAMES,
+            width: MEL_BANDS,
+            channels: 1,
+        };
+        for conv in &self.convs {
+            x = conv.forward(&x)?;
         }
-        // [N, 512, 6, 4] to TensorFlow's [N, 6, 4, 512] before flattening: the first fully connected layer's
-        // weights expect that order.
-        let mut x = x.permute((0, 2, 3, 1))?.contiguous()?.flatten_from(1)?;
+        // [N, 6, 4, 512], already TensorFlow's order for the first fully connected layer.
+        let features = x.height * x.width * x.channels;
+        let mut x = Tensor::from_vec(x.data, (x.n, features), &Device::Cpu)?;
         let last = self.fcs.len() - 1;
         for (i, fc) in self.fcs.iter().enumerate() {
             x = fc.forward(&x)?;
