@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 
 use crate::audio::decode::Window;
+use crate::audio::source::SourceOptions;
 use crate::commands::embed::{self, EmbedOptions};
 use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
 use crate::commands::index::{self, IndexOptions};
@@ -56,6 +57,45 @@ pub struct Json {
     pub json: bool,
 }
 
+/// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
+#[derive(Debug, Args)]
+pub struct AudioSource {
+    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
+    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
+    /// vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// Embed through a running IBM MAX Audio Embedding Generator (http://HOST:PORT; the audio is sent as a
+    /// 16-bit WAV to /model/predict) instead of in-process: no weight files needed.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["weights", "pca"])]
+    pub service: Option<String>,
+}
+
+impl AudioSource {
+    fn options(self) -> SourceOptions {
+        SourceOptions {
+            weights: self.weights,
+            pca: self.pca,
+            service: self.service,
+        }
+    }
+
+    fn given(&self) -> Option<&'static str> {
+        [
+            (self.weights.is_some(), "--weights"),
+            (self.pca.is_some(), "--pca"),
+            (self.service.is_some(), "--service"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Count {
     /// Neighbours per query.
@@ -76,7 +116,8 @@ const INDEX_EXAMPLES: &str = "Examples:
 const RECOMMEND_EXAMPLES: &str = "Examples:
   soundalike recommend --index music.idx --id xtGmrLOsjHk
   soundalike recommend --index music.idx --embedding clip.json -k 20 --label \"Jazz,Blues\"
-  soundalike recommend --index music.idx --batch ids.txt --json > answers.jsonl";
+  soundalike recommend --index music.idx --batch ids.txt --json > answers.jsonl
+  soundalike recommend --index music.idx --audio song.mp3 --start 60 --end 90";
 
 const INFO_EXAMPLES: &str = "Examples:
   soundalike info --index music.idx
@@ -140,15 +181,8 @@ pub struct EmbedArgs {
     #[arg(long, value_name = "E")]
     pub end: Option<f64>,
 
-    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
-    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
-    /// vggish_pca_params.npz in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub pca: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: AudioSource,
 
     /// Write here instead of stdout (atomically: a failed run leaves any existing file untouched).
     #[arg(short, long, default_value = "-", value_name = "PATH")]
@@ -208,7 +242,7 @@ pub struct IndexArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("query").required(true).args(["id", "embedding", "batch"])))]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["id", "embedding", "batch", "audio"])))]
 pub struct RecommendArgs {
     #[command(flatten)]
     pub index: IndexDir,
@@ -226,6 +260,12 @@ pub struct RecommendArgs {
     /// One query per line (a video_id or a one-line JSON embedding); one answer per query, in order.
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
+
+    /// Neighbours of an audio file (WAV, FLAC, MP3, Ogg Vorbis), embedded as `embed` does. Each 10-second
+    /// window (the index's frames) is asked and the answers merged, a clip scoring its best match; the table
+    /// and JSON say which window matched. The file's own clip, if indexed, is left out.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Option<PathBuf>,
 
     #[command(flatten)]
     pub count: Count,
@@ -250,10 +290,17 @@ pub struct RecommendArgs {
     #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
     pub label: Vec<LabelSet>,
 
-    /// Use embedding rows from this one on (for --embedding and a batch's embedding lines; a clip of the
-    /// index is always its own vector).
-    #[arg(long, default_value_t = 0, value_name = "ROW", conflicts_with = "id")]
-    pub start: usize,
+    /// With --audio: start this many seconds into the file. With --embedding or --batch: use embedding rows
+    /// from this one on (a clip of the index is always its own vector).
+    #[arg(long, value_name = "S|ROW", conflicts_with = "id")]
+    pub start: Option<f64>,
+
+    /// With --audio: stop this many seconds into the file.
+    #[arg(long, value_name = "S", requires = "audio")]
+    pub end: Option<f64>,
+
+    #[command(flatten)]
+    pub source: AudioSource,
 
     #[command(flatten)]
     pub json: Json,
@@ -398,12 +445,43 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Recommend(args) => {
-            let query = match (args.id, args.embedding, args.batch) {
-                (Some(id), _, _) => Query::Id(id),
-                (_, Some(file), _) => Query::EmbeddingFile(file),
-                (_, _, Some(file)) => Query::Batch(file),
+            if args.audio.is_none()
+                && let Some(option) = args.source.given()
+            {
+                return Err(UsageError::new(format!("{option} goes with --audio")).into());
+            }
+            // --start is seconds into an audio file, or a row of an embedding.
+            let start_row = match args.start {
+                Some(row) if args.audio.is_none() => {
+                    if !(row >= 0.0 && row.fract() == 0.0 && row <= u32::MAX.into()) {
+                        return Err(UsageError::new(format!(
+                            "--start {row}: with --embedding or --batch it is a row number (0, 1, ...)"
+                        ))
+                        .into());
+                    }
+                    row as usize
+                }
+                _ => 0,
+            };
+            let query = match (args.id, args.embedding, args.batch, args.audio) {
+                (Some(id), ..) => Query::Id(id),
+                (_, Some(file), ..) => Query::EmbeddingFile(file),
+                (_, _, Some(file), _) => Query::Batch(file),
+                (.., Some(path)) => Query::Audio {
+                    path,
+                    window: Window {
+                        start: args.start,
+                        end: args.end,
+                    },
+                    source: args.source.options(),
+                },
                 // clap's group requires exactly one.
-                _ => return Err(UsageError::new("give one of --id, --embedding, --batch").into()),
+                _ => {
+                    return Err(UsageError::new(
+                        "give one of --id, --embedding, --batch, --audio",
+                    )
+                    .into());
+                }
             };
             recommend::run(&RecommendOptions {
                 dir: args.index.index,
@@ -413,7 +491,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ef: args.ef.and_then(|ef| NonZeroUsize::new(ef as usize)),
                 exact: args.exact,
                 labels: asked_labels(&args.label),
-                start: args.start,
+                start: start_row,
                 json: args.json.json,
                 quiet: args.quiet.quiet,
             })
@@ -426,8 +504,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     start: args.start,
                     end: args.end,
                 },
-                weights: args.weights,
-                pca: args.pca,
+                source: args.source.options(),
                 output: Some(args.output),
                 format: args.format,
                 quiet: args.quiet.quiet,

@@ -22,6 +22,8 @@ pub const SPECTRUM_BINS: usize = FFT_LEN / 2 + 1;
 pub const MEL_BANDS: usize = 64;
 /// Frames per example: 0.96 s at 100 frames a second; examples do not overlap.
 pub const EXAMPLE_FRAMES: usize = 96;
+/// Seconds of audio per example, and between the starts of successive examples.
+pub const EXAMPLE_SECONDS: f64 = 0.96;
 /// Lower and upper edges of the mel filter bank, in Hz.
 const MEL_MIN_HZ: f64 = 125.0;
 const MEL_MAX_HZ: f64 = 7500.0;

@@ -1,8 +1,8 @@
 //! `embed`: audio files in, one clip per file out, in the schema `ingest` writes, so that `index` and
 //! `recommend --embedding` take it unchanged.
 //!
-//! Every input is decoded and cut into examples before the weights are loaded or anything is written: a bad
-//! file among many fails the run at once, naming it, with nothing written. A clip made from a local file has the
+//! Every input is decoded and checked before the weights are loaded or anything is written: a bad file among
+//! many fails the run at once, naming it, with nothing written. A clip made from a local file has the
 //! video_id `file:` followed by the file's absolute path, which `recommend` shows as a `file://` link rather
 //! than a YouTube URL, and no labels.
 
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use rayon::prelude::*;
 
+use crate::audio::LogMel;
+use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::decode::Window;
-use crate::audio::{self, Embedder, LogMel, Prepared, weights};
+use crate::audio::source::{self, Embedded, SourceOptions};
 use crate::clip;
 use crate::commands::ingest::Format;
 use crate::error::UsageError;
@@ -26,8 +28,8 @@ pub const FILE_ID_PREFIX: &str = "file:";
 pub struct EmbedOptions {
     pub inputs: Vec<PathBuf>,
     pub window: Window,
-    pub weights: Option<PathBuf>,
-    pub pca: Option<PathBuf>,
+    /// The weights, or the service.
+    pub source: SourceOptions,
     /// `None` writes to stdout.
     pub output: Option<PathBuf>,
     pub format: Format,
@@ -72,7 +74,7 @@ pub fn file_id(path: &Path) -> Result<String> {
 }
 
 /// One clip as JSON (no newline), keys in the order `ingest` writes them.
-pub fn clip_json(video_id: &str, prepared: &Prepared, rows: &[[u8; 128]]) -> Vec<u8> {
+pub fn clip_json(video_id: &str, embedded: &Embedded) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Clip<'a> {
         video_id: &'a str,
@@ -83,21 +85,25 @@ pub fn clip_json(video_id: &str, prepared: &Prepared, rows: &[[u8; 128]]) -> Vec
     }
     let clip = Clip {
         video_id,
-        start_time: prepared.start,
-        end_time: prepared.start + prepared.seconds,
+        start_time: embedded.start,
+        end_time: embedded.start + embedded.seconds,
         labels: [],
-        embedding: rows.iter().map(|r| &r[..]).collect(),
+        embedding: embedded.rows.iter().map(|r| &r[..]).collect(),
     };
     // Serializing plain numbers and a str cannot fail.
     serde_json::to_vec(&clip).unwrap_or_default()
 }
 
 /// Runs `embed`; returns the counts.
+///
+/// Two passes: every input is decoded and checked first (in parallel; the first error in input order is the
+/// one reported), before the weights load or anything is written; then each file is decoded again and
+/// embedded, one at a time, so that memory holds one file's audio however many files there are. Decoding is a
+/// few percent of the cost of embedding.
 pub fn run(options: &EmbedOptions) -> Result<Stats> {
     let started = Instant::now();
     options.window.check().map_err(UsageError::new)?;
-    let (weights_path, pca_path) =
-        weights::locate(options.weights.as_deref(), options.pca.as_deref())?;
+    let located = options.source.locate()?;
     let inputs: Vec<&Path> = options.inputs.iter().map(PathBuf::as_path).collect();
     let mut output = Output::create_apart_from(options.output.as_deref(), &inputs)?;
     let ids = options
@@ -107,38 +113,42 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         .collect::<Result<Vec<_>>>()?;
 
     let progress = Progress::items(Some(options.inputs.len() as u64), options.quiet, "files");
-    progress.stage("decoding");
-    let logmel = LogMel::new();
-    // Files decode in parallel; the first error in input order is the one reported.
-    let prepared = options
+    progress.stage("checking");
+    let seconds = options
         .inputs
         .par_iter()
         .map(|path| {
-            let prepared = audio::prepare(path, options.window, &logmel);
+            let seconds = source::check(path, options.window);
             progress.inc(1);
-            prepared
+            seconds
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .collect::<Result<Vec<Prepared>>>()?;
+        .collect::<Result<Vec<f64>>>()?;
     progress.finish();
 
-    let embedder = load_embedder(&weights_path, &pca_path, options.quiet)?;
-    let stats = Stats {
-        files: prepared.len(),
-        seconds_of_audio: prepared.iter().map(|p| p.seconds).sum(),
-        examples: prepared.iter().map(|p| p.examples.len()).sum(),
+    let source = located.load(options.quiet)?;
+    let mut stats = Stats {
+        files: 0,
+        seconds_of_audio: seconds.iter().sum(),
+        examples: 0,
     };
-    let progress = Progress::items(Some(stats.examples as u64), options.quiet, "examples");
+    // Each 0.96 s is an example (the last partial one dropped): the bar's total, before the files say.
+    let expected: f64 = seconds.iter().map(|s| (s / EXAMPLE_SECONDS).floor()).sum();
+    let progress = Progress::items(Some(expected as u64), options.quiet, "examples");
+    let logmel = LogMel::new();
     if options.format == Format::Json {
         output.put(b"[\n")?;
     }
-    for (i, (id, file)) in ids.iter().zip(&prepared).enumerate() {
-        let rows = embedder.embed(&file.examples, |n| progress.inc(n as u64))?;
+    for (i, (id, path)) in ids.iter().zip(&options.inputs).enumerate() {
+        let embedded =
+            source.embed_file(path, options.window, &logmel, |n| progress.inc(n as u64))?;
+        stats.files += 1;
+        stats.examples += embedded.rows.len();
         if i > 0 && options.format == Format::Json {
             output.put(b",\n")?;
         }
-        output.put(&clip_json(id, file, &rows))?;
+        output.put(&clip_json(id, &embedded))?;
         if options.format == Format::Jsonl {
             output.put(b"\n")?;
         }
@@ -152,28 +162,4 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         eprintln!("{}", stats.summary(started.elapsed()));
     }
     Ok(stats)
-}
-
-/// Loads the network and PCA, warning (unless quiet) when a file named like an official one does not hash as
-/// its name says. The hash is computed beside the loading, which reads the same bytes.
-pub fn load_embedder(weights_path: &Path, pca_path: &Path, quiet: bool) -> Result<Embedder> {
-    let (embedder, mismatch) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| weights::hash_mismatch(weights_path));
-        let embedder = Embedder::load(weights_path, pca_path);
-        let mismatch = hashing
-            .join()
-            .unwrap_or_else(|_| Err(anyhow!("hashing panicked")));
-        (embedder, mismatch)
-    });
-    let embedder = embedder?;
-    if let Ok(Some((expected, actual))) = mismatch
-        && !quiet
-    {
-        eprintln!(
-            "warning: {}: its SHA-256 starts {actual}, not {expected} as its name says: it is not the official \
-             file (a damaged download?)",
-            weights_path.display()
-        );
-    }
-    Ok(embedder)
 }

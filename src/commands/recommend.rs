@@ -9,6 +9,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::audio::LogMel;
+use crate::audio::decode::Window;
+use crate::audio::logmel::EXAMPLE_SECONDS;
+use crate::audio::source::{Embedded, SourceOptions};
 use crate::clip;
 use crate::error::UsageError;
 use crate::index::records::{ClipMeta, Records};
@@ -16,8 +20,9 @@ use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::Store;
 use crate::index::store::with_distance;
-use crate::index::vector::{self, Metric};
+use crate::index::vector::{self, Form, Metric};
 use crate::labels;
+use crate::progress::Progress;
 
 /// What to find neighbours of.
 pub enum Query {
@@ -26,6 +31,12 @@ pub enum Query {
     EmbeddingFile(PathBuf),
     /// One query per line: a video_id or a one-line JSON embedding.
     Batch(PathBuf),
+    /// An audio file, embedded here (or by a service) and asked window by window.
+    Audio {
+        path: PathBuf,
+        window: Window,
+        source: SourceOptions,
+    },
 }
 
 pub struct RecommendOptions {
@@ -83,6 +94,9 @@ struct Hit<'a> {
     start_time: f64,
     end_time: f64,
     url: String,
+    /// For an audio query: where in the file (seconds) the window this clip matched best starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_at: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -115,7 +129,9 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
         options.count,
         settings,
     );
-    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?;
+    // An audio file's own clip may be in the index: one more neighbour per window leaves room to drop it.
+    let per_query = options.count + usize::from(matches!(options.query, Query::Audio { .. }));
+    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, per_query, labels)?;
     let records = store.load_records(&rtxn, settings)?;
     // The neighbours of each query that can be asked (the failed ones get none), all at once.
     let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
@@ -155,7 +171,7 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
                 }
             };
             let hits = answers.next().unwrap_or_default();
-            write_answer(&mut out, &records, name, &hits, options, settings.metric)?;
+            write_answer(&mut out, &records, name, &hits, None, options, settings.metric)?;
         }
         Ok(())
     };
@@ -182,6 +198,47 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
     };
 
     match &options.query {
+        Query::Audio {
+            path,
+            window,
+            source,
+        } => {
+            window.check().map_err(UsageError::new)?;
+            let source = source.locate()?.load(options.quiet)?;
+            let progress = Progress::items(None, options.quiet, "examples");
+            let embedded =
+                source.embed_file(path, *window, &LogMel::new(), |n| progress.inc(n as u64))?;
+            progress.finish();
+            let windows = audio_windows(&embedded, settings.frames, settings.vector)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let targets: Vec<Target> = windows.iter().map(|(_, v)| Target::Vector(v)).collect();
+            let answers = searcher.nearest(&targets)?;
+            // The file's own clip, made by `embed`, is the file itself: not a recommendation.
+            let own = match crate::commands::embed::file_id(path) {
+                Ok(id) => store.ids.get(&rtxn, &id)?,
+                Err(_) => None,
+            };
+            let mut best: std::collections::HashMap<u32, (f32, f64)> = Default::default();
+            for ((at, _), hits) in windows.iter().zip(answers) {
+                for (item, distance) in hits {
+                    let entry = best.entry(item).or_insert((distance, *at));
+                    if distance < entry.0 {
+                        *entry = (distance, *at);
+                    }
+                }
+            }
+            let mut merged: Vec<(u32, f32, f64)> = best
+                .into_iter()
+                .filter(|(item, _)| Some(*item) != own)
+                .map(|(item, (distance, at))| (item, distance, at))
+                .collect();
+            merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            merged.truncate(options.count);
+            let hits: Vec<(u32, f32)> = merged.iter().map(|&(i, d, _)| (i, d)).collect();
+            let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
+            let name = path.display().to_string();
+            write_answer(&mut out, &records, &name, &hits, Some(&at), options, settings.metric)?;
+        }
         Query::Id(video_id) => {
             // An id no index can hold is a mistake on the command line, not in the data.
             if let Err(problem) = clip::check_id(video_id) {
@@ -255,12 +312,52 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
     Ok(())
 }
 
+/// An audio file's query vectors: one per window of the index's `frames` rows (10 of 0.96 s: about 10 s), side
+/// by side from the start, and one more ending at the last row when the rows do not divide evenly, each with
+/// the time in the file where it starts. Audio shorter than one window is one window of the rows there are
+/// when the index's vectors are means; concatenated frames need them all, and the error says so.
+fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(f64, Vec<f32>)>> {
+    let rows: Vec<Vec<f32>> = embedded
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|&v| f32::from(v)).collect())
+        .collect();
+    let n = rows.len();
+    if n < frames {
+        if form == Form::Flat {
+            bail!(
+                "{:.1} s of audio gives {n} example{} of 0.96 s; this index's vectors are {frames} frames \
+                 concatenated (--vector flat), so it needs at least {:.2} s (or an index built with --vector mean)",
+                embedded.seconds,
+                if n == 1 { "" } else { "s" },
+                frames as f64 * 0.96
+            );
+        }
+        return Ok(vec![(
+            embedded.start,
+            vector::from_rows(&rows, 0, n, form)?,
+        )]);
+    }
+    let mut starts: Vec<usize> = (0..=n - frames).step_by(frames).collect();
+    if n % frames != 0 {
+        starts.push(n - frames);
+    }
+    starts
+        .into_iter()
+        .map(|start| {
+            let at = embedded.start + start as f64 * EXAMPLE_SECONDS;
+            Ok((at, vector::from_rows(&rows, start, frames, form)?))
+        })
+        .collect()
+}
+
 /// Writes one query's answer as a JSON line or a table.
 fn write_answer(
     out: &mut impl Write,
     records: &Records,
     query: &str,
     hits: &[(u32, f32)],
+    matched_at: Option<&[f64]>,
     options: &RecommendOptions,
     metric: Metric,
 ) -> Result<()> {
@@ -286,6 +383,7 @@ fn write_answer(
             start_time: meta.start_time,
             end_time: meta.end_time,
             url: clip_url(&meta.video_id, meta.start_time),
+            matched_at: matched_at.and_then(|at| at.get(rank).copied()),
         })
         .collect();
     let answer = Answer { query, results };
@@ -513,16 +611,26 @@ fn write_table(out: &mut impl Write, answer: &Answer, asked: &[u16]) -> Result<(
         .max()
         .unwrap_or(0)
         .max(11);
+    // An audio query's answers say where in the file each matched.
+    let at_column = answer.results[0].matched_at.is_some();
+    let at_heading = if at_column { "   at  " } else { "" };
     writeln!(
         out,
-        "{:>4}  {:<id_width$}  {heading:>10}  {:<width$}  link",
+        "{:>4}  {:<id_width$}  {heading:>10}  {at_heading}{:<width$}  link",
         "rank", "video_id", "labels"
     )?;
     for hit in &answer.results {
         let names = label_column(hit, asked, width);
+        let at = match hit.matched_at {
+            Some(seconds) => {
+                let whole = seconds.max(0.0).round() as u64;
+                format!("{:>2}:{:02}  ", whole / 60, whole % 60)
+            }
+            None => String::new(),
+        };
         writeln!(
             out,
-            "{:>4}  {:<id_width$}  {:>10.4}  {names:<width$}  {}",
+            "{:>4}  {:<id_width$}  {:>10.4}  {at}{names:<width$}  {}",
             hit.rank,
             printable(hit.video_id),
             hit.similarity.unwrap_or(hit.distance),

@@ -1,0 +1,148 @@
+//! Where a file's embedding comes from: VGGish run in-process (the default), or a MAX Audio Embedding Generator
+//! service (`--service`). `embed` and `recommend --audio` both go through here, so both take the same options,
+//! give the same errors, and check a file before anything costly happens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+
+use super::decode::{self, Window};
+use super::service::Service;
+use super::weights::{self, EMBEDDING_LEN};
+use super::{Embedder, LogMel};
+use crate::error::UsageError;
+
+/// `--weights`, `--pca` and `--service` as given.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    pub weights: Option<PathBuf>,
+    pub pca: Option<PathBuf>,
+    pub service: Option<String>,
+}
+
+/// A source found but not loaded yet: the weights load only once the inputs have been checked.
+pub enum Located {
+    Local { weights: PathBuf, pca: PathBuf },
+    Service(Service),
+}
+
+/// A source ready to embed.
+pub enum Source {
+    Local(Box<Embedder>),
+    Service(Service),
+}
+
+/// One file's embedding: 8-bit rows, one per 0.96 s, and the stretch of the file they cover.
+pub struct Embedded {
+    pub rows: Vec<[u8; EMBEDDING_LEN]>,
+    /// Where the embedded audio starts in the file (`--start`, or 0), in seconds.
+    pub start: f64,
+    /// Seconds of audio embedded.
+    pub seconds: f64,
+}
+
+/// 96 frames of 10 ms need 400 + 95 * 160 samples at 16 kHz.
+const SHORTEST: f64 = 0.975;
+
+impl SourceOptions {
+    /// The service, or the weight files (an error naming what is missing and where to get it). A malformed
+    /// `--service` URL is a usage error.
+    pub fn locate(&self) -> Result<Located> {
+        match &self.service {
+            Some(url) => Ok(Located::Service(Service::new(url).map_err(UsageError::new)?)),
+            None => {
+                let (weights, pca) =
+                    weights::locate(self.weights.as_deref(), self.pca.as_deref())?;
+                Ok(Located::Local { weights, pca })
+            }
+        }
+    }
+}
+
+impl Located {
+    /// Loads the network and PCA (a service needs nothing), warning (unless quiet) when a file named like an
+    /// official one does not hash as its name says. The hash is computed beside the loading, which reads the
+    /// same bytes.
+    pub fn load(self, quiet: bool) -> Result<Source> {
+        let (weights_path, pca_path) = match self {
+            Located::Service(service) => return Ok(Source::Service(service)),
+            Located::Local { weights, pca } => (weights, pca),
+        };
+        let (embedder, mismatch) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| weights::hash_mismatch(&weights_path));
+            let embedder = Embedder::load(&weights_path, &pca_path);
+            let mismatch = hashing
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("hashing panicked")));
+            (embedder, mismatch)
+        });
+        let embedder = embedder?;
+        if let Ok(Some((expected, actual))) = mismatch
+            && !quiet
+        {
+            eprintln!(
+                "warning: {}: its SHA-256 starts {actual}, not {expected} as its name says: it is not the \
+                 official file (a damaged download?)",
+                weights_path.display()
+            );
+        }
+        Ok(Source::Local(Box::new(embedder)))
+    }
+}
+
+/// Decodes `path` within `window` and checks there is enough audio for one example; returns its length in
+/// seconds. Errors name the file. A cheap first pass: decoding is a few percent of embedding's cost.
+pub fn check(path: &Path, window: Window) -> Result<f64> {
+    Ok(decode_checked(path, window)?.seconds())
+}
+
+fn decode_checked(path: &Path, window: Window) -> Result<decode::Audio> {
+    let audio = decode::decode(path, window).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if audio.seconds() < SHORTEST {
+        anyhow::bail!(
+            "{}: {:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)",
+            path.display(),
+            audio.seconds()
+        );
+    }
+    Ok(audio)
+}
+
+impl Source {
+    /// The embedding of `path` within `window`; `done` hears how many examples each step finished. Errors name
+    /// the file.
+    pub fn embed_file(
+        &self,
+        path: &Path,
+        window: Window,
+        logmel: &LogMel,
+        mut done: impl FnMut(usize),
+    ) -> Result<Embedded> {
+        let audio = decode_checked(path, window)?;
+        let rows = match self {
+            Source::Local(embedder) => {
+                let examples = super::examples(&audio.samples, audio.sample_rate, logmel);
+                embedder.embed(&examples, done)?
+            }
+            Source::Service(service) => {
+                let rows = service
+                    .embed(&audio)
+                    .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+                done(rows.len());
+                rows
+            }
+        };
+        if rows.is_empty() {
+            anyhow::bail!(
+                "{}: no embedding rows for {:.3} s of audio",
+                path.display(),
+                audio.seconds()
+            );
+        }
+        Ok(Embedded {
+            rows,
+            start: window.start.unwrap_or(0.0),
+            seconds: audio.seconds(),
+        })
+    }
+}
