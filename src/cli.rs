@@ -296,7 +296,7 @@ pub struct RecommendArgs {
     pub start: Option<f64>,
 
     /// With --audio: stop this many seconds into the file.
-    #[arg(long, value_name = "S", requires = "audio")]
+    #[arg(long, value_name = "S")]
     pub end: Option<f64>,
 
     #[command(flatten)]
@@ -446,7 +446,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Recommend(args) => {
             if args.audio.is_none()
-                && let Some(option) = args.source.given()
+                && let Some(option) = args
+                    .source
+                    .given()
+                    .or(args.end.is_some().then_some("--end"))
             {
                 return Err(UsageError::new(format!("{option} goes with --audio")).into());
             }
@@ -477,10 +480,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
                 // clap's group requires exactly one.
                 _ => {
-                    return Err(UsageError::new(
-                        "give one of --id, --embedding, --batch, --audio",
-                    )
-                    .into());
+                    return Err(
+                        UsageError::new("give one of --id, --embedding, --batch, --audio").into(),
+                    );
                 }
             };
             recommend::run(&RecommendOptions {

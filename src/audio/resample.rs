@@ -123,10 +123,7 @@ pub fn resample(x: &[f64], sr_orig: u32, sr_new: u32) -> Vec<f64> {
     };
 
     let divisor = gcd(sr_orig, sr_new);
-    let (input_period, period) = (
-        (sr_orig / divisor) as usize,
-        (sr_new / divisor) as usize,
-    );
+    let (input_period, period) = ((sr_orig / divisor) as usize, (sr_new / divisor) as usize);
     let phases: Vec<Phase> = (0..period)
         .map(|p| {
             // Output p of a period sits at p * sr_orig / sr_new input samples: whole part and exact fraction.

@@ -195,8 +195,16 @@ mod tests {
             url("http://h:1/model/predict").unwrap(),
             "http://h:1/model/predict"
         );
-        assert!(url("https://h").unwrap_err().contains("https is not supported"));
-        assert!(url("localhost:5000").unwrap_err().contains("not an http:// URL"));
+        assert!(
+            url("https://h")
+                .unwrap_err()
+                .contains("https is not supported")
+        );
+        assert!(
+            url("localhost:5000")
+                .unwrap_err()
+                .contains("not an http:// URL")
+        );
         assert!(url("http://").unwrap_err().contains("no host"));
     }
 

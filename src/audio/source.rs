@@ -49,10 +49,11 @@ impl SourceOptions {
     /// `--service` URL is a usage error.
     pub fn locate(&self) -> Result<Located> {
         match &self.service {
-            Some(url) => Ok(Located::Service(Service::new(url).map_err(UsageError::new)?)),
+            Some(url) => Ok(Located::Service(
+                Service::new(url).map_err(UsageError::new)?,
+            )),
             None => {
-                let (weights, pca) =
-                    weights::locate(self.weights.as_deref(), self.pca.as_deref())?;
+                let (weights, pca) = weights::locate(self.weights.as_deref(), self.pca.as_deref())?;
                 Ok(Located::Local { weights, pca })
             }
         }

@@ -13,8 +13,8 @@ use anyhow::{Result, anyhow};
 use rayon::prelude::*;
 
 use crate::audio::LogMel;
-use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::decode::Window;
+use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::source::{self, Embedded, SourceOptions};
 use crate::clip;
 use crate::commands::ingest::Format;

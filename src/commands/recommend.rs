@@ -171,7 +171,15 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
                 }
             };
             let hits = answers.next().unwrap_or_default();
-            write_answer(&mut out, &records, name, &hits, None, options, settings.metric)?;
+            write_answer(
+                &mut out,
+                &records,
+                name,
+                &hits,
+                None,
+                options,
+                settings.metric,
+            )?;
         }
         Ok(())
     };
@@ -237,7 +245,15 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
             let hits: Vec<(u32, f32)> = merged.iter().map(|&(i, d, _)| (i, d)).collect();
             let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
             let name = path.display().to_string();
-            write_answer(&mut out, &records, &name, &hits, Some(&at), options, settings.metric)?;
+            write_answer(
+                &mut out,
+                &records,
+                &name,
+                &hits,
+                Some(&at),
+                options,
+                settings.metric,
+            )?;
         }
         Query::Id(video_id) => {
             // An id no index can hold is a mistake on the command line, not in the data.
