@@ -32,28 +32,6 @@ fn embed(args: &[&std::ffi::OsStr]) -> Run {
     )
 }
 
-/// A 16-bit PCM WAV of `samples` (mono) at `rate`.
-fn wav(samples: &[i16], rate: u32) -> Vec<u8> {
-    let data_len = samples.len() as u32 * 2;
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
 fn tone(seconds: f64, rate: u32) -> Vec<i16> {
     (0..(seconds * f64::from(rate)) as usize)
         .map(|i| ((i as f64 * 0.05).sin() * 10_000.0) as i16)
@@ -130,7 +108,7 @@ fn an_npz_given_as_weights_is_named() {
 #[test]
 fn a_wav_of_an_unsupported_codec_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = wav(&tone(2.0, 16_000), 16_000);
+    let mut bytes = common::wav_bytes(&tone(2.0, 16_000), 16_000);
     // Format tag 0x0055: MPEG layer 3 inside a WAV, which symphonia's WAV reader does not take.
     bytes[20..22].copy_from_slice(&0x0055u16.to_le_bytes());
     let odd = write(dir.path(), "odd.wav", &bytes);
@@ -141,7 +119,11 @@ fn a_wav_of_an_unsupported_codec_is_named() {
 #[test]
 fn audio_shorter_than_one_example_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let short = write(dir.path(), "short.wav", &wav(&tone(0.9, 16_000), 16_000));
+    let short = write(
+        dir.path(),
+        "short.wav",
+        &common::wav_bytes(&tone(0.9, 16_000), 16_000),
+    );
     let run = embed(&[short.as_os_str()]);
     run.assert_error(
         1,
