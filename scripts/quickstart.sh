@@ -37,6 +37,8 @@ if [[ -f "$weights" && -f "$pca" ]]; then
     "$bin" embed fixtures/audio/source.{wav,flac,mp3,ogg} -o "$out/songs.jsonl"
     "$bin" index -q --frames 2 --index "$out/songs" "$out/songs.jsonl"
     "$bin" embed -q fixtures/audio/source.wav | "$bin" recommend --index "$out/songs" --embedding - -k 4
+    # A song straight to AudioSet's music clips: the 2-second WAV is one window, the mean of its two rows.
+    "$bin" recommend --index "$out/index" --audio fixtures/audio/source.wav -k 3
 else
     echo "skipped: no VGGish weights; put vggish-10086976.pth (https://github.com/harritaylor/torchvggish/releases) and vggish_pca_params.npz (https://storage.googleapis.com/audioset/vggish_pca_params.npz) in $data_home (README: soundalike embed)"
 fi

@@ -149,6 +149,33 @@ fn pca_from_fortran_ordered_arrays_equals_pca_from_c_ordered_ones() {
 }
 
 #[test]
+fn a_compressed_npz_loads_as_the_stored_one() {
+    // np.savez_compressed deflates each array; np.savez (Google's file) stores them.
+    let golden = Pca::load(&fixture_path("pca_params.npz")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("compressed.npz");
+    let mut source =
+        zip::ZipArchive::new(std::fs::File::open(fixture_path("pca_params.npz")).unwrap()).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for name in ["pca_eigen_vectors.npy", "pca_means.npy"] {
+        let mut bytes = Vec::new();
+        source
+            .by_name(name)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        zip.start_file(name, deflated).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    let pca = Pca::load(&path).unwrap();
+    assert_eq!(pca.eigen_vectors, golden.eigen_vectors);
+    assert_eq!(pca.means, golden.means);
+}
+
+#[test]
 fn a_weight_file_passed_as_pca_is_refused_naming_it() {
     let text = format!(
         "{:#}",
