@@ -52,7 +52,7 @@ impl Service {
             return Err(format!("--service {url}: no host"));
         }
         let url = match rest.find('/') {
-            Some(slash) if rest[slash..].trim_end_matches('/') != "" => url.to_string(),
+            Some(slash) if !rest[slash..].trim_end_matches('/').is_empty() => url.to_string(),
             _ => format!("http://{}{PREDICT_PATH}", rest.trim_end_matches('/')),
         };
         let agent = ureq::Agent::config_builder()

@@ -355,7 +355,7 @@ fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(
         )]);
     }
     let mut starts: Vec<usize> = (0..=n - frames).step_by(frames).collect();
-    if n % frames != 0 {
+    if !n.is_multiple_of(frames) {
         starts.push(n - frames);
     }
     starts
