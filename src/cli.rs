@@ -114,8 +114,7 @@ const INDEX_EXAMPLES: &str = "Examples:
   soundalike index --index music.idx --append new.jsonl";
 
 const RECOMMEND_EXAMPLES: &str = "Examples:
-  soundalike recommend --index music.idx --id xtGmrLOsjHk
-  soundalike recommend --index music.idx --embedding clip.json -k 20 --label \"Jazz,Blues\"
+  soundalike recommend --index music.idx --id xtGmrLOsjHk -k 20 --label \"Jazz,Blues\"
   soundalike recommend --index music.idx --batch ids.txt --json > answers.jsonl
   soundalike recommend --index music.idx --audio song.mp3 --start 60 --end 90";
 

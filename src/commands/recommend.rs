@@ -3,7 +3,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use roaring::RoaringBitmap;
@@ -18,7 +19,7 @@ use crate::error::UsageError;
 use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
-use crate::index::store::Store;
+use crate::index::store::{Settings, Store};
 use crate::index::store::with_distance;
 use crate::index::vector::{self, Form, Metric};
 use crate::labels;
@@ -131,10 +132,108 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
     );
     // An audio file's own clip may be in the index: one more neighbour per window leaves room to drop it.
     let per_query = options.count + usize::from(matches!(options.query, Query::Audio { .. }));
-    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, per_query, labels)?;
-    let records = store.load_records(&rtxn, settings)?;
-    // The neighbours of each query that can be asked (the failed ones get none), all at once.
-    let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
+    let resolver = Resolver {
+        store,
+        rtxn: &rtxn,
+        settings,
+        start: options.start,
+    };
+    let mut responder = Responder {
+        searcher: Searcher::<D>::open(store, &rtxn, settings, search, per_query, labels)?,
+        records: store.load_records(&rtxn, settings)?,
+        out: BufWriter::new(io::stdout().lock()),
+        options,
+        metric: settings.metric,
+        failed: 0,
+    };
+    match &options.query {
+        Query::Id(video_id) => {
+            // An id no index can hold is a mistake on the command line, not in the data.
+            if let Err(problem) = clip::check_id(video_id) {
+                return Err(UsageError::new(format!("--id: {problem}")).into());
+            }
+            responder.answer(&[resolver.id(video_id)?])?
+        }
+        Query::EmbeddingFile(path) => {
+            let (text, name) = read_input(path)?;
+            responder.answer(&[resolver.vector(&text, name.clone()).context(name)?])?
+        }
+        Query::Batch(path) => answer_batch(&mut responder, &resolver, path)?,
+        Query::Audio {
+            path,
+            window,
+            source,
+        } => answer_audio(&mut responder, &resolver, path, *window, source)?,
+    }
+    responder.out.flush()?;
+    Ok(())
+}
+
+/// Turns what a user gave into queries the index can answer.
+struct Resolver<'t> {
+    store: &'t Store,
+    rtxn: &'t heed::RoTxn<'t>,
+    settings: &'t Settings,
+    /// `--start ROW` for embeddings.
+    start: usize,
+}
+
+impl Resolver<'_> {
+    fn id(&self, video_id: &str) -> Result<Resolved> {
+        clip::check_id(video_id).map_err(|problem| anyhow!("not a video_id: {problem}"))?;
+        let item = self.store.ids.get(self.rtxn, video_id)?.ok_or_else(|| {
+            anyhow!(
+                "no clip '{}' in index {}",
+                clip::shortened(video_id),
+                self.store.dir.display()
+            )
+        })?;
+        Ok(Resolved::Item {
+            video_id: video_id.to_string(),
+            item,
+        })
+    }
+
+    /// An embedding's text. Errors get their location from the caller: the file, or the batch file and line.
+    fn vector(&self, text: &str, source: String) -> Result<Resolved> {
+        let rows = embedding_rows(text)?;
+        let vector = vector::from_rows(
+            &rows,
+            self.start,
+            self.settings.frames,
+            self.settings.vector,
+        )?;
+        Ok(Resolved::Vector { source, vector })
+    }
+
+    /// A batch line: a one-line JSON embedding, or a video_id.
+    fn line(&self, line: &str, source: String) -> Result<Resolved> {
+        let query = line.trim();
+        if query.is_empty() {
+            bail!("an empty line")
+        } else if query.starts_with('{') || query.starts_with('[') {
+            self.vector(query, source)
+        } else {
+            self.id(query)
+        }
+    }
+}
+
+/// Asks the searcher and writes the answers, in the order asked.
+struct Responder<'t, D: arroy::Distance> {
+    searcher: Searcher<'t, D>,
+    records: Records<'t>,
+    out: BufWriter<io::StdoutLock<'static>>,
+    options: &'t RecommendOptions,
+    metric: Metric,
+    /// Queries answered with their error.
+    failed: usize,
+}
+
+impl<D: arroy::Distance> Responder<'_, D> {
+    /// Answers a group of queries at once (the exact scan shares its passes over the vectors among them); a
+    /// failed one gets its error in its place.
+    fn answer(&mut self, group: &[Resolved]) -> Result<()> {
         let targets: Vec<Target> = group
             .iter()
             .filter_map(|q| match q {
@@ -143,189 +242,140 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
                 Resolved::Failed { .. } => None,
             })
             .collect();
-        searcher.nearest(&targets)
-    };
-
-    let mut out = BufWriter::new(io::stdout().lock());
-    let mut failed = 0usize;
-    let mut write = |group: &[Resolved]| -> Result<()> {
-        let mut answers = nearest(group)?.into_iter();
+        let mut answers = self.searcher.nearest(&targets)?.into_iter();
         for query in group {
             let name = match query {
                 Resolved::Item { video_id, .. } => video_id.as_str(),
                 Resolved::Vector { source, .. } => source.as_str(),
                 Resolved::Failed { query, line, error } => {
-                    failed += 1;
-                    if options.json {
+                    self.failed += 1;
+                    if self.options.json {
                         let failure = Failure {
                             query,
                             line: *line,
                             error,
                         };
-                        serde_json::to_writer(&mut out, &failure)?;
-                        writeln!(out)?;
-                    } else if !options.quiet {
+                        serde_json::to_writer(&mut self.out, &failure)?;
+                        writeln!(self.out)?;
+                    } else if !self.options.quiet {
                         eprintln!("warning: line {line}: {error}");
                     }
                     continue;
                 }
             };
             let hits = answers.next().unwrap_or_default();
-            write_answer(
-                &mut out,
-                &records,
-                name,
-                &hits,
-                None,
-                options,
-                settings.metric,
-            )?;
+            self.write(name, &hits, None)?;
         }
         Ok(())
-    };
+    }
 
-    let resolve_id = |video_id: &str| -> Result<Resolved> {
-        clip::check_id(video_id).map_err(|problem| anyhow!("not a video_id: {problem}"))?;
-        let item = store.ids.get(&rtxn, video_id)?.ok_or_else(|| {
-            anyhow!(
-                "no clip '{}' in index {}",
-                clip::shortened(video_id),
-                store.dir.display()
-            )
-        })?;
-        Ok(Resolved::Item {
-            video_id: video_id.to_string(),
-            item,
-        })
-    };
-    // Errors get their location from the caller: the file, or the batch file and line.
-    let resolve_vector = |text: &str, source: String| -> Result<Resolved> {
-        let rows = embedding_rows(text)?;
-        let vector = vector::from_rows(&rows, options.start, settings.frames, settings.vector)?;
-        Ok(Resolved::Vector { source, vector })
-    };
+    fn write(&mut self, query: &str, hits: &[(u32, f32)], matched_at: Option<&[f64]>) -> Result<()> {
+        write_answer(
+            &mut self.out,
+            &self.records,
+            query,
+            hits,
+            matched_at,
+            self.options,
+            self.metric,
+        )
+    }
+}
 
-    match &options.query {
-        Query::Audio {
-            path,
-            window,
-            source,
-        } => {
-            window.check().map_err(UsageError::new)?;
-            let source = source.locate()?.load(options.quiet)?;
-            let progress = Progress::items(None, options.quiet, "examples");
-            let embedded =
-                source.embed_file(path, *window, &LogMel::new(), |n| progress.inc(n as u64))?;
-            progress.finish();
-            let windows = audio_windows(&embedded, settings.frames, settings.vector)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            let targets: Vec<Target> = windows.iter().map(|(_, v)| Target::Vector(v)).collect();
-            let answers = searcher.nearest(&targets)?;
-            // The file's own clip, made by `embed`, is the file itself: not a recommendation.
-            let own = match crate::commands::embed::file_id(path) {
-                Ok(id) => store.ids.get(&rtxn, &id)?,
-                Err(_) => None,
-            };
-            let mut best: std::collections::HashMap<u32, (f32, f64)> = Default::default();
-            for ((at, _), hits) in windows.iter().zip(answers) {
-                for (item, distance) in hits {
-                    let entry = best.entry(item).or_insert((distance, *at));
-                    if distance < entry.0 {
-                        *entry = (distance, *at);
-                    }
-                }
-            }
-            let mut merged: Vec<(u32, f32, f64)> = best
-                .into_iter()
-                .filter(|(item, _)| Some(*item) != own)
-                .map(|(item, (distance, at))| (item, distance, at))
-                .collect();
-            merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            merged.truncate(options.count);
-            let hits: Vec<(u32, f32)> = merged.iter().map(|&(i, d, _)| (i, d)).collect();
-            let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
-            let name = path.display().to_string();
-            write_answer(
-                &mut out,
-                &records,
-                &name,
-                &hits,
-                Some(&at),
-                options,
-                settings.metric,
-            )?;
+/// One answer per line of a batch file, in order, so that output line N answers input line N; a line that
+/// cannot be asked gets its error in its place, and the run fails at the end with their count.
+fn answer_batch<D: arroy::Distance>(
+    responder: &mut Responder<D>,
+    resolver: &Resolver,
+    path: &Path,
+) -> Result<()> {
+    let (reader, name): (Box<dyn BufRead>, String) = if path.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), "<stdin>".into())
+    } else {
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        (Box::new(BufReader::new(file)), path.display().to_string())
+    };
+    // Enough queries at a time for the exact scan to give each thread a group.
+    let group_size = scan::GROUP * rayon::current_num_threads();
+    let mut group = Vec::with_capacity(group_size);
+    let mut lines = CappedLines::new(reader);
+    let mut number = 0;
+    while let Some(line) = lines.next_line() {
+        number += 1;
+        let resolved = match line {
+            Ok(line) => resolver
+                .line(&line, format!("{name}:{number}"))
+                .unwrap_or_else(|e| Resolved::Failed {
+                    query: clip::shortened(line.trim()).into_owned(),
+                    line: number,
+                    error: format!("{e:#}"),
+                }),
+            // A line too long to keep, or not text.
+            Err(e) => Resolved::Failed {
+                query: String::new(),
+                line: number,
+                error: format!("{e:#}"),
+            },
+        };
+        group.push(resolved);
+        if group.len() == group_size {
+            responder.answer(&group)?;
+            group.clear();
         }
-        Query::Id(video_id) => {
-            // An id no index can hold is a mistake on the command line, not in the data.
-            if let Err(problem) = clip::check_id(video_id) {
-                return Err(UsageError::new(format!("--id: {problem}")).into());
-            }
-            write(&[resolve_id(video_id)?])?
-        }
-        Query::EmbeddingFile(path) => {
-            let (text, name) = read_input(path)?;
-            write(&[resolve_vector(&text, name.clone()).context(name)?])?
-        }
-        Query::Batch(path) => {
-            let (reader, name): (Box<dyn BufRead>, String) = if path.as_os_str() == "-" {
-                (Box::new(io::stdin().lock()), "<stdin>".into())
-            } else {
-                let file =
-                    File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-                (Box::new(BufReader::new(file)), path.display().to_string())
-            };
-            // Enough queries at a time for the exact scan to give each thread a group.
-            let group_size = scan::GROUP * rayon::current_num_threads();
-            let mut group = Vec::with_capacity(group_size);
-            // Every line gets one answer, in order, so that output line N answers input line N; a line that
-            // cannot be asked gets its error in its place, and the run fails at the end.
-            let mut lines = CappedLines::new(reader);
-            let mut number = 0;
-            while let Some(line) = lines.next_line() {
-                number += 1;
-                let resolved = line.and_then(|line| {
-                    let query = line.trim();
-                    let resolved = if query.is_empty() {
-                        Err(anyhow!("an empty line"))
-                    } else if query.starts_with('{') || query.starts_with('[') {
-                        resolve_vector(query, format!("{name}:{number}"))
-                    } else {
-                        resolve_id(query)
-                    };
-                    resolved
-                        .map_err(|e| (clip::shortened(query).into_owned(), e))
-                        .or_else(|(query, e)| {
-                            Ok::<_, anyhow::Error>(Resolved::Failed {
-                                query,
-                                line: number,
-                                error: format!("{e:#}"),
-                            })
-                        })
-                });
-                let resolved = match resolved {
-                    Ok(resolved) => resolved,
-                    // A line too long to keep, or not text.
-                    Err(e) => Resolved::Failed {
-                        query: String::new(),
-                        line: number,
-                        error: format!("{e:#}"),
-                    },
-                };
-                group.push(resolved);
-                if group.len() == group_size {
-                    write(&group)?;
-                    group.clear();
-                }
-            }
-            write(&group)?;
-            out.flush()?;
-            if failed > 0 {
-                bail!("{name}: {failed} of {number} queries failed (see their answers)");
+    }
+    responder.answer(&group)?;
+    responder.out.flush()?;
+    if responder.failed > 0 {
+        bail!(
+            "{name}: {} of {number} queries failed (see their answers)",
+            responder.failed
+        );
+    }
+    Ok(())
+}
+
+/// An audio file: embedded, asked window by window, and the answers merged, each clip scoring its best window.
+fn answer_audio<D: arroy::Distance>(
+    responder: &mut Responder<D>,
+    resolver: &Resolver,
+    path: &Path,
+    window: Window,
+    source: &SourceOptions,
+) -> Result<()> {
+    window.check().map_err(UsageError::new)?;
+    let source = source.locate()?.load(responder.options.quiet)?;
+    let progress = Progress::items(None, responder.options.quiet, "examples");
+    let embedded = source.embed_file(path, window, &LogMel::new(), |n| progress.inc(n as u64))?;
+    progress.finish();
+    let settings = resolver.settings;
+    let windows = audio_windows(&embedded, settings.frames, settings.vector)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let targets: Vec<Target> = windows.iter().map(|(_, v)| Target::Vector(v)).collect();
+    let answers = responder.searcher.nearest(&targets)?;
+    // The file's own clip, made by `embed`, is the file itself: not a recommendation.
+    let own = match crate::commands::embed::file_id(path) {
+        Ok(id) => resolver.store.ids.get(resolver.rtxn, &id)?,
+        Err(_) => None,
+    };
+    let mut best: HashMap<u32, (f32, f64)> = HashMap::new();
+    for ((at, _), hits) in windows.iter().zip(answers) {
+        for (item, distance) in hits {
+            let entry = best.entry(item).or_insert((distance, *at));
+            if distance < entry.0 {
+                *entry = (distance, *at);
             }
         }
     }
-    out.flush()?;
-    Ok(())
+    let mut merged: Vec<(u32, f32, f64)> = best
+        .into_iter()
+        .filter(|(item, _)| Some(*item) != own)
+        .map(|(item, (distance, at))| (item, distance, at))
+        .collect();
+    merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    merged.truncate(responder.options.count);
+    let hits: Vec<(u32, f32)> = merged.iter().map(|&(i, d, _)| (i, d)).collect();
+    let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
+    responder.write(&path.display().to_string(), &hits, Some(&at))
 }
 
 /// An audio file's query vectors: one per window of the index's `frames` rows (10 of 0.96 s: about 10 s), side
@@ -418,7 +468,7 @@ fn similarity(metric: Metric, distance: f32) -> Option<f32> {
 }
 
 /// An embedding file's text, refused past [`MAX_LINE`] bytes (see there).
-fn read_input(path: &PathBuf) -> Result<(String, String)> {
+fn read_input(path: &Path) -> Result<(String, String)> {
     let (reader, name): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), "<stdin>".into())
     } else {
