@@ -16,7 +16,8 @@ use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::Store;
 use crate::index::store::with_distance;
-use crate::index::vector::{self, Metric};
+use crate::index::projection::QueryVector;
+use crate::index::vector::Metric;
 use crate::labels;
 
 /// What to find neighbours of.
@@ -39,6 +40,8 @@ pub struct RecommendOptions {
     pub labels: Vec<u16>,
     /// First embedding row to use.
     pub start: usize,
+    /// Candidates re-ranked by their frames; `None`: the default for the index.
+    pub rerank: Option<usize>,
     pub json: bool,
     /// No `warning:` lines for a batch's bad lines in table mode (the final count is still an error).
     pub quiet: bool,
@@ -52,7 +55,7 @@ enum Resolved {
     },
     Vector {
         source: String,
-        vector: Vec<f32>,
+        vector: QueryVector,
     },
     /// A batch line that cannot be asked: answered with its error, in its place.
     Failed {
@@ -115,7 +118,9 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
         options.count,
         settings,
     );
-    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?;
+    let mut searcher = Searcher::<D>::open(store, &rtxn, settings, search, options.count, labels)?
+        .with_rerank(options.rerank, settings)?;
+    let form = store.clip_form(&rtxn, settings)?;
     let records = store.load_records(&rtxn, settings)?;
     // The neighbours of each query that can be asked (the failed ones get none), all at once.
     let mut nearest = |group: &[Resolved]| -> Result<Vec<Vec<(u32, f32)>>> {
@@ -177,7 +182,7 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
     // Errors get their location from the caller: the file, or the batch file and line.
     let resolve_vector = |text: &str, source: String| -> Result<Resolved> {
         let rows = embedding_rows(text)?;
-        let vector = vector::from_rows(&rows, options.start, settings.frames, settings.vector)?;
+        let vector = form.query(&rows, options.start)?;
         Ok(Resolved::Vector { source, vector })
     };
 
