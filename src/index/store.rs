@@ -4,7 +4,8 @@
 //! labels and times, in blocks of records), `labels` (label index to the set of items carrying it, for filtered
 //! queries), `vectors` (every vector in search form, in blocks of rows, for the exact scan), `codes` (the same
 //! as 8-bit codes, for the graph walk; their quantizer beside the settings), `graph` (every clip's neighbour
-//! list) and `settings`. All blocks hold the same 1,024 items. They are large values, which LMDB keeps on
+//! list), `frames` (every clip's projected frames as signed bytes, for the re-rank) and `settings` (with the
+//! projection beside them). All blocks hold the same 1,024 items. They are large values, which LMDB keeps on
 //! contiguous overflow pages: a reader borrows them from the memory map as flat arrays, with no lookup per row.
 
 use std::borrow::Cow;
