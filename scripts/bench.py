@@ -182,6 +182,8 @@ def main():
     if sizes:
         lines += scale_section(bal_train, evaluation, Path(args.scale_data), work, sizes, args.runs,
                                peers_python if peers_python.exists() else None)
+    # Measured by hand (scripts/projection_bench.sh and evaluate on the synthetic sets), kept beside the rest.
+    lines += ["", open(ROOT / "scripts" / "projection_bench.md").read().strip()]
     lines += ["", open(ROOT / "scripts" / "bench_notes.md").read().strip(), ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
     print("\n".join(lines))

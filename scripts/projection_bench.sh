@@ -29,10 +29,11 @@ awk 'NR % 2 == 0' bal.jsonl > B.jsonl
 report() { # index, queries, rerank
     "$bin" evaluate -q --index "$1" --queries "$2" --rerank "$3" --ef 16 --json |
         python3 -c 'import json, sys
+name, queries, rerank = sys.argv[1:4]
 for r in json.load(sys.stdin):
-    print(f"{sys.argv[1]:<16} queries {sys.argv[2]:<10} rerank {sys.argv[3]:>2}  {r[\"search\"]:<5}  n {r[\"queries\"]:>5}  "
-          f"recall@10 {r[\"recall\"]:.4f}  label prec@10 {r[\"label_precision\"]:.4f}  p50 {r[\"latency_ms\"][\"p50\"]:.3f} ms  "
-          f"in fit {r[\"queries_in_projection_fit\"]}")' "$1" "$(basename "$2")" "$3"
+    print("%-16s queries %-10s rerank %2s  %-5s  n %5d  recall@10 %.4f  label prec@10 %.4f  p50 %.3f ms  in fit %s" % (
+        name, queries, rerank, r["search"], r["queries"], r["recall"], r["label_precision"],
+        r["latency_ms"]["p50"], r["queries_in_projection_fit"]))' "$1" "$(basename "$2")" "$3"
 }
 for rerank in 0 20; do
     for idx in B-none.idx B-A.idx; do report "$idx" all "$rerank"; report "$idx" eval.jsonl "$rerank"; done
