@@ -209,7 +209,11 @@ pub struct IndexArgs {
     /// or FILE: a JSON matrix ({"matrix": [[128 numbers], ...], "mean": [128 numbers]}) or an index directory,
     /// whose projection is taken (the index's own path keeps its projection through a rebuild). An --append
     /// always applies the index's own.
-    #[arg(long, value_name = "none|default|learn|FILE", conflicts_with = "append")]
+    #[arg(
+        long,
+        value_name = "none|default|learn|FILE",
+        conflicts_with = "append"
+    )]
     pub projection: Option<String>,
 
     #[command(flatten)]
@@ -338,11 +342,19 @@ fn parse_query_count(text: &str) -> Result<QueryCount, String> {
     if text == "all" {
         return Ok(QueryCount::All);
     }
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
         return text
             .parse::<NonZeroUsize>()
             .map(QueryCount::Sample)
-            .map_err(|_| format!("expected a number of queries (1 or more), \"all\", or a file, got {text:?}"));
+            .map_err(|_| {
+                format!(
+                    "expected a number of queries (1 or more), \"all\", or a file, got {text:?}"
+                )
+            });
     }
     if text.is_empty() {
         return Err("expected a number of queries (1 or more), \"all\", or a file".into());

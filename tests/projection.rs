@@ -249,7 +249,8 @@ fn rerank_orders_by_the_frames_and_reports_their_distance() {
         let plain = recommend(&dir, &["--id", id, "--json", "--rerank", "0", "-k", "20"]);
         let reranked = recommend(&dir, &["--id", id, "--json", "--rerank", "20"]);
         let default = recommend(&dir, &["--id", id, "--json"]);
-        let (plain, reranked, default) = (&plain.lines()[0], &reranked.lines()[0], &default.lines()[0]);
+        let (plain, reranked, default) =
+            (&plain.lines()[0], &reranked.lines()[0], &default.lines()[0]);
         assert_eq!(reranked, default, "the default re-ranks 20");
         // The re-rank reorders the search's 20 nearest: its ten are among them, nearest frames first.
         let candidates = ids(plain);
@@ -261,7 +262,11 @@ fn rerank_orders_by_the_frames_and_reports_their_distance() {
             .map(|r| r["distance"].as_f64().unwrap())
             .collect();
         assert!(distances.windows(2).all(|w| w[0] <= w[1]), "{distances:?}");
-        assert_ne!(&ids(plain)[..10], &ids(reranked)[..], "{id}: the frames change the order");
+        assert_ne!(
+            &ids(plain)[..10],
+            &ids(reranked)[..],
+            "{id}: the frames change the order"
+        );
     }
     // The graph and the exact scan re-rank alike: the same candidates give the same answers.
     let exact = recommend(&dir, &["--id", "xtGmrLOsjHk", "--json", "--exact"]);
@@ -331,19 +336,28 @@ fn a_rebuild_keeps_the_projection_only_if_asked() {
     assert_eq!(kept["kind"], "file");
     assert_eq!(kept["fit_clips"], learned["fit_clips"]);
     assert_eq!(kept["source"], d);
-    assert_eq!(recommend(&dir, &["--id", &id, "--json"]).lines(), before.lines());
+    assert_eq!(
+        recommend(&dir, &["--id", &id, "--json"]).lines(),
+        before.lines()
+    );
 
     // Rebuilt without asking: the default.
     run_with_stdin(&["index", "-q", "--index", d], &half).assert_ok();
     assert_eq!(info(&dir)["settings"]["projection"]["kind"], "default");
     let table = run(&["info", "--index", d]);
     assert!(
-        table.stdout_text().contains("projection   default (fit on 6320 AudioSet bal_train music clips), 32 dimensions"),
+        table.stdout_text().contains(
+            "projection   default (fit on 6320 AudioSet bal_train music clips), 32 dimensions"
+        ),
         "{}",
         table.stdout_text()
     );
     // And with none.
-    run_with_stdin(&["index", "-q", "--projection", "none", "--index", d], &half).assert_ok();
+    run_with_stdin(
+        &["index", "-q", "--projection", "none", "--index", d],
+        &half,
+    )
+    .assert_ok();
     assert_eq!(info(&dir)["settings"]["dimensions"], 128);
 }
 
@@ -357,7 +371,10 @@ fn a_projection_from_a_json_file_is_applied_and_a_bad_one_refused() {
     let (_t2, default) = build(clips_jsonl(), &[]);
     let projection = &info(&from_file)["settings"]["projection"];
     assert_eq!(projection["kind"], "file");
-    assert_eq!(projection["fit_clips"], 0, "a JSON file does not say what it was fit on");
+    assert_eq!(
+        projection["fit_clips"], 0,
+        "a JSON file does not say what it was fit on"
+    );
     let a = recommend(&from_file, &["--id", "xtGmrLOsjHk", "--json"]);
     let b = recommend(&default, &["--id", "xtGmrLOsjHk", "--json"]);
     assert_eq!(a.lines(), b.lines());
@@ -407,10 +424,23 @@ fn learning_without_labelled_clips_is_one_error_line() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("idx");
     let run = run_with_stdin(
-        &["index", "--projection", "learn", "--index", dir.to_str().unwrap()],
+        &[
+            "index",
+            "--projection",
+            "learn",
+            "--index",
+            dir.to_str().unwrap(),
+        ],
         (lines.join("\n") + "\n").as_bytes(),
     );
-    run.assert_error(1, &["cannot learn a projection", "0 of the clips", "--projection default or none"]);
+    run.assert_error(
+        1,
+        &[
+            "cannot learn a projection",
+            "0 of the clips",
+            "--projection default or none",
+        ],
+    );
     assert!(!dir.exists());
 }
 
@@ -436,7 +466,14 @@ fn evaluate_says_what_is_in_sample_and_takes_held_out_queries() {
 
     // A projection learned on the index's own clips: every query took part in the fit.
     let (_t1, learned) = build(&lines_of(first), &["--projection", "learn"]);
-    let run = run(&["evaluate", "--index", learned.to_str().unwrap(), "--queries", "all", "--json"]);
+    let run = run(&[
+        "evaluate",
+        "--index",
+        learned.to_str().unwrap(),
+        "--queries",
+        "all",
+        "--json",
+    ]);
     run.assert_ok();
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["queries_in_projection_fit"], report["queries"]);
@@ -458,8 +495,7 @@ fn evaluate_says_what_is_in_sample_and_takes_held_out_queries() {
     assert_eq!(report["held_out"], true);
     assert_eq!(report["queries_in_projection_fit"], 0);
     assert_eq!(report["recall"], 1.0);
-    let relevant: std::collections::HashSet<i64> =
-        (138..=282).chain([28, 30, 31, 92]).collect();
+    let relevant: std::collections::HashSet<i64> = (138..=282).chain([28, 30, 31, 92]).collect();
     let eligible: Vec<&str> = second
         .iter()
         .copied()
@@ -504,9 +540,21 @@ fn evaluate_says_what_is_in_sample_and_takes_held_out_queries() {
     // A query file holding a clip of the index is refused: it would find itself.
     let leaky = temp.path().join("leaky.jsonl");
     std::fs::write(&leaky, lines_of(&[second[0], first[3]])).unwrap();
-    common::run(&["evaluate", "--index", learned.to_str().unwrap(), "--queries", leaky.to_str().unwrap()])
-        .assert_error(1, &["leaky.jsonl: line 2", "is in index", "held-out"]);
+    common::run(&[
+        "evaluate",
+        "--index",
+        learned.to_str().unwrap(),
+        "--queries",
+        leaky.to_str().unwrap(),
+    ])
+    .assert_error(1, &["leaky.jsonl: line 2", "is in index", "held-out"]);
     // A number is a count, "all" all, a missing file an error naming it.
-    common::run(&["evaluate", "--index", learned.to_str().unwrap(), "--queries", "./nope.jsonl"])
-        .assert_error(1, &["nope.jsonl"]);
+    common::run(&[
+        "evaluate",
+        "--index",
+        learned.to_str().unwrap(),
+        "--queries",
+        "./nope.jsonl",
+    ])
+    .assert_error(1, &["nope.jsonl"]);
 }

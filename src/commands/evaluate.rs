@@ -105,13 +105,13 @@ pub fn run(options: &EvaluateOptions) -> Result<()> {
         match first.queries_in_projection_fit {
             Some(0) => {}
             Some(n) => eprintln!(
-                "note: {n} of the {} queries took part in fitting the projection ({}): their label precision \
-                 is in-sample; give held-out clips with --queries FILE",
+                "note: {n} of the {} queries took part in fitting the index's projection, {}: their label \
+                 precision is in-sample; give held-out clips with --queries FILE",
                 first.queries, first.projection
             ),
             None => eprintln!(
-                "note: the projection ({}) does not record the clips it was fit on, so whether the queries took \
-                 part is unknown",
+                "note: the index's projection, {}, does not record the clips it was fit on, so whether the \
+                 queries took part is unknown",
                 first.projection
             ),
         }
@@ -304,9 +304,12 @@ fn held_out(
         if relevant.is_empty() {
             return Ok(());
         }
-        let vector = form
-            .query(&clip.embedding, 0)
-            .map_err(|e| anyhow!("{name}: {at}: clip {}: {e}", clip::shortened(&clip.video_id)))?;
+        let vector = form.query(&clip.embedding, 0).map_err(|e| {
+            anyhow!(
+                "{name}: {at}: clip {}: {e}",
+                clip::shortened(&clip.video_id)
+            )
+        })?;
         clips.push(QueryClip {
             item: None,
             vector: Some(vector),

@@ -236,8 +236,9 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         projection: summary,
     };
-    let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, plan, options))
-        .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
+    let built =
+        with_distance!(options.metric, D => write_new::<D>(&store, settings, plan, options))
+            .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
     drop(store);
     swap_into_place(building.keep(), dir, cleanup)?;
     Ok(Built {

@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use crate::clip;
 use crate::error::UsageError;
+use crate::index::projection::QueryVector;
 use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::Store;
 use crate::index::store::with_distance;
-use crate::index::projection::QueryVector;
 use crate::index::vector::Metric;
 use crate::labels;
 

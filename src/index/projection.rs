@@ -260,8 +260,9 @@ impl Projection {
         }
         let mean: Vec<f32> = match mean {
             None => vec![0.0; FRAME_LEN],
-            Some(mean) => serde_json::from_value(mean.clone())
-                .map_err(|e| anyhow!("{name}: the projection's mean is not a list of numbers: {e}"))?,
+            Some(mean) => serde_json::from_value(mean.clone()).map_err(|e| {
+                anyhow!("{name}: the projection's mean is not a list of numbers: {e}")
+            })?,
         };
         if mean.len() != FRAME_LEN {
             bail!(

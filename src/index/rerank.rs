@@ -156,7 +156,10 @@ mod tests {
     fn chamfer_is_one_for_the_same_frames_and_symmetric() {
         let a: Vec<i8> = vec![127, 0, 0, 127, 90, 90];
         let b: Vec<i8> = vec![0, 127, 127, 0];
-        assert!((chamfer(&a, &a, 2) - (127 * 127 * 2 + 90 * 90 * 2) as f32 / 3.0 / 16129.0).abs() < 1e-6);
+        assert!(
+            (chamfer(&a, &a, 2) - (127 * 127 * 2 + 90 * 90 * 2) as f32 / 3.0 / 16129.0).abs()
+                < 1e-6
+        );
         assert_eq!(chamfer(&a, &b, 2), chamfer(&b, &a, 2));
         // Each of a's frames finds its best in b, and each of b's in a.
         let expected = 0.5 * ((16129.0 + 16129.0 + 11430.0) / 3.0 + 16129.0) / 16129.0;
@@ -169,7 +172,9 @@ mod tests {
         let b: Vec<i8> = (0..37).map(|i| (i % 7) as i8 - 3).collect();
         let plain: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
         assert_eq!(dot_i8(&a, &b), plain);
-        let extremes: Vec<i8> = (0..48).map(|i| if i % 2 == 0 { -127 } else { 127 }).collect();
+        let extremes: Vec<i8> = (0..48)
+            .map(|i| if i % 2 == 0 { -127 } else { 127 })
+            .collect();
         assert_eq!(dot_i8(&extremes, &extremes), 48 * 127 * 127);
         assert_eq!(dot_portable(&a, &b), plain);
     }

@@ -8,12 +8,12 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
+use crate::error::UsageError;
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::graph::{self, Graph, Walk};
-use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
-use crate::error::UsageError;
 use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
+use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
 use crate::index::vector::Metric;
 

@@ -22,8 +22,8 @@ use crate::index::codes::{Codes, Quantizer};
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
 use crate::index::projection::{ClipForm, Projection, Summary};
-use crate::index::rerank::FrameCodes;
 use crate::index::records::{self, ClipMeta, Records};
+use crate::index::rerank::FrameCodes;
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
 use crate::output::less_umask;
@@ -537,10 +537,11 @@ impl Store {
     }
 
     pub fn write_projection(&self, wtxn: &mut RwTxn, projection: &Projection) -> Result<()> {
-        Ok(self
-            .settings
-            .remap_data_type::<Bytes>()
-            .put(wtxn, PROJECTION_KEY, &projection.to_bytes())?)
+        Ok(self.settings.remap_data_type::<Bytes>().put(
+            wtxn,
+            PROJECTION_KEY,
+            &projection.to_bytes(),
+        )?)
     }
 
     fn frames_table(&self) -> Result<Database<'static, U32<BE>, Bytes>> {
@@ -566,7 +567,12 @@ impl Store {
 
     /// Stores the frame codes of a new index, row `i` holding item `i`.
     pub fn write_frame_rows(&self, wtxn: &mut RwTxn, width: usize, codes: &[i8]) -> Result<()> {
-        self.put_all_rows(wtxn, self.frames_table()?, width, bytemuck::cast_slice(codes))
+        self.put_all_rows(
+            wtxn,
+            self.frames_table()?,
+            width,
+            bytemuck::cast_slice(codes),
+        )
     }
 
     /// Stores appended or replaced clips' frame codes, rewriting only the blocks they fall in.
