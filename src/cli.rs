@@ -207,8 +207,8 @@ pub struct IndexArgs {
     /// compiled-in LDA fit on AudioSet bal_train's music clips (32 dimensions); `learn`: an LDA fit on the
     /// input's own clips with music labels other than Music (137); `none`: VGGish's 128 dimensions as they are;
     /// or FILE: a JSON matrix ({"matrix": [[128 numbers], ...], "mean": [128 numbers]}) or an index directory,
-    /// whose projection is taken (the index's own path keeps its projection through a rebuild). An --append
-    /// always applies the index's own.
+    /// whose projection is taken (the index's own path keeps its projection through a rebuild; ./learn for a
+    /// file named like a keyword). An --append always applies the index's own.
     #[arg(
         long,
         value_name = "none|default|learn|FILE",
@@ -271,8 +271,8 @@ pub struct RecommendArgs {
     /// Re-rank the search's top N candidates by their frames (symmetric Chamfer similarity of the projected,
     /// normalised frames); 0 turns it off [default: 20 on an angular index, 0 on others]. The results'
     /// distance is then the frames' one, (1 - similarity) / 2.
-    #[arg(long, value_name = "N")]
-    pub rerank: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub rerank: Option<u32>,
 
     #[command(flatten)]
     pub json: Json,
@@ -326,8 +326,8 @@ pub struct EvaluateArgs {
 
     /// Re-rank the top N candidates by their frames, in each search and in the ground truth alike, as
     /// `recommend --rerank` [default: 20 on an angular index, 0 on others].
-    #[arg(long, value_name = "N")]
-    pub rerank: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub rerank: Option<u32>,
 
     /// Results as one JSON object (an array of them when --search-k or --ef is given) instead of a table.
     #[arg(long)]
@@ -457,7 +457,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 exact: args.exact,
                 labels: asked_labels(&args.label),
                 start: args.start,
-                rerank: args.rerank,
+                rerank: args.rerank.map(|n| n as usize),
                 json: args.json.json,
                 quiet: args.quiet.quiet,
             })
@@ -494,7 +494,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .collect(),
             seed: args.seed,
             save_queries: args.save_queries,
-            rerank: args.rerank,
+            rerank: args.rerank.map(|n| n as usize),
             json: args.json,
             quiet: args.quiet.quiet,
         }),

@@ -449,6 +449,10 @@ fn rerank_on_another_metric_is_a_usage_error() {
     let (_temp, dir) = build(clips_jsonl(), &["--metric", "euclidean"]);
     recommend(&dir, &["--id", "xtGmrLOsjHk", "--rerank", "5"])
         .assert_error(2, &["--rerank compares frames by cosine", "euclidean"]);
+    // Bounded as -k is.
+    let huge = recommend(&dir, &["--id", "xtGmrLOsjHk", "--rerank", "100000"]);
+    assert_eq!(huge.code, 2, "{}", huge.stderr);
+    assert!(huge.stderr.contains("0..=10000"), "{}", huge.stderr);
     // Its default is no re-rank.
     let run = recommend(&dir, &["--id", "xtGmrLOsjHk", "--json"]);
     run.assert_ok();
