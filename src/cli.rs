@@ -13,7 +13,7 @@ use crate::audio::decode::Window;
 use crate::audio::source::SourceOptions;
 use crate::commands::embed::{self, EmbedOptions};
 use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
-use crate::commands::index::{self, IndexOptions};
+use crate::commands::index::{self, IndexOptions, ProjectionChoice};
 use crate::commands::info;
 use crate::commands::ingest::{self, Format, IngestOptions};
 use crate::commands::recommend::{self, Query, RecommendOptions};
@@ -236,6 +236,19 @@ pub struct IndexArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
 
+    /// The projection applied to every frame before the vectors are made [default: default]. `default`: the
+    /// compiled-in LDA fit on AudioSet bal_train's music clips (32 dimensions); `learn`: an LDA fit on the
+    /// input's own clips with music labels other than Music (137); `none`: VGGish's 128 dimensions as they are;
+    /// or FILE: a JSON matrix ({"matrix": [[128 numbers], ...], "mean": [128 numbers]}) or an index directory,
+    /// whose projection is taken (the index's own path keeps its projection through a rebuild; ./learn for a
+    /// file named like a keyword). An --append always applies the index's own.
+    #[arg(
+        long,
+        value_name = "none|default|learn|FILE",
+        conflicts_with = "append"
+    )]
+    pub projection: Option<String>,
+
     #[command(flatten)]
     pub quiet: Quiet,
 }
@@ -301,6 +314,12 @@ pub struct RecommendArgs {
     #[command(flatten)]
     pub source: AudioSource,
 
+    /// Re-rank the search's top N candidates by their frames (symmetric Chamfer similarity of the projected,
+    /// normalised frames); 0 turns it off [default: 20 on an angular index, 0 on others]. The results'
+    /// distance is then the frames' one, (1 - similarity) / 2.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub rerank: Option<u32>,
+
     #[command(flatten)]
     pub json: Json,
 
@@ -326,8 +345,10 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub index: IndexDir,
 
-    /// How many query clips to sample (with --seed) from those with a music label other than Music, or "all".
-    #[arg(long, default_value = "1000", value_name = "N|all", value_parser = parse_query_count)]
+    /// How many query clips to sample (with --seed) from the index's clips with a music label other than Music,
+    /// or "all" of them; or a FILE of held-out clips (clip lines as `ingest` writes them, none of them in the
+    /// index) to measure out of sample (write ./100 for a file named like a number).
+    #[arg(long, default_value = "1000", value_name = "N|all|FILE", value_parser = parse_query_count)]
     pub queries: QueryCount,
 
     #[command(flatten)]
@@ -349,6 +370,11 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE")]
     pub save_queries: Option<PathBuf>,
 
+    /// Re-rank the top N candidates by their frames, in each search and in the ground truth alike, as
+    /// `recommend --rerank` [default: 20 on an angular index, 0 on others].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub rerank: Option<u32>,
+
     /// Results as one JSON object (an array of them when --search-k or --ef is given) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -357,13 +383,29 @@ pub struct EvaluateArgs {
     pub quiet: Quiet,
 }
 
+/// `--queries`: a number, `all`, or else a file of held-out clips (`./all` or `./100` for a file of that name).
 fn parse_query_count(text: &str) -> Result<QueryCount, String> {
     if text == "all" {
         return Ok(QueryCount::All);
     }
-    text.parse::<NonZeroUsize>()
-        .map(QueryCount::Sample)
-        .map_err(|_| format!("expected a number of queries (1 or more) or \"all\", got {text:?}"))
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    {
+        return text
+            .parse::<NonZeroUsize>()
+            .map(QueryCount::Sample)
+            .map_err(|_| {
+                format!(
+                    "expected a number of queries (1 or more), \"all\", or a file, got {text:?}"
+                )
+            });
+    }
+    if text.is_empty() {
+        return Err("expected a number of queries (1 or more), \"all\", or a file".into());
+    }
+    Ok(QueryCount::File(PathBuf::from(text)))
 }
 
 fn parse_labels(text: &str) -> Result<LabelSet, String> {
@@ -439,6 +481,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: args.seed,
                 append: args.append,
                 threads: usize::from(args.threads),
+                projection: args.projection.as_deref().map(ProjectionChoice::parse),
                 quiet: args.quiet.quiet,
             })?;
             Ok(())
@@ -493,6 +536,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 exact: args.exact,
                 labels: asked_labels(&args.label),
                 start: start_row,
+                rerank: args.rerank.map(|n| n as usize),
                 json: args.json.json,
                 quiet: args.quiet.quiet,
             })
@@ -528,6 +572,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .collect(),
             seed: args.seed,
             save_queries: args.save_queries,
+            rerank: args.rerank.map(|n| n as usize),
             json: args.json,
             quiet: args.quiet.quiet,
         }),

@@ -4,6 +4,7 @@
 
 use crate::clip;
 use crate::commands::recommend;
+use crate::index::projection::{ClipForm, Projection};
 use crate::index::vector::{self, Form};
 use crate::tfrecord::record::Records;
 use crate::tfrecord::sequence_example;
@@ -28,6 +29,15 @@ pub fn embedding(data: &[u8]) {
         for start in [0, 1] {
             let _ = vector::from_rows(&rows, start, 10, Form::Mean);
             let _ = vector::from_rows(&rows, start, 2, Form::Flat);
+            // As an index with the default projection takes a query: checked, projected, its frames coded.
+            for (frames, form) in [(10, Form::Mean), (2, Form::Flat)] {
+                let clip_form = ClipForm {
+                    projection: Some(Projection::default_fit().clone()),
+                    frames,
+                    form,
+                };
+                let _ = clip_form.query(&rows, start);
+            }
         }
     }
 }

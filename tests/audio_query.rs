@@ -241,7 +241,18 @@ fn a_long_file_is_asked_window_by_window_and_each_clip_scores_its_best_match() {
     song.extend(rows(b));
     song.extend(rows(c).into_iter().take(5));
     let server = Server::start(200, ok_answer(&song));
-    let answer = recommend_audio(&server, &["-k", "5"]);
+    // With the default re-rank the two clips lead; without it their distance is exactly 0.
+    let reranked = recommend_audio(&server, &["-k", "5"]);
+    reranked.assert_ok();
+    let mut top: Vec<Value> = reranked.lines()[0]["results"].as_array().unwrap()[..2]
+        .iter()
+        .map(|hit| hit["video_id"].clone())
+        .collect();
+    top.sort_by_key(|id| id.to_string());
+    let mut expected = vec![a["video_id"].clone(), b["video_id"].clone()];
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(top, expected);
+    let answer = recommend_audio(&server, &["-k", "5", "--rerank", "0"]);
     answer.assert_ok();
     let results = answer.lines()[0]["results"].as_array().unwrap().clone();
     assert_eq!(results.len(), 5);

@@ -58,7 +58,9 @@ fn pipeline_from_stdin_builds_an_index_of_every_clip() {
     info.assert_ok();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["settings"]["clips"], 779);
-    assert_eq!(info["settings"]["dimensions"], 128);
+    // Each frame projected to 32 dimensions by the compiled-in default projection (tests/projection.rs).
+    assert_eq!(info["settings"]["dimensions"], 32);
+    assert_eq!(info["settings"]["projection"]["kind"], "default");
     assert_eq!(info["settings"]["metric"], "angular");
     assert_eq!(info["top_labels"][0]["name"], "Music");
 }
@@ -117,6 +119,8 @@ fn by_id_returns_k_neighbours_without_the_clip_itself() {
 
 #[test]
 fn exact_agrees_with_a_brute_force_in_the_test() {
+    // Without the projection and the re-rank, the index compares the de-quantized means by cosine.
+    let (_temp, dir) = build(clips_jsonl(), &["--projection", "none"]);
     let clips = clips();
     let vectors: Vec<Vec<f64>> = clips.iter().map(dequantized_mean).collect();
     for query in [0, 100, 400, 778] {
@@ -132,7 +136,7 @@ fn exact_agrees_with_a_brute_force_in_the_test() {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let expected: Vec<String> = scored.iter().take(10).map(|s| s.1.to_string()).collect();
         let id = clips[query]["video_id"].as_str().unwrap();
-        let run = recommend(shared_index(), &["--id", id, "--exact", "--json"]);
+        let run = recommend(&dir, &["--id", id, "--exact", "--json", "--rerank", "0"]);
         run.assert_ok();
         let answer = &run.lines()[0];
         assert_eq!(ids(answer), expected, "query {id}");
@@ -364,7 +368,7 @@ fn append_in_two_halves_answers_like_one_build() {
     info.assert_ok();
     let text = info.stdout_text();
     assert!(text.contains("metric       angular\n"), "{text}");
-    assert!(text.contains("vector       mean (128 dimensions"), "{text}");
+    assert!(text.contains("vector       mean (32 dimensions"), "{text}");
     let json = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
     json.assert_ok();
     let settings = &json.lines()[0]["settings"];

@@ -11,13 +11,19 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
+use crate::clip::{self, ClipRecord};
+use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
 use crate::index::search::{Search, Searcher, Target};
 use crate::index::store::Store;
@@ -26,11 +32,15 @@ use crate::labels::{self, LabelSet};
 use crate::output::Output;
 use crate::progress::Progress;
 
-/// How many query clips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which query clips.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryCount {
+    /// A seeded sample of the index's own clips.
     Sample(NonZeroUsize),
+    /// Every eligible clip of the index.
     All,
+    /// Held-out clips from a file (clip lines as `ingest` writes them), none of them in the index.
+    File(PathBuf),
 }
 
 pub struct EvaluateOptions {
@@ -44,6 +54,8 @@ pub struct EvaluateOptions {
     pub seed: u64,
     /// Where to write the sampled queries' video_ids, one per line (a `recommend --batch` file).
     pub save_queries: Option<PathBuf>,
+    /// Candidates re-ranked by their frames; `None`: the index's default (as `recommend`).
+    pub rerank: Option<usize>,
     pub json: bool,
     pub quiet: bool,
 }
@@ -65,6 +77,15 @@ pub struct Report {
     pub label_precision: f64,
     pub latency_ms: Latency,
     pub qps: f64,
+    /// Candidates re-ranked by their frames (0: none), in this search and in the ground truth alike.
+    pub rerank: usize,
+    /// Whether the queries came from a file of clips outside the index (`--queries FILE`).
+    pub held_out: bool,
+    /// The index's projection, as `info` names it.
+    pub projection: String,
+    /// How many queries took part in fitting the projection: their label precision is in-sample. `None` when
+    /// that is unknown (a projection read from a JSON file).
+    pub queries_in_projection_fit: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +99,23 @@ pub fn run(options: &EvaluateOptions) -> Result<()> {
     let (store, settings) = Store::open(&options.dir)?;
     let reports = with_distance!(settings.metric, D => evaluate::<D>(&store, options))?;
     let mut out = std::io::stdout().lock();
+    if let Some(first) = reports.first()
+        && !options.quiet
+    {
+        match first.queries_in_projection_fit {
+            Some(0) => {}
+            Some(n) => eprintln!(
+                "note: {n} of the {} queries took part in fitting the index's projection, {}: their label \
+                 precision is in-sample; give held-out clips with --queries FILE",
+                first.queries, first.projection
+            ),
+            None => eprintln!(
+                "note: the index's projection, {}, does not record the clips it was fit on, so whether the \
+                 queries took part is unknown",
+                first.projection
+            ),
+        }
+    }
     if options.json {
         if let [report] = &reports[..] {
             serde_json::to_writer(&mut out, report)?;
@@ -91,9 +129,11 @@ pub fn run(options: &EvaluateOptions) -> Result<()> {
     Ok(())
 }
 
-/// One query clip: its item and the music labels (other than "Music") that make a neighbour relevant.
+/// One query clip: its item (or its vector, held out) and the music labels (other than "Music") that make a
+/// neighbour relevant.
 struct QueryClip {
-    item: u32,
+    item: Option<u32>,
+    vector: Option<QueryVector>,
     video_id: String,
     relevant: Vec<i64>,
 }
@@ -102,7 +142,16 @@ fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Res
     let rtxn = store.env.read_txn()?;
     let settings = &store.read_settings(&rtxn)?;
     let records = store.load_records(&rtxn, settings)?;
-    let clips = sample(store, &rtxn, &records, options)?;
+    let form = store.clip_form(&rtxn, settings)?;
+    let clips = match &options.queries {
+        QueryCount::File(path) => held_out(store, &rtxn, &form, path)?,
+        _ => sample(store, &rtxn, &records, options)?,
+    };
+    let in_fit = match &form.projection {
+        None => Some(0),
+        Some(p) if p.fit_ids.is_empty() => None,
+        Some(p) => Some(clips.iter().filter(|c| p.is_fit_on(&c.video_id)).count()),
+    };
     if let Some(path) = &options.save_queries {
         let mut file = Output::create(Some(path))?;
         for clip in &clips {
@@ -114,9 +163,16 @@ fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Res
 
     let progress = Progress::items(Some(clips.len() as u64), options.quiet, "queries");
     progress.stage("exact scan (ground truth)");
-    let targets: Vec<Target> = clips.iter().map(|c| Target::Item(c.item)).collect();
+    let targets: Vec<Target> = clips
+        .iter()
+        .map(|c| match (&c.vector, c.item) {
+            (Some(vector), _) => Target::Vector(vector),
+            (None, item) => Target::Item(item.unwrap_or_default()),
+        })
+        .collect();
     // All queries at once: the scan runs them in parallel groups.
     let truth = Searcher::<D>::open(store, &rtxn, settings, Search::Exact, options.count, None)?
+        .with_rerank(options.rerank, settings)?
         .nearest(&targets)?;
 
     let default = Search::choose(false, None, None, options.count, settings);
@@ -128,7 +184,9 @@ fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Res
         progress.set(0);
         progress.stage(format!("timing the search: {}", search.describe()));
         let mut searcher =
-            Searcher::<D>::open(store, &rtxn, settings, search, options.count, None)?;
+            Searcher::<D>::open(store, &rtxn, settings, search, options.count, None)?
+                .with_rerank(options.rerank, settings)?;
+        let rerank = searcher.rerank_depth();
         // One query untimed first: it maps the index's pages into this process, a cost each one-shot `recommend`
         // pays once and a batch pays once in total, not per query.
         searcher.nearest(&targets[..1])?;
@@ -163,6 +221,10 @@ fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Res
             label_precision: label_precision(&records, &clips, &answers, options.count)?,
             latency_ms: percentiles(&mut latencies),
             qps: (clips.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE)).round(),
+            rerank,
+            held_out: matches!(options.queries, QueryCount::File(_)),
+            projection: settings.projection.describe(),
+            queries_in_projection_fit: in_fit,
         });
     }
     progress.finish();
@@ -204,12 +266,62 @@ fn sample(
                 .filter(|&l| l != i64::from(labels::MUSIC) && music.contains(l))
                 .collect();
             Ok(QueryClip {
-                item,
+                item: Some(item),
+                vector: None,
                 video_id: meta.video_id,
                 relevant,
             })
         })
         .collect()
+}
+
+/// Held-out query clips from a file: each clip with a music label other than "Music", none of them in the
+/// index (a clip that is would find itself), each made into a vector as the index makes its own.
+fn held_out(
+    store: &Store,
+    rtxn: &heed::RoTxn,
+    form: &ClipForm,
+    path: &Path,
+) -> Result<Vec<QueryClip>> {
+    let music = LabelSet::music_ontology();
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot read {name}"))?;
+    let mut clips = Vec::new();
+    clip::read_clips(BufReader::new(file), &name, |clip: ClipRecord, at| {
+        if store.ids.get(rtxn, &clip.video_id)?.is_some() {
+            bail!(
+                "{name}: {at}: clip {} is in index {}: held-out queries must be clips outside the index",
+                clip::shortened(&clip.video_id),
+                store.dir.display()
+            );
+        }
+        let relevant: Vec<i64> = clip
+            .labels
+            .iter()
+            .copied()
+            .filter(|&l| l != i64::from(labels::MUSIC) && music.contains(l))
+            .collect();
+        if relevant.is_empty() {
+            return Ok(());
+        }
+        let vector = form.query(&clip.embedding, 0).map_err(|e| {
+            anyhow!(
+                "{name}: {at}: clip {}: {e}",
+                clip::shortened(&clip.video_id)
+            )
+        })?;
+        clips.push(QueryClip {
+            item: None,
+            vector: Some(vector),
+            video_id: clip.video_id,
+            relevant,
+        });
+        Ok(())
+    })?;
+    if clips.is_empty() {
+        bail!("{name} has no clip with a music label other than Music (137) to evaluate with");
+    }
+    Ok(clips)
 }
 
 /// The share of the exact scan's neighbours that a search also found.
@@ -271,8 +383,15 @@ fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
     };
     writeln!(
         out,
-        "{} queries, k = {}; ground truth: the exact scan; one query at a time on one thread",
-        first.queries, first.k
+        "{} {}queries, k = {}; ground truth: the exact scan{}; one query at a time on one thread",
+        first.queries,
+        if first.held_out { "held-out " } else { "" },
+        first.k,
+        if first.rerank > 0 {
+            format!(", both re-ranking the top {} by frames", first.rerank)
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,

@@ -16,6 +16,7 @@ use roaring::RoaringBitmap;
 use crate::clip::{self, ClipRecord};
 use crate::error::UsageError;
 use crate::index::codes::Quantizer;
+use crate::index::projection::{self, ClipForm, Fit, Kind, Projection, QueryVector, Summary};
 use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
 use crate::index::store::with_distance;
@@ -40,7 +41,87 @@ pub struct IndexOptions {
     pub append: bool,
     /// Threads building the trees: 1 for a reproducible index.
     pub threads: usize,
+    /// `--projection`; `None`: not given (the default for a new index, the index's own for an append).
+    pub projection: Option<ProjectionChoice>,
     pub quiet: bool,
+}
+
+/// `index --projection`: which projection a new index applies to every frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectionChoice {
+    /// VGGish's 128 dimensions as they are: the vectors of format version 3.
+    None,
+    /// The compiled-in fit on bal_train's music clips.
+    Default,
+    /// Fit on the input's own labelled clips.
+    Learn,
+    /// A JSON matrix, or the projection of another index (or of this one, to keep it through a rebuild).
+    File(PathBuf),
+}
+
+impl ProjectionChoice {
+    pub fn parse(text: &str) -> ProjectionChoice {
+        match text {
+            "none" => ProjectionChoice::None,
+            "default" => ProjectionChoice::Default,
+            "learn" => ProjectionChoice::Learn,
+            path => ProjectionChoice::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// The projection a rebuild applies: known before the input is read, or learned from it.
+enum Plan {
+    Ready(Option<Projection>, Summary),
+    Learn,
+}
+
+/// Resolves `--projection` before anything is read or created, so that a bad file fails first.
+fn plan_projection(choice: &ProjectionChoice) -> Result<Plan> {
+    Ok(match choice {
+        ProjectionChoice::None => Plan::Ready(None, Summary::none()),
+        ProjectionChoice::Learn => Plan::Learn,
+        ProjectionChoice::Default => {
+            let p = Projection::default_fit().clone();
+            let summary = Summary {
+                kind: Some(Kind::Default),
+                source: None,
+                dimensions: p.dimensions,
+                fit_clips: p.fit_ids.len() as u64,
+            };
+            Plan::Ready(Some(p), summary)
+        }
+        ProjectionChoice::File(path) => {
+            let (projection, kind) = if path.is_dir() {
+                // Another index's projection (or this index's own, before the rebuild replaces it).
+                let (store, _) = Store::open(path)?;
+                let rtxn = store.env.read_txn()?;
+                let settings = store.read_settings(&rtxn)?;
+                let projection = store.projection(&rtxn, &settings)?.ok_or_else(|| {
+                    anyhow!(
+                        "index {} has no projection to take (it was built with --projection none)",
+                        path.display()
+                    )
+                })?;
+                let kind = match settings.projection.kind {
+                    Some(Kind::Default) if &projection == Projection::default_fit() => {
+                        Kind::Default
+                    }
+                    _ => Kind::File,
+                };
+                (projection, kind)
+            } else {
+                (Projection::from_json_file(path)?, Kind::File)
+            };
+            let summary = Summary {
+                source: (kind == Kind::File).then(|| path.display().to_string()),
+                kind: Some(kind),
+                dimensions: projection.dimensions,
+                fit_clips: projection.fit_ids.len() as u64,
+            };
+            Plan::Ready(Some(projection), summary)
+        }
+    })
 }
 
 /// What a build did, for the summary.
@@ -121,12 +202,31 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
     // Held until this process ends: it tells a later build that this directory is in use.
     let _lock = lock::hold_if_unused(building.path())
         .ok_or_else(|| anyhow!("cannot lock {}", building.path().display()))?;
+    let plan = plan_projection(
+        options
+            .projection
+            .as_ref()
+            .unwrap_or(&ProjectionChoice::Default),
+    )?;
+    let summary = match &plan {
+        Plan::Ready(_, summary) => summary.clone(),
+        Plan::Learn => Summary {
+            kind: Some(Kind::Learned),
+            source: None,
+            dimensions: projection::DIMENSIONS,
+            fit_clips: 0,
+        },
+    };
+    let dimensions = match options.form {
+        Form::Mean => summary.dimensions,
+        Form::Flat => summary.dimensions * options.frames,
+    };
     let store = Store::create(building.path(), input_size(&options.inputs))?;
     let settings = Settings {
         format_version: FORMAT_VERSION,
         metric: options.metric,
         vector: options.form,
-        dimensions: options.form.dimensions(options.frames),
+        dimensions,
         frames: options.frames,
         trees: 0,
         graph_degree: graph::DEGREE,
@@ -134,9 +234,11 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         clips: 0,
         next_item: 0,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        projection: summary,
     };
-    let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, options))
-        .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
+    let built =
+        with_distance!(options.metric, D => write_new::<D>(&store, settings, plan, options))
+            .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
     drop(store);
     swap_into_place(building.keep(), dir, cleanup)?;
     Ok(Built {
@@ -185,6 +287,12 @@ fn append_locked(options: &IndexOptions) -> Result<Built> {
             options.frames, settings.frames
         ));
     }
+    if options.projection.is_some() {
+        mismatches.push(format!(
+            "--projection (an append applies the index's own: {})",
+            settings.projection.describe()
+        ));
+    }
     if !mismatches.is_empty() {
         bail!(
             "--append settings differ from index {}: {}",
@@ -199,17 +307,42 @@ fn append_locked(options: &IndexOptions) -> Result<Built> {
     })
 }
 
-/// A clip read from the input, as it will be stored: its metadata and its vector (arroy's form, before
-/// [`scan::prepare`]).
+/// A clip read from the input, as it will be stored: its metadata, and its vector (arroy's form, before
+/// [`scan::prepare`]) and frame codes, or, while a projection is still to be learned, its rows.
 struct Incoming {
     meta: ClipMeta,
-    vector: Vec<f32>,
+    data: Data,
+}
+
+enum Data {
+    Ready(QueryVector),
+    /// The rows' values (frames x 128), as bytes when they are whole numbers, as `ingest` writes them.
+    Bytes(Vec<u8>),
+    Floats(Vec<f32>),
+}
+
+impl Incoming {
+    fn ready(&self) -> Result<&QueryVector> {
+        match &self.data {
+            Data::Ready(ready) => Ok(ready),
+            _ => Err(anyhow!("clip {} has no vector yet", self.meta.video_id)),
+        }
+    }
+
+    fn raw(&self) -> Option<Cow<'_, [f32]>> {
+        match &self.data {
+            Data::Ready(_) => None,
+            Data::Bytes(bytes) => Some(Cow::Owned(bytes.iter().map(|&b| f32::from(b)).collect())),
+            Data::Floats(floats) => Some(Cow::Borrowed(floats)),
+        }
+    }
 }
 
 /// Calls `each` with every clip of the inputs in turn, as it is read.
 fn each_clip(
     options: &IndexOptions,
     settings: &Settings,
+    form: Option<&ClipForm>,
     progress: &Progress,
     mut each: impl FnMut(Incoming) -> Result<()>,
 ) -> Result<()> {
@@ -241,8 +374,20 @@ fn each_clip(
             );
         }
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
-            let vector = vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
-                .map_err(|e| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id))?;
+            let located = |e: anyhow::Error| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id);
+            let data = match form {
+                Some(form) => Data::Ready(form.query(&clip.embedding, 0).map_err(located)?),
+                None => {
+                    vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
+                        .map_err(located)?;
+                    let rows = &clip.embedding[..settings.frames];
+                    if rows.iter().flatten().all(|v| v.fract() == 0.0) {
+                        Data::Bytes(rows.iter().flatten().map(|&v| v as u8).collect())
+                    } else {
+                        Data::Floats(rows.iter().flatten().copied().collect())
+                    }
+                }
+            };
             each(Incoming {
                 meta: ClipMeta {
                     video_id: clip.video_id,
@@ -250,7 +395,7 @@ fn each_clip(
                     start_time: clip.start_time,
                     end_time: clip.end_time,
                 },
-                vector,
+                data,
             })?;
             progress.inc(1);
             Ok(())
@@ -288,10 +433,11 @@ impl Distinct {
 fn read_inputs(
     options: &IndexOptions,
     settings: &Settings,
+    form: Option<&ClipForm>,
     progress: &Progress,
 ) -> Result<(Vec<Incoming>, u64)> {
     let mut distinct = Distinct::default();
-    each_clip(options, settings, progress, |clip| {
+    each_clip(options, settings, form, progress, |clip| {
         distinct.push(clip);
         Ok(())
     })?;
@@ -304,20 +450,53 @@ fn read_inputs(
 fn write_new<D: arroy::Distance>(
     store: &Store,
     mut settings: Settings,
+    plan: Plan,
     options: &IndexOptions,
 ) -> Result<Built> {
     let progress = Progress::items(None, options.quiet, "clips");
-    let (clips, replaced) = read_inputs(options, &settings, &progress)?;
+    let form_with = |projection: Option<Projection>| ClipForm {
+        projection,
+        frames: settings.frames,
+        form: settings.vector,
+    };
+    let known = match &plan {
+        Plan::Ready(projection, _) => Some(form_with(projection.clone())),
+        Plan::Learn => None,
+    };
+    let (mut clips, replaced) = read_inputs(options, &settings, known.as_ref(), &progress)?;
     if clips.is_empty() {
         bail!("nothing to index: the input holds no clips");
     }
+    let form = match known {
+        Some(form) => form,
+        None => {
+            // `--projection learn`: fit on the distinct clips read, then give each its vector.
+            progress.stage("read; learning the projection");
+            let mut fit = Fit::default();
+            for clip in &clips {
+                if let Some(raw) = clip.raw() {
+                    fit.add(&clip.meta.video_id, &clip.meta.labels, &raw);
+                }
+            }
+            let projection = fit.finish(projection::DIMENSIONS)?;
+            settings.projection.fit_clips = projection.fit_ids.len() as u64;
+            let form = form_with(Some(projection));
+            for clip in &mut clips {
+                if let Some(raw) = clip.raw() {
+                    clip.data = Data::Ready(form.clip(&raw));
+                }
+            }
+            form
+        }
+    };
     let count = clips.len();
     let dimensions = settings.dimensions;
+    let frame_width = settings.frames * settings.projection.dimensions;
     progress.stage("read; laying the clips out");
     let mut search_form: Vec<f32> = Vec::with_capacity(count * dimensions);
     for clip in &clips {
         let start = search_form.len();
-        search_form.extend_from_slice(&clip.vector);
+        search_form.extend_from_slice(&clip.ready()?.vector);
         scan::prepare(settings.metric, &mut search_form[start..]);
     }
     let layout = {
@@ -337,6 +516,10 @@ fn write_new<D: arroy::Distance>(
         laid_out.extend_from_slice(&search_form[start..start + dimensions]);
     }
     drop(search_form);
+    let mut laid_codes: Vec<i8> = Vec::with_capacity(count * frame_width);
+    for &at in &layout.items {
+        laid_codes.extend_from_slice(&clips[at as usize].ready()?.codes);
+    }
     // The same tree in the new numbering: its leaves are now runs of consecutive items.
     let tree = rptree::Tree {
         items: (0..count as u32).collect(),
@@ -385,6 +568,10 @@ fn write_new<D: arroy::Distance>(
         store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
         let quantizer = Quantizer::fit(&laid_out, dimensions);
         store.write_code_rows(&mut wtxn, &quantizer, &quantizer.encode_all(&laid_out))?;
+        store.write_frame_rows(&mut wtxn, frame_width, &laid_codes)?;
+        if let Some(projection) = &form.projection {
+            store.write_projection(&mut wtxn, projection)?;
+        }
         progress.stage("read; building the trees and the neighbour graph");
         let trees = options.trees.unwrap_or(DEFAULT_TREES);
         build_forest(&writer, &mut wtxn, settings.seed, trees)?;
@@ -409,6 +596,8 @@ fn write_more<D: arroy::Distance>(
     let progress = Progress::items(None, options.quiet, "clips");
     let before = settings.clone();
     let mut wtxn = store.env.write_txn()?;
+    // The index's own projection, applied to every clip added.
+    let form = store.clip_form(&wtxn, &settings)?;
     let mut adding = Adding {
         store,
         writer: arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, settings.dimensions),
@@ -420,7 +609,7 @@ fn write_more<D: arroy::Distance>(
     };
     let mut batch = Distinct::default();
     let mut read = 0u64;
-    each_clip(options, &before, &progress, |clip| {
+    each_clip(options, &before, Some(&form), &progress, |clip| {
         read += 1;
         batch.push(clip);
         if batch.clips.len() == APPEND_BATCH {
@@ -540,6 +729,7 @@ impl<D: arroy::Distance> Adding<'_, D> {
         };
         // Vectors in search form, written in blocks, so replacing a clip rewrites only its block.
         let mut vectors: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+        let mut frame_codes: BTreeMap<u32, Vec<i8>> = BTreeMap::new();
         let mut items = Vec::with_capacity(clips.len());
         for clip in &clips {
             let item = match store.ids.get(wtxn, &clip.meta.video_id)? {
@@ -565,9 +755,11 @@ impl<D: arroy::Distance> Adding<'_, D> {
                 }
             };
             store_clip(wtxn, &self.writer, item, clip, &mut self.labels)?;
-            let mut search_form = clip.vector.clone();
+            let ready = clip.ready()?;
+            let mut search_form = ready.vector.clone();
             scan::prepare(self.settings.metric, &mut search_form);
             vectors.insert(item, search_form);
+            frame_codes.insert(item, ready.codes.clone());
             items.push(item);
             if self.linked.insert(item) {
                 self.items.push(item);
@@ -581,6 +773,8 @@ impl<D: arroy::Distance> Adding<'_, D> {
                 .map(|(clip, &item)| (item, Cow::Borrowed(&clip.meta))),
         )?;
         store.write_vectors(wtxn, &self.settings, &vectors)?;
+        let width = self.settings.frames * self.settings.projection.dimensions;
+        store.write_frames(wtxn, width, &frame_codes)?;
         Ok(())
     }
 }
@@ -615,7 +809,7 @@ fn store_clip<D: arroy::Distance>(
     clip: &Incoming,
     labels: &mut LabelChanges,
 ) -> Result<()> {
-    writer.add_item(wtxn, item, &clip.vector)?;
+    writer.add_item(wtxn, item, &clip.ready()?.vector)?;
     for label in clip
         .meta
         .labels

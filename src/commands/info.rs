@@ -54,6 +54,7 @@ fn write(
         "vector       {} ({} dimensions from {} frames)",
         settings.vector, settings.dimensions, settings.frames
     )?;
+    writeln!(out, "projection   {}", settings.projection.describe())?;
     writeln!(out, "trees        {}", settings.trees)?;
     writeln!(
         out,

@@ -1,9 +1,9 @@
 //! `recommend`: nearest clips for a clip id, an embedding file, or a batch of either, as a table or JSON.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::num::NonZeroUsize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -16,12 +16,14 @@ use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::source::{Embedded, SourceOptions};
 use crate::clip;
 use crate::error::UsageError;
+use crate::index::projection::ClipForm;
+use crate::index::projection::QueryVector;
 use crate::index::records::{ClipMeta, Records};
 use crate::index::scan;
 use crate::index::search::{Search, Searcher, Target};
-use crate::index::store::{Settings, Store};
+use crate::index::store::Store;
 use crate::index::store::with_distance;
-use crate::index::vector::{self, Form, Metric};
+use crate::index::vector::{Form, Metric};
 use crate::labels;
 use crate::progress::Progress;
 
@@ -51,6 +53,8 @@ pub struct RecommendOptions {
     pub labels: Vec<u16>,
     /// First embedding row to use.
     pub start: usize,
+    /// Candidates re-ranked by their frames; `None`: the default for the index.
+    pub rerank: Option<usize>,
     pub json: bool,
     /// No `warning:` lines for a batch's bad lines in table mode (the final count is still an error).
     pub quiet: bool,
@@ -64,7 +68,7 @@ enum Resolved {
     },
     Vector {
         source: String,
-        vector: Vec<f32>,
+        vector: QueryVector,
     },
     /// A batch line that cannot be asked: answered with its error, in its place.
     Failed {
@@ -135,11 +139,12 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
     let resolver = Resolver {
         store,
         rtxn: &rtxn,
-        settings,
+        form: store.clip_form(&rtxn, settings)?,
         start: options.start,
     };
     let mut responder = Responder {
-        searcher: Searcher::<D>::open(store, &rtxn, settings, search, per_query, labels)?,
+        searcher: Searcher::<D>::open(store, &rtxn, settings, search, per_query, labels)?
+            .with_rerank(options.rerank, settings)?,
         records: store.load_records(&rtxn, settings)?,
         out: BufWriter::new(io::stdout().lock()),
         options,
@@ -173,7 +178,8 @@ fn answer<D: arroy::Distance>(store: &Store, options: &RecommendOptions) -> Resu
 struct Resolver<'t> {
     store: &'t Store,
     rtxn: &'t heed::RoTxn<'t>,
-    settings: &'t Settings,
+    /// How the index turns rows into its vectors (its projection, frames and form).
+    form: ClipForm,
     /// `--start ROW` for embeddings.
     start: usize,
 }
@@ -197,12 +203,7 @@ impl Resolver<'_> {
     /// An embedding's text. Errors get their location from the caller: the file, or the batch file and line.
     fn vector(&self, text: &str, source: String) -> Result<Resolved> {
         let rows = embedding_rows(text)?;
-        let vector = vector::from_rows(
-            &rows,
-            self.start,
-            self.settings.frames,
-            self.settings.vector,
-        )?;
+        let vector = self.form.query(&rows, self.start)?;
         Ok(Resolved::Vector { source, vector })
     }
 
@@ -269,7 +270,12 @@ impl<D: arroy::Distance> Responder<'_, D> {
         Ok(())
     }
 
-    fn write(&mut self, query: &str, hits: &[(u32, f32)], matched_at: Option<&[f64]>) -> Result<()> {
+    fn write(
+        &mut self,
+        query: &str,
+        hits: &[(u32, f32)],
+        matched_at: Option<&[f64]>,
+    ) -> Result<()> {
         write_answer(
             &mut self.out,
             &self.records,
@@ -347,9 +353,8 @@ fn answer_audio<D: arroy::Distance>(
     let progress = Progress::items(None, responder.options.quiet, "examples");
     let embedded = source.embed_file(path, window, &LogMel::new(), |n| progress.inc(n as u64))?;
     progress.finish();
-    let settings = resolver.settings;
-    let windows = audio_windows(&embedded, settings.frames, settings.vector)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let windows =
+        audio_windows(&embedded, &resolver.form).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let targets: Vec<Target> = windows.iter().map(|(_, v)| Target::Vector(v)).collect();
     let answers = responder.searcher.nearest(&targets)?;
     // The file's own clip, made by `embed`, is the file itself: not a recommendation.
@@ -382,7 +387,8 @@ fn answer_audio<D: arroy::Distance>(
 /// by side from the start, and one more ending at the last row when the rows do not divide evenly, each with
 /// the time in the file where it starts. Audio shorter than one window is one window of the rows there are
 /// when the index's vectors are means; concatenated frames need them all, and the error says so.
-fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(f64, Vec<f32>)>> {
+fn audio_windows(embedded: &Embedded, form: &ClipForm) -> Result<Vec<(f64, QueryVector)>> {
+    let frames = form.frames;
     let rows: Vec<Vec<f32>> = embedded
         .rows
         .iter()
@@ -390,7 +396,7 @@ fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(
         .collect();
     let n = rows.len();
     if n < frames {
-        if form == Form::Flat {
+        if form.form == Form::Flat {
             bail!(
                 "{:.1} s of audio gives {n} example{} of 0.96 s; this index's vectors are {frames} frames \
                  concatenated (--vector flat), so it needs at least {:.2} s (or an index built with --vector mean)",
@@ -399,10 +405,7 @@ fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(
                 frames as f64 * 0.96
             );
         }
-        return Ok(vec![(
-            embedded.start,
-            vector::from_rows(&rows, 0, n, form)?,
-        )]);
+        return Ok(vec![(embedded.start, form.query_rows(&rows, 0, n)?)]);
     }
     let mut starts: Vec<usize> = (0..=n - frames).step_by(frames).collect();
     if !n.is_multiple_of(frames) {
@@ -412,7 +415,7 @@ fn audio_windows(embedded: &Embedded, frames: usize, form: Form) -> Result<Vec<(
         .into_iter()
         .map(|start| {
             let at = embedded.start + start as f64 * EXAMPLE_SECONDS;
-            Ok((at, vector::from_rows(&rows, start, frames, form)?))
+            Ok((at, form.query(&rows, start)?))
         })
         .collect()
 }

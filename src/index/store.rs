@@ -4,7 +4,8 @@
 //! labels and times, in blocks of records), `labels` (label index to the set of items carrying it, for filtered
 //! queries), `vectors` (every vector in search form, in blocks of rows, for the exact scan), `codes` (the same
 //! as 8-bit codes, for the graph walk; their quantizer beside the settings), `graph` (every clip's neighbour
-//! list) and `settings`. All blocks hold the same 1,024 items. They are large values, which LMDB keeps on
+//! list), `frames` (every clip's projected frames as signed bytes, for the re-rank) and `settings` (with the
+//! projection beside them). All blocks hold the same 1,024 items. They are large values, which LMDB keeps on
 //! contiguous overflow pages: a reader borrows them from the memory map as flat arrays, with no lookup per row.
 
 use std::borrow::Cow;
@@ -20,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::index::codes::{Codes, Quantizer};
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
+use crate::index::projection::{ClipForm, Projection, Summary};
 use crate::index::records::{self, ClipMeta, Records};
+use crate::index::rerank::FrameCodes;
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
 use crate::output::less_umask;
@@ -29,8 +32,9 @@ use crate::output::less_umask;
 /// little.
 pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 
-/// Bumped whenever the layout changes; an index of another version is refused with a clear error.
-pub const FORMAT_VERSION: u32 = 3;
+/// Bumped whenever the layout changes; an index of another version is refused with a clear error. Version 4
+/// added the projection and the frames' codes for the re-rank.
+pub const FORMAT_VERSION: u32 = 4;
 /// The arroy index number inside the `arroy` table.
 pub const ARROY_INDEX: u16 = 0;
 /// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
@@ -138,6 +142,8 @@ pub struct Settings {
     /// The next item id to give out (ids of replaced clips are reused; removed ones are not).
     pub next_item: u32,
     pub tool_version: String,
+    /// The projection applied to every frame (its matrix is stored beside the settings).
+    pub projection: Summary,
 }
 
 /// An open index environment and its tables.
@@ -154,6 +160,9 @@ pub struct Store {
     /// The vectors as 8-bit codes, in the same blocks, for the graph walk (see [`codes`]).
     codes: Database<'static, U32<BE>, Bytes>,
     graph: Database<'static, U32<BE>, Bytes>,
+    /// Every clip's frames as codes for the re-rank (see [`rerank`](crate::index::rerank)), in the same blocks.
+    /// `None` only in an index of an older format, which [`Store::read_settings`] refuses.
+    frames: Option<Database<'static, U32<BE>, Bytes>>,
     /// The settings under [`SETTINGS_KEY`], and the codes' quantizer under [`QUANTIZER_KEY`].
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
@@ -164,8 +173,13 @@ const TABLES: [&str; 8] = [
 ];
 type Table = Database<'static, Bytes, Bytes>;
 
+/// The frame codes' table, added in format version 4: opened apart from [`TABLES`], so that an older index
+/// is refused for its version rather than for a missing table.
+const FRAMES_TABLE: &str = "frames";
+
 const SETTINGS_KEY: &str = "settings";
 const QUANTIZER_KEY: &str = "quantizer";
+const PROJECTION_KEY: &str = "projection";
 
 /// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
 /// read-only, so that it never initialises or changes a file that is not an index.
@@ -173,7 +187,7 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
     let mut options = EnvOpenOptions::new();
     options
         .map_size(map_size(existing, input))
-        .max_dbs(TABLES.len() as u32);
+        .max_dbs(TABLES.len() as u32 + 1);
     // SAFETY: heed allows an environment to be opened twice in one process; what it cannot check is that nothing
     // changes the files except LMDB while they are mapped. soundalike changes an index only through LMDB, one
     // writer at a time (`lock::WriterLock`), and a rebuild writes a new directory and swaps it in rather than
@@ -227,17 +241,19 @@ impl Store {
         let env = open_env(dir, 0, input, true)?;
         apply_umask(dir)?;
         let wtxn = env.write_txn()?;
-        let tables = env
+        let (tables, frames) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit(
+                Ok(CommitOrAbort::<_, ()>::Commit((
                     TABLES.map(|name| dbo.create_database(wtxn, Some(name))),
-                ))
+                    dbo.create_database::<U32<BE>, Bytes>(wtxn, Some(FRAMES_TABLE)),
+                )))
             })?
-            .unwrap_commit()
-            .into_iter()
-            .collect::<heed::Result<Vec<Table>>>()?;
-        Store::with_tables(env, dir, tables)
-            .ok_or_else(|| anyhow!("cannot create the tables in {}", dir.display()))
+            .unwrap_commit();
+        let tables = tables.into_iter().collect::<heed::Result<Vec<Table>>>()?;
+        let mut store = Store::with_tables(env, dir, tables)
+            .ok_or_else(|| anyhow!("cannot create the tables in {}", dir.display()))?;
+        store.frames = Some(frames?);
+        Ok(store)
     }
 
     /// The store over the [`TABLES`], in their order.
@@ -254,6 +270,7 @@ impl Store {
             vectors: vectors.remap_types(),
             codes: codes.remap_types(),
             graph: graph.remap_types(),
+            frames: None,
             settings: settings.remap_types(),
         })
     }
@@ -294,25 +311,30 @@ impl Store {
         super::bus_error::report_for(dir);
         let env = open_env(dir, existing, input, write)?;
         let rtxn = env.read_txn()?;
-        let opened = env
+        let (opened, frames) = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
-                Ok(CommitOrAbort::<_, ()>::Commit(
+                Ok(CommitOrAbort::<_, ()>::Commit((
                     TABLES.map(|name| dbo.open_database(rtxn, Some(name))),
-                ))
+                    dbo.open_database::<U32<BE>, Bytes>(rtxn, Some(FRAMES_TABLE)),
+                )))
             })
             .and_then(|tables| {
-                tables
-                    .unwrap_commit()
-                    .into_iter()
-                    .collect::<heed::Result<Option<Vec<Table>>>>()
+                let (tables, frames) = tables.unwrap_commit();
+                Ok((
+                    tables
+                        .into_iter()
+                        .collect::<heed::Result<Option<Vec<Table>>>>()?,
+                    frames?,
+                ))
             })
             .map_err(|e| anyhow!("{} is not a soundalike index: {e}", dir.display()))?;
-        let Some(store) = opened.and_then(|tables| Store::with_tables(env, dir, tables)) else {
+        let Some(mut store) = opened.and_then(|tables| Store::with_tables(env, dir, tables)) else {
             bail!(
                 "{} is not a soundalike index (its tables are missing)",
                 dir.display()
             );
         };
+        store.frames = frames;
         let rtxn = store.env.read_txn()?;
         let settings = store.read_settings(&rtxn)?;
         drop(rtxn);
@@ -483,6 +505,87 @@ impl Store {
             .remap_data_type::<Bytes>()
             .put(wtxn, QUANTIZER_KEY, &quantizer.to_bytes())?;
         self.put_all_rows(wtxn, self.codes, quantizer.dimensions(), codes)
+    }
+
+    /// The index's projection, `None` when it has none.
+    pub fn projection(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Option<Projection>> {
+        if settings.projection.kind.is_none() {
+            return Ok(None);
+        }
+        self.settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, PROJECTION_KEY)?
+            .and_then(Projection::from_bytes)
+            .filter(|p| p.dimensions == settings.projection.dimensions)
+            .map(Some)
+            .ok_or_else(|| {
+                anyhow!(
+                    "index {} is damaged: its projection is missing or unreadable (rebuild it with \
+                     `soundalike index`)",
+                    self.dir.display()
+                )
+            })
+    }
+
+    /// How the index turns rows into its vectors and frame codes.
+    pub fn clip_form(&self, rtxn: &RoTxn, settings: &Settings) -> Result<ClipForm> {
+        Ok(ClipForm {
+            projection: self.projection(rtxn, settings)?,
+            frames: settings.frames,
+            form: settings.vector,
+        })
+    }
+
+    pub fn write_projection(&self, wtxn: &mut RwTxn, projection: &Projection) -> Result<()> {
+        Ok(self.settings.remap_data_type::<Bytes>().put(
+            wtxn,
+            PROJECTION_KEY,
+            &projection.to_bytes(),
+        )?)
+    }
+
+    fn frames_table(&self) -> Result<Database<'static, U32<BE>, Bytes>> {
+        self.frames.ok_or_else(|| {
+            anyhow!(
+                "index {} has no frames table (rebuild it with `soundalike index`)",
+                self.dir.display()
+            )
+        })
+    }
+
+    /// Every clip's frame codes, borrowed from the memory map like the vectors.
+    pub fn load_frames<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<FrameCodes<'t>> {
+        let width = settings.frames * settings.projection.dimensions;
+        let blocks = self.load_blocks(rtxn, self.frames_table()?, "frame", width, settings)?;
+        Ok(FrameCodes::new(
+            blocks,
+            VECTOR_BLOCK_ROWS as usize,
+            settings.frames,
+            settings.projection.dimensions,
+        ))
+    }
+
+    /// Stores the frame codes of a new index, row `i` holding item `i`.
+    pub fn write_frame_rows(&self, wtxn: &mut RwTxn, width: usize, codes: &[i8]) -> Result<()> {
+        self.put_all_rows(
+            wtxn,
+            self.frames_table()?,
+            width,
+            bytemuck::cast_slice(codes),
+        )
+    }
+
+    /// Stores appended or replaced clips' frame codes, rewriting only the blocks they fall in.
+    pub fn write_frames(
+        &self,
+        wtxn: &mut RwTxn,
+        width: usize,
+        updates: &BTreeMap<u32, Vec<i8>>,
+    ) -> Result<()> {
+        let rows = updates
+            .iter()
+            .map(|(&item, codes)| (item, bytemuck::cast_slice::<i8, u8>(codes).to_vec()));
+        self.put_rows(wtxn, self.frames_table()?, width, rows)
     }
 
     /// Every clip's neighbour list, borrowed from the memory map like the vectors.
