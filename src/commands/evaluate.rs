@@ -69,8 +69,10 @@ pub struct Report {
     pub search: &'static str,
     /// The trees' budget; `None` for the other searches.
     pub search_k: Option<usize>,
-    /// The graph walk's breadth; `None` for the other searches.
+    /// The graph walk's breadth as asked (`--ef`); `None` for the other searches.
     pub ef: Option<usize>,
+    /// The breadth the walk used: `ef`, or more when a re-rank needs more candidates (see `Searcher::walk_breadth`).
+    pub walk: Option<usize>,
     /// Whether this is what `recommend` does without `--exact` or `--search-k`.
     pub default: bool,
     pub recall: f64,
@@ -214,6 +216,10 @@ fn evaluate<D: arroy::Distance>(store: &Store, options: &EvaluateOptions) -> Res
             },
             ef: match search {
                 Search::Graph(ef) => Some(ef.get()),
+                _ => None,
+            },
+            walk: match search {
+                Search::Graph(ef) => Some(searcher.walk_breadth(ef.get())),
                 _ => None,
             },
             default: n == 0,
@@ -395,7 +401,7 @@ fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
     )?;
     writeln!(
         out,
-        "{:<26}  {:>9}  {:>14}  {:>8}  {:>8}  {:>8}  {:>9}",
+        "{:<34}  {:>9}  {:>14}  {:>8}  {:>8}  {:>8}  {:>9}",
         "search",
         format!("recall@{}", first.k),
         format!("label prec@{}", first.k),
@@ -407,7 +413,10 @@ fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
     for report in reports {
         let mut name = match (report.search_k, report.ef) {
             (Some(k), _) => format!("trees, search_k {k}"),
-            (_, Some(ef)) => format!("graph, ef {ef}"),
+            (_, Some(ef)) => match report.walk {
+                Some(walk) if walk != ef => format!("graph, ef {ef} (walks {walk})"),
+                _ => format!("graph, ef {ef}"),
+            },
             _ => "exact scan".to_string(),
         };
         if report.default {
@@ -415,7 +424,7 @@ fn write_table(out: &mut impl Write, reports: &[Report]) -> Result<()> {
         }
         writeln!(
             out,
-            "{name:<26}  {:>9.4}  {:>14.4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.0}",
+            "{name:<34}  {:>9.4}  {:>14.4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.0}",
             report.recall,
             report.label_precision,
             report.latency_ms.p50,

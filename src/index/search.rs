@@ -202,6 +202,22 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         self.rerank
     }
 
+    /// The breadth a walk asked for with `ef` uses (before a label filter widens it), for reports.
+    pub fn walk_breadth(&self, ef: usize) -> usize {
+        ef.max(self.walk_floor())
+    }
+
+    /// The narrowest walk: the candidates wanted, and with a re-rank some margin. At a breadth of exactly the 20
+    /// re-ranked, the walk's twenty missed enough of the exact scan's that recall@10 after the re-rank fell to
+    /// 0.957 at 100,000 clips; at 1.5 times, 0.98 (BENCHMARKS.md).
+    fn walk_floor(&self) -> usize {
+        if self.rerank > 0 {
+            self.count + self.count / 2
+        } else {
+            self.count
+        }
+    }
+
     /// The `count` nearest clips of each target, nearest first, with distances on the metric's scale (after a
     /// re-rank, the frames' distance on the angular scale: (1 - Chamfer similarity) / 2). Many targets at once
     /// let the exact scan share its pass over the vectors.
@@ -355,16 +371,8 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let share = filter.map_or(1, |f| {
             (graph.nodes() as u64).div_ceil(f.items.len().max(1)) as usize
         });
-        // Candidates for a re-rank are found with some margin: at a breadth of exactly the 20 re-ranked, the
-        // walk's twenty missed enough of the exact scan's that recall@10 after the re-rank fell to 0.957 at
-        // 100,000 clips; at 1.5 times, 0.98 (BENCHMARKS.md).
-        let floor = if self.rerank > 0 {
-            count + count / 2
-        } else {
-            count
-        };
         let ef = ef
-            .max(floor)
+            .max(self.walk_floor())
             .saturating_mul(share)
             .min(graph.nodes().max(1));
         let accept = |n: u32| {
