@@ -119,16 +119,7 @@ fn source_wav() -> PathBuf {
 
 fn shared_index() -> &'static Path {
     static INDEX: OnceLock<PathBuf> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audio-query.idx");
-        let _ = std::fs::remove_dir_all(&dir);
-        run_with_stdin(
-            &["index", "-q", "--index", dir.to_str().unwrap()],
-            clips_jsonl(),
-        )
-        .assert_ok();
-        dir
-    })
+    INDEX.get_or_init(|| build_shared_index("audio-query.idx"))
 }
 
 fn rows(clip: &Value) -> Vec<Value> {

@@ -525,18 +525,7 @@ fn evaluate_says_what_is_in_sample_and_takes_held_out_queries() {
             .map(|x| x.as_i64().unwrap())
             .filter(|x| relevant.contains(x))
             .collect();
-        hits += answer["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                r["labels"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|l| wanted.contains(&l.as_i64().unwrap()))
-            })
-            .count();
+        hits += common::results_with_labels(answer, &wanted);
     }
     let precision = hits as f64 / (10 * eligible.len()) as f64;
     assert!((report["label_precision"].as_f64().unwrap() - precision).abs() < 1e-9);

@@ -13,21 +13,7 @@ use serde_json::Value;
 /// /tmp by every run); each run rebuilds it over the last one's.
 fn shared_index() -> &'static Path {
     static INDEX: OnceLock<PathBuf> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("recommend-shared.idx");
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                panic!("cannot remove {}: {e}", dir.display())
-            }
-            _ => {}
-        }
-        run_with_stdin(
-            &["index", "-q", "--index", dir.to_str().unwrap()],
-            clips_jsonl(),
-        )
-        .assert_ok();
-        dir
-    })
+    INDEX.get_or_init(|| build_shared_index("recommend-shared.idx"))
 }
 
 fn dequantized_mean(clip: &Value) -> Vec<f64> {
@@ -660,18 +646,7 @@ fn evaluate_agrees_with_recommend_batch() {
                 .copied()
                 .filter(|l| relevant.contains(l))
                 .collect();
-            relevant_hits += answer["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| {
-                    r["labels"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|l| wanted.contains(&l.as_i64().unwrap()))
-                })
-                .count();
+            relevant_hits += results_with_labels(answer, &wanted);
         }
         let recall = found as f64 / (10 * saved.len()) as f64;
         let precision = relevant_hits as f64 / (10 * saved.len()) as f64;

@@ -472,25 +472,22 @@ fn symmetrize(a: &mut [f64], n: usize) {
 
 /// `w b w` for symmetric `w` and `b`, symmetrized.
 fn symmetric_product(w: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut wb = vec![0f64; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let wik = w[i * n + k];
-            for j in 0..n {
-                wb[i * n + j] += wik * b[k * n + j];
-            }
-        }
-    }
+    let mut out = matmul(&matmul(w, b, n), w, n);
+    symmetrize(&mut out, n);
+    out
+}
+
+/// `a b` for row-major `n` x `n` matrices, summed in a fixed order (the fit must be the same everywhere).
+fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     let mut out = vec![0f64; n * n];
     for i in 0..n {
         for k in 0..n {
-            let v = wb[i * n + k];
+            let aik = a[i * n + k];
             for j in 0..n {
-                out[i * n + j] += v * w[k * n + j];
+                out[i * n + j] += aik * b[k * n + j];
             }
         }
     }
-    symmetrize(&mut out, n);
     out
 }
 

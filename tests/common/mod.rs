@@ -364,3 +364,38 @@ pub fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
     }
     out
 }
+
+/// An index of the fixture clips under the target directory's temporary folder, named `name`, rebuilt over
+/// the last run's (for a test file's shared, read-only index: a static is never dropped, so a temporary
+/// directory would be left behind by every run).
+pub fn build_shared_index(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            panic!("cannot remove {}: {e}", dir.display())
+        }
+        _ => {}
+    }
+    run_with_stdin(
+        &["index", "-q", "--index", dir.to_str().unwrap()],
+        clips_jsonl(),
+    )
+    .assert_ok();
+    dir
+}
+
+/// How many of an answer's results carry one of `wanted` labels.
+pub fn results_with_labels(answer: &Value, wanted: &[i64]) -> usize {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| wanted.contains(&l.as_i64().unwrap()))
+        })
+        .count()
+}
