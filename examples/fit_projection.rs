@@ -1,4 +1,4 @@
-//! Fits the projection LDA way (see `src/index/projection.rs`) on clips written by `ingest` and writes it: the
+//! Fits the label model (see `src/index/fit.rs`) on clips written by `ingest` and writes it: the
 //! compiled-in default is made with
 //!
 //! ```sh
@@ -13,7 +13,8 @@ use std::io::BufReader;
 
 use anyhow::{Context, Result, bail};
 use soundalike::clip::{self, ClipRecord};
-use soundalike::index::projection::{self, Fit, Projection};
+use soundalike::index::fit::Fit;
+use soundalike::index::projection::Projection;
 
 const FRAMES: usize = 10;
 
@@ -50,5 +51,5 @@ pub fn fit(inputs: &[String]) -> Result<Projection> {
             Ok(())
         })?;
     }
-    fit.finish(projection::DIMENSIONS)
+    fit.finish()
 }

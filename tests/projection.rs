@@ -8,7 +8,8 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 use soundalike::clip::{self, ClipRecord};
-use soundalike::index::projection::{self, Fit, Projection};
+use soundalike::index::fit::{self, Fit};
+use soundalike::index::projection::Projection;
 
 fn info(dir: &Path) -> Value {
     let run = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
@@ -42,7 +43,7 @@ fn fit(jsonl: &[u8]) -> Projection {
         Ok(())
     })
     .unwrap();
-    fit.finish(projection::DIMENSIONS).unwrap()
+    fit.finish().unwrap()
 }
 
 #[test]
@@ -58,15 +59,23 @@ fn the_compiled_projection_is_a_fit_on_bal_train() {
     assert_eq!(refit.dimensions, compiled.dimensions);
     assert_eq!(refit.fit_ids, compiled.fit_ids, "fit on the same clips");
     assert_eq!(refit.fit_ids.len(), 6320);
+    assert_eq!(refit.activation, compiled.activation);
     let worst = refit
         .matrix
         .iter()
         .chain(&refit.mean)
-        .zip(compiled.matrix.iter().chain(&compiled.mean))
+        .chain(&refit.bias)
+        .zip(
+            compiled
+                .matrix
+                .iter()
+                .chain(&compiled.mean)
+                .chain(&compiled.bias),
+        )
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    // The fit is in f64 in a fixed order: the same machine gives the same bits; another compiler may round
-    // differently, never by this much.
+    // The fit is a fixed number of f64 steps on the clips in a fixed order: the same machine gives the same
+    // bits; another CPU's matrix kernels round differently, never by this much.
     assert!(worst < 1e-4, "largest difference {worst}");
 
     // Through the binary: `--projection learn` on bal_train fits the same matrix, so answers the same.
@@ -176,7 +185,7 @@ fn a_query_embedding_and_its_clip_get_the_same_projected_vector() {
     let (_temp, dir) = build(clips_jsonl(), &[]);
     let settings = &info(&dir)["settings"];
     assert_eq!(settings["projection"]["kind"], "default");
-    assert_eq!(settings["dimensions"], projection::DIMENSIONS);
+    assert_eq!(settings["dimensions"], fit::DIMENSIONS);
     for at in [0, 250, 778] {
         assert_embedding_answers_like_id(&dir, lines[at], &[]);
         assert_embedding_answers_like_id(&dir, lines[at], &["--rerank", "0"]);
@@ -186,7 +195,7 @@ fn a_query_embedding_and_its_clip_get_the_same_projected_vector() {
     let (_temp, flat) = build(clips_jsonl(), &["--vector", "flat"]);
     assert_eq!(
         info(&flat)["settings"]["dimensions"],
-        projection::DIMENSIONS * 10
+        fit::DIMENSIONS * 10
     );
     assert_embedding_answers_like_id(&flat, lines[100], &[]);
 }
@@ -346,9 +355,10 @@ fn a_rebuild_keeps_the_projection_only_if_asked() {
     assert_eq!(info(&dir)["settings"]["projection"]["kind"], "default");
     let table = run(&["info", "--index", d]);
     assert!(
-        table.stdout_text().contains(
-            "projection   default (fit on 6320 AudioSet bal_train music clips), 32 dimensions"
-        ),
+        table.stdout_text().contains(&format!(
+            "projection   default (fit on 6320 AudioSet bal_train music clips), {} dimensions",
+            fit::DIMENSIONS
+        )),
         "{}",
         table.stdout_text()
     );
@@ -398,7 +408,22 @@ fn a_projection_from_a_json_file_is_applied_and_a_bad_one_refused() {
     index_with(&narrow).assert_error(1, &["narrow.json", "row 0 has 127 values, not 128"]);
     let empty = temp.path().join("empty.json");
     std::fs::write(&empty, "{\"matrix\": []}").unwrap();
-    index_with(&empty).assert_error(1, &["empty.json", "0 rows", "1 to 128 rows"]);
+    index_with(&empty).assert_error(1, &["empty.json", "0 rows", "1 to 1024 rows"]);
+    let odd = temp.path().join("odd.json");
+    let rows = vec![vec![0.5f32; 128]; 2];
+    std::fs::write(
+        &odd,
+        serde_json::json!({ "matrix": rows, "activation": "relu" }).to_string(),
+    )
+    .unwrap();
+    index_with(&odd).assert_error(1, &["odd.json", "activation is \"relu\"", "\"logistic\""]);
+    let short_bias = temp.path().join("bias.json");
+    std::fs::write(
+        &short_bias,
+        serde_json::json!({ "matrix": rows, "bias": [1.0] }).to_string(),
+    )
+    .unwrap();
+    index_with(&short_bias).assert_error(1, &["bias.json", "bias has 1 values, not 2"]);
     let text = temp.path().join("notes.txt");
     std::fs::write(&text, "not json").unwrap();
     index_with(&text).assert_error(1, &["notes.txt: not a projection"]);

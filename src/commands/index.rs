@@ -16,7 +16,8 @@ use roaring::RoaringBitmap;
 use crate::clip::{self, ClipRecord};
 use crate::error::UsageError;
 use crate::index::codes::Quantizer;
-use crate::index::projection::{self, ClipForm, Fit, Kind, Projection, QueryVector, Summary};
+use crate::index::fit::{self, Fit};
+use crate::index::projection::{ClipForm, Kind, Projection, QueryVector, Summary};
 use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
 use crate::index::store::with_distance;
@@ -213,7 +214,7 @@ fn rebuild(options: &IndexOptions) -> Result<Built> {
         Plan::Learn => Summary {
             kind: Some(Kind::Learned),
             source: None,
-            dimensions: projection::DIMENSIONS,
+            dimensions: fit::DIMENSIONS,
             fit_clips: 0,
         },
     };
@@ -478,7 +479,7 @@ fn write_new<D: arroy::Distance>(
                     fit.add(&clip.meta.video_id, &clip.meta.labels, &raw);
                 }
             }
-            let projection = fit.finish(projection::DIMENSIONS)?;
+            let projection = fit.finish()?;
             settings.projection.fit_clips = projection.fit_ids.len() as u64;
             let form = form_with(Some(projection));
             for clip in &mut clips {

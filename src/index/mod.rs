@@ -3,6 +3,7 @@
 
 mod bus_error;
 pub mod codes;
+pub mod fit;
 pub mod graph;
 pub mod nndescent;
 pub mod projection;

@@ -1,21 +1,12 @@
-//! The learned projection: a linear map from VGGish's 128 dimensions to fewer, fit by linear discriminant
-//! analysis (LDA) on AudioSet's music labels, applied to every frame before the index's vectors are made.
+//! The projection: how each VGGish frame is turned into what the index compares, `f(W (x - mean) + bias)`,
+//! applied alike to the clips indexed and to every query (ids, embeddings, audio).
 //!
 //! Why: cosine over the raw VGGish space weighs every direction alike, and many directions (loudness,
-//! recording quality) say little about genre or instrument. LDA keeps the directions along which clips of
-//! one music label are close and clips of different labels far apart. Fit on half of bal_train's music clips
-//! and measured on the other half (BENCHMARKS.md), it lifts label precision@10 from 0.293 to 0.309, and the
-//! frame-level re-rank on the projected frames (`rerank.rs`) to 0.318.
-//!
-//! The fit: one sample per (clip, label) pair, for every music label other than "Music" (137) a clip carries;
-//! the clip's vector is the mean of its de-quantized frames. Within-class scatter Sw, regularised by
-//! [`REGULARISATION`] x its mean eigenvalue on the diagonal, and between-class scatter Sb; the projection's rows
-//! are the leading generalized eigenvectors of (Sb, Sw), scaled so that the projected Sw is the identity, each
-//! signed so that its largest entry is positive. Everything is in f64 and in input order, with our own Jacobi
-//! eigensolver, so the same clips give the same matrix (the compiled default is checked against a refit from
-//! bal_train by `tests/projection.rs`). Frames are centred on the pairs' mean before projection.
+//! recording quality) say little about genre or instrument. The default is a model learned from AudioSet's
+//! music labels (`fit.rs`): a frame becomes its probabilities of the 149 music labels, and a clip the mean of
+//! its frames' probabilities, so that clips compare by what they sound like they are. A projection can also
+//! be linear (`f` the identity): one read from a JSON file, or one an index of an earlier version holds.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -23,19 +14,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::index::vector::{Form, dequantize};
-use crate::labels::{self, LabelSet};
 use crate::tfrecord::sequence_example::FRAME_LEN;
 
-/// Output dimensions of a learned projection. Measured with a fit on half of bal_train's music clips and
-/// label precision on the other half: 32 dimensions 0.309, 48 0.302, 64 0.300, 96 0.287 (regularisation 0.3;
-/// issue 13 proposed 64 at 0.1, from another split).
-pub const DIMENSIONS: usize = 32;
-/// The within-class scatter's ridge, as a share of its mean eigenvalue: 0.03 0.304, 0.1 0.307, 0.3 0.309,
-/// 1.0 0.309 at 32 dimensions on the same split.
-pub const REGULARISATION: f64 = 0.3;
+/// The most output dimensions a projection may have (a JSON file's rows).
+pub const MAX_DIMENSIONS: usize = 1024;
 
-/// The default projection, fit on bal_train's 8,775 music clips (the first 10 frames of each), in the byte form
-/// of [`Projection::to_bytes`]: made by `cargo run --release --example fit_projection`.
+/// The default projection, fit on bal_train's music clips (the first 10 frames of each), in the byte form of
+/// [`Projection::to_bytes`]: made by `cargo run --release --example fit_projection`.
 const DEFAULT_BYTES: &[u8] = include_bytes!("../data/projection.bin");
 
 const MAGIC: &[u8; 4] = b"SAPJ";
@@ -104,13 +89,25 @@ impl Summary {
     }
 }
 
-/// A projection: `y = W (x - mean)` for each de-quantized frame `x`.
+/// What is applied to `W (x - mean) + bias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: a linear map.
+    Linear,
+    /// The logistic function, one probability per output (the learned label model).
+    Logistic,
+}
+
+/// A projection: `y = f(W (x - mean) + bias)` for each de-quantized frame `x`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Projection {
     /// 128 values.
     pub mean: Vec<f32>,
     /// `dimensions` rows of 128 values.
     pub matrix: Vec<f32>,
+    /// `dimensions` values.
+    pub bias: Vec<f32>,
+    pub activation: Activation,
     pub dimensions: usize,
     /// The video_ids it was fit on, as sorted 64-bit FNV-1a hashes: what tells `evaluate` whether a query took
     /// part in the fit (in-sample). Empty when unknown.
@@ -133,13 +130,21 @@ impl Projection {
         static DEFAULT: OnceLock<Projection> = OnceLock::new();
         DEFAULT.get_or_init(|| {
             // The file is checked in and tested; it cannot fail to read.
-            Projection::from_bytes(DEFAULT_BYTES).unwrap_or_else(|| Projection {
-                mean: vec![0.0; FRAME_LEN],
-                matrix: identity(),
-                dimensions: FRAME_LEN,
-                fit_ids: Vec::new(),
-            })
+            Projection::from_bytes(DEFAULT_BYTES).unwrap_or_else(|| Projection::linear(identity(), None))
         })
+    }
+
+    /// A linear projection of `matrix` (rows of 128 values), centred on `mean` (zero when `None`).
+    pub fn linear(matrix: Vec<f32>, mean: Option<Vec<f32>>) -> Projection {
+        let dimensions = matrix.len() / FRAME_LEN;
+        Projection {
+            mean: mean.unwrap_or_else(|| vec![0.0; FRAME_LEN]),
+            matrix,
+            bias: vec![0.0; dimensions],
+            activation: Activation::Linear,
+            dimensions,
+            fit_ids: Vec::new(),
+        }
     }
 
     /// Projects one frame of raw values (0..=255, as stored) into `out` (`dimensions` values).
@@ -148,21 +153,13 @@ impl Projection {
         for ((c, &v), &m) in centred.iter_mut().zip(raw).zip(&self.mean) {
             *c = dequantize(v) - m;
         }
-        self.project_centred(&centred, out);
-    }
-
-    /// Projects a de-quantized vector of 128 values.
-    pub fn project(&self, x: &[f32], out: &mut [f32]) {
-        let mut centred = [0f32; FRAME_LEN];
-        for ((c, &v), &m) in centred.iter_mut().zip(x).zip(&self.mean) {
-            *c = v - m;
-        }
-        self.project_centred(&centred, out);
-    }
-
-    fn project_centred(&self, centred: &[f32; FRAME_LEN], out: &mut [f32]) {
-        for (o, row) in out.iter_mut().zip(self.matrix.chunks_exact(FRAME_LEN)) {
-            *o = row.iter().zip(centred).map(|(w, c)| w * c).sum();
+        let rows = self.matrix.chunks_exact(FRAME_LEN);
+        for ((o, row), &b) in out.iter_mut().zip(rows).zip(&self.bias) {
+            let y = row.iter().zip(&centred).map(|(w, c)| w * c).sum::<f32>() + b;
+            *o = match self.activation {
+                Activation::Linear => y,
+                Activation::Logistic => 1.0 / (1.0 + (-y).exp()),
+            };
         }
     }
 
@@ -170,15 +167,21 @@ impl Projection {
         self.fit_ids.binary_search(&id_hash(video_id)).is_ok()
     }
 
-    /// Little-endian: "SAPJ", version 1, dimensions, number of fit ids (u32 each); the mean (128 f32), the
-    /// matrix (dimensions x 128 f32), the fit ids (u64).
+    /// Little-endian: "SAPJ", version 2, dimensions, number of fit ids, activation (0 linear, 1 logistic; u32
+    /// each); the mean (128 f32), the matrix (dimensions x 128 f32), the bias (dimensions f32), the fit ids
+    /// (u64). Version 1 (format 4 indexes) had no activation word and no bias: linear, bias zero.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(16 + 4 * (self.mean.len() + self.matrix.len()));
+        let floats = self.mean.len() + self.matrix.len() + self.bias.len();
+        let mut bytes = Vec::with_capacity(20 + 4 * floats + 8 * self.fit_ids.len());
         bytes.extend_from_slice(MAGIC);
-        for word in [1u32, self.dimensions as u32, self.fit_ids.len() as u32] {
+        let activation = match self.activation {
+            Activation::Linear => 0u32,
+            Activation::Logistic => 1,
+        };
+        for word in [2u32, self.dimensions as u32, self.fit_ids.len() as u32, activation] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
-        for v in self.mean.iter().chain(&self.matrix) {
+        for v in self.mean.iter().chain(&self.matrix).chain(&self.bias) {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
         for id in &self.fit_ids {
@@ -193,11 +196,24 @@ impl Projection {
             Some(u32::from_le_bytes(*rest.get(at..at + 4)?.first_chunk()?))
         };
         let (version, dimensions, ids) = (word(0)?, word(4)? as usize, word(8)? as usize);
-        if version != 1 || !(1..=FRAME_LEN).contains(&dimensions) {
+        let (activation, header, bias_len) = match version {
+            1 => (Activation::Linear, 12, 0),
+            2 => (
+                match word(12)? {
+                    0 => Activation::Linear,
+                    1 => Activation::Logistic,
+                    _ => return None,
+                },
+                16,
+                dimensions,
+            ),
+            _ => return None,
+        };
+        if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
             return None;
         }
-        let floats = FRAME_LEN * (1 + dimensions);
-        let body = rest.get(12..)?;
+        let floats = FRAME_LEN * (1 + dimensions) + bias_len;
+        let body = rest.get(header..)?;
         if body.len() != floats * 4 + ids * 8 {
             return None;
         }
@@ -209,9 +225,17 @@ impl Projection {
         if values.iter().any(|v| !v.is_finite()) {
             return None;
         }
+        let (mean, rest) = values.split_at(FRAME_LEN);
+        let (matrix, bias) = rest.split_at(FRAME_LEN * dimensions);
         Some(Projection {
-            mean: values[..FRAME_LEN].to_vec(),
-            matrix: values[FRAME_LEN..].to_vec(),
+            mean: mean.to_vec(),
+            matrix: matrix.to_vec(),
+            bias: if bias.is_empty() {
+                vec![0.0; dimensions]
+            } else {
+                bias.to_vec()
+            },
+            activation,
             dimensions,
             fit_ids: ids
                 .chunks_exact(8)
@@ -220,13 +244,15 @@ impl Projection {
         })
     }
 
-    /// A projection from a JSON file: `{"matrix": [[128 numbers], ...], "mean": [128 numbers]}` (1 to 128 rows;
-    /// `mean` optional, zero by default), or a bare 2-D array (the matrix). The error names what is wrong.
+    /// A projection from a JSON file: `{"matrix": [[128 numbers], ...], "mean": [128 numbers], "bias":
+    /// [numbers], "activation": "linear" | "logistic"}` (1 to 1024 rows; `mean` and `bias` optional, zero by
+    /// default; `activation` linear by default), or a bare 2-D array (the matrix). The error names what is
+    /// wrong.
     pub fn from_json_file(path: &Path) -> Result<Projection> {
         let name = path.display();
         let text = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
-        if text.len() > 16 << 20 {
-            bail!("{name}: longer than 16 MiB: not a projection");
+        if text.len() > 64 << 20 {
+            bail!("{name}: longer than 64 MiB: not a projection");
         }
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
             anyhow!(
@@ -234,21 +260,22 @@ impl Projection {
                  numbers]}}, or an index directory)"
             )
         })?;
-        let (matrix, mean) = match &value {
-            serde_json::Value::Array(_) => (&value, None),
+        let empty = serde_json::Map::new();
+        let (matrix, map) = match &value {
+            serde_json::Value::Array(_) => (&value, &empty),
             serde_json::Value::Object(map) => (
                 map.get("matrix")
                     .ok_or_else(|| anyhow!("{name}: not a projection: no \"matrix\" key"))?,
-                map.get("mean"),
+                map,
             ),
             _ => bail!("{name}: not a projection: expected a JSON object with a \"matrix\""),
         };
         let rows: Vec<Vec<f32>> = serde_json::from_value(matrix.clone()).map_err(|e| {
             anyhow!("{name}: the projection's matrix is not a 2-D array of numbers: {e}")
         })?;
-        if rows.is_empty() || rows.len() > FRAME_LEN {
+        if rows.is_empty() || rows.len() > MAX_DIMENSIONS {
             bail!(
-                "{name}: the projection has {} rows; it needs 1 to {FRAME_LEN} rows of {FRAME_LEN} values",
+                "{name}: the projection has {} rows; it needs 1 to {MAX_DIMENSIONS} rows of {FRAME_LEN} values",
                 rows.len()
             );
         }
@@ -258,34 +285,50 @@ impl Projection {
                 row.len()
             );
         }
-        let mean: Vec<f32> = match mean {
-            None => vec![0.0; FRAME_LEN],
-            Some(mean) => serde_json::from_value(mean.clone()).map_err(|e| {
-                anyhow!("{name}: the projection's mean is not a list of numbers: {e}")
-            })?,
+        let numbers = |key: &str, len: usize| -> Result<Vec<f32>> {
+            let Some(value) = map.get(key) else {
+                return Ok(vec![0.0; len]);
+            };
+            let numbers: Vec<f32> = serde_json::from_value(value.clone()).map_err(|e| {
+                anyhow!("{name}: the projection's {key} is not a list of numbers: {e}")
+            })?;
+            if numbers.len() != len {
+                bail!(
+                    "{name}: the projection's {key} has {} values, not {len}",
+                    numbers.len()
+                );
+            }
+            Ok(numbers)
         };
-        if mean.len() != FRAME_LEN {
-            bail!(
-                "{name}: the projection's mean has {} values, not {FRAME_LEN}",
-                mean.len()
-            );
-        }
+        let mean = numbers("mean", FRAME_LEN)?;
+        let bias = numbers("bias", rows.len())?;
+        let activation = match map.get("activation").map(|a| a.as_str()) {
+            None | Some(Some("linear")) => Activation::Linear,
+            Some(Some("logistic")) => Activation::Logistic,
+            Some(_) => bail!(
+                "{name}: the projection's activation is {}; it must be \"linear\" or \"logistic\"",
+                map["activation"]
+            ),
+        };
         let matrix: Vec<f32> = rows.into_iter().flatten().collect();
-        if matrix.iter().chain(&mean).any(|v| !v.is_finite()) {
+        if matrix.iter().chain(&mean).chain(&bias).any(|v| !v.is_finite()) {
             bail!("{name}: the projection holds a value that is not a finite number");
         }
         Ok(Projection {
-            dimensions: matrix.len() / FRAME_LEN,
-            mean,
-            matrix,
-            fit_ids: Vec::new(),
+            activation,
+            bias,
+            ..Projection::linear(matrix, Some(mean))
         })
     }
 
     /// The JSON form [`Projection::from_json_file`] reads.
     pub fn to_json(&self) -> serde_json::Value {
         let rows: Vec<&[f32]> = self.matrix.chunks_exact(FRAME_LEN).collect();
-        serde_json::json!({"mean": self.mean, "matrix": rows})
+        let activation = match self.activation {
+            Activation::Linear => "linear",
+            Activation::Logistic => "logistic",
+        };
+        serde_json::json!({"mean": self.mean, "matrix": rows, "bias": self.bias, "activation": activation})
     }
 }
 
@@ -295,248 +338,6 @@ fn identity() -> Vec<f32> {
         m[i * FRAME_LEN + i] = 1.0;
     }
     m
-}
-
-/// The labels a fit uses from a clip: its music labels other than "Music" itself.
-pub fn fit_labels<'a>(labels: &'a [i64], music: &'a LabelSet) -> impl Iterator<Item = u16> + 'a {
-    labels
-        .iter()
-        .filter(move |&&l| l != i64::from(labels::MUSIC) && music.contains(l))
-        .filter_map(|&l| u16::try_from(l).ok())
-}
-
-/// The statistics of an LDA fit, gathered one clip at a time (so the clips need not be held).
-pub struct Fit {
-    music: LabelSet,
-    /// Sum of x x^T over the (clip, label) pairs, 128 x 128.
-    second: Vec<f64>,
-    /// Per label: its pairs and the sum of their vectors.
-    classes: BTreeMap<u16, (u64, Vec<f64>)>,
-    pairs: u64,
-    ids: Vec<u64>,
-}
-
-impl Default for Fit {
-    fn default() -> Self {
-        Fit {
-            music: LabelSet::music_ontology(),
-            second: vec![0.0; FRAME_LEN * FRAME_LEN],
-            classes: BTreeMap::new(),
-            pairs: 0,
-            ids: Vec::new(),
-        }
-    }
-}
-
-impl Fit {
-    /// Adds a clip: `rows` are its frames' raw values (`frames` x 128, 0..=255), of which the mean is taken.
-    pub fn add(&mut self, video_id: &str, labels: &[i64], rows: &[f32]) {
-        let labels: Vec<u16> = fit_labels(labels, &self.music).collect();
-        if labels.is_empty() || rows.is_empty() {
-            return;
-        }
-        let frames = rows.len() / FRAME_LEN;
-        let mut x = vec![0f64; FRAME_LEN];
-        for row in rows.chunks_exact(FRAME_LEN) {
-            for (m, &v) in x.iter_mut().zip(row) {
-                *m += f64::from(dequantize(v));
-            }
-        }
-        x.iter_mut().for_each(|m| *m /= frames as f64);
-        let n = labels.len() as f64;
-        for i in 0..FRAME_LEN {
-            let xi = x[i] * n;
-            let row = &mut self.second[i * FRAME_LEN..(i + 1) * FRAME_LEN];
-            for (s, &xj) in row.iter_mut().zip(&x) {
-                *s += xi * xj;
-            }
-        }
-        for label in labels {
-            let (count, sum) = self
-                .classes
-                .entry(label)
-                .or_insert_with(|| (0, vec![0.0; FRAME_LEN]));
-            *count += 1;
-            sum.iter_mut().zip(&x).for_each(|(s, v)| *s += v);
-            self.pairs += 1;
-        }
-        self.ids.push(id_hash(video_id));
-    }
-
-    /// Clips that took part (carried a label the fit uses).
-    pub fn clips(&self) -> u64 {
-        self.ids.len() as u64
-    }
-
-    /// The projection to `dimensions` dimensions. Fails when fewer than two labels occur: LDA then has
-    /// nothing to separate.
-    pub fn finish(mut self, dimensions: usize) -> Result<Projection> {
-        if self.classes.len() < 2 {
-            bail!(
-                "cannot learn a projection: {} of the clips carries a music label other than Music (137){}; \
-                 LDA needs clips of at least two such labels (use --projection default or none)",
-                self.clips(),
-                match self.classes.keys().next() {
-                    Some(&l) => format!(
-                        ", all of them {}",
-                        labels::class_name(l.into()).unwrap_or("?")
-                    ),
-                    None => String::new(),
-                }
-            );
-        }
-        let d = FRAME_LEN;
-        let p = self.pairs as f64;
-        let mut mean = vec![0f64; d];
-        for (_, sum) in self.classes.values() {
-            mean.iter_mut().zip(sum).for_each(|(m, s)| *m += s / p);
-        }
-        // Sum over classes of s s^T / n: the between-class part of the second moment.
-        let mut between = vec![0f64; d * d];
-        for (count, sum) in self.classes.values() {
-            let n = *count as f64;
-            for i in 0..d {
-                let si = sum[i] / n;
-                for j in 0..d {
-                    between[i * d + j] += si * sum[j];
-                }
-            }
-        }
-        let mut sw = vec![0f64; d * d];
-        let mut sb = vec![0f64; d * d];
-        for i in 0..d {
-            for j in 0..d {
-                sw[i * d + j] = (self.second[i * d + j] - between[i * d + j]) / p;
-                sb[i * d + j] = between[i * d + j] / p - mean[i] * mean[j];
-            }
-        }
-        let ridge = REGULARISATION * (0..d).map(|i| sw[i * d + i]).sum::<f64>() / d as f64;
-        for i in 0..d {
-            sw[i * d + i] += ridge;
-        }
-        symmetrize(&mut sw, d);
-        symmetrize(&mut sb, d);
-        // Whiten the within-class scatter: Wh = V diag(w^-1/2) V^T.
-        let (w, v) = symmetric_eigen(sw, d);
-        let mut wh = vec![0f64; d * d];
-        for i in 0..d {
-            for j in 0..d {
-                wh[i * d + j] = (0..d)
-                    .map(|k| v[i * d + k] * v[j * d + k] / w[k].max(f64::MIN_POSITIVE).sqrt())
-                    .sum();
-            }
-        }
-        let m = symmetric_product(&wh, &sb, d);
-        let (e, u) = symmetric_eigen(m, d);
-        let mut order: Vec<usize> = (0..d).collect();
-        order.sort_by(|&a, &b| e[b].total_cmp(&e[a]).then(a.cmp(&b)));
-        let dimensions = dimensions.clamp(1, d);
-        let mut matrix = Vec::with_capacity(dimensions * d);
-        for &k in &order[..dimensions] {
-            let mut row: Vec<f64> = (0..d)
-                .map(|i| (0..d).map(|j| wh[i * d + j] * u[j * d + k]).sum())
-                .collect();
-            // The sign of an eigenvector is arbitrary: make its largest entry positive.
-            let largest = row
-                .iter()
-                .enumerate()
-                .fold((0, 0f64), |best, (i, &v)| {
-                    if v.abs() > best.1 { (i, v.abs()) } else { best }
-                })
-                .0;
-            if row[largest] < 0.0 {
-                row.iter_mut().for_each(|v| *v = -*v);
-            }
-            matrix.extend(row.iter().map(|&v| v as f32));
-        }
-        self.ids.sort_unstable();
-        self.ids.dedup();
-        Ok(Projection {
-            mean: mean.iter().map(|&v| v as f32).collect(),
-            matrix,
-            dimensions,
-            fit_ids: self.ids,
-        })
-    }
-}
-
-fn symmetrize(a: &mut [f64], n: usize) {
-    for i in 0..n {
-        for j in i + 1..n {
-            let v = 0.5 * (a[i * n + j] + a[j * n + i]);
-            a[i * n + j] = v;
-            a[j * n + i] = v;
-        }
-    }
-}
-
-/// `w b w` for symmetric `w` and `b`, symmetrized.
-fn symmetric_product(w: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut out = matmul(&matmul(w, b, n), w, n);
-    symmetrize(&mut out, n);
-    out
-}
-
-/// `a b` for row-major `n` x `n` matrices, summed in a fixed order (the fit must be the same everywhere).
-fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
-    let mut out = vec![0f64; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            let aik = a[i * n + k];
-            for j in 0..n {
-                out[i * n + j] += aik * b[k * n + j];
-            }
-        }
-    }
-    out
-}
-
-/// The eigenvalues and eigenvectors of a symmetric `n` x `n` matrix (row-major), by cyclic Jacobi rotations:
-/// eigenvector `k` is column `k` of the second result (`v[i * n + k]`). Jacobi is slow for large matrices but
-/// exact to rounding, simple, and the same on every machine; at 128 x 128 it takes a few tens of milliseconds.
-pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0f64; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE);
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|p| (p + 1..n).map(move |q| (p, q)))
-            .map(|(p, q)| a[p * n + q] * a[p * n + q])
-            .sum();
-        if off <= scale * 1e-30 {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| a[i * n + i]).collect(), v)
 }
 
 /// How an index turns a clip's rows into what it stores and compares: its vector (for the searches) and its
@@ -618,10 +419,14 @@ impl ClipForm {
         }
         let vector = match (&self.projection, self.form) {
             (None, _) => plain,
-            // The mean of the frames, projected (the same as the mean of the projected frames, up to rounding).
-            (Some(p), Form::Mean) => {
+            // The mean of the projected frames (for a linear projection, the projected mean up to rounding).
+            (Some(_), Form::Mean) => {
+                let frames = (projected.len() / d).max(1) as f32;
                 let mut out = vec![0f32; d];
-                p.project(&plain, &mut out);
+                for frame in projected.chunks_exact(d) {
+                    out.iter_mut().zip(frame).for_each(|(o, v)| *o += v);
+                }
+                out.iter_mut().for_each(|o| *o /= frames);
                 out
             }
             (Some(_), Form::Flat) => projected.clone(),
@@ -653,29 +458,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jacobi_finds_the_eigenpairs() {
-        let n = 6;
-        let mut a = vec![0f64; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                a[i * n + j] = ((i * 7 + j * 3) % 5) as f64 + ((j * 7 + i * 3) % 5) as f64;
-            }
-        }
-        let (w, v) = symmetric_eigen(a.clone(), n);
-        for k in 0..n {
-            for i in 0..n {
-                let av: f64 = (0..n).map(|j| a[i * n + j] * v[j * n + k]).sum();
-                assert!((av - w[k] * v[i * n + k]).abs() < 1e-9, "{av} vs {}", w[k]);
-            }
-        }
+    fn the_default_reads_and_round_trips() {
+        let p = Projection::default_fit();
+        assert_eq!(p.dimensions, crate::index::fit::DIMENSIONS);
+        assert_eq!(p.activation, Activation::Logistic);
+        assert_eq!(p.matrix.len(), p.dimensions * FRAME_LEN);
+        assert_eq!(Projection::from_bytes(&p.to_bytes()).as_ref(), Some(p));
     }
 
     #[test]
-    fn the_default_reads_and_round_trips() {
-        let p = Projection::default_fit();
-        assert_eq!(p.dimensions, DIMENSIONS);
-        assert_eq!(p.matrix.len(), DIMENSIONS * FRAME_LEN);
-        assert_eq!(Projection::from_bytes(&p.to_bytes()).as_ref(), Some(p));
+    fn a_version_1_projection_reads_as_linear() {
+        // What a format 4 index holds: no activation word, no bias.
+        let mut bytes = MAGIC.to_vec();
+        for word in [1u32, 1, 0] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for i in 0..2 * FRAME_LEN {
+            bytes.extend_from_slice(&(if i == FRAME_LEN { 2f32 } else { 0.0 }).to_le_bytes());
+        }
+        let p = Projection::from_bytes(&bytes).unwrap();
+        assert_eq!(p, Projection::linear([2.0].into_iter().chain([0.0; 127]).collect(), None));
+        let mut out = [0f32];
+        p.project_raw(&[255.0; FRAME_LEN], &mut out);
+        assert_eq!(out, [4.0]);
+        assert_eq!(Projection::from_bytes(&p.to_bytes()), Some(p));
     }
 
     #[test]

@@ -33,8 +33,12 @@ use crate::output::less_umask;
 pub const VECTOR_BLOCK_ROWS: u32 = 1024;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error. Version 4
-/// added the projection and the frames' codes for the re-rank.
-pub const FORMAT_VERSION: u32 = 4;
+/// added the projection and the frames' codes for the re-rank; version 5 lets the projection be the learned
+/// label model (projection bytes of version 2: an activation and a bias). Version 4 indexes, whose
+/// projections are linear, are still read: their layout is otherwise the same.
+pub const FORMAT_VERSION: u32 = 5;
+/// The oldest format this soundalike reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 4;
 /// The arroy index number inside the `arroy` table.
 pub const ARROY_INDEX: u16 = 0;
 /// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
@@ -360,9 +364,10 @@ impl Store {
                     dir.display()
                 )
             })?;
-        if version != u64::from(FORMAT_VERSION) {
+        if !(u64::from(OLDEST_FORMAT_VERSION)..=u64::from(FORMAT_VERSION)).contains(&version) {
             bail!(
-                "index {} has format version {version}; this soundalike reads version {FORMAT_VERSION} \
+                "index {} has format version {version}; this soundalike reads versions \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION} \
                  (rebuild it with `soundalike index`)",
                 dir.display()
             );
