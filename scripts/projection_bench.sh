@@ -7,7 +7,8 @@
 #
 # bal_train's music clips are split by line (ingest's order): the odd lines fit a projection
 # (`index --projection learn`), the even lines are indexed with it (`--projection A.idx`) and queried, every
-# clip with a music label other than 137 (`evaluate --queries all`): none of them took part in the fit. The eval
+# clip with a music label other than 137 (`evaluate --queries all`): none of them took part in the fit. Then
+# the other way round: the even lines fit, the odd lines are indexed and asked. The eval
 # files at hand are held-out queries too (`evaluate --queries FILE`), against the even half and, for the
 # compiled default (fit on all of bal_train), against the whole of bal_train.
 set -euo pipefail
@@ -24,6 +25,9 @@ awk 'NR % 2 == 0' bal.jsonl > B.jsonl
 "$bin" index -q --index A.idx --projection learn A.jsonl
 "$bin" index -q --index B-none.idx --projection none B.jsonl
 "$bin" index -q --index B-A.idx --projection A.idx B.jsonl
+"$bin" index -q --index B.idx --projection learn B.jsonl
+"$bin" index -q --index A-none.idx --projection none A.jsonl
+"$bin" index -q --index A-B.idx --projection B.idx A.jsonl
 "$bin" index -q --index bal-none.idx --projection none bal.jsonl
 "$bin" index -q --index bal-default.idx bal.jsonl
 report() { # index, queries, rerank
@@ -37,5 +41,6 @@ for r in json.load(sys.stdin):
 }
 for rerank in 0 20; do
     for idx in B-none.idx B-A.idx; do report "$idx" all "$rerank"; report "$idx" eval.jsonl "$rerank"; done
+    for idx in A-none.idx A-B.idx; do report "$idx" all "$rerank"; done
     for idx in bal-none.idx bal-default.idx; do report "$idx" all "$rerank"; report "$idx" eval.jsonl "$rerank"; done
 done

@@ -193,10 +193,7 @@ fn a_query_embedding_and_its_clip_get_the_same_projected_vector() {
     }
     // The frames' form too.
     let (_temp, flat) = build(clips_jsonl(), &["--vector", "flat"]);
-    assert_eq!(
-        info(&flat)["settings"]["dimensions"],
-        fit::DIMENSIONS * 10
-    );
+    assert_eq!(info(&flat)["settings"]["dimensions"], fit::DIMENSIONS * 10);
     assert_embedding_answers_like_id(&flat, lines[100], &[]);
 }
 

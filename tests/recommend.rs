@@ -44,8 +44,9 @@ fn pipeline_from_stdin_builds_an_index_of_every_clip() {
     info.assert_ok();
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["settings"]["clips"], 779);
-    // Each frame projected to 32 dimensions by the compiled-in default projection (tests/projection.rs).
-    assert_eq!(info["settings"]["dimensions"], 32);
+    // Each frame projected to the 149 music labels' probabilities by the compiled-in default projection
+    // (tests/projection.rs).
+    assert_eq!(info["settings"]["dimensions"], 149);
     assert_eq!(info["settings"]["projection"]["kind"], "default");
     assert_eq!(info["settings"]["metric"], "angular");
     assert_eq!(info["top_labels"][0]["name"], "Music");
@@ -169,7 +170,15 @@ fn every_embedding_format_gives_the_same_answer() {
         std::fs::write(&path, text).unwrap();
         let run = recommend(
             shared_index(),
-            &["--embedding", path.to_str().unwrap(), "--json", "--exact"],
+            &[
+                "--embedding",
+                path.to_str().unwrap(),
+                "--json",
+                "--exact",
+                // The clip finds itself among the candidates re-ranked: one more makes the same others.
+                "--rerank",
+                "21",
+            ],
         );
         run.assert_ok();
         answers.push(ids(&run.lines()[0]));
@@ -194,6 +203,8 @@ fn every_embedding_format_gives_the_same_answer() {
             "-",
             "--json",
             "--exact",
+            "--rerank",
+            "21",
         ],
         rows.to_string().as_bytes(),
     );
@@ -354,7 +365,7 @@ fn append_in_two_halves_answers_like_one_build() {
     info.assert_ok();
     let text = info.stdout_text();
     assert!(text.contains("metric       angular\n"), "{text}");
-    assert!(text.contains("vector       mean (32 dimensions"), "{text}");
+    assert!(text.contains("vector       mean (149 dimensions"), "{text}");
     let json = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
     json.assert_ok();
     let settings = &json.lines()[0]["settings"];

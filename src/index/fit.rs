@@ -219,7 +219,12 @@ fn standardisation(samples: &[Sample]) -> (Vec<f64>, Vec<f64>) {
 
 /// Fits `labels` logistic regressions on `n` standardised inputs of 128 values (row-major) and their 0/1
 /// targets (`n` x `labels`): the weights (128 x `labels`, row-major) and the intercepts.
-fn logistic(inputs: Vec<f64>, targets: Vec<f64>, n: usize, labels: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+fn logistic(
+    inputs: Vec<f64>,
+    targets: Vec<f64>,
+    n: usize,
+    labels: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let device = Device::Cpu;
     let x = Tensor::from_vec(inputs, (n, FRAME_LEN), &device)?;
     let xt = x.t()?.contiguous()?;
@@ -289,7 +294,11 @@ mod tests {
         let (guitar, piano) = (140i64, 153i64);
         let mut fit = Fit::default();
         for i in 0..40 {
-            let (label, value) = if i % 2 == 0 { (guitar, 200.0) } else { (piano, 50.0) };
+            let (label, value) = if i % 2 == 0 {
+                (guitar, 200.0)
+            } else {
+                (piano, 50.0)
+            };
             let mut rows = vec![128f32; FRAME_LEN];
             rows[0] = value + (i % 5) as f32;
             fit.add(&format!("clip{i}"), &[137, label], &rows);

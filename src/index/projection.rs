@@ -130,7 +130,8 @@ impl Projection {
         static DEFAULT: OnceLock<Projection> = OnceLock::new();
         DEFAULT.get_or_init(|| {
             // The file is checked in and tested; it cannot fail to read.
-            Projection::from_bytes(DEFAULT_BYTES).unwrap_or_else(|| Projection::linear(identity(), None))
+            Projection::from_bytes(DEFAULT_BYTES)
+                .unwrap_or_else(|| Projection::linear(identity(), None))
         })
     }
 
@@ -178,7 +179,12 @@ impl Projection {
             Activation::Linear => 0u32,
             Activation::Logistic => 1,
         };
-        for word in [2u32, self.dimensions as u32, self.fit_ids.len() as u32, activation] {
+        for word in [
+            2u32,
+            self.dimensions as u32,
+            self.fit_ids.len() as u32,
+            activation,
+        ] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
         for v in self.mean.iter().chain(&self.matrix).chain(&self.bias) {
@@ -311,7 +317,12 @@ impl Projection {
             ),
         };
         let matrix: Vec<f32> = rows.into_iter().flatten().collect();
-        if matrix.iter().chain(&mean).chain(&bias).any(|v| !v.is_finite()) {
+        if matrix
+            .iter()
+            .chain(&mean)
+            .chain(&bias)
+            .any(|v| !v.is_finite())
+        {
             bail!("{name}: the projection holds a value that is not a finite number");
         }
         Ok(Projection {
@@ -477,7 +488,10 @@ mod tests {
             bytes.extend_from_slice(&(if i == FRAME_LEN { 2f32 } else { 0.0 }).to_le_bytes());
         }
         let p = Projection::from_bytes(&bytes).unwrap();
-        assert_eq!(p, Projection::linear([2.0].into_iter().chain([0.0; 127]).collect(), None));
+        assert_eq!(
+            p,
+            Projection::linear([2.0].into_iter().chain([0.0; 127]).collect(), None)
+        );
         let mut out = [0f32];
         p.project_raw(&[255.0; FRAME_LEN], &mut out);
         assert_eq!(out, [4.0]);
