@@ -237,9 +237,11 @@ pub struct IndexArgs {
     pub threads: u16,
 
     /// The projection applied to every frame before the vectors are made [default: default]. `default`: the
-    /// compiled-in LDA fit on AudioSet bal_train's music clips (32 dimensions); `learn`: an LDA fit on the
-    /// input's own clips with music labels other than Music (137); `none`: VGGish's 128 dimensions as they are;
-    /// or FILE: a JSON matrix ({"matrix": [[128 numbers], ...], "mean": [128 numbers]}) or an index directory,
+    /// compiled-in model of the 149 music labels fit on AudioSet bal_train's music clips (a frame becomes its
+    /// label probabilities); `learn`: the same fit on the input's own clips with music labels other than Music
+    /// (137); `none`: VGGish's 128 dimensions as they are; or FILE: a JSON projection ({"matrix": [[128
+    /// numbers], ...], "mean": [128 numbers], "bias": [...], "activation": "linear"|"logistic"}) or an index
+    /// directory,
     /// whose projection is taken (the index's own path keeps its projection through a rebuild; ./learn for a
     /// file named like a keyword). An --append always applies the index's own.
     #[arg(

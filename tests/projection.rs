@@ -433,7 +433,7 @@ fn a_projection_from_a_json_file_is_applied_and_a_bad_one_refused() {
 
 #[test]
 fn learning_without_labelled_clips_is_one_error_line() {
-    // Clips whose only music label is Music itself: LDA has no classes to separate.
+    // Clips whose only music label is Music itself: the fit has no labels to learn.
     let lines: Vec<String> = fixture_lines()
         .iter()
         .take(50)

@@ -60,7 +60,7 @@ impl Summary {
         }
     }
 
-    /// For people: "default (fit on 8775 AudioSet bal_train music clips), 32 dimensions".
+    /// For people: "default (fit on 6320 AudioSet bal_train music clips), 149 dimensions".
     pub fn describe(&self) -> String {
         let fit = |what: &str| format!("fit on {} {what}", self.fit_clips);
         match &self.kind {
