@@ -308,13 +308,15 @@ impl Projection {
         };
         let mean = numbers("mean", FRAME_LEN)?;
         let bias = numbers("bias", rows.len())?;
-        let activation = match map.get("activation").map(|a| a.as_str()) {
-            None | Some(Some("linear")) => Activation::Linear,
-            Some(Some("logistic")) => Activation::Logistic,
-            Some(_) => bail!(
-                "{name}: the projection's activation is {}; it must be \"linear\" or \"logistic\"",
-                map["activation"]
-            ),
+        let activation = match map.get("activation") {
+            None => Activation::Linear,
+            Some(value) => match value.as_str() {
+                Some("linear") => Activation::Linear,
+                Some("logistic") => Activation::Logistic,
+                _ => bail!(
+                    "{name}: the projection's activation is {value}; it must be \"linear\" or \"logistic\""
+                ),
+            },
         };
         let matrix: Vec<f32> = rows.into_iter().flatten().collect();
         if matrix
