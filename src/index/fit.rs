@@ -3,8 +3,8 @@
 //!
 //! Why this model: label precision is about sharing a label, and a clip's probabilities of the 149 music labels
 //! say that directly. Fit on half of bal_train's music clips and measured on the other half (BENCHMARKS.md),
-//! the mean of the frames' probabilities reaches label precision@10 0.331 (0.345 with the frame-level re-rank),
-//! against 0.293 for raw VGGish and 0.307 (0.316) for the LDA projection to 32 dimensions this replaced.
+//! the mean of the frames' probabilities reaches label precision@10 0.329 (0.340 with the frame-level re-rank),
+//! against 0.293 for raw VGGish and 0.307 (0.315) for the LDA projection to 32 dimensions this replaced.
 //!
 //! The fit, one model per label, all solved together: a clip's input is the mean of its de-quantized frames,
 //! standardised (each dimension centred and divided by its spread over the fitting clips); its target is 1
@@ -29,7 +29,7 @@ use crate::tfrecord::sequence_example::FRAME_LEN;
 
 /// Output dimensions: one per music label of the ontology other than "Music" itself.
 pub const DIMENSIONS: usize = 149;
-/// scikit-learn's `C`: measured on the half split, 0.01 gave 0.320, 0.02 0.326, 0.03 0.330, 0.05 0.331,
+/// scikit-learn's `C`: measured on the half split (numpy prototype), 0.01 gave 0.320, 0.02 0.326, 0.03 0.330, 0.05 0.331,
 /// 0.1 0.327, 0.3 0.314 (before the re-rank).
 pub const INVERSE_REGULARISATION: f64 = 0.05;
 pub const ITERATIONS: usize = 200;
@@ -42,7 +42,7 @@ pub const MAX_CLIPS: usize = 100_000;
 const NO_MODEL_BIAS: f32 = -30.0;
 
 /// The labels a fit uses from a clip: its music labels other than "Music" itself.
-pub fn fit_labels<'a>(labels: &'a [i64], music: &'a LabelSet) -> impl Iterator<Item = u16> + 'a {
+fn fit_labels<'a>(labels: &'a [i64], music: &'a LabelSet) -> impl Iterator<Item = u16> + 'a {
     labels
         .iter()
         .filter(move |&&l| l != i64::from(labels::MUSIC) && music.contains(l))

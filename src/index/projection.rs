@@ -98,6 +98,36 @@ pub enum Activation {
     Logistic,
 }
 
+impl Activation {
+    /// Its word in the byte form.
+    fn code(self) -> u32 {
+        match self {
+            Activation::Linear => 0,
+            Activation::Logistic => 1,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Activation> {
+        [Activation::Linear, Activation::Logistic]
+            .into_iter()
+            .find(|a| a.code() == code)
+    }
+
+    /// Its name in the JSON form.
+    fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Logistic => "logistic",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Activation> {
+        [Activation::Linear, Activation::Logistic]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
+
 /// A projection: `y = f(W (x - mean) + bias)` for each de-quantized frame `x`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Projection {
@@ -175,15 +205,11 @@ impl Projection {
         let floats = self.mean.len() + self.matrix.len() + self.bias.len();
         let mut bytes = Vec::with_capacity(20 + 4 * floats + 8 * self.fit_ids.len());
         bytes.extend_from_slice(MAGIC);
-        let activation = match self.activation {
-            Activation::Linear => 0u32,
-            Activation::Logistic => 1,
-        };
         for word in [
             2u32,
             self.dimensions as u32,
             self.fit_ids.len() as u32,
-            activation,
+            self.activation.code(),
         ] {
             bytes.extend_from_slice(&word.to_le_bytes());
         }
@@ -204,15 +230,7 @@ impl Projection {
         let (version, dimensions, ids) = (word(0)?, word(4)? as usize, word(8)? as usize);
         let (activation, header, bias_len) = match version {
             1 => (Activation::Linear, 12, 0),
-            2 => (
-                match word(12)? {
-                    0 => Activation::Linear,
-                    1 => Activation::Logistic,
-                    _ => return None,
-                },
-                16,
-                dimensions,
-            ),
+            2 => (Activation::from_code(word(12)?)?, 16, dimensions),
             _ => return None,
         };
         if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
@@ -257,8 +275,8 @@ impl Projection {
     pub fn from_json_file(path: &Path) -> Result<Projection> {
         let name = path.display();
         let text = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
-        if text.len() > 64 << 20 {
-            bail!("{name}: longer than 64 MiB: not a projection");
+        if text.len() > 16 << 20 {
+            bail!("{name}: longer than 16 MiB: not a projection");
         }
         let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
             anyhow!(
@@ -310,13 +328,11 @@ impl Projection {
         let bias = numbers("bias", rows.len())?;
         let activation = match map.get("activation") {
             None => Activation::Linear,
-            Some(value) => match value.as_str() {
-                Some("linear") => Activation::Linear,
-                Some("logistic") => Activation::Logistic,
-                _ => bail!(
+            Some(value) => value.as_str().and_then(Activation::from_name).ok_or_else(|| {
+                anyhow!(
                     "{name}: the projection's activation is {value}; it must be \"linear\" or \"logistic\""
-                ),
-            },
+                )
+            })?,
         };
         let matrix: Vec<f32> = rows.into_iter().flatten().collect();
         if matrix
@@ -337,11 +353,7 @@ impl Projection {
     /// The JSON form [`Projection::from_json_file`] reads.
     pub fn to_json(&self) -> serde_json::Value {
         let rows: Vec<&[f32]> = self.matrix.chunks_exact(FRAME_LEN).collect();
-        let activation = match self.activation {
-            Activation::Linear => "linear",
-            Activation::Logistic => "logistic",
-        };
-        serde_json::json!({"mean": self.mean, "matrix": rows, "bias": self.bias, "activation": activation})
+        serde_json::json!({"mean": self.mean, "matrix": rows, "bias": self.bias, "activation": self.activation.name()})
     }
 }
 
