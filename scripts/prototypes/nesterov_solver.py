@@ -1,20 +1,11 @@
+"""The solver src/index/fit.rs uses (Nesterov's accelerated gradient, fixed steps), on standardised or whitened
+inputs, by step count."""
 import os, sys, numpy as np, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import *
 F, L, ids = load(os.environ.get('CLIPS', 'bal_train.jsonl'))
-N = len(F)
-A = np.arange(0, N, 2); B = np.arange(1, N, 2)
-LA = [L[i] for i in A]; LB = [L[i] for i in B]
-def evaluate(name, fr, rerank=0):
-    V = normed(fr.mean(1))
-    S = V @ V.T; np.fill_diagonal(S, -9)
-    T = topk(S, max(10, rerank))
-    if rerank:
-        Fn = normed(fr)
-        T = np.array([c[np.argsort(-chamfer(Fn[q], Fn[c]), kind='stable')] for q, c in enumerate(T)])
-    p, n = precision(T, LB, LB)
-    print(f'{name:50s} rerank {rerank:3d} P@10 {p:.4f}', flush=True)
-sig = lambda z: 1 / (1 + np.exp(-z))
+A, B, LA, LB = halves(F, L)
+sig = sigmoid
 def fit(X, LX, C, iters, whiten, minsup=5):
     classes = sorted({l for ls in LX for l in ls})
     Y = np.array([[c in ls for c in classes] for ls in LX], dtype=np.float64)
@@ -46,4 +37,4 @@ for whiten in (False, True):
         Wl, bl, loss, g = fit(XA, LA, 0.05, iters, whiten)
         pf = sig(F[B] @ Wl + bl)
         print('whiten', whiten, 'iters', iters, 'loss %.6f grad %.2e  %.1fs' % (loss, g, time.time() - t))
-        evaluate('', pf); evaluate('', pf, 20)
+        evaluate('', pf, LB); evaluate('', pf, LB, rerank=20)
