@@ -1,9 +1,123 @@
-//! Errors that decide the exit code: usage errors exit 2, everything else 1.
+//! The library's one error type, and the kinds that let a caller tell bad input, a damaged index, a request
+//! that cannot be made, and the system's own failures apart: the command line maps them to exit codes, a server
+//! to status codes, the Python package to exception classes.
+//!
+//! Inside the library errors are `anyhow` chains with context ("ingest.jsonl: line 3: clip x: ..."); a chain
+//! gets its kind from the first marker in it ([`UsageError`], [`DamagedIndex`], [`NotFound`]), or from the
+//! error it started as (an I/O error, LMDB's own report of a damaged file). The public functions convert at
+//! their boundary, so a caller sees [`Error`] only.
 
 use std::fmt;
+use std::io;
 
-/// A command line that asks for something impossible (an unknown label name, `-k 0`), detected after clap's own
-/// checks. `main` maps it to exit code 2, like clap's usage errors.
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request itself is impossible (an unknown label name, a re-rank on a metric that has none, an
+    /// option that needs another): the caller must ask differently. The command line's exit code 2.
+    Usage,
+    /// What was given cannot be read as what it should be (a corrupt record, a malformed clip or embedding, an
+    /// audio file that cannot be decoded or is too long).
+    BadInput,
+    /// The thing asked for does not exist: no index at the path, no clip with the id, no weight file.
+    NotFound,
+    /// An index's files are damaged (cut short, overwritten): it must be rebuilt.
+    DamagedIndex,
+    /// The system failed: a read or write error, a full disk, no memory.
+    Io,
+}
+
+/// A failure, with one line of message that says what went wrong and where (file, line, record, index).
+pub struct Error {
+    kind: ErrorKind,
+    inner: anyhow::Error,
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The kind of the I/O error this failure started as, if it was one: a caller writing to a pipe tells a
+    /// closed reader (`BrokenPipe`) from a real failure by it.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        self.inner.chain().find_map(io_kind)
+    }
+}
+
+fn io_kind(cause: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    if let Some(e) = cause.downcast_ref::<io::Error>() {
+        return Some(e.kind());
+    }
+    // serde_json wraps the io error of a writer in its own; heed wraps LMDB's and the system's.
+    if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
+        return e.io_error_kind();
+    }
+    if let Some(heed::Error::Io(e)) = cause.downcast_ref::<heed::Error>() {
+        return Some(e.kind());
+    }
+    None
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(inner: anyhow::Error) -> Error {
+        let kind = classify(&inner);
+        Error { kind, inner }
+    }
+}
+
+/// The kind of a chain: its outermost marker, else what it started as.
+fn classify(error: &anyhow::Error) -> ErrorKind {
+    for cause in error.chain() {
+        if cause.is::<UsageError>() {
+            return ErrorKind::Usage;
+        }
+        if cause.is::<DamagedIndex>() {
+            return ErrorKind::DamagedIndex;
+        }
+        if cause.is::<NotFound>() {
+            return ErrorKind::NotFound;
+        }
+        if let Some(heed::Error::Mdb(mdb)) = cause.downcast_ref::<heed::Error>() {
+            use heed::MdbError::*;
+            if matches!(
+                mdb,
+                Corrupted | PageNotFound | Invalid | VersionMismatch | BadValSize | BadTxn
+            ) {
+                return ErrorKind::DamagedIndex;
+            }
+        }
+    }
+    match error.chain().find_map(io_kind) {
+        Some(io::ErrorKind::NotFound) => ErrorKind::NotFound,
+        Some(io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof) => ErrorKind::BadInput,
+        Some(_) => ErrorKind::Io,
+        None => ErrorKind::BadInput,
+    }
+}
+
+impl fmt::Display for Error {
+    /// The whole chain on one line, outermost first: "cannot read x.jsonl: line 3: ...".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.inner)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {:#}", self.kind, self.inner)
+    }
+}
+
+/// The message already holds the whole chain, so no `source` repeats it.
+impl std::error::Error for Error {}
+
+/// Marks a chain as a request that cannot be made ([`ErrorKind::Usage`]). Its message names what to change in
+/// the library's terms (a label, a re-rank depth); front ends word it for their own options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(String);
 
@@ -21,24 +135,38 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Exit codes, as documented in README.md.
-pub mod exit {
-    pub const SUCCESS: u8 = 0;
-    pub const ERROR: u8 = 1;
-    pub const USAGE: u8 = 2;
+/// Marks a chain as a damaged index ([`ErrorKind::DamagedIndex`]).
+#[derive(Debug)]
+pub(crate) struct DamagedIndex(String);
+
+impl fmt::Display for DamagedIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-/// True when the error, somewhere in its chain, is a closed output pipe (`soundalike ingest ... | head`):
-/// the reader has all it wanted, so the run ends quietly and successfully.
-pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    use std::io::ErrorKind::BrokenPipe;
-    error.chain().any(|cause| {
-        // serde_json wraps the io error of a writer in its own.
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == BrokenPipe)
-            || cause
-                .downcast_ref::<serde_json::Error>()
-                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
-    })
+impl std::error::Error for DamagedIndex {}
+
+/// "index DIR is damaged: DETAIL (rebuild it with `soundalike index`)", marked as such.
+pub(crate) fn damaged(dir: &std::path::Path, detail: impl fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(DamagedIndex(format!(
+        "index {} is damaged: {detail} (rebuild it with `soundalike index`)",
+        dir.display()
+    )))
+}
+
+/// Marks a chain as something asked for that does not exist ([`ErrorKind::NotFound`]).
+#[derive(Debug)]
+pub(crate) struct NotFound(pub(crate) String);
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+pub(crate) fn not_found(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(NotFound(message.into()))
 }

@@ -3,7 +3,6 @@
 //! which both enable (the tests through soundalike's dev-dependency on itself), so it is no part of the API.
 
 use crate::clip;
-use crate::commands::recommend;
 use crate::index::projection::{ClipForm, Projection};
 use crate::index::vector::{self, Form};
 use crate::tfrecord::record::Records;
@@ -25,7 +24,7 @@ pub fn record(data: &[u8]) {
 /// Parses `data` as an embedding file and turns it into vectors of both forms.
 pub fn embedding(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(rows) = recommend::embedding_rows(&text) {
+    if let Ok(rows) = clip::embedding_rows(&text) {
         for start in [0, 1] {
             let _ = vector::from_rows(&rows, start, 10, Form::Mean);
             let _ = vector::from_rows(&rows, start, 2, Form::Flat);

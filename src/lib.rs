@@ -1,23 +1,72 @@
 //! soundalike: recommend music by how it sounds, from AudioSet's published VGGish embeddings.
 //!
-//! The library holds all the logic; `main.rs` only parses arguments and maps errors to exit codes. The data's
-//! path shows in the modules: AudioSet records come in through `tfrecord`, become clips (`clip`, `labels`),
-//! are stored and searched in `index`, and each subcommand in `commands` drives one leg of that path. What a
-//! writer must not lose is guarded beside that path: `output` and `index_dir` decide what may be replaced,
-//! `lock` lets one writer at a time at an index, and `cleanup` removes what an interrupted run leaves.
+//! The library is the engine; the `soundalike` command line is its first client. Open an index once and ask
+//! it from as many threads as you like:
+//!
+//! ```
+//! use soundalike::{Index, Query, QueryOptions};
+//!
+//! # fn main() -> soundalike::Result<()> {
+//! # let dir = soundalike::doc_fixture_index()?;
+//! let index = Index::open(&dir)?;
+//! let options = QueryOptions { count: 5, ..QueryOptions::default() };
+//! let hits = index.recommend(&Query::Id("xtGmrLOsjHk".into()), &options)?;
+//! assert_eq!(hits.len(), 5);
+//! for hit in &hits {
+//!     println!("{} {:.3} {}", hit.video_id, hit.similarity.unwrap_or(0.0), hit.url());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The data's path shows in the modules: AudioSet records come in through [`tfrecord`] and [`ingest`], become
+//! clips ([`clip`], [`labels`]), are stored by an [`IndexBuilder`] and asked through an [`Index`]; audio files
+//! become clips through [`audio`] ([`Embedder`], [`audio::source`]); [`evaluate`] measures answers. What a
+//! writer must not lose is guarded by [`fs`]: locks, the hidden siblings renamed into place, and the paths an
+//! interrupted run removes ([`fs::cleanup::remove_registered`], which a host calls from its own signal
+//! handling: the library installs none, never prints and never exits).
 
 pub mod audio;
-pub mod cleanup;
-pub mod cli;
 pub mod clip;
-pub mod commands;
-pub mod error;
+mod error;
+pub mod evaluate;
+pub mod fs;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod index;
-pub mod index_dir;
+mod index;
+pub mod ingest;
 pub mod labels;
-pub mod lock;
-pub mod output;
-pub mod progress;
+mod query;
 pub mod tfrecord;
+
+pub use audio::Embedder;
+pub use error::{Error, ErrorKind, Result, UsageError};
+pub use index::dir::holds_index;
+pub use index::build::{BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice};
+pub use index::projection::{Projection, Summary as ProjectionSummary};
+pub use index::fit::Fit;
+pub use index::store::Settings;
+pub use index::vector::{Form, Metric};
+pub use query::{Hit, Index, Info, Query, QueryOptions, Reader, SearchMethod, Session};
+
+/// Ingests the bundled fixture records and indexes their music clips once per process, for the crate's
+/// documentation examples (which run as tests; the fixtures are AudioSet files, see fixtures/README.md).
+#[doc(hidden)]
+pub fn doc_fixture_index() -> Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("soundalike-doc-{}.idx", std::process::id()));
+    if !dir.exists() {
+        let mut clips = Vec::new();
+        ingest::Ingest::open(&[root.join("fixtures/audioset_v1_embeddings")])?.run(
+            &ingest::IngestOptions::default(),
+            &mut clips,
+            |_| {},
+        )?;
+        let input = ClipInput::Reader {
+            name: "fixture clips".into(),
+            reader: Box::new(&clips[..]),
+        };
+        IndexBuilder::new(&dir).rebuild(vec![input])?;
+    }
+    Ok(dir)
+}

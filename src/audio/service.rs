@@ -94,7 +94,7 @@ impl Service {
                 service_message(&text)
             );
         }
-        let rows = crate::commands::recommend::embedding_rows(&text)
+        let rows = crate::clip::embedding_rows(&text)
             .map_err(|e| anyhow!("the embedding service at {url} answered {e}"))?;
         rows.iter()
             .enumerate()

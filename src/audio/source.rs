@@ -61,10 +61,10 @@ impl SourceOptions {
 }
 
 impl Located {
-    /// Loads the network and PCA (a service needs nothing), warning (unless quiet) when a file named like an
-    /// official one does not hash as its name says. The hash is computed beside the loading, which reads the
+    /// Loads the network and PCA (a service needs nothing), calling `warn` with a warning when a file named like
+    /// an official one does not hash as its name says. The hash is computed beside the loading, which reads the
     /// same bytes.
-    pub fn load(self, quiet: bool) -> Result<Source> {
+    pub fn load(self, warn: impl FnOnce(String)) -> Result<Source> {
         let (weights_path, pca_path) = match self {
             Located::Service(service) => return Ok(Source::Service(service)),
             Located::Local { weights, pca } => (weights, pca),
@@ -78,14 +78,12 @@ impl Located {
             (embedder, mismatch)
         });
         let embedder = embedder?;
-        if let Ok(Some((expected, actual))) = mismatch
-            && !quiet
-        {
-            eprintln!(
-                "warning: {}: its SHA-256 starts {actual}, not {expected} as its name says: it is not the \
-                 official file (a damaged download?)",
+        if let Ok(Some((expected, actual))) = mismatch {
+            warn(format!(
+                "{}: its SHA-256 starts {actual}, not {expected} as its name says: it is not the official file \
+                 (a damaged download?)",
                 weights_path.display()
-            );
+            ));
         }
         Ok(Source::Local(Box::new(embedder)))
     }

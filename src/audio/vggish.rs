@@ -23,23 +23,9 @@ use super::weights::{EMBEDDING_LEN, Weights};
 pub const BATCH: usize = 32;
 
 /// Examples per pass through the convolutions: at 8 the largest buffer (the second layer's im2col, 28 MB) stays
-/// under glibc's largest mmap threshold, so that with [`keep_freed_memory`] no pass maps fresh pages.
+/// under glibc's largest mmap threshold, so that where a host keeps freed blocks in the heap (the command line
+/// does: `keep_freed_memory` in its main.rs) no pass maps fresh pages.
 const CONV_CHUNK: usize = 8;
-
-/// Keeps freed blocks of up to 32 MB in the heap for reuse. By default glibc gives every freed block over its
-/// mmap threshold back to the kernel, and a forward pass allocates and frees about a GB in such blocks: the
-/// kernel then zeroes fresh pages for every pass, which was a quarter of the system and user time in a trial
-/// (sys 4.5 s of 14 for a 3.5-minute song). Process-wide, and harmless elsewhere: it only changes where freed
-/// memory waits.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; glibc serialises it with allocation, and the values are
-    // within its documented ranges (the mmap threshold's maximum is 32 MB on 64-bit systems).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
 
 /// One raw embedding: the network's 128 outputs before PCA.
 pub type RawEmbedding = [f32; EMBEDDING_LEN];
@@ -219,7 +205,6 @@ impl Vggish {
         examples: &[Example],
         mut done: impl FnMut(usize),
     ) -> Result<Vec<RawEmbedding>> {
-        keep_freed_memory();
         let mut out = Vec::with_capacity(examples.len());
         for batch in examples.chunks(BATCH) {
             let output = self

@@ -1,10 +1,13 @@
-//! The index: the LMDB store and its tables, the vector forms, and the searches over them (the exact scan, the
-//! arroy forest, and the neighbour graph built by NN-descent).
+//! The index: the LMDB store and its tables, the vector forms, the searches over them (the exact scan, the
+//! arroy forest, and the neighbour graph built by NN-descent), the build, and the directory's own policy
+//! (what a rebuild may replace). Private: the crate's front door (`Index`, `IndexBuilder`) is its API.
 
-mod bus_error;
+pub mod build;
 pub mod codes;
+pub mod dir;
 pub mod fit;
 pub mod graph;
+pub mod hash;
 pub mod nndescent;
 pub mod projection;
 pub mod records;

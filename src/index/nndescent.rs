@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use crate::index::hash::hash;
 use crate::index::rptree;
 use crate::index::scan::{Matrix, PairDistance, pair_distance};
 
@@ -427,14 +428,3 @@ fn push_priority(entries: &mut [u64], entry: u64) {
     entries[i] = entry;
 }
 
-/// A well-mixed 64-bit hash of four numbers (splitmix64 steps): the build's random choices.
-pub fn hash(a: u64, b: u64, c: u64, d: u64) -> u64 {
-    let mut x = a;
-    for v in [b, c, d] {
-        x = x.wrapping_add(v).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-    }
-    x
-}

@@ -390,13 +390,6 @@ impl ClipForm {
         self.projection.as_ref().map_or(FRAME_LEN, |p| p.dimensions)
     }
 
-    /// Dimensions of the vector.
-    pub fn dimensions(&self) -> usize {
-        match self.form {
-            Form::Mean => self.frame_dimensions(),
-            Form::Flat => self.frame_dimensions() * self.frames,
-        }
-    }
 
     /// Checks rows as `vector::from_rows` does and takes the `frames` rows from `start` on.
     pub fn query(&self, rows: &[Vec<f32>], start: usize) -> Result<QueryVector> {

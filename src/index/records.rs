@@ -14,8 +14,9 @@ use heed::types::SerdeBincode;
 use heed::{BytesDecode, BytesEncode};
 use serde::{Deserialize, Serialize};
 
-/// Items per block: the vectors' block size, so one item's data lives in the same block number everywhere.
-pub const BLOCK_ROWS: u32 = crate::index::store::VECTOR_BLOCK_ROWS;
+/// Items per block, in this table and all the index's others (`store::VECTOR_BLOCK_ROWS`), so one item's data
+/// lives in the same block number everywhere.
+pub const BLOCK_ROWS: u32 = 1024;
 
 /// What the index keeps about a clip besides its vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,10 +92,8 @@ fn encode<'m>(records: impl ExactSizeIterator<Item = &'m ClipMeta>) -> Result<Ve
 }
 
 /// The error for a damaged clip table of the index in `index`.
-pub fn damaged(index: &str, damage: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "index {index} is damaged: its clip table has {damage} (rebuild it with `soundalike index`)"
-    )
+pub fn damaged(index: &Path, damage: &str) -> anyhow::Error {
+    crate::error::damaged(index, format!("its clip table has {damage}"))
 }
 
 /// Every clip's record, borrowed from the memory map.
@@ -102,7 +101,7 @@ pub struct Records<'t> {
     blocks: Vec<Block<'t>>,
     items: u32,
     /// The index's directory, for errors.
-    index: String,
+    index: std::path::PathBuf,
 }
 
 impl<'t> Records<'t> {
@@ -111,14 +110,14 @@ impl<'t> Records<'t> {
         Records {
             blocks: blocks.into_iter().map(|bytes| Block { bytes }).collect(),
             items,
-            index: index.display().to_string(),
+            index: index.to_path_buf(),
         }
     }
 
     /// The record of `item`.
     pub fn get(&self, item: u32) -> anyhow::Result<ClipMeta> {
         self.find(item)?
-            .ok_or_else(|| anyhow::anyhow!("index {} has no clip {item}", self.index))
+            .ok_or_else(|| anyhow::anyhow!("index {} has no clip {item}", self.index.display()))
     }
 
     fn find(&self, item: u32) -> anyhow::Result<Option<ClipMeta>> {

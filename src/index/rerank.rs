@@ -20,7 +20,6 @@ pub struct FrameCodes<'t> {
     blocks: Vec<Cow<'t, [u8]>>,
     block_rows: usize,
     row_len: usize,
-    pub frames: usize,
     pub dimensions: usize,
 }
 
@@ -35,7 +34,6 @@ impl<'t> FrameCodes<'t> {
             blocks,
             block_rows,
             row_len: frames * dimensions,
-            frames,
             dimensions,
         }
     }

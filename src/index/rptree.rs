@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::index::nndescent::hash;
+use crate::index::hash::hash;
 use crate::index::scan::{Matrix, pair_distance};
 use crate::index::vector::Metric;
 

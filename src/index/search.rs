@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
-use crate::error::UsageError;
+use crate::error::{UsageError, damaged};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::graph::{self, Graph, Walk};
 use crate::index::projection::QueryVector;
@@ -233,10 +233,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             .map(|(target, candidates)| {
                 let query = match target {
                     Target::Item(item) => frames.row(*item).ok_or_else(|| {
-                        anyhow!(
-                            "index {} is damaged: no frames for clip {item}",
-                            self.store.dir.display()
-                        )
+                        damaged(&self.store.dir, format!("no frames for clip {item}"))
                     })?,
                     Target::Vector(query) => &query.codes[..],
                 };
@@ -431,10 +428,7 @@ impl Ord for OrdF32 {
 /// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
 pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<scan::Query<'m>> {
     let vector = matrix.row(item).ok_or_else(|| {
-        anyhow!(
-            "index {} is damaged: no vector for clip {item}",
-            store.dir.display()
-        )
+        damaged(&store.dir, format!("no vector for clip {item}"))
     })?;
     Ok(scan::Query {
         vector,

@@ -26,11 +26,12 @@ use crate::index::records::{self, ClipMeta, Records};
 use crate::index::rerank::FrameCodes;
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
-use crate::output::less_umask;
+use crate::error::{damaged, not_found};
+use crate::fs::less_umask;
 
-/// Clips per row of the `vectors` and `graph` tables: 1,024 x 128 floats is 512 KiB, so an append rewrites
-/// little.
-pub const VECTOR_BLOCK_ROWS: u32 = 1024;
+/// Clips per row of the `vectors` and `graph` tables (and of every table of blocks): 1,024 x 128 floats is 512
+/// KiB, so an append rewrites little.
+pub const VECTOR_BLOCK_ROWS: u32 = records::BLOCK_ROWS;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error. Version 4
 /// added the projection and the frames' codes for the re-rank; version 5 lets the projection be the learned
@@ -215,6 +216,30 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
 /// read-only. LMDB's readers register in `lock.mdb`, so such a reader opens without the lock table; the cost is
 /// that an `--append` committing while it reads could reuse pages under it (a rebuild cannot: it swaps in a
 /// new directory).
+/// Refuses a data file shorter than its contents (a partial copy): LMDB maps the file, and reading a page past
+/// its end would fault with SIGBUS rather than return an error, which would take the whole process down (a
+/// server, an interpreter). The last page in use is in the environment's header, which LMDB checks when it
+/// opens; every page up to it must be in the file.
+fn check_whole(env: &Env, dir: &Path, file_len: u64) -> Result<()> {
+    let info = env.info();
+    let page = env_page_size();
+    let needed = (info.last_page_number as u64 + 1).saturating_mul(page);
+    if file_len < needed {
+        return Err(damaged(
+            dir,
+            format!(
+                "its data file holds {file_len} bytes but its contents need {needed} (a partial copy?)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// LMDB's page size: the system's (it asks the same).
+fn env_page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
 fn shared_read_only(dir: &Path) -> bool {
     use rustix::fs::{Access, access};
     let lock = dir.join("lock.mdb");
@@ -302,18 +327,18 @@ impl Store {
             );
         }
         if !dir.is_dir() {
-            bail!(
+            return Err(not_found(format!(
                 "no index at {} (build one with `soundalike index --index {}`)",
                 dir.display(),
                 dir.display()
-            );
+            )));
         }
         if !dir.join("data.mdb").is_file() {
             bail!("{} is not a soundalike index (no data.mdb)", dir.display());
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
-        super::bus_error::report_for(dir);
         let env = open_env(dir, existing, input, write)?;
+        check_whole(&env, dir, existing)?;
         let rtxn = env.read_txn()?;
         let (opened, frames) = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
@@ -448,10 +473,10 @@ impl Store {
         for (n, entry) in self.clips.iter(rtxn)?.enumerate() {
             let (key, bytes) = entry?;
             if key as usize != n {
-                bail!(
-                    "index {} is damaged: its clip table skips block {n} (rebuild it with `soundalike index`)",
-                    self.dir.display()
-                );
+                return Err(damaged(
+                    &self.dir,
+                    format!("its clip table skips block {n}"),
+                ));
             }
             blocks.push(bytes);
         }
@@ -471,7 +496,7 @@ impl Store {
                 .map_err(|e| e.to_string())?
                 .map(<[u8]>::to_vec))
         })
-        .map_err(|damage| records::damaged(&self.dir.display().to_string(), &damage))?;
+        .map_err(|damage| records::damaged(&self.dir, &damage))?;
         for (block, bytes) in blocks {
             self.clips.put(wtxn, &block, &bytes)?;
         }
@@ -491,11 +516,7 @@ impl Store {
             .get(rtxn, QUANTIZER_KEY)?
             .and_then(|bytes| Quantizer::from_bytes(bytes, settings.dimensions))
             .ok_or_else(|| {
-                anyhow!(
-                    "index {} is damaged: its codes' quantizer is missing or unreadable (rebuild it with \
-                     `soundalike index`)",
-                    self.dir.display()
-                )
+                damaged(&self.dir, "its codes' quantizer is missing or unreadable")
             })
     }
 
@@ -524,11 +545,7 @@ impl Store {
             .filter(|p| p.dimensions == settings.projection.dimensions)
             .map(Some)
             .ok_or_else(|| {
-                anyhow!(
-                    "index {} is damaged: its projection is missing or unreadable (rebuild it with \
-                     `soundalike index`)",
-                    self.dir.display()
-                )
+                damaged(&self.dir, "its projection is missing or unreadable")
             })
     }
 
@@ -596,10 +613,10 @@ impl Store {
     /// Every clip's neighbour list, borrowed from the memory map like the vectors.
     pub fn load_graph<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Graph<'t>> {
         if settings.graph_degree == 0 {
-            bail!(
-                "index {} is damaged: its settings give no room for neighbours (rebuild it with `soundalike index`)",
-                self.dir.display()
-            );
+            return Err(damaged(
+                &self.dir,
+                "its settings give no room for neighbours",
+            ));
         }
         let blocks =
             self.load_blocks(rtxn, self.graph, "graph", settings.graph_degree, settings)?;
@@ -621,12 +638,7 @@ impl Store {
         width: usize,
         settings: &Settings,
     ) -> Result<Vec<Cow<'t, [T]>>> {
-        let damaged = |detail: String| {
-            anyhow!(
-                "index {} is damaged: its {what} table {detail} (rebuild it with `soundalike index`)",
-                self.dir.display()
-            )
-        };
+        let damaged = |detail: String| damaged(&self.dir, format!("its {what} table {detail}"));
         let block_len = VECTOR_BLOCK_ROWS as usize * width;
         let mut blocks = Vec::new();
         let mut values = 0;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::tfrecord::sequence_example::FRAME_LEN;
 
 /// How a clip's frames become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Form {
     /// The mean of the de-quantized frames: 128 dimensions.
@@ -29,28 +29,45 @@ impl Form {
     }
 }
 
-/// The name a user types for a value (`--metric angular`), for messages and `info`.
-fn write_value_name(value: &impl clap::ValueEnum, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-    match value.to_possible_value() {
-        Some(v) => f.write_str(v.get_name()),
-        None => f.write_str("?"),
-    }
+/// Names for the values of the settings' enums: what a user types (`--metric angular`), what `info` shows and
+/// what the settings store (serde's lowercase names, the same words).
+macro_rules! named {
+    ($type:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $type {
+            /// Every value, in the order a help text lists them.
+            pub const ALL: &'static [$type] = &[$($type::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.name() == text).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.name()).collect();
+                    format!("expected one of {}, got {text:?}", names.join(", "))
+                })
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for Form {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write_value_name(self, f)
-    }
-}
-
-impl std::fmt::Display for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write_value_name(self, f)
-    }
-}
+named!(Form { Mean => "mean", Flat => "flat" });
+named!(Metric { Angular => "angular", Euclidean => "euclidean", Manhattan => "manhattan", Dot => "dot" });
 
 /// The distance the index ranks by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Cosine distance, reported as (1 - cos) / 2 in [0, 1] (Annoy's "angular" ranks the same).

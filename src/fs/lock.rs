@@ -1,25 +1,15 @@
-//! File locks (flock, through `std::fs::File::lock`): one `index` writer at a time per index, and the marks that
-//! tell a later run that a temporary file or build directory is still in use. The kernel drops a flock when its
-//! holder ends, however it ends, so a killed run never leaves a lock held.
+//! The writers' lock of an index (flock, through `std::fs::File::lock`): one build or append at a time per
+//! index. The kernel drops a flock when its holder ends, however it ends, so a killed run never leaves a lock
+//! held.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cleanup;
-use crate::output;
-
-/// Takes an exclusive lock on an open file or directory if no one else holds one: `false` when another does.
-pub fn try_lock(file: &File) -> io::Result<bool> {
-    match file.try_lock() {
-        Ok(()) => Ok(true),
-        Err(TryLockError::WouldBlock) => Ok(false),
-        Err(TryLockError::Error(e)) => Err(e),
-    }
-}
+use super::{beside, cleanup, try_lock};
 
 /// Waits for an exclusive lock on an open file (a signal that interrupts the wait does not end it).
 fn lock(file: &File) -> io::Result<()> {
@@ -29,14 +19,6 @@ fn lock(file: &File) -> io::Result<()> {
             done => return done,
         }
     }
-}
-
-/// Opens `path` (a file or a directory) and locks it if no one else holds it: `None` when another process does
-/// (or it cannot be opened). Held until the returned handle is dropped: the holder may then remove the path
-/// knowing no run uses it.
-pub fn hold_if_unused(path: &Path) -> Option<File> {
-    let file = File::open(path).ok()?;
-    try_lock(&file).ok()?.then_some(file)
 }
 
 /// The lock of an index's writers: `index` rebuilds and appends of one index run one at a time. It is a hidden
@@ -51,14 +33,14 @@ pub struct WriterLock {
 }
 
 impl WriterLock {
-    /// Waits until no other writer holds the lock of the index `dir`, saying once on stderr that it waits, and
-    /// takes it. `None` when the directory that would hold the index does not exist: there is then no index,
-    /// and nothing for another writer to be doing there.
-    pub fn acquire(dir: &Path) -> Result<Option<WriterLock>> {
-        cleanup::install();
-        let (parent, name) = output::beside(dir);
+    /// Waits until no other writer holds the lock of the index `dir`, calling `waiting` once if it must wait
+    /// (a front end says so: a run that stops without a word looks hung), and takes it. `None` when the
+    /// directory that would hold the index does not exist: there is then no index, and nothing for another
+    /// writer to be doing there.
+    pub fn acquire(dir: &Path, waiting: impl FnOnce()) -> Result<Option<WriterLock>> {
+        let (parent, name) = beside(dir);
+        let mut waiting = Some(waiting);
         let path = parent.join(format!(".{name}.lock"));
-        let mut said = false;
         loop {
             let file = match OpenOptions::new()
                 .read(true)
@@ -84,13 +66,8 @@ impl WriterLock {
             let guard = cleanup::register_lock(&path, &file);
             let lock_error = || format!("cannot lock {}", path.display());
             if !try_lock(&file).with_context(lock_error)? {
-                if !said {
-                    // Even with -q: a run that stops without a word looks hung.
-                    eprintln!(
-                        "index: waiting for another `index` run on {} to finish",
-                        dir.display()
-                    );
-                    said = true;
+                if let Some(waiting) = waiting.take() {
+                    waiting();
                 }
                 lock(&file).with_context(lock_error)?;
             }

@@ -1,6 +1,12 @@
 //! A music clip as soundalike writes it: one JSON object with exactly the keys
 //! `video_id`, `start_time`, `end_time`, `labels` and `embedding` (rows of 128 byte values, one per second).
 
+mod embedding;
+mod link;
+
+pub use embedding::embedding_rows;
+pub use link::{FILE_ID_PREFIX, clip_url, file_id, youtube_url};
+
 use crate::tfrecord::sequence_example::{FRAME_LEN, RawClip};
 
 /// The decimal text of every byte value followed by a comma, and its length without the comma, so that writing

@@ -1,19 +1,16 @@
 //! What an interrupted run removes: the hidden paths a writer makes beside its destination (the temporary file of
-//! an `ingest -o`, the directory of an index being built, the lock beside an index) are registered here while
-//! they exist, and SIGINT or SIGTERM removes them before the process exits with 130 or 143, the codes a shell
-//! gives a run those signals ended.
+//! an output, the directory of an index being built, the lock beside an index) are registered here while they
+//! exist, and [`remove_registered`] removes them.
 //!
-//! The signals are received by a thread (signal-hook's), so the removal is ordinary code rather than a signal
-//! handler's few allowed calls. Only writers register anything, and only they install it: a reader interrupted
-//! dies of the signal as before. SIGKILL cannot be caught; what it leaves is removed by the next run that writes
-//! the same destination (see `output` and `commands::index`).
+//! The library installs no signal handler: a host process (the command line, a server, an interpreter) decides
+//! what an interrupt does. The command line calls [`remove_registered`] from its signal thread before it exits
+//! with 130 or 143, the codes a shell gives a run those signals ended. SIGKILL cannot be caught; what it leaves is
+//! removed by the next run that writes the same destination (see [`super::sweep`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 /// A path to remove on an interrupt, and when.
 struct Entry {
@@ -31,7 +28,7 @@ enum When {
     Never,
 }
 
-/// Paths to remove on an interrupt. The signal thread holds this lock from the signal to the exit, so a step
+/// Paths to remove on an interrupt. [`remove_registered`] holds this lock from the signal to the exit, so a step
 /// taken under it (see [`Guard::commit`]) is either done and forgotten before the removal, or never started.
 static REGISTERED: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
@@ -42,34 +39,23 @@ fn registered() -> MutexGuard<'static, Vec<Entry>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts the thread that turns SIGINT and SIGTERM into the removal of the registered paths and an exit. Called
-/// by [`register`]; a writer that may wait before it has anything to register (for another writer's lock)
-/// calls it first, so that an interrupt while waiting also ends with 130 or 143.
-pub fn install() {
-    static INSTALLED: Once = Once::new();
-    INSTALLED.call_once(|| {
-        // Best effort: without the thread, an interrupt kills the process as it always did, and the next run
-        // removes what it left.
-        let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) else {
-            return;
+/// Removes every registered path this process may remove, newest first, and holds the registry until the
+/// process ends: a step under way in [`Guard::commit`] is either done and forgotten already, or never starts.
+/// For a signal handler's thread, which exits right after.
+pub fn remove_registered() {
+    let entries = registered();
+    for entry in entries.iter().rev() {
+        let remove_it = match &entry.when {
+            When::Always => true,
+            When::Held(file) => holds(file, &entry.path),
+            When::Never => false,
         };
-        std::thread::spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                let entries = registered();
-                for entry in entries.iter().rev() {
-                    let remove_it = match &entry.when {
-                        When::Always => true,
-                        When::Held(file) => holds(file, &entry.path),
-                        When::Never => false,
-                    };
-                    if remove_it {
-                        remove(&entry.path);
-                    }
-                }
-                std::process::exit(128 + signal);
-            }
-        });
-    });
+        if remove_it {
+            remove(&entry.path);
+        }
+    }
+    // Never released: the caller exits next, and no guard may commit after the removal.
+    std::mem::forget(entries);
 }
 
 /// Removes a registered path: a file, or a directory with all it holds. Only paths this process created under
@@ -86,7 +72,7 @@ fn remove(path: &Path) {
 /// Another run's lock is left alone. The lock is taken here if no one holds it: the process ends next.
 fn holds(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    crate::lock::try_lock(file).unwrap_or(false)
+    super::try_lock(file).unwrap_or(false)
         && file.metadata().is_ok_and(|own| {
             std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (own.dev(), own.ino()))
         })
@@ -112,7 +98,6 @@ pub fn register_lock(path: &Path, file: &File) -> Guard {
 }
 
 fn add(path: &Path, when: When) -> Guard {
-    install();
     registered().push(Entry {
         path: path.to_path_buf(),
         when,

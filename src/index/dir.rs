@@ -1,10 +1,12 @@
 //! An index's directory as the file system sees it: which files are the index's own, whether a rebuild may
 //! replace a directory, and removing an old index without touching anything the tool did not write.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
+use crate::fs::{self, cleanup};
 use crate::index::store;
 
 /// What LMDB keeps in an index's directory, and all that soundalike writes there.
@@ -98,4 +100,71 @@ pub fn remove(dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::remove_dir(dir)
+}
+
+/// Deletes build directories beside the index (`prefix` + random characters) that no running build holds:
+/// what a killed build left behind (killed after its swap, one holds the old index). Only the index's own files
+/// are deleted, and a directory holding anything else is left as it is.
+pub fn remove_abandoned_builds(parent: &Path, prefix: &str) {
+    fs::sweep(
+        parent,
+        |name| name.starts_with(prefix),
+        |path| {
+            if path.is_dir() {
+                let _ = remove(path);
+            }
+        },
+    );
+}
+
+/// Moves the freshly built `new` directory to `dir`: an atomic exchange when `dir` exists (Linux
+/// renameat2 RENAME_EXCHANGE), then the old index is deleted (its own files only, see [`remove`]).
+/// An interrupt never comes between the move and `cleanup` forgetting `new`, whose name the old index takes.
+pub fn swap_into_place(new: PathBuf, dir: &Path, cleanup: cleanup::Guard) -> Result<()> {
+    if !dir.exists() {
+        return cleanup
+            .commit(|| std::fs::rename(&new, dir))
+            .with_context(|| format!("cannot move the new index to {}", dir.display()));
+    }
+    if let Err(e) = cleanup.commit(|| exchange(&new, dir)) {
+        // The old index is untouched; the new one is of no use where it cannot be moved in.
+        let _ = remove(&new);
+        return Err(e).with_context(|| format!("cannot replace {}", dir.display()));
+    }
+    // `new` now holds the old index.
+    remove(&new).with_context(|| {
+        format!(
+            "the new index is in place, but the old one's directory was left at {}",
+            new.display()
+        )
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(|e| {
+        if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS {
+            // The file system (or an old kernel) cannot exchange two names atomically.
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "the file system holding it cannot swap two directories atomically (renameat2 \
+                     RENAME_EXCHANGE: {e}); build the index on a local file system such as ext4, XFS, Btrfs or \
+                     tmpfs, or delete the old index first"
+                ),
+            )
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Elsewhere: move the old index aside, then the new one in (a short window without an index).
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    let aside = a.with_extension("old");
+    std::fs::rename(b, &aside)?;
+    std::fs::rename(a, b)?;
+    std::fs::rename(&aside, a)
 }

@@ -1,0 +1,584 @@
+//! Asking an index: a clip id, an embedding's rows or an embedded audio file in; the nearest clips out, as plain
+//! owned [`Hit`]s. What `recommend`, `evaluate`, a server and a notebook all call.
+//!
+//! An [`Index`] is opened once and shared (it is `Send + Sync`); each question says its own [`QueryOptions`].
+//! [`Index::recommend`] answers one question in a read transaction of its own. Many questions on one thread go
+//! faster through a [`Session`] (from [`Index::reader`]), which maps the index's tables once and keeps its
+//! search's scratch space between them: a batch, an evaluation.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use roaring::RoaringBitmap;
+use serde::Serialize;
+
+use crate::audio::logmel::EXAMPLE_SECONDS;
+use crate::audio::source::Embedded;
+use crate::clip;
+use crate::error::{Result, UsageError, not_found};
+use crate::index::projection::{ClipForm, QueryVector};
+use crate::index::records::Records;
+use crate::index::search::{self, Searcher, Target};
+use crate::index::store::{Settings, Store, with_distance};
+use crate::index::vector::{Form, Metric};
+use crate::labels;
+
+/// An open index: a handle on its directory's LMDB environment, opened once and shared by every question and
+/// thread. Opening checks the index's format, its settings and that its data file is whole.
+pub struct Index {
+    store: Store,
+}
+
+/// What to find neighbours of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// A clip of the index, by its video_id (it is never among its own neighbours).
+    Id(String),
+    /// An embedding's rows (128 values of 0 to 255 each, one per 0.96 s), used from row `start` on: as many
+    /// rows as the index's clips have frames, or for an index of mean vectors at least one.
+    Embedding { rows: Vec<Vec<f32>>, start: usize },
+}
+
+impl Query {
+    /// A query as one line of text: a JSON embedding (a clip, a 2-D array, a MAX service's answer) or a
+    /// video_id. `start` is the first embedding row to use.
+    pub fn parse(text: &str, start: usize) -> Result<Query> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(anyhow!("an empty line").into());
+        }
+        if text.starts_with('{') || text.starts_with('[') {
+            let rows = clip::embedding_rows(text)?;
+            return Ok(Query::Embedding { rows, start });
+        }
+        Ok(Query::Id(text.to_string()))
+    }
+}
+
+/// How a search finds its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMethod {
+    /// By the index's size: the exact scan up to about 16,000 clips, the neighbour graph above.
+    #[default]
+    Default,
+    /// Every vector compared: the ground truth.
+    Exact,
+    /// The neighbour graph, walked with this breadth (hnswlib's ef).
+    Graph { ef: NonZeroUsize },
+    /// The random-projection forest, inspecting this many nodes (Annoy's search_k).
+    Trees { search_k: NonZeroUsize },
+}
+
+/// How a question is answered; every field has a default (`QueryOptions::default()`: ten neighbours, any
+/// label, the index's default search and re-rank).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Neighbours per answer (at least 1).
+    pub count: usize,
+    /// Only clips carrying one of these AudioSet labels (class indices; see [`crate::labels`]); empty: any.
+    pub labels: Vec<u16>,
+    pub search: SearchMethod,
+    /// Candidates re-ranked by their frames; `None`: 20 on an angular index, none on others; `Some(0)`: none.
+    pub rerank: Option<usize>,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            count: 10,
+            labels: Vec::new(),
+            search: SearchMethod::Default,
+            rerank: None,
+        }
+    }
+}
+
+/// One neighbour, owned: nothing in it borrows the index.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub video_id: String,
+    /// On the index's metric's scale; after a re-rank, the frames' angular distance.
+    pub distance: f32,
+    /// Cosine similarity, for the angular metric: (1 - 2 x distance), what people read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// AudioSet class indices.
+    pub labels: Vec<i64>,
+    pub start_time: f64,
+    pub end_time: f64,
+    /// For an audio query: where in the file (seconds) the window this clip matched best starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_at: Option<f64>,
+}
+
+impl Hit {
+    /// The labels' display names, in the stored order.
+    pub fn label_names(&self) -> Vec<&'static str> {
+        self.labels
+            .iter()
+            .filter_map(|&l| labels::class_name(l))
+            .collect()
+    }
+
+    /// Where the clip can be played: YouTube at its second, or a `file://` link for a clip `embed` made.
+    pub fn url(&self) -> String {
+        clip::clip_url(&self.video_id, self.start_time)
+    }
+}
+
+/// What an index holds, as `info` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    pub index: PathBuf,
+    pub settings: Settings,
+    pub size_bytes: u64,
+    /// The ten most common labels: (class index, clips carrying it), most common first.
+    pub top_labels: Vec<(u16, u64)>,
+}
+
+impl Index {
+    /// Opens the index in `dir` (a directory made by `soundalike index` or [`crate::IndexBuilder`]).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+        let (store, _) = Store::open(dir.as_ref())?;
+        Ok(Index { store })
+    }
+
+    /// The directory it was opened from.
+    pub fn dir(&self) -> &Path {
+        &self.store.dir
+    }
+
+    /// The settings as now committed (an append may have changed them since the index was opened).
+    pub fn settings(&self) -> Result<Settings> {
+        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+        Ok(self.store.read_settings(&rtxn)?)
+    }
+
+    /// How many clips it holds.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.settings()?.clips)
+    }
+
+    /// Whether it holds no clip (an index is never built empty, so only a damaged one would).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Its settings, size on disk and most common labels.
+    pub fn info(&self) -> Result<Info> {
+        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+        let settings = self.store.read_settings(&rtxn)?;
+        let mut counts = self.store.label_counts(&rtxn)?;
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        counts.truncate(10);
+        Ok(Info {
+            index: self.store.dir.clone(),
+            settings,
+            size_bytes: self.store.disk_size(),
+            top_labels: counts,
+        })
+    }
+
+    /// A read view of the index as now committed, for many questions on one thread (see [`Reader::session`]).
+    pub fn reader(&self) -> Result<Reader<'_>> {
+        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+        let settings = self.store.read_settings(&rtxn)?;
+        let form = self.store.clip_form(&rtxn, &settings)?;
+        Ok(Reader {
+            store: &self.store,
+            rtxn,
+            settings,
+            form,
+        })
+    }
+
+    /// The `options.count` nearest clips to `query`, nearest first.
+    pub fn recommend(&self, query: &Query, options: &QueryOptions) -> Result<Vec<Hit>> {
+        let reader = self.reader()?;
+        let mut session = reader.session(options)?;
+        session.recommend(query)
+    }
+
+    /// Each query's answer, in order; a query that cannot be asked (an unknown id, a malformed embedding) gets
+    /// its own error in its place. The outer error is the index's (damaged, unreadable).
+    pub fn recommend_batch(
+        &self,
+        queries: &[Query],
+        options: &QueryOptions,
+    ) -> Result<Vec<Result<Vec<Hit>>>> {
+        let reader = self.reader()?;
+        let mut session = reader.session(options)?;
+        session.recommend_many(queries)
+    }
+
+    /// The nearest clips to an embedded audio file ([`crate::Embedder::embed_file`]). Each window of the
+    /// index's frames (10 of 0.96 s: about 10 s) is asked and the answers merged, a clip scoring its best
+    /// window, whose start in the file each hit's `matched_at` says. The file's own clip (`file`'s
+    /// `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
+    pub fn recommend_audio(
+        &self,
+        audio: &Embedded,
+        file: Option<&Path>,
+        options: &QueryOptions,
+    ) -> Result<Vec<Hit>> {
+        let reader = self.reader()?;
+        let mut session = reader.open_session(options, 1)?;
+        session.recommend_audio(audio, file)
+    }
+}
+
+/// A read transaction on an index: a consistent view of it (a concurrent append is seen by the next reader).
+/// Not `Send`: LMDB ties a read transaction to its thread.
+pub struct Reader<'i> {
+    store: &'i Store,
+    rtxn: heed::RoTxn<'i, heed::WithTls>,
+    settings: Settings,
+    form: ClipForm,
+}
+
+impl<'i> Reader<'i> {
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn store(&self) -> &'i Store {
+        self.store
+    }
+
+    pub(crate) fn rtxn(&self) -> &heed::RoTxn<'i> {
+        &self.rtxn
+    }
+
+    pub(crate) fn form(&self) -> &ClipForm {
+        &self.form
+    }
+
+    /// A session answering questions with `options`: the tables its search needs are mapped once here.
+    pub fn session(&self, options: &QueryOptions) -> Result<Session<'_>> {
+        self.open_session(options, 0)
+    }
+
+    /// A session whose searches find `spare` more than asked, for answers that may drop some.
+    fn open_session(&self, options: &QueryOptions, spare: usize) -> Result<Session<'_>> {
+        if options.count == 0 {
+            return Err(anyhow::Error::new(UsageError::new(
+                "the count of neighbours must be at least 1",
+            ))
+            .into());
+        }
+        let labels = if options.labels.is_empty() {
+            None
+        } else {
+            let mut items = RoaringBitmap::new();
+            for &label in &options.labels {
+                items |= self.store.label_items(&self.rtxn, label)?;
+            }
+            Some(items)
+        };
+        let (exact, search_k, ef) = match options.search {
+            SearchMethod::Default => (false, None, None),
+            SearchMethod::Exact => (true, None, None),
+            SearchMethod::Graph { ef } => (false, None, Some(ef)),
+            SearchMethod::Trees { search_k } => (false, Some(search_k), None),
+        };
+        let method = search::Search::choose(exact, search_k, ef, options.count, &self.settings);
+        let per_query = options.count + spare;
+        let searcher = with_distance!(self.settings.metric, D => AnySearcher::from(
+            Searcher::<D>::open(self.store, &self.rtxn, &self.settings, method, per_query, labels)?
+                .with_rerank(options.rerank, &self.settings)?
+        ));
+        Ok(Session {
+            reader: self,
+            searcher,
+            records: self.store.load_records(&self.rtxn, &self.settings)?,
+            count: options.count,
+            method,
+        })
+    }
+}
+
+/// A searcher of whichever distance the index uses.
+enum AnySearcher<'t> {
+    Cosine(Searcher<'t, arroy::distances::Cosine>),
+    Euclidean(Searcher<'t, arroy::distances::Euclidean>),
+    Manhattan(Searcher<'t, arroy::distances::Manhattan>),
+    Dot(Searcher<'t, arroy::distances::DotProduct>),
+}
+
+macro_rules! any_searcher_from {
+    ($($variant:ident => $d:ty),+) => {$(
+        impl<'t> From<Searcher<'t, $d>> for AnySearcher<'t> {
+            fn from(searcher: Searcher<'t, $d>) -> Self {
+                AnySearcher::$variant(searcher)
+            }
+        }
+    )+};
+}
+
+any_searcher_from!(
+    Cosine => arroy::distances::Cosine,
+    Euclidean => arroy::distances::Euclidean,
+    Manhattan => arroy::distances::Manhattan,
+    Dot => arroy::distances::DotProduct
+);
+
+impl AnySearcher<'_> {
+    fn nearest(&mut self, targets: &[Target]) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
+        match self {
+            AnySearcher::Cosine(s) => s.nearest(targets),
+            AnySearcher::Euclidean(s) => s.nearest(targets),
+            AnySearcher::Manhattan(s) => s.nearest(targets),
+            AnySearcher::Dot(s) => s.nearest(targets),
+        }
+    }
+
+    fn rerank_depth(&self) -> usize {
+        match self {
+            AnySearcher::Cosine(s) => s.rerank_depth(),
+            AnySearcher::Euclidean(s) => s.rerank_depth(),
+            AnySearcher::Manhattan(s) => s.rerank_depth(),
+            AnySearcher::Dot(s) => s.rerank_depth(),
+        }
+    }
+
+    fn walk_breadth(&self, ef: usize) -> usize {
+        match self {
+            AnySearcher::Cosine(s) => s.walk_breadth(ef),
+            AnySearcher::Euclidean(s) => s.walk_breadth(ef),
+            AnySearcher::Manhattan(s) => s.walk_breadth(ef),
+            AnySearcher::Dot(s) => s.walk_breadth(ef),
+        }
+    }
+}
+
+/// One query as resolved against the index: a clip of it, or a vector in its terms.
+#[derive(Clone)]
+pub(crate) enum Resolved {
+    Item(u32),
+    Vector(QueryVector),
+}
+
+impl Resolved {
+    pub(crate) fn target(&self) -> Target<'_> {
+        match self {
+            Resolved::Item(item) => Target::Item(*item),
+            Resolved::Vector(vector) => Target::Vector(vector),
+        }
+    }
+}
+
+/// Questions asked with one set of options on one thread.
+pub struct Session<'r> {
+    reader: &'r Reader<'r>,
+    searcher: AnySearcher<'r>,
+    records: Records<'r>,
+    count: usize,
+    method: search::Search,
+}
+
+impl<'r> Session<'r> {
+    /// The `count` nearest clips to `query`, nearest first.
+    pub fn recommend(&mut self, query: &Query) -> Result<Vec<Hit>> {
+        let resolved = self.resolve(query)?;
+        let found = self.nearest(std::slice::from_ref(&resolved))?;
+        self.hits(found.into_iter().next().unwrap_or_default(), None)
+    }
+
+    /// Each query's answer, in order, a query that cannot be asked getting its error in its place. Asked
+    /// together, so that the exact scan shares its passes over the vectors among them.
+    pub fn recommend_many(&mut self, queries: &[Query]) -> Result<Vec<Result<Vec<Hit>>>> {
+        let resolved: Vec<Result<Resolved>> = queries.iter().map(|q| self.resolve(q)).collect();
+        let targets: Vec<Target> = resolved
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(Resolved::target))
+            .collect();
+        let mut found = self
+            .searcher
+            .nearest(&targets)
+            .map_err(crate::Error::from)?
+            .into_iter();
+        let mut answers = Vec::with_capacity(queries.len());
+        for query in resolved {
+            answers.push(match query {
+                Ok(_) => Ok(self.hits(found.next().unwrap_or_default(), None)?),
+                Err(error) => Err(error),
+            });
+        }
+        Ok(answers)
+    }
+
+    /// The nearest clips to an embedded audio file (for [`Index::recommend_audio`], whose session finds one
+    /// spare neighbour per window: the file's own clip may be among them). Each window of the index's frames (10 of 0.96 s: about 10
+    /// s) is asked and the answers merged, a clip scoring its best window, whose start in the file each hit's
+    /// `matched_at` says. The file's own clip (`file`'s `file:PATH` id, if `embed` indexed it) is left out.
+    fn recommend_audio(&mut self, audio: &Embedded, file: Option<&Path>) -> Result<Vec<Hit>> {
+        let windows = audio_windows(audio, &self.reader.form).map_err(|e| match file {
+            Some(path) => anyhow!("{}: {e}", path.display()),
+            None => e,
+        })?;
+        let resolved: Vec<Resolved> = windows
+            .into_iter()
+            .map(|(_, v)| Resolved::Vector(v))
+            .collect();
+        let starts = audio_window_starts(audio, &self.reader.form);
+        let answers = self.nearest(&resolved)?;
+        // The file's own clip, made by `embed`, is the file itself: not a recommendation.
+        let own = match file.map(clip::file_id) {
+            Some(Ok(id)) => self
+                .reader
+                .store
+                .ids
+                .get(&self.reader.rtxn, &id)
+                .map_err(anyhow::Error::from)?,
+            _ => None,
+        };
+        let mut best: HashMap<u32, (f32, f64)> = HashMap::new();
+        for (at, hits) in starts.iter().zip(answers) {
+            for (item, distance) in hits {
+                let entry = best.entry(item).or_insert((distance, *at));
+                if distance < entry.0 {
+                    *entry = (distance, *at);
+                }
+            }
+        }
+        let mut merged: Vec<(u32, f32, f64)> = best
+            .into_iter()
+            .filter(|(item, _)| Some(*item) != own)
+            .map(|(item, (distance, at))| (item, distance, at))
+            .collect();
+        merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        merged.truncate(self.count);
+        let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
+        self.hits(merged.iter().map(|&(i, d, _)| (i, d)).collect(), Some(&at))
+    }
+
+    /// The query in the index's terms: its clip, or its rows made into a vector as the index makes its own.
+    pub(crate) fn resolve(&self, query: &Query) -> Result<Resolved> {
+        let reader = self.reader;
+        match query {
+            Query::Id(video_id) => {
+                clip::check_id(video_id).map_err(|problem| anyhow!("not a video_id: {problem}"))?;
+                let item = reader
+                    .store
+                    .ids
+                    .get(&reader.rtxn, video_id)
+                    .map_err(anyhow::Error::from)?
+                    .ok_or_else(|| {
+                        not_found(format!(
+                            "no clip '{}' in index {}",
+                            clip::shortened(video_id),
+                            reader.store.dir.display()
+                        ))
+                    })?;
+                Ok(Resolved::Item(item))
+            }
+            Query::Embedding { rows, start } => {
+                Ok(Resolved::Vector(reader.form.query(rows, *start)?))
+            }
+        }
+    }
+
+    /// The searcher's answers (item, distance) for resolved queries, `count` each (one more for an audio
+    /// window, whose own clip may be dropped).
+    pub(crate) fn nearest(&mut self, resolved: &[Resolved]) -> Result<Vec<Vec<(u32, f32)>>> {
+        let targets: Vec<Target> = resolved.iter().map(Resolved::target).collect();
+        Ok(self.searcher.nearest(&targets)?)
+    }
+
+    /// Answers as owned hits, their records read from the index.
+    fn hits(&self, found: Vec<(u32, f32)>, matched_at: Option<&[f64]>) -> Result<Vec<Hit>> {
+        let metric = self.reader.settings.metric;
+        found
+            .into_iter()
+            .take(self.count)
+            .enumerate()
+            .map(|(rank, (item, distance))| {
+                let meta = self.records.get(item)?;
+                Ok(Hit {
+                    video_id: meta.video_id,
+                    distance,
+                    similarity: (metric == Metric::Angular).then_some(1.0 - 2.0 * distance),
+                    labels: meta.labels,
+                    start_time: meta.start_time,
+                    end_time: meta.end_time,
+                    matched_at: matched_at.and_then(|at| at.get(rank).copied()),
+                })
+            })
+            .collect()
+    }
+
+    /// The candidates re-ranked per answer (0: none).
+    pub fn rerank_depth(&self) -> usize {
+        self.searcher.rerank_depth()
+    }
+
+    /// How this session searches, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
+    pub fn describe(&self) -> String {
+        self.method.describe()
+    }
+
+    pub(crate) fn method(&self) -> search::Search {
+        self.method
+    }
+
+    pub(crate) fn walk_breadth(&self, ef: usize) -> usize {
+        self.searcher.walk_breadth(ef)
+    }
+
+    pub(crate) fn records(&self) -> &Records<'r> {
+        &self.records
+    }
+}
+
+/// Where each of an audio file's windows starts in the file, in seconds (see [`audio_windows`]).
+fn audio_window_starts(embedded: &Embedded, form: &ClipForm) -> Vec<f64> {
+    window_rows(embedded.rows.len(), form.frames)
+        .into_iter()
+        .map(|start| embedded.start + start as f64 * EXAMPLE_SECONDS)
+        .collect()
+}
+
+/// The first row of each window: side by side from the start, and one more ending at the last row when the
+/// rows do not divide evenly; one window of all the rows when there are fewer than `frames`.
+fn window_rows(n: usize, frames: usize) -> Vec<usize> {
+    if n < frames {
+        return vec![0];
+    }
+    let mut starts: Vec<usize> = (0..=n - frames).step_by(frames).collect();
+    if !n.is_multiple_of(frames) {
+        starts.push(n - frames);
+    }
+    starts
+}
+
+/// An audio file's query vectors: one per window of the index's `frames` rows. Audio shorter than one window is
+/// one window of the rows there are when the index's vectors are means; concatenated frames need them all, and
+/// the error says so.
+fn audio_windows(embedded: &Embedded, form: &ClipForm) -> anyhow::Result<Vec<(usize, QueryVector)>> {
+    let frames = form.frames;
+    let rows: Vec<Vec<f32>> = embedded
+        .rows
+        .iter()
+        .map(|row| row.iter().map(|&v| f32::from(v)).collect())
+        .collect();
+    let n = rows.len();
+    if n < frames {
+        if form.form == Form::Flat {
+            anyhow::bail!(
+                "{:.1} s of audio gives {n} example{} of 0.96 s; this index's vectors are {frames} frames \
+                 concatenated (flat vectors), so it needs at least {:.2} s (or an index of mean vectors)",
+                embedded.seconds,
+                if n == 1 { "" } else { "s" },
+                frames as f64 * 0.96
+            );
+        }
+        return Ok(vec![(0, form.query_rows(&rows, 0, n)?)]);
+    }
+    window_rows(n, frames)
+        .into_iter()
+        .map(|start| Ok((start, form.query(&rows, start)?)))
+        .collect::<anyhow::Result<_>>()
+        .context("cannot make the audio's query vectors")
+}
