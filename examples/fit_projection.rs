@@ -13,8 +13,8 @@ use std::io::BufReader;
 
 use anyhow::{Context, Result, bail};
 use soundalike::clip::{self, ClipRecord};
-use soundalike::index::fit::Fit;
-use soundalike::index::projection::Projection;
+use soundalike::projection::Fit;
+use soundalike::projection::Projection;
 
 const FRAMES: usize = 10;
 

@@ -147,7 +147,12 @@ fn run(
     let records = truth_session.records();
 
     let mut searches = vec![SearchMethod::Default];
-    searches.extend(options.search_k.iter().map(|&k| SearchMethod::Trees { search_k: k }));
+    searches.extend(
+        options
+            .search_k
+            .iter()
+            .map(|&k| SearchMethod::Trees { search_k: k }),
+    );
     searches.extend(options.ef.iter().map(|&ef| SearchMethod::Graph { ef }));
     let mut reports = Vec::with_capacity(searches.len());
     for (n, &method) in searches.iter().enumerate() {

@@ -140,7 +140,8 @@ fn run(
     let mut stats = Stats::default();
     let mut file_bytes_read = 0u64;
     let mut first = true;
-    let mut put = |bytes: &[u8]| out.write_all(bytes).context("cannot write the clips");
+    // The writer's errors say where it writes (a file, stdout): no context of ours to repeat it.
+    let mut put = |bytes: &[u8]| out.write_all(bytes).map_err(anyhow::Error::from);
 
     if options.format == ClipFormat::Json {
         put(b"[")?;
@@ -186,7 +187,7 @@ fn run(
                             "records"
                         };
                         return Err(anyhow!(
-                            "{}: {corrupt} (a run that skips corrupt records steps over such {what})",
+                            "{}: {corrupt} (skip_corrupt, `--skip-corrupt`, steps over such {what})",
                             unit.name
                         ));
                     }

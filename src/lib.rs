@@ -12,9 +12,11 @@
 //! let options = QueryOptions { count: 5, ..QueryOptions::default() };
 //! let hits = index.recommend(&Query::Id("xtGmrLOsjHk".into()), &options)?;
 //! assert_eq!(hits.len(), 5);
-//! for hit in &hits {
-//!     println!("{} {:.3} {}", hit.video_id, hit.similarity.unwrap_or(0.0), hit.url());
-//! }
+//! let lines: Vec<String> = hits
+//!     .iter()
+//!     .map(|hit| format!("{} {:.3} {}", hit.video_id, hit.similarity.unwrap_or(0.0), hit.url()))
+//!     .collect();
+//! assert!(lines[0].contains("https://www.youtube.com/watch?v="));
 //! # Ok(())
 //! # }
 //! ```
@@ -39,12 +41,19 @@ pub mod labels;
 mod query;
 pub mod tfrecord;
 
+/// The projection every frame goes through before it is indexed: the compiled-in model of AudioSet's music
+/// labels, one fit on other clips, or a matrix from a file (docs/design.md).
+pub mod projection {
+    pub use crate::index::fit::{DIMENSIONS, Fit};
+    pub use crate::index::projection::{Projection, Summary};
+}
+
 pub use audio::Embedder;
 pub use error::{Error, ErrorKind, Result, UsageError};
+pub use index::build::{
+    BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice,
+};
 pub use index::dir::holds_index;
-pub use index::build::{BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice};
-pub use index::projection::{Projection, Summary as ProjectionSummary};
-pub use index::fit::Fit;
 pub use index::store::Settings;
 pub use index::vector::{Form, Metric};
 pub use query::{Hit, Index, Info, Query, QueryOptions, Reader, SearchMethod, Session};

@@ -556,7 +556,10 @@ fn window_rows(n: usize, frames: usize) -> Vec<usize> {
 /// An audio file's query vectors: one per window of the index's `frames` rows. Audio shorter than one window is
 /// one window of the rows there are when the index's vectors are means; concatenated frames need them all, and
 /// the error says so.
-fn audio_windows(embedded: &Embedded, form: &ClipForm) -> anyhow::Result<Vec<(usize, QueryVector)>> {
+fn audio_windows(
+    embedded: &Embedded,
+    form: &ClipForm,
+) -> anyhow::Result<Vec<(usize, QueryVector)>> {
     let frames = form.frames;
     let rows: Vec<Vec<f32>> = embedded
         .rows

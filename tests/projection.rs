@@ -8,8 +8,7 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 use soundalike::clip::{self, ClipRecord};
-use soundalike::index::fit::{self, Fit};
-use soundalike::index::projection::Projection;
+use soundalike::projection::{self as fit, Fit, Projection};
 
 fn info(dir: &Path) -> Value {
     let run = run(&["info", "--json", "--index", dir.to_str().unwrap()]);
@@ -469,8 +468,14 @@ fn learning_without_labelled_clips_is_one_error_line() {
 #[test]
 fn rerank_on_another_metric_is_a_usage_error() {
     let (_temp, dir) = build(clips_jsonl(), &["--metric", "euclidean"]);
-    recommend(&dir, &["--id", "xtGmrLOsjHk", "--rerank", "5"])
-        .assert_error(2, &["--rerank compares frames by cosine", "euclidean"]);
+    recommend(&dir, &["--id", "xtGmrLOsjHk", "--rerank", "5"]).assert_error(
+        2,
+        &[
+            "re-rank compares frames by cosine",
+            "euclidean",
+            "--rerank 0",
+        ],
+    );
     // Bounded as -k is.
     let huge = recommend(&dir, &["--id", "xtGmrLOsjHk", "--rerank", "100000"]);
     assert_eq!(huge.code, 2, "{}", huge.stderr);

@@ -41,6 +41,29 @@ pub struct Embedded {
     pub seconds: f64,
 }
 
+impl Embedded {
+    /// One clip as JSON (no newline), keys in the order `ingest` writes them.
+    pub fn clip_json(&self, video_id: &str) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Clip<'a> {
+            video_id: &'a str,
+            start_time: f64,
+            end_time: f64,
+            labels: [u16; 0],
+            embedding: Vec<&'a [u8]>,
+        }
+        let clip = Clip {
+            video_id,
+            start_time: self.start,
+            end_time: self.start + self.seconds,
+            labels: [],
+            embedding: self.rows.iter().map(|r| &r[..]).collect(),
+        };
+        // Serializing plain numbers and a str cannot fail.
+        serde_json::to_vec(&clip).unwrap_or_default()
+    }
+}
+
 /// 96 frames of 10 ms need 400 + 95 * 160 samples at 16 kHz.
 const SHORTEST: f64 = 0.975;
 

@@ -11,7 +11,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-
 /// A path to remove on an interrupt, and when.
 struct Entry {
     path: PathBuf,

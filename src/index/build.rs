@@ -100,12 +100,19 @@ pub struct Built {
 /// Builds or extends the index in one directory.
 ///
 /// ```no_run
-/// use soundalike::{BuildOptions, ClipInput, IndexBuilder};
+/// use soundalike::{BuildEvent, BuildOptions, ClipInput, IndexBuilder};
+/// use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+/// let (read, stop) = (AtomicU64::new(0), AtomicBool::new(false));
 /// let built = IndexBuilder::new("music.idx")
 ///     .options(BuildOptions::default())
-///     .progress(|event| eprintln!("{event:?}"))
+///     .progress(|event| {
+///         if event == BuildEvent::ClipRead {
+///             read.fetch_add(1, Ordering::Relaxed);
+///         }
+///     })
+///     .cancel(|| stop.load(Ordering::Relaxed))
 ///     .rebuild(vec![ClipInput::Path("clips.jsonl".into())])?;
-/// println!("{} clips", built.clips);
+/// assert_eq!(built.added, read.into_inner());
 /// # Ok::<(), soundalike::Error>(())
 /// ```
 pub struct IndexBuilder<'a> {
@@ -471,8 +478,8 @@ fn each_clip(
         let (mut reader, source): (Box<dyn BufRead>, String) = match input {
             ClipInput::Reader { name, reader } => (reader, name),
             ClipInput::Path(path) => {
-                let file = File::open(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let file =
+                    File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 (
                     Box::new(BufReader::with_capacity(1 << 20, file)),
                     path.display().to_string(),
@@ -689,7 +696,14 @@ fn write_new<D: arroy::Distance>(
         }
         progress.stage("read; building the trees and the neighbour graph");
         let trees = options.trees.unwrap_or(DEFAULT_TREES);
-        build_forest(&writer, &mut wtxn, settings.seed, trees, options.threads, progress)?;
+        build_forest(
+            &writer,
+            &mut wtxn,
+            settings.seed,
+            trees,
+            options.threads,
+            progress,
+        )?;
         graph
             .join()
             .map_err(|_| anyhow!("the neighbour graph's build failed"))?

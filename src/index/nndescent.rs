@@ -427,4 +427,3 @@ fn push_priority(entries: &mut [u64], entry: u64) {
     }
     entries[i] = entry;
 }
-

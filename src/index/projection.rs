@@ -390,7 +390,6 @@ impl ClipForm {
         self.projection.as_ref().map_or(FRAME_LEN, |p| p.dimensions)
     }
 
-
     /// Checks rows as `vector::from_rows` does and takes the `frames` rows from `start` on.
     pub fn query(&self, rows: &[Vec<f32>], start: usize) -> Result<QueryVector> {
         self.query_rows(rows, start, self.frames)

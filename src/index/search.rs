@@ -183,7 +183,8 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             (Some(n), Metric::Angular) => n,
             (Some(_), metric) => {
                 return Err(UsageError::new(format!(
-                    "--rerank compares frames by cosine; index {} uses the {metric} metric (use --rerank 0)",
+                    "a re-rank compares frames by cosine; index {} uses the {metric} metric: ask for a re-rank of \
+                     0 (--rerank 0)",
                     self.store.dir.display()
                 ))
                 .into());
@@ -427,9 +428,9 @@ impl Ord for OrdF32 {
 
 /// The exact scan's query for a clip of the index: its stored vector, the clip itself left out.
 pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<scan::Query<'m>> {
-    let vector = matrix.row(item).ok_or_else(|| {
-        damaged(&store.dir, format!("no vector for clip {item}"))
-    })?;
+    let vector = matrix
+        .row(item)
+        .ok_or_else(|| damaged(&store.dir, format!("no vector for clip {item}")))?;
     Ok(scan::Query {
         vector,
         exclude: Some(item),

@@ -18,6 +18,8 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{damaged, not_found};
+use crate::fs::less_umask;
 use crate::index::codes::{Codes, Quantizer};
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
@@ -26,8 +28,6 @@ use crate::index::records::{self, ClipMeta, Records};
 use crate::index::rerank::FrameCodes;
 use crate::index::scan::Matrix;
 use crate::index::vector::{Form, Metric};
-use crate::error::{damaged, not_found};
-use crate::fs::less_umask;
 
 /// Clips per row of the `vectors` and `graph` tables (and of every table of blocks): 1,024 x 128 floats is 512
 /// KiB, so an append rewrites little.
@@ -515,9 +515,7 @@ impl Store {
             .remap_data_type::<Bytes>()
             .get(rtxn, QUANTIZER_KEY)?
             .and_then(|bytes| Quantizer::from_bytes(bytes, settings.dimensions))
-            .ok_or_else(|| {
-                damaged(&self.dir, "its codes' quantizer is missing or unreadable")
-            })
+            .ok_or_else(|| damaged(&self.dir, "its codes' quantizer is missing or unreadable"))
     }
 
     /// Stores the codes of a new index (see [`Store::write_vector_rows`]) and their quantizer.
@@ -544,9 +542,7 @@ impl Store {
             .and_then(Projection::from_bytes)
             .filter(|p| p.dimensions == settings.projection.dimensions)
             .map(Some)
-            .ok_or_else(|| {
-                damaged(&self.dir, "its projection is missing or unreadable")
-            })
+            .ok_or_else(|| damaged(&self.dir, "its projection is missing or unreadable"))
     }
 
     /// How the index turns rows into its vectors and frame codes.

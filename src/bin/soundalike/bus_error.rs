@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::error::exit;
+use crate::exit;
 
 /// The line the handler prints. Set when an index is opened, so the line can name it; read by the signal
 /// handler, which may only use what is already prepared.

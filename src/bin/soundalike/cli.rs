@@ -9,17 +9,48 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
 
-use crate::audio::decode::Window;
-use crate::audio::source::SourceOptions;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use soundalike::audio::decode::Window;
+use soundalike::audio::source::SourceOptions;
+use soundalike::evaluate::{EvaluateOptions, QueryCount};
+use soundalike::ingest::IngestOptions;
+use soundalike::labels::{self, LabelSet};
+use soundalike::{
+    BuildOptions, Form, Metric, ProjectionChoice, QueryOptions, SearchMethod, UsageError,
+};
+
 use crate::commands::embed::{self, EmbedOptions};
-use crate::commands::evaluate::{self, EvaluateOptions, QueryCount};
-use crate::commands::index::{self, IndexOptions, ProjectionChoice};
+use crate::commands::evaluate::{self, EvaluateArgs as Evaluate};
+use crate::commands::index::{self, IndexArgs as Index};
 use crate::commands::info;
-use crate::commands::ingest::{self, Format, IngestOptions};
-use crate::commands::recommend::{self, Query, RecommendOptions};
-use crate::error::UsageError;
-use crate::index::vector::{Form, Metric};
-use crate::labels::{self, LabelSet};
+use crate::commands::ingest::{self, IngestArgs as Ingest};
+use crate::commands::recommend::{self, QueryArg, RecommendArgs as Recommend};
+
+/// How clips are written: the `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array.
+    Json,
+}
+
+impl Format {
+    fn clips(self) -> soundalike::ingest::ClipFormat {
+        match self {
+            Format::Jsonl => soundalike::ingest::ClipFormat::Jsonl,
+            Format::Json => soundalike::ingest::ClipFormat::Json,
+        }
+    }
+}
+
+/// A parser for a library enum with names ([`Metric`], [`Form`]): clap lists the names in the help.
+fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
+where
+    T: Clone + Send + Sync + 'static + std::str::FromStr<Err = String>,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -206,11 +237,11 @@ pub struct IndexArgs {
     pub inputs: Vec<PathBuf>,
 
     /// Distance between clip vectors.
-    #[arg(long, value_enum, default_value_t = Metric::Angular)]
+    #[arg(long, default_value_t = Metric::Angular, value_parser = named::<Metric>(Metric::ALL.iter().map(|m| m.name())))]
     pub metric: Metric,
 
     /// mean: the average of the de-quantized frames (128 dimensions); flat: the frames concatenated.
-    #[arg(long = "vector", value_enum, default_value_t = Form::Mean)]
+    #[arg(long = "vector", default_value_t = Form::Mean, value_parser = named::<Form>(Form::ALL.iter().map(|f| f.name())))]
     pub form: Form,
 
     /// Frames per clip used for the vector (the first N rows; clips with fewer are refused). Goes with
@@ -461,29 +492,33 @@ fn parse_music(spec: &str) -> Result<LabelSet, String> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Ingest(args) => {
-            ingest::run(&IngestOptions {
+            ingest::run(&Ingest {
                 inputs: args.inputs,
-                music: args.music,
-                frames: usize::from(args.frames),
+                options: IngestOptions {
+                    music: args.music,
+                    frames: usize::from(args.frames),
+                    format: args.format.clips(),
+                    skip_corrupt: args.skip_corrupt,
+                },
                 output: Some(args.output),
-                format: args.format,
-                skip_corrupt: args.skip_corrupt,
                 quiet: args.quiet.quiet,
             })?;
             Ok(())
         }
         Command::Index(args) => {
-            index::run(&IndexOptions {
+            index::run(&Index {
                 dir: args.index.index,
                 inputs: args.inputs,
-                metric: args.metric,
-                form: args.form,
-                frames: usize::from(args.frames),
-                trees: args.trees.map(|t| t as usize),
-                seed: args.seed,
+                options: BuildOptions {
+                    metric: args.metric,
+                    form: args.form,
+                    frames: usize::from(args.frames),
+                    trees: args.trees.map(|t| t as usize),
+                    seed: args.seed,
+                    threads: usize::from(args.threads),
+                    projection: args.projection.as_deref().map(ProjectionChoice::parse),
+                },
                 append: args.append,
-                threads: usize::from(args.threads),
-                projection: args.projection.as_deref().map(ProjectionChoice::parse),
                 quiet: args.quiet.quiet,
             })?;
             Ok(())
@@ -511,10 +546,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 _ => 0,
             };
             let query = match (args.id, args.embedding, args.batch, args.audio) {
-                (Some(id), ..) => Query::Id(id),
-                (_, Some(file), ..) => Query::EmbeddingFile(file),
-                (_, _, Some(file), _) => Query::Batch(file),
-                (.., Some(path)) => Query::Audio {
+                (Some(id), ..) => QueryArg::Id(id),
+                (_, Some(file), ..) => QueryArg::EmbeddingFile(file),
+                (_, _, Some(file), _) => QueryArg::Batch(file),
+                (.., Some(path)) => QueryArg::Audio {
                     path,
                     window: Window {
                         start: args.start,
@@ -529,16 +564,24 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
             };
-            recommend::run(&RecommendOptions {
+            let search = match (args.exact, args.search_k, args.ef) {
+                (true, ..) => SearchMethod::Exact,
+                (_, Some(k), _) => SearchMethod::Trees {
+                    search_k: nonzero(k),
+                },
+                (_, _, Some(ef)) => SearchMethod::Graph { ef: nonzero(ef) },
+                _ => SearchMethod::Default,
+            };
+            recommend::run(&Recommend {
                 dir: args.index.index,
                 query,
-                count: args.count.count as usize,
-                search_k: args.search_k.and_then(|k| NonZeroUsize::new(k as usize)),
-                ef: args.ef.and_then(|ef| NonZeroUsize::new(ef as usize)),
-                exact: args.exact,
-                labels: asked_labels(&args.label),
+                options: QueryOptions {
+                    count: args.count.count as usize,
+                    labels: asked_labels(&args.label),
+                    search,
+                    rerank: args.rerank.map(|n| n as usize),
+                },
                 start: start_row,
-                rerank: args.rerank.map(|n| n as usize),
                 json: args.json.json,
                 quiet: args.quiet.quiet,
             })
@@ -553,28 +596,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
                 source: args.source.options(),
                 output: Some(args.output),
-                format: args.format,
+                format: args.format.clips(),
                 quiet: args.quiet.quiet,
             })?;
             Ok(())
         }
-        Command::Evaluate(args) => evaluate::run(&EvaluateOptions {
+        Command::Evaluate(args) => evaluate::run(&Evaluate {
             dir: args.index.index,
-            queries: args.queries,
-            count: args.count.count as usize,
-            search_k: args
-                .search_k
-                .iter()
-                .filter_map(|&k| NonZeroUsize::new(k as usize))
-                .collect(),
-            ef: args
-                .ef
-                .iter()
-                .filter_map(|&ef| NonZeroUsize::new(ef as usize))
-                .collect(),
-            seed: args.seed,
+            options: EvaluateOptions {
+                queries: args.queries,
+                count: args.count.count as usize,
+                search_k: args.search_k.iter().map(|&k| nonzero(k)).collect(),
+                ef: args.ef.iter().map(|&ef| nonzero(ef)).collect(),
+                seed: args.seed,
+                rerank: args.rerank.map(|n| n as usize),
+            },
             save_queries: args.save_queries,
-            rerank: args.rerank.map(|n| n as usize),
             json: args.json,
             quiet: args.quiet.quiet,
         }),
@@ -589,6 +626,11 @@ pub fn run(cli: Cli) -> Result<()> {
             write_stdout(&out)
         }
     }
+}
+
+/// A count clap has already checked to be at least 1.
+fn nonzero(n: u64) -> NonZeroUsize {
+    NonZeroUsize::new(n as usize).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The labels of every `--label`, each once, in the order asked.

@@ -1,8 +1,26 @@
+//! The `soundalike` command line: the library's first client. It parses arguments, decides what a person sees
+//! (tables, JSON, progress bars, one `error:` line), owns the process (signals, exit codes, the allocator's
+//! settings) and asks the library for everything else.
+
+mod bus_error;
+mod cli;
+mod commands;
+mod output;
+mod process;
+mod progress;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use soundalike::cli::{self, Cli};
-use soundalike::error::{UsageError, exit, is_broken_pipe};
+
+use cli::Cli;
+
+/// Exit codes, as documented in docs/errors.md.
+mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -12,8 +30,39 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line: the error and its causes, outermost first.
             eprintln!("error: {error:#}");
-            let usage = error.downcast_ref::<UsageError>().is_some();
-            ExitCode::from(if usage { exit::USAGE } else { exit::ERROR })
+            ExitCode::from(if is_usage(&error) {
+                exit::USAGE
+            } else {
+                exit::ERROR
+            })
         }
     }
+}
+
+/// Whether the command line asked for something impossible: exit code 2, like clap's own usage errors.
+fn is_usage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<soundalike::UsageError>()
+            || cause
+                .downcast_ref::<soundalike::Error>()
+                .is_some_and(|e| e.kind() == soundalike::ErrorKind::Usage)
+    })
+}
+
+/// True when the error, somewhere in its chain, is a closed output pipe (`soundalike ingest ... | head`): the
+/// reader has all it wanted, so the run ends quietly and successfully.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    error.chain().any(|cause| {
+        // serde_json wraps the io error of a writer in its own; the library's errors say what they started as.
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(BrokenPipe))
+            || cause
+                .downcast_ref::<soundalike::Error>()
+                .is_some_and(|e| e.io_kind() == Some(BrokenPipe))
+    })
 }

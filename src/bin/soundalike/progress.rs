@@ -73,6 +73,11 @@ impl Progress {
         }
     }
 
+    /// Prints a line on stderr without tearing the bar, even with `--quiet` (for what a person must see).
+    pub fn say(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

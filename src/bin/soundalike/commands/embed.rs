@@ -9,21 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use rayon::prelude::*;
 
-use crate::audio::LogMel;
-use crate::audio::decode::Window;
-use crate::audio::logmel::EXAMPLE_SECONDS;
-use crate::audio::source::{self, Embedded, SourceOptions};
-use crate::clip;
-use crate::commands::ingest::Format;
-use crate::error::UsageError;
+use soundalike::UsageError;
+use soundalike::audio::LogMel;
+use soundalike::audio::decode::Window;
+use soundalike::audio::logmel::EXAMPLE_SECONDS;
+use soundalike::audio::source::{self, SourceOptions};
+use soundalike::clip::file_id;
+use soundalike::ingest::ClipFormat as Format;
+
 use crate::output::Output;
 use crate::progress::Progress;
-
-/// The prefix of a video_id that names a local file rather than a YouTube video.
-pub const FILE_ID_PREFIX: &str = "file:";
 
 pub struct EmbedOptions {
     pub inputs: Vec<PathBuf>,
@@ -58,42 +56,6 @@ impl Stats {
     }
 }
 
-/// The clip's video_id for a local file: `file:` and its absolute path. Errors when the path cannot be one.
-pub fn file_id(path: &Path) -> Result<String> {
-    let absolute = std::path::absolute(path)
-        .map_err(|e| anyhow!("{}: cannot make its path absolute: {e}", path.display()))?;
-    let text = absolute.to_str().ok_or_else(|| {
-        anyhow!(
-            "{}: its path is not UTF-8, which a clip's video_id must be",
-            path.display()
-        )
-    })?;
-    let id = format!("{FILE_ID_PREFIX}{text}");
-    clip::check_id(&id).map_err(|problem| anyhow!("{}: {problem}", path.display()))?;
-    Ok(id)
-}
-
-/// One clip as JSON (no newline), keys in the order `ingest` writes them.
-pub fn clip_json(video_id: &str, embedded: &Embedded) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Clip<'a> {
-        video_id: &'a str,
-        start_time: f64,
-        end_time: f64,
-        labels: [u16; 0],
-        embedding: Vec<&'a [u8]>,
-    }
-    let clip = Clip {
-        video_id,
-        start_time: embedded.start,
-        end_time: embedded.start + embedded.seconds,
-        labels: [],
-        embedding: embedded.rows.iter().map(|r| &r[..]).collect(),
-    };
-    // Serializing plain numbers and a str cannot fail.
-    serde_json::to_vec(&clip).unwrap_or_default()
-}
-
 /// Runs `embed`; returns the counts.
 ///
 /// Two passes: every input is decoded and checked first (in parallel; the first error in input order is the
@@ -102,6 +64,7 @@ pub fn clip_json(video_id: &str, embedded: &Embedded) -> Vec<u8> {
 /// few percent of the cost of embedding.
 pub fn run(options: &EmbedOptions) -> Result<Stats> {
     let started = Instant::now();
+    crate::process::keep_freed_memory();
     options.window.check().map_err(UsageError::new)?;
     let located = options.source.locate()?;
     let inputs: Vec<&Path> = options.inputs.iter().map(PathBuf::as_path).collect();
@@ -110,7 +73,7 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         .inputs
         .iter()
         .map(|p| file_id(p))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
 
     let progress = Progress::items(Some(options.inputs.len() as u64), options.quiet, "files");
     progress.stage("checking");
@@ -127,7 +90,12 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         .collect::<Result<Vec<f64>>>()?;
     progress.finish();
 
-    let source = located.load(options.quiet)?;
+    let quiet = options.quiet;
+    let source = located.load(|warning| {
+        if !quiet {
+            progress.warn(&format!("warning: {warning}"));
+        }
+    })?;
     let mut stats = Stats {
         files: 0,
         seconds_of_audio: seconds.iter().sum(),
@@ -148,7 +116,7 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         if i > 0 && options.format == Format::Json {
             output.put(b",\n")?;
         }
-        output.put(&clip_json(id, &embedded))?;
+        output.put(&embedded.clip_json(id))?;
         if options.format == Format::Jsonl {
             output.put(b"\n")?;
         }

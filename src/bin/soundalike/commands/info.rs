@@ -5,23 +5,24 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-
-use crate::index::store::{Settings, Store};
-use crate::labels;
+use soundalike::{Index, Settings, labels};
 
 pub fn run(dir: &Path, as_json: bool) -> Result<()> {
-    let (store, settings) = Store::open(dir)?;
-    let rtxn = store.env.read_txn()?;
-    let mut counts = store.label_counts(&rtxn)?;
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    counts.truncate(10);
-    let size = store.disk_size();
+    crate::bus_error::report_for(dir);
+    let info = Index::open(dir)?.info()?;
     // Written, not printed: println! panics when stdout is closed (`info | true`) or full; an error here ends
     // the run quietly (a closed pipe) or with one `error:` line.
     let mut out = io::BufWriter::new(io::stdout().lock());
-    write(&mut out, dir, &settings, &counts, size, as_json)
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")
+    write(
+        &mut out,
+        dir,
+        &info.settings,
+        &info.top_labels,
+        info.size_bytes,
+        as_json,
+    )
+    .and_then(|()| out.flush())
+    .context("cannot write to stdout")
 }
 
 fn write(
