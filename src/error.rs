@@ -21,7 +21,7 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Exit codes, as documented in README.md.
+/// Exit codes, as documented in README.md and docs/errors.md.
 pub mod exit {
     pub const SUCCESS: u8 = 0;
     pub const ERROR: u8 = 1;
