@@ -40,5 +40,5 @@ if [[ -f "$weights" && -f "$pca" ]]; then
     # A song straight to AudioSet's music clips: the 2-second WAV is one window, the mean of its two rows.
     "$bin" recommend --index "$out/index" --audio fixtures/audio/source.wav -k 3
 else
-    echo "skipped: no VGGish weights; put vggish-10086976.pth (https://github.com/harritaylor/torchvggish/releases) and vggish_pca_params.npz (https://storage.googleapis.com/audioset/vggish_pca_params.npz) in $data_home (README: soundalike embed)"
+    echo "skipped: no VGGish weights; put vggish-10086976.pth (https://github.com/harritaylor/torchvggish/releases) and vggish_pca_params.npz (https://storage.googleapis.com/audioset/vggish_pca_params.npz) in $data_home (docs/usage.md: soundalike embed)"
 fi

@@ -1,6 +1,6 @@
-//! The rows of README's "What bad input gets": each bad input fed to the built binary, which must exit with the
-//! documented code and exactly one `error:` line naming the file (and the record's byte offset or the line), must
-//! not panic, and must leave what existed before as it was: an earlier output file byte for byte, an index
+//! The rows of docs/errors.md's "What bad input gets": each bad input fed to the built binary, which must exit with
+//! the documented code and exactly one `error:` line naming the file (and the record's byte offset or the line),
+//! must not panic, and must leave what existed before as it was: an earlier output file byte for byte, an index
 //! answering exactly as before.
 //!
 //! Bad TFRecords are made by damaging real fixture records; only rows about bytes that are not AudioSet data at
