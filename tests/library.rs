@@ -80,7 +80,13 @@ fn answers_by_id_and_embedding_equal_the_binarys() {
     std::fs::write(file.path(), clip.to_string()).unwrap();
     let cli = recommend(
         dir,
-        &["--embedding", file.path().to_str().unwrap(), "--json", "-k", "7"],
+        &[
+            "--embedding",
+            file.path().to_str().unwrap(),
+            "--json",
+            "-k",
+            "7",
+        ],
     );
     cli.assert_ok();
     let rows: Vec<Vec<f32>> = serde_json::from_value(clip["embedding"].clone()).unwrap();
@@ -196,7 +202,10 @@ fn a_batch_answers_each_query_in_its_place() {
     assert_eq!(answers[0].as_ref().unwrap().len(), 10);
     let missing = answers[1].as_ref().unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
-    assert!(missing.to_string().contains("no clip 'no-such-clip'"), "{missing}");
+    assert!(
+        missing.to_string().contains("no clip 'no-such-clip'"),
+        "{missing}"
+    );
     assert_eq!(answers[2].as_ref().unwrap_err().kind(), ErrorKind::BadInput);
     assert_eq!(
         answers[3].as_ref().unwrap(),

@@ -18,8 +18,14 @@ use super::weights::EMBEDDING_LEN;
 /// The MAX model's endpoint, added to a URL given without a path.
 pub const PREDICT_PATH: &str = "/model/predict";
 
-/// How long one file may take: the container embeds on the CPU, about real time / 5 on a small machine.
+/// How long one file may take: the container embeds on the CPU, about real time / 5 on a small machine, so a
+/// 30-minute song takes about 6 minutes.
 const TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a connection may take to open: a host that does not answer at all is not slow, it is wrong.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read may wait for its next bytes once the answer has begun: a service that sends its headers and
+/// then stalls would otherwise hold the run until [`TIMEOUT`].
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest answer read: a 10-minute song's embedding is about 400 KB of JSON.
 const MAX_ANSWER: u64 = 64 << 20;
@@ -57,6 +63,9 @@ impl Service {
         };
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_body(Some(READ_TIMEOUT))
+            .timeout_per_read(Some(READ_TIMEOUT))
             // Error answers carry the service's message in their body; they are read, not turned into errors.
             .http_status_as_error(false)
             .build()
@@ -78,7 +87,15 @@ impl Service {
             .post(url)
             .content_type(format!("multipart/form-data; boundary={BOUNDARY}"))
             .send(&body[..])
-            .map_err(|e| anyhow!("the embedding service at {url} cannot be reached: {e}"))?;
+            .map_err(|e| match e {
+                ureq::Error::Timeout(_) => anyhow!(
+                    "the embedding service at {url} did not answer within {} s (or did not connect \
+                     within {} s)",
+                    TIMEOUT.as_secs(),
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+                e => anyhow!("the embedding service at {url} cannot be reached: {e}"),
+            })?;
         let status = response.status();
         let text = response
             .body_mut()
@@ -86,7 +103,13 @@ impl Service {
             .limit(MAX_ANSWER)
             .lossy_utf8(true)
             .read_to_string()
-            .map_err(|e| anyhow!("the embedding service at {url} sent no complete answer: {e}"))?;
+            .map_err(|e| match e {
+                ureq::Error::Timeout(_) => anyhow!(
+                    "the embedding service at {url} stalled: no data for {} s in its answer",
+                    READ_TIMEOUT.as_secs()
+                ),
+                e => anyhow!("the embedding service at {url} sent no complete answer: {e}"),
+            })?;
         if !status.is_success() {
             bail!(
                 "the embedding service at {url} answered HTTP {}: {}",

@@ -2,9 +2,11 @@
 //! `video_id`, `start_time`, `end_time`, `labels` and `embedding` (rows of 128 byte values, one per second).
 
 mod embedding;
+mod lines;
 mod link;
 
 pub use embedding::embedding_rows;
+pub use lines::CappedLines;
 pub use link::{FILE_ID_PREFIX, clip_url, file_id, youtube_url};
 
 use crate::tfrecord::sequence_example::{FRAME_LEN, RawClip};
@@ -194,6 +196,32 @@ pub fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The longest line of clips read: a clip `ingest` writes is about 5 KB, one `embed` makes of an hour of audio
+/// about 2 MB; a line past this is refused without being kept (`index z.idx /dev/zero` would otherwise try to
+/// hold all of it).
+pub const MAX_CLIP_LINE: usize = 16 << 20;
+
+/// The key of the line a producer of clips (`ingest`, `embed`) ends its output with when it fails while writing
+/// to a stream: a consumer (`index`) cannot see its producer's exit status, so the stream itself says it was
+/// cut short, and a consumer refuses it rather than index the part before the failure.
+pub const INCOMPLETE_KEY: &str = "soundalike_incomplete";
+
+/// The line that marks a stream of clips as cut short by a failure (see [`INCOMPLETE_KEY`]), with its
+/// newlines: one before, in case the failure came mid-line.
+pub fn incomplete_line(why: &str) -> String {
+    format!("\n{}\n", serde_json::json!({ INCOMPLETE_KEY: why }))
+}
+
+/// Why a stream of clips was cut short, when `line` is the mark [`incomplete_line`] writes.
+fn incomplete(line: &str) -> Option<String> {
+    if !line.contains(INCOMPLETE_KEY) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let why = value.get(INCOMPLETE_KEY)?;
+    Some(why.as_str().unwrap_or("no reason given").to_string())
+}
+
 /// Where a clip was found in its input, for error messages.
 #[derive(Debug, Clone, Copy)]
 pub enum Location {
@@ -222,7 +250,6 @@ pub fn read_clips(
     mut each: impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::io::BufRead;
     let mut reader = Counting {
         inner: reader,
         read: 0,
@@ -242,12 +269,25 @@ pub fn read_clips(
     };
     let first = skip_blanks(&mut reader).with_context(|| format!("cannot read {source}"))?;
     if first != Some(b'[') {
-        for (number, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("cannot read {source}"))?;
+        let mut lines = CappedLines::new(reader, MAX_CLIP_LINE);
+        let mut number = 0;
+        while let Some(line) = lines.next_line() {
+            number += 1;
+            let line = line.with_context(|| format!("{source}: line {number}"))?;
+            let line = line
+                .strip_prefix('\u{feff}')
+                .filter(|_| number == 1)
+                .unwrap_or(&line);
             if line.trim().is_empty() {
                 continue;
             }
-            let clip: ClipRecord = serde_json::from_str(&line).map_err(|e| {
+            if let Some(why) = incomplete(line) {
+                anyhow::bail!(
+                    "{source}: line {number}: the program that wrote this input failed ({why}), so it is \
+                     incomplete; refusing it"
+                );
+            }
+            let clip: ClipRecord = serde_json::from_str(line).map_err(|e| {
                 // serde_json counts lines within the one it was given: "at line 1 column 80" would contradict
                 // the line number in front, so only the column is kept.
                 let text = e.to_string();
@@ -255,12 +295,11 @@ pub fn read_clips(
                     .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
                     .unwrap_or(&text);
                 anyhow::anyhow!(
-                    "{source}: line {}: not a clip: {what} (column {})",
-                    number + 1,
+                    "{source}: line {number}: not a clip: {what} (column {})",
                     e.column()
                 )
             })?;
-            checked(clip, Location::Line(number + 1))?;
+            checked(clip, Location::Line(number))?;
         }
         return Ok(());
     }

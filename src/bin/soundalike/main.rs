@@ -8,6 +8,7 @@ mod commands;
 mod output;
 mod process;
 mod progress;
+mod stderr;
 
 use std::process::ExitCode;
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             // One line: the error and its causes, outermost first.
-            eprintln!("error: {error:#}");
+            stderr::line(&format!("error: {error:#}"));
             ExitCode::from(if is_usage(&error) {
                 exit::USAGE
             } else {

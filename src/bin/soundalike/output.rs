@@ -40,13 +40,8 @@ const TEMP_RANDOM_CHARS: usize = 6;
 const TEMP_SUFFIX: &str = ".partial";
 
 impl Output {
-    /// `None` or `-` is stdout.
-    pub fn create(path: Option<&Path>) -> Result<Self> {
-        Self::create_apart_from(path, &[])
-    }
-
-    /// As [`Output::create`], refusing (a usage error) an output that is the same file as one of `inputs`: it
-    /// would be replaced, or for a FIFO drained, while it is read.
+    /// Stdout for `None` or `-`, else the file at `path`; refused (a usage error) when it is the same file as one
+    /// of `inputs`: it would be replaced, or for a FIFO drained, while it is read.
     pub fn create_apart_from(path: Option<&Path>, inputs: &[&Path]) -> Result<Self> {
         let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
             return Ok(Output::Stdout(BufWriter::with_capacity(

@@ -69,13 +69,13 @@ impl Progress {
     /// Prints a line on stderr without tearing the bar (nothing with `--quiet`).
     pub fn warn(&self, line: &str) {
         if !self.quiet {
-            self.bar.suspend(|| eprintln!("{line}"));
+            self.bar.suspend(|| crate::stderr::line(line));
         }
     }
 
     /// Prints a line on stderr without tearing the bar, even with `--quiet` (for what a person must see).
     pub fn say(&self, line: &str) {
-        self.bar.suspend(|| eprintln!("{line}"));
+        self.bar.suspend(|| crate::stderr::line(line));
     }
 
     pub fn finish(&self) {

@@ -22,6 +22,7 @@ use soundalike::ingest::ClipFormat as Format;
 
 use crate::output::Output;
 use crate::progress::Progress;
+use crate::stderr::say;
 
 pub struct EmbedOptions {
     pub inputs: Vec<PathBuf>,
@@ -67,7 +68,12 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
     crate::process::keep_freed_memory();
     options.window.check().map_err(UsageError::new)?;
     let located = options.source.locate()?;
-    let inputs: Vec<&Path> = options.inputs.iter().map(PathBuf::as_path).collect();
+    // Every file read is an input the output must not replace: the audio, and the weights (`-o W --weights W`
+    // would overwrite the model with JSON).
+    let mut inputs: Vec<&Path> = options.inputs.iter().map(PathBuf::as_path).collect();
+    if let source::Located::Local { weights, pca } = &located {
+        inputs.extend([weights.as_path(), pca.as_path()]);
+    }
     let mut output = Output::create_apart_from(options.output.as_deref(), &inputs)?;
     let ids = options
         .inputs
@@ -127,7 +133,7 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
     output.finish()?;
     progress.finish();
     if !options.quiet {
-        eprintln!("{}", stats.summary(started.elapsed()));
+        say!("{}", stats.summary(started.elapsed()));
     }
     Ok(stats)
 }

@@ -10,6 +10,7 @@ use soundalike::evaluate::{self, EvaluateEvent, EvaluateOptions, QueryCount, Rep
 
 use crate::output::Output;
 use crate::progress::Progress;
+use crate::stderr::say;
 
 pub struct EvaluateArgs {
     pub dir: PathBuf,
@@ -23,6 +24,16 @@ pub struct EvaluateArgs {
 pub fn run(args: &EvaluateArgs) -> Result<()> {
     crate::bus_error::report_for(&args.dir);
     let index = Index::open(&args.dir)?;
+    // Refused before anything is measured: the held-out clips are an input, and writing the ids over them
+    // would lose them.
+    let read: Vec<&std::path::Path> = match &args.options.queries {
+        QueryCount::File(queries) => vec![queries.as_path()],
+        _ => Vec::new(),
+    };
+    let saved = match &args.save_queries {
+        Some(path) => Some(Output::create_apart_from(Some(path), &read)?),
+        None => None,
+    };
     let total = match &args.options.queries {
         QueryCount::Sample(n) => Some(n.get() as u64),
         _ => None,
@@ -36,8 +47,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         EvaluateEvent::Answered => progress.inc(1),
     })?;
     progress.finish();
-    if let Some(path) = &args.save_queries {
-        let mut file = Output::create(Some(path))?;
+    if let Some(mut file) = saved {
         for id in &evaluation.query_ids {
             file.put(id.as_bytes())?;
             file.put(b"\n")?;
@@ -51,12 +61,13 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     {
         match first.queries_in_projection_fit {
             Some(0) => {}
-            Some(n) => eprintln!(
+            Some(n) => say!(
                 "note: {n} of the {} queries took part in fitting the index's projection, {}: their label \
                  precision is in-sample; give held-out clips with --queries FILE",
-                first.queries, first.projection
+                first.queries,
+                first.projection
             ),
-            None => eprintln!(
+            None => say!(
                 "note: the index's projection, {}, does not record the clips it was fit on, so whether the \
                  queries took part is unknown",
                 first.projection

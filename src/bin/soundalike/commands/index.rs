@@ -9,6 +9,7 @@ use anyhow::Result;
 use soundalike::{BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, UsageError};
 
 use crate::progress::Progress;
+use crate::stderr::say;
 
 pub struct IndexArgs {
     pub dir: PathBuf,
@@ -52,7 +53,7 @@ pub fn run(args: &IndexArgs) -> Result<Built> {
     }?;
     progress.finish();
     if !args.quiet {
-        eprintln!(
+        say!(
             "index: {} clips read, {} duplicates replaced; {} clips in {} ({} trees, {:.1} MB) in {:.2} s",
             built.added,
             built.replaced,

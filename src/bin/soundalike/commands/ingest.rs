@@ -8,6 +8,7 @@ use soundalike::ingest::{Ingest, IngestEvent, IngestOptions, Stats};
 
 use crate::output::Output;
 use crate::progress::{self, Progress};
+use crate::stderr::say;
 
 /// Everything `ingest` needs, as parsed from the command line.
 pub struct IngestArgs {
@@ -35,7 +36,7 @@ pub fn run(args: &IngestArgs) -> Result<Stats> {
     output.finish()?;
     progress.finish();
     if !args.quiet {
-        eprintln!("{}", summary(&stats, started.elapsed()));
+        say!("{}", summary(&stats, started.elapsed()));
     }
     Ok(stats)
 }

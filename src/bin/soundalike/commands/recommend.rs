@@ -10,9 +10,12 @@ use serde::Serialize;
 use soundalike::audio::LogMel;
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::SourceOptions;
+use soundalike::clip::CappedLines;
 use soundalike::{Hit, Index, Query, QueryOptions, UsageError, clip, labels};
 
 use crate::progress::Progress;
+use crate::stderr::printable;
+use crate::stderr::say;
 
 /// What to find neighbours of.
 pub enum QueryArg {
@@ -109,7 +112,7 @@ pub fn run(args: &RecommendArgs) -> Result<()> {
             let quiet = args.quiet;
             let source = source.locate()?.load(|warning| {
                 if !quiet {
-                    eprintln!("warning: {warning}");
+                    say!("warning: {warning}");
                 }
             })?;
             let progress = Progress::items(None, args.quiet, "examples");
@@ -142,7 +145,7 @@ fn answer_batch(
     let mut session = reader_view.session(&args.options)?;
     // Enough queries at a time for the exact scan to give each thread a group of its own.
     let group_size = GROUP * rayon::current_num_threads();
-    let mut lines = CappedLines::new(reader);
+    let mut lines = CappedLines::new(reader, MAX_LINE);
     let mut number = 0;
     let mut failed = 0;
     let mut group: Vec<Line> = Vec::with_capacity(group_size);
@@ -174,7 +177,7 @@ fn answer_batch(
                         serde_json::to_writer(&mut *out, &failure)?;
                         writeln!(out)?;
                     } else if !args.quiet {
-                        eprintln!("warning: line {}: {error}", line.number);
+                        say!("warning: line {}: {error}", line.number);
                     }
                 }
             }
@@ -202,7 +205,7 @@ fn answer_batch(
                 number,
                 name: String::new(),
                 text: String::new(),
-                query: Err(e),
+                query: Err(e.context("not a query")),
             },
         };
         group.push(line);
@@ -289,79 +292,6 @@ fn read_input(path: &Path) -> Result<(String, String)> {
 /// The most bytes one query may take (a batch line, an embedding file): ten rows of 128 numbers are about 15
 /// KB as text, and without a cap a hostile 100 MB line took 3.35 GB of memory.
 const MAX_LINE: usize = 4 << 20;
-
-/// A batch file's lines, each refused past [`MAX_LINE`] bytes (then skipped to its end, without keeping it).
-struct CappedLines<R> {
-    reader: R,
-    done: bool,
-}
-
-impl<R: BufRead> CappedLines<R> {
-    fn new(reader: R) -> Self {
-        CappedLines {
-            reader,
-            done: false,
-        }
-    }
-
-    fn next_line(&mut self) -> Option<Result<String>> {
-        if self.done {
-            return None;
-        }
-        let mut line = Vec::new();
-        let read = (&mut self.reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line);
-        match read {
-            Err(e) => {
-                self.done = true;
-                Some(Err(e.into()))
-            }
-            Ok(0) => {
-                self.done = true;
-                None
-            }
-            Ok(_) if line.len() > MAX_LINE && line.last() != Some(&b'\n') => {
-                // Skip the rest of the line in bounded pieces.
-                loop {
-                    let mut rest = Vec::new();
-                    match (&mut self.reader)
-                        .take(1 << 16)
-                        .read_until(b'\n', &mut rest)
-                    {
-                        Ok(0) => break,
-                        Ok(_) if rest.last() == Some(&b'\n') => break,
-                        Ok(_) => {}
-                        Err(e) => return Some(Err(e.into())),
-                    }
-                }
-                Some(Err(anyhow!(
-                    "longer than {} MiB: not a query",
-                    MAX_LINE >> 20
-                )))
-            }
-            Ok(_) => Some(String::from_utf8(line).map_err(|_| anyhow!("not UTF-8 text"))),
-        }
-    }
-}
-
-/// `text` with control characters shown as escapes, so that an id or label from the data cannot move the
-/// cursor, clear the screen or break the table's lines.
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
-}
 
 /// The label column's width: what the terminal leaves beside the other columns (at least 20), or 40 when
 /// stdout is not a terminal, so that a file or a pipe gets the same table wherever it was made.
