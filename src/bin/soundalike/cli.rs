@@ -67,14 +67,18 @@ pub struct Cli {
 /// The options several subcommands take, declared once so that they are spelled and explained alike.
 #[derive(Debug, Args)]
 pub struct IndexDir {
-    /// The index directory (one LMDB environment, made by `soundalike index`).
+    /// The index directory.
+    ///
+    /// One LMDB environment, made by `soundalike index`.
     #[arg(long, value_name = "DIR")]
     pub index: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct Quiet {
-    /// No progress bar, warnings or summary on stderr (errors are still reported).
+    /// No progress bar, warnings or summary on stderr.
+    ///
+    /// Errors are still reported.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -91,16 +95,22 @@ pub struct Json {
 /// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
 #[derive(Debug, Args)]
 pub struct AudioSource {
+    /// VGGish's weights, a .pth or safetensors file.
+    ///
     /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
     /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
 
+    /// VGGish's PCA parameters (vggish_pca_params.npz).
+    ///
     /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
     /// vggish_pca_params.npz in ~/.local/share/soundalike.
     #[arg(long, value_name = "FILE")]
     pub pca: Option<PathBuf>,
 
+    /// Embed through a MAX Audio Embedding Generator service at URL.
+    ///
     /// Embed through a running IBM MAX Audio Embedding Generator (http://HOST:PORT; the audio is sent as a
     /// 16-bit WAV to /model/predict) instead of in-process: no weight files needed.
     #[arg(long, value_name = "URL", conflicts_with_all = ["weights", "pca"])]
@@ -167,22 +177,32 @@ pub enum Command {
     /// Read AudioSet embedding TFRecords and write the music clips as JSON.
     #[command(after_help = INGEST_EXAMPLES)]
     Ingest(IngestArgs),
-    /// Build (or --append to) an on-disk nearest-neighbour index of clips written by `ingest`.
+    /// Build (or --append to) an on-disk nearest-neighbour index.
+    ///
+    /// It indexes the clips written by `ingest`.
     #[command(after_help = INDEX_EXAMPLES)]
     Index(IndexArgs),
-    /// Find the clips that sound most like a clip, an embedding, or each of a batch of them.
+    /// Find the clips that sound most like a query.
+    ///
+    /// The query is a clip, an embedding, an audio file, or each of a batch of them.
     #[command(after_help = RECOMMEND_EXAMPLES)]
     Recommend(RecommendArgs),
     /// Show an index's settings, size and most common labels.
     #[command(after_help = INFO_EXAMPLES)]
     Info(InfoArgs),
-    /// Measure an index's recall, label precision and latency on a seeded sample of its own clips.
+    /// Measure an index's recall, label precision and latency.
+    ///
+    /// Measured on a seeded sample of the index's own clips.
     #[command(after_help = EVALUATE_EXAMPLES)]
     Evaluate(EvaluateArgs),
-    /// Compute VGGish embeddings of audio files (WAV, FLAC, MP3, Ogg Vorbis) as clips `index` takes.
+    /// Compute VGGish embeddings of audio files as clips `index` takes.
+    ///
+    /// The audio files are WAV, FLAC, MP3 or Ogg Vorbis.
     #[command(after_help = EMBED_EXAMPLES)]
     Embed(EmbedArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    /// Print a shell completion script to stdout.
+    ///
+    /// For bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:
   soundalike completions bash > ~/.local/share/bash-completion/completions/soundalike
   soundalike completions zsh > ~/.zfunc/_soundalike")]
@@ -199,7 +219,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis. One clip each, one 8-bit row per 0.96 s.
+    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
+    ///
+    /// One clip each, one 8-bit row per 0.96 s.
     #[arg(required = true, value_name = "AUDIO")]
     pub inputs: Vec<PathBuf>,
 
@@ -214,10 +236,14 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub source: AudioSource,
 
-    /// Write here instead of stdout (atomically: a failed run leaves any existing file untouched).
+    /// Write here instead of stdout.
+    ///
+    /// Atomically: a failed run leaves any existing file untouched.
     #[arg(short, long, default_value = "-", value_name = "PATH")]
     pub output: PathBuf,
 
+    /// Form of the output.
+    ///
     /// jsonl: one clip per line; json: one JSON array.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
@@ -231,6 +257,8 @@ pub struct IndexArgs {
     #[command(flatten)]
     pub index: IndexDir,
 
+    /// Clips written by `ingest`; none or - reads stdin.
+    ///
     /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin (a pipe or a file, not a
     /// terminal). A rebuild replaces the index atomically.
     #[arg(value_name = "INPUT")]
@@ -240,41 +268,54 @@ pub struct IndexArgs {
     #[arg(long, default_value_t = Metric::Angular, value_parser = named::<Metric>(Metric::ALL.iter().map(|m| m.name())))]
     pub metric: Metric,
 
+    /// How a clip's frames become its vector.
+    ///
     /// mean: the average of the de-quantized frames (128 dimensions); flat: the frames concatenated.
     #[arg(long = "vector", default_value_t = Form::Mean, value_parser = named::<Form>(Form::ALL.iter().map(|f| f.name())))]
     pub form: Form,
 
-    /// Frames per clip used for the vector (the first N rows; clips with fewer are refused). Goes with
-    /// `ingest --frames`, which drops clips shorter than its N.
+    /// Frames per clip used for the vector.
+    ///
+    /// The first N rows; clips with fewer are refused. Goes with `ingest --frames`, which drops clips
+    /// shorter than its N.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub frames: u16,
 
-    /// Trees in the random-projection forest (default 10). The neighbour graph answers by default; the trees
-    /// give its walks from an embedding their starting points, and answer `recommend --search-k`.
+    /// Trees in the random-projection forest (default 10).
+    ///
+    /// The neighbour graph answers by default; the trees give its walks from an embedding their starting
+    /// points, and answer `recommend --search-k`.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub trees: Option<u32>,
 
-    /// Random seed for the trees: the same input and seed give the same index.
+    /// Random seed for the trees.
+    ///
+    /// The same input and seed give the same index.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Add the clips to the existing index (replacing clips with the same video_id) in one transaction.
+    /// Add the clips to the existing index, in one transaction.
+    ///
+    /// Clips with the same video_id are replaced.
     #[arg(long)]
     pub append: bool,
 
-    /// Threads building the trees. More is faster, but the trees then depend on thread timing, so the same
-    /// seed no longer gives the same index.
+    /// Threads building the trees.
+    ///
+    /// More is faster, but the trees then depend on thread timing, so the same seed no longer gives the
+    /// same index.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
 
-    /// The projection applied to every frame before the vectors are made [default: default]. `default`: the
-    /// compiled-in model of the 149 music labels fit on AudioSet bal_train's music clips (a frame becomes its
-    /// label probabilities); `learn`: the same fit on the input's own clips with music labels other than Music
-    /// (137); `none`: VGGish's 128 dimensions as they are; or FILE: a JSON projection ({"matrix": [[128
-    /// numbers], ...], "mean": [128 numbers], "bias": [...], "activation": "linear"|"logistic"}) or an index
-    /// directory,
-    /// whose projection is taken (the index's own path keeps its projection through a rebuild; ./learn for a
-    /// file named like a keyword). An --append always applies the index's own.
+    /// The projection applied to every frame [default: default].
+    ///
+    /// It is applied before the vectors are made. `default`: the compiled-in model of the 149 music labels
+    /// fit on AudioSet bal_train's music clips (a frame becomes its label probabilities); `learn`: the same
+    /// fit on the input's own clips with music labels other than Music (137); `none`: VGGish's 128
+    /// dimensions as they are; or FILE: a JSON projection ({"matrix": [[128 numbers], ...], "mean": [128
+    /// numbers], "bias": [...], "activation": "linear"|"logistic"}) or an index directory, whose projection
+    /// is taken (the index's own path keeps its projection through a rebuild; ./learn for a file named like
+    /// a keyword). An --append always applies the index's own.
     #[arg(
         long,
         value_name = "none|default|learn|FILE",
@@ -297,32 +338,42 @@ pub struct RecommendArgs {
     #[arg(long, value_name = "VIDEO_ID", allow_hyphen_values = true)]
     pub id: Option<String>,
 
-    /// Neighbours of an embedding: a clip from `ingest`, a 2-D array of rows, or an IBM MAX Audio Embedding
-    /// Generator response; - for stdin.
+    /// Neighbours of an embedding in FILE (- for stdin).
+    ///
+    /// The embedding is a clip from `ingest`, a 2-D array of rows, or an IBM MAX Audio Embedding Generator
+    /// response; - for stdin.
     #[arg(long, value_name = "FILE")]
     pub embedding: Option<PathBuf>,
 
-    /// One query per line (a video_id or a one-line JSON embedding); one answer per query, in order.
+    /// One query per line; one answer per query, in order.
+    ///
+    /// A query is a video_id or a one-line JSON embedding.
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
 
-    /// Neighbours of an audio file (WAV, FLAC, MP3, Ogg Vorbis), embedded as `embed` does. Each 10-second
-    /// window (the index's frames) is asked and the answers merged, a clip scoring its best match; the table
-    /// and JSON say which window matched. The file's own clip, if indexed, is left out.
+    /// Neighbours of an audio file (WAV, FLAC, MP3, Ogg Vorbis).
+    ///
+    /// It is embedded as `embed` does. Each 10-second window (the index's frames) is asked and the answers
+    /// merged, a clip scoring its best match; the table and JSON say which window matched. The file's own
+    /// clip, if indexed, is left out.
     #[arg(long, value_name = "FILE")]
     pub audio: Option<PathBuf>,
 
     #[command(flatten)]
     pub count: Count,
 
-    /// Walk the neighbour graph with this breadth (hnswlib's ef): more is slower and more accurate. Without
-    /// --ef, --search-k or --exact the search is the exact scan up to 2M stored floats (about 16,000 clips of
-    /// 128 dimensions), where it is fast, and above that the graph with ef max(16, k).
+    /// Walk the neighbour graph with this breadth (hnswlib's ef).
+    ///
+    /// More is slower and more accurate. Without --ef, --search-k or --exact the search is the exact scan up
+    /// to 2M stored floats (about 16,000 clips of 128 dimensions), where it is fast, and above that the
+    /// graph with ef max(16, k).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
     pub ef: Option<u64>,
 
-    /// Search the random-projection trees (arroy, as Annoy does) instead of the graph, inspecting N tree nodes
-    /// per query (Annoy's search_k): more is slower and more accurate. Never the default.
+    /// Search the random-projection trees. Never the default.
+    ///
+    /// The trees (arroy, as Annoy does) are searched instead of the graph, inspecting N tree nodes per query
+    /// (Annoy's search_k): more is slower and more accurate.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "exact")]
     pub search_k: Option<u64>,
 
@@ -330,11 +381,15 @@ pub struct RecommendArgs {
     #[arg(long)]
     pub exact: bool,
 
-    /// Only recommend clips with one of these labels: names or indices, comma-separated as `ingest --music`
-    /// takes them ("Jazz,Blues,216"); repeatable. The table lists these labels first.
+    /// Only recommend clips with one of these labels.
+    ///
+    /// Names or indices, comma-separated as `ingest --music` takes them ("Jazz,Blues,216"); repeatable. The
+    /// table lists these labels first.
     #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
     pub label: Vec<LabelSet>,
 
+    /// Seconds into the --audio file, or the first embedding row to use.
+    ///
     /// With --audio: start this many seconds into the file. With --embedding or --batch: use embedding rows
     /// from this one on (a clip of the index is always its own vector).
     #[arg(long, value_name = "S|ROW", conflicts_with = "id")]
@@ -347,9 +402,10 @@ pub struct RecommendArgs {
     #[command(flatten)]
     pub source: AudioSource,
 
-    /// Re-rank the search's top N candidates by their frames (symmetric Chamfer similarity of the projected,
-    /// normalised frames); 0 turns it off [default: 20 on an angular index, 0 on others]. The results'
-    /// distance is then the frames' one, (1 - similarity) / 2.
+    /// Re-rank the search's top N candidates by their frames.
+    ///
+    /// Symmetric Chamfer similarity of the projected, normalised frames; 0 turns it off [default: 20 on an
+    /// angular index, 0 on others]. The results' distance is then the frames' one, (1 - similarity) / 2.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
     pub rerank: Option<u32>,
 
@@ -368,7 +424,9 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub json: Json,
 
-    /// Accepted for scripts that pass -q to every subcommand; `info` writes nothing to stderr but errors.
+    /// Accepted for scripts that pass -q to every subcommand.
+    ///
+    /// `info` writes nothing to stderr but errors.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -378,6 +436,8 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub index: IndexDir,
 
+    /// How many queries to sample, "all", or a FILE.
+    ///
     /// How many query clips to sample (with --seed) from the index's clips with a music label other than Music,
     /// or "all" of them; or a FILE of held-out clips (clip lines as `ingest` writes them, none of them in the
     /// index) to measure out of sample (write ./100 for a file named like a number).
@@ -387,6 +447,8 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub count: Count,
 
+    /// Also measure the trees with this search-k (repeatable).
+    ///
     /// Also measure the trees with this many nodes inspected per query (repeatable).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub search_k: Vec<u64>,
@@ -399,16 +461,22 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
-    /// Write the queries' video_ids here, one per line, to replay them with `recommend --batch`.
+    /// Write the queries' video_ids here, one per line.
+    ///
+    /// Replay them with `recommend --batch`.
     #[arg(long, value_name = "FILE")]
     pub save_queries: Option<PathBuf>,
 
-    /// Re-rank the top N candidates by their frames, in each search and in the ground truth alike, as
-    /// `recommend --rerank` [default: 20 on an angular index, 0 on others].
+    /// Re-rank the top N candidates by their frames.
+    ///
+    /// In each search and in the ground truth alike, as `recommend --rerank` [default: 20 on an angular
+    /// index, 0 on others].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
     pub rerank: Option<u32>,
 
-    /// Results as one JSON object (an array of them when --search-k or --ef is given) instead of a table.
+    /// Results as JSON for scripts instead of a table.
+    ///
+    /// One JSON object, or an array of them when --search-k or --ef is given.
     #[arg(long)]
     pub json: bool,
 
@@ -447,31 +515,43 @@ fn parse_labels(text: &str) -> Result<LabelSet, String> {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
+    /// TFRecord files, directories, tar or tar.gz archives, or - for stdin.
+    ///
     /// TFRecord files, directories (every *.tfrecord below, sorted by path), tar or tar.gz archives such as the
     /// release's features.tar.gz (read as a stream), or - for stdin. Processed in the order given.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
+    /// Which clips are music: a rule or a list of labels.
+    ///
     /// Which clips are music: "ontology" (Music and its ontology subtree, 150 labels), "names" (display name
     /// contains "music", the original notebook's rule, 44 labels), "all", or a comma-separated list of label
     /// indices and names, e.g. "Jazz,Blues,216".
     #[arg(long, default_value = "ontology", value_name = "RULE", value_parser = parse_music)]
     pub music: LabelSet,
 
-    /// Keep the first N one-second frames; music clips with fewer are dropped.
+    /// Keep the first N one-second frames.
+    ///
+    /// Music clips with fewer are dropped.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub frames: u16,
 
-    /// Write here instead of stdout (atomically: a failed run leaves any existing file untouched).
+    /// Write here instead of stdout.
+    ///
+    /// Atomically: a failed run leaves any existing file untouched.
     #[arg(short, long, default_value = "-", value_name = "PATH")]
     pub output: PathBuf,
 
+    /// Form of the output.
+    ///
     /// The form of the clips written: jsonl, one clip per line; json, one JSON array (what `index` and
     /// `recommend --embedding` read either way).
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
 
-    /// Skip corrupt records (counted and reported) instead of stopping at the first.
+    /// Skip corrupt records instead of stopping at the first.
+    ///
+    /// They are counted and reported.
     #[arg(long)]
     pub skip_corrupt: bool,
 
