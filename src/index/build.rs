@@ -419,8 +419,20 @@ fn append_locked(builder: &IndexBuilder, dir: &Path, inputs: Vec<ClipInput>) -> 
         dir,
         progress: builder.progress_of(),
     };
-    let built =
-        with_distance!(settings.metric, D => write_more::<D>(&store, settings, options, reading))?;
+    with_distance!(settings.metric, D => check_whole::<D>(&store, &settings))?;
+    // arroy's writer trusts the trees it updates: a node damaged in a way the check above cannot see panics
+    // there (an unwrap). The transaction is dropped, so nothing is written, and the panic becomes an error.
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || with_distance!(settings.metric, D => write_more::<D>(&store, settings.clone(), options, reading)),
+    ));
+    let built = written.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a check failed while writing".into());
+        crate::error::damaged(dir, format!("{why}; it was left as it was"))
+    })??;
     Ok(Built {
         bytes: store.disk_size(),
         ..built
@@ -821,6 +833,31 @@ fn write_more<D: arroy::Distance>(
         items.len() as u64,
         replaced,
     )
+}
+
+/// Reads everything an append will change, as a reader would, before anything is written: every table's blocks,
+/// every clip's record, and every node of every tree (arroy's writer unwraps what it finds, and a damaged node
+/// would make it panic or write into the damage). Errors say the index is damaged.
+fn check_whole<D: arroy::Distance>(store: &Store, settings: &Settings) -> Result<()> {
+    let rtxn = store.env.read_txn()?;
+    store.load_vectors(&rtxn, settings)?;
+    store.load_codes(&rtxn, settings)?;
+    store.load_graph(&rtxn, settings)?;
+    store.load_frames(&rtxn, settings)?;
+    let records = store.load_records(&rtxn, settings)?;
+    for (_, item) in store.ids.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()? {
+        records.get(item)?;
+    }
+    let damaged = |detail: String| crate::error::damaged(&store.dir, detail);
+    let trees = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reader = arroy::Reader::<D>::open(&rtxn, ARROY_INDEX, store.arroy::<D>())?;
+        reader.stats(&rtxn).map(|_| ())
+    }));
+    match trees {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(damaged(format!("its trees cannot be read: {e}"))),
+        Err(_) => Err(damaged("a tree refers to a node that is not there".into())),
+    }
 }
 
 /// Clips an append writes into its transaction at a time.

@@ -25,7 +25,19 @@ mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli::run(cli) {
+    // A panic is reported as one error line below, not as Rust's message and a backtrace hint: the library
+    // turns a dependency's panic on damaged data into an error of its own (a damaged index), and any other
+    // is a bug, said in one line with exit code 1, never 101.
+    std::panic::set_hook(Box::new(|_| {}));
+    let ran = std::panic::catch_unwind(|| cli::run(cli)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("internal error (please report it): {why}"))
+    });
+    match ran {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(error) if is_broken_pipe(&error) => ExitCode::from(exit::SUCCESS),
         Err(error) => {

@@ -155,6 +155,29 @@ impl Output {
         }
     }
 
+    /// Ends a failed run's output. A file is simply not moved into place (the old one stays); a stream (stdout,
+    /// a FIFO) has already carried what was written, so it is ended with the mark that tells a consumer
+    /// (`index`) the clips are incomplete (`soundalike::clip::incomplete_line`), and the consumer refuses
+    /// them instead of indexing a part. Best effort: a stream that cannot take the mark failed already.
+    pub fn abandon(self, why: &anyhow::Error) {
+        let mark = soundalike::clip::incomplete_line(&format!("{why:#}"));
+        let _ = match self {
+            Output::Stdout(mut writer) => writer
+                .write_all(mark.as_bytes())
+                .and_then(|()| writer.flush()),
+            Output::InPlace { mut writer, .. } => writer
+                .write_all(mark.as_bytes())
+                .and_then(|()| writer.flush()),
+            Output::File { .. } => Ok(()),
+        };
+    }
+
+    /// Whether this writes a stream a consumer reads as it comes (stdout, a FIFO) rather than a file put in
+    /// place at the end.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Output::File { .. })
+    }
+
     fn describe(&self) -> String {
         match self {
             Output::Stdout(_) => "cannot write to stdout".to_string(),

@@ -6,9 +6,23 @@
 //! interrupted dies of the signal as before.
 
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+/// Whether clips are being written to a stream (stdout, a FIFO) that a consumer reads as they come.
+static STREAMING_CLIPS: AtomicBool = AtomicBool::new(false);
+
+/// Says that clips are (`true`) or are no longer being written to a stream: an interrupt meanwhile ends the
+/// stream with the incomplete mark (`soundalike::clip::incomplete_line`), so that `ingest | index` interrupted
+/// leaves the old index rather than swapping in a part. Installs the signal thread.
+pub fn streaming_clips(streaming: bool) {
+    if streaming {
+        remove_on_interrupt();
+    }
+    STREAMING_CLIPS.store(streaming, Ordering::SeqCst);
+}
 
 /// Starts the signal thread, once; called before a run creates anything an interrupt must remove, or waits
 /// for another writer (so that an interrupt while waiting also ends with 130 or 143).
@@ -22,6 +36,17 @@ pub fn remove_on_interrupt() {
         };
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                if STREAMING_CLIPS.load(Ordering::SeqCst) {
+                    let mark = soundalike::clip::incomplete_line(&format!(
+                        "interrupted by signal {signal}"
+                    ));
+                    // Straight to the descriptor: the writing thread may hold stdout's lock, and what it
+                    // buffered is lost either way; a line cut short before the mark is refused as well.
+                    // SAFETY: a plain write of an owned buffer to descriptor 1.
+                    unsafe {
+                        libc::write(1, mark.as_ptr().cast(), mark.len());
+                    }
+                }
                 soundalike::fs::cleanup::remove_registered();
                 std::process::exit(128 + signal);
             }

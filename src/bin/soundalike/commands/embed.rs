@@ -111,25 +111,37 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
     let expected: f64 = seconds.iter().map(|s| (s / EXAMPLE_SECONDS).floor()).sum();
     let progress = Progress::items(Some(expected as u64), options.quiet, "examples");
     let logmel = LogMel::new();
-    if options.format == Format::Json {
-        output.put(b"[\n")?;
+    if output.is_stream() {
+        crate::process::streaming_clips(true);
     }
-    for (i, (id, path)) in ids.iter().zip(&options.inputs).enumerate() {
-        let embedded =
-            source.embed_file(path, options.window, &logmel, |n| progress.inc(n as u64))?;
-        stats.files += 1;
-        stats.examples += embedded.rows.len();
-        if i > 0 && options.format == Format::Json {
-            output.put(b",\n")?;
+    let written = (|| -> Result<()> {
+        if options.format == Format::Json {
+            output.put(b"[\n")?;
         }
-        output.put(&embedded.clip_json(id))?;
-        if options.format == Format::Jsonl {
-            output.put(b"\n")?;
+        for (i, (id, path)) in ids.iter().zip(&options.inputs).enumerate() {
+            let embedded =
+                source.embed_file(path, options.window, &logmel, |n| progress.inc(n as u64))?;
+            stats.files += 1;
+            stats.examples += embedded.rows.len();
+            if i > 0 && options.format == Format::Json {
+                output.put(b",\n")?;
+            }
+            output.put(&embedded.clip_json(id))?;
+            if options.format == Format::Jsonl {
+                output.put(b"\n")?;
+            }
         }
+        if options.format == Format::Json {
+            output.put(b"\n]\n")?;
+        }
+        Ok(())
+    })();
+    if let Err(error) = written {
+        // A file stays as it was; a stream gets the mark that makes `index` refuse it.
+        output.abandon(&error);
+        return Err(error);
     }
-    if options.format == Format::Json {
-        output.put(b"\n]\n")?;
-    }
+    crate::process::streaming_clips(false);
     output.finish()?;
     progress.finish();
     if !options.quiet {

@@ -26,13 +26,24 @@ pub fn run(args: &IngestArgs) -> Result<Stats> {
     let progress = Progress::bytes(ingest.size(), args.quiet);
     // What is read, refused as the output: `/dev/stdin` leads to the file that stdin was redirected from.
     let mut output = Output::create_apart_from(args.output.as_deref(), &ingest.paths())?;
+    if output.is_stream() {
+        crate::process::streaming_clips(true);
+    }
     let stats = ingest.run(&args.options, &mut output, |event| match event {
         IngestEvent::Read(bytes) => progress.set(bytes),
         IngestEvent::Skipped { input, problem } => {
             progress.warn(&format!("warning: {input}: {problem} (skipped)"))
         }
     });
-    let stats = stats?;
+    let stats = match stats {
+        Ok(stats) => stats,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            output.abandon(&error);
+            return Err(error);
+        }
+    };
+    crate::process::streaming_clips(false);
     output.finish()?;
     progress.finish();
     if !args.quiet {
