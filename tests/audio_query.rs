@@ -309,7 +309,7 @@ fn audio_shorter_than_the_index_frames_answers_by_the_mean_of_its_rows() {
         &[
             "source.wav",
             "gives 8 examples",
-            "10 frames concatenated (--vector flat)",
+            "10 frames concatenated (flat vectors)",
             "at least 9.60 s",
         ],
     );

@@ -262,6 +262,7 @@ fn a_window_decodes_only_its_samples() {
     let window = Window {
         start: Some(0.5),
         end: Some(1.25),
+        ..Window::default()
     };
     let part = decode(&audio_fixture("source.flac"), window).unwrap();
     // Seconds to samples by flooring: 11025 to 27562.
@@ -270,6 +271,7 @@ fn a_window_decodes_only_its_samples() {
     let tail = Window {
         start: Some(1.5),
         end: Some(9.0),
+        ..Window::default()
     };
     let part = decode(&audio_fixture("source.flac"), tail).unwrap();
     assert_eq!(part.samples, whole.samples[33_075..]);

@@ -30,16 +30,40 @@ impl Audio {
     }
 }
 
-/// The part of a file to decode, in seconds from its start: `--start` and `--end`.
+/// The part of a file to decode, in seconds from its start (`--start` and `--end`), and the most of it that
+/// may be decoded (`--max-seconds`; `None`: [`DEFAULT_MAX_SECONDS`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Window {
     pub start: Option<f64>,
     pub end: Option<f64>,
+    pub max_seconds: Option<f64>,
 }
 
+/// The longest stretch of audio decoded when no other limit is given: 20 minutes, more than nearly any song.
+/// Decoded samples take 8 bytes each, and resampling and framing several times that: a file's header can claim
+/// 28 hours in 200 KB (a rate of 1 Hz), or a 6-hour WAV would need about 5 GB, so a file past the limit is
+/// refused, from its header where it states its length, before its samples are held.
+pub const DEFAULT_MAX_SECONDS: f64 = 1200.0;
+
+/// The lowest sample rate taken: below it a file is not audio VGGish can hear (its bands reach 7.5 kHz), and a
+/// rate of 1 Hz would stretch 200 KB into a day of 16 kHz samples once resampled.
+pub const MIN_SAMPLE_RATE: u32 = 4000;
+
 impl Window {
+    /// The most seconds of audio decoded.
+    pub fn max_seconds(&self) -> f64 {
+        self.max_seconds.unwrap_or(DEFAULT_MAX_SECONDS)
+    }
+
     /// Why this window is impossible whatever the file (a usage error), if it is.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(max) = self.max_seconds
+            && !(max.is_finite() && max > 0.0)
+        {
+            return Err(format!(
+                "--max-seconds {max} is not a length in seconds (more than 0)"
+            ));
+        }
         for (name, value) in [("--start", self.start), ("--end", self.end)] {
             if let Some(v) = value
                 && !(v.is_finite() && v >= 0.0)
@@ -76,6 +100,8 @@ pub enum DecodeError {
     Truncated(String),
     /// `--start` is at or past the end of the audio.
     StartPastEnd { start: f64, length: f64 },
+    /// More audio than [`Window::max_seconds`] allows: at least `seconds`.
+    TooLong { seconds: f64, max: f64 },
 }
 
 impl std::fmt::Display for DecodeError {
@@ -91,11 +117,26 @@ impl std::fmt::Display for DecodeError {
                 f,
                 "--start {start} is past the end of the audio ({length:.2} s long)"
             ),
+            DecodeError::TooLong { seconds, max } => write!(
+                f,
+                "{seconds:.0} s of audio or more is longer than the {max} s allowed (--max-seconds, or \
+                 --start and --end to take a part)"
+            ),
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
+
+/// Refuses a sample rate below [`MIN_SAMPLE_RATE`].
+fn check_rate(rate: u32) -> Result<(), DecodeError> {
+    if rate < MIN_SAMPLE_RATE {
+        return Err(DecodeError::Unsupported(format!(
+            "a sample rate of {rate} Hz (soundalike takes {MIN_SAMPLE_RATE} Hz or more)"
+        )));
+    }
+    Ok(())
+}
 
 /// Decodes `path` (or the part of it inside `window`) to mono f64 samples at the file's own rate.
 pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
@@ -146,8 +187,24 @@ pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
             )
         })?;
     let mut rate = params.sample_rate;
+    if let Some(rate) = rate {
+        check_rate(rate)?;
+        // A length the header states is refused before anything is decoded.
+        if let Some(frames) = expected_frames {
+            let length = frames as f64 / f64::from(rate);
+            let stretch = window.end.unwrap_or(length).min(length) - window.start.unwrap_or(0.0);
+            if stretch > window.max_seconds() {
+                return Err(DecodeError::TooLong {
+                    seconds: stretch,
+                    max: window.max_seconds(),
+                });
+            }
+        }
+    }
 
     let mut mono: Vec<f64> = Vec::new();
+    // Samples before `--start` are dropped as they come: a window an hour into a file holds only the window.
+    let mut dropped = 0usize;
     let mut planes: Vec<Vec<f64>> = Vec::new();
     let mut limit: Option<usize> = None;
     let mut stopped_early = false;
@@ -159,7 +216,7 @@ pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(DecodeError::Truncated(format!(
                     "the stream ends after {:.2} s",
-                    mono.len() as f64 / f64::from(rate.unwrap_or(1).max(1))
+                    (dropped + mono.len()) as f64 / f64::from(rate.unwrap_or(1).max(1))
                 )));
             }
             Err(SymphoniaError::IoError(e)) => return Err(DecodeError::Io(e)),
@@ -180,6 +237,7 @@ pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
         };
         let spec_rate = buffer.spec().rate();
         if rate.is_none() {
+            check_rate(spec_rate)?;
             rate = Some(spec_rate);
         }
         buffer.copy_to_vecs_planar::<f64>(&mut planes);
@@ -190,7 +248,21 @@ pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
         if limit.is_none() {
             limit = window.samples(spec_rate).1;
         }
-        if limit.is_some_and(|end| mono.len() >= end) {
+        let (first, _) = window.samples(spec_rate);
+        if dropped < first {
+            let drop = (first - dropped).min(mono.len());
+            mono.drain(..drop);
+            dropped += drop;
+        }
+        let decoded = dropped + mono.len();
+        let kept = mono.len() as f64 / f64::from(spec_rate.max(1));
+        if kept > window.max_seconds() && limit.is_none_or(|end| end > decoded) {
+            return Err(DecodeError::TooLong {
+                seconds: kept,
+                max: window.max_seconds(),
+            });
+        }
+        if limit.is_some_and(|end| decoded >= end) {
             stopped_early = true;
             break;
         }
@@ -205,27 +277,28 @@ pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
     };
     // A container that states its length (WAV's data chunk, FLAC's STREAMINFO) and delivered fewer frames was
     // cut short; symphonia's readers end such streams quietly.
+    let decoded = dropped + mono.len();
     if let Some(expected) = expected_frames
         && !stopped_early
-        && (mono.len() as u64) < expected
+        && (decoded as u64) < expected
     {
         return Err(DecodeError::Truncated(format!(
             "the stream ends after {:.2} s of the {:.2} s its header announces",
-            mono.len() as f64 / f64::from(sample_rate),
+            decoded as f64 / f64::from(sample_rate),
             expected as f64 / f64::from(sample_rate)
         )));
     }
     let (first, end) = window.samples(sample_rate);
-    let length = mono.len() as f64 / f64::from(sample_rate);
-    if window.start.is_some() && first >= mono.len() {
+    let length = decoded as f64 / f64::from(sample_rate);
+    if window.start.is_some() && first >= decoded {
         return Err(DecodeError::StartPastEnd {
             start: window.start.unwrap_or(0.0),
             length,
         });
     }
-    let end = end.unwrap_or(mono.len()).min(mono.len());
-    mono.truncate(end);
-    mono.drain(..first);
+    let end = end.unwrap_or(decoded).min(decoded);
+    mono.truncate(end.saturating_sub(dropped));
+    mono.drain(..first.saturating_sub(dropped));
     Ok(Audio {
         samples: mono,
         sample_rate,

@@ -19,8 +19,16 @@ use super::weights::EMBEDDING_LEN;
 pub const PREDICT_PATH: &str = "/model/predict";
 
 /// How long one file may take: the container embeds on the CPU, about real time / 5 on a small machine, so a
-/// 30-minute song takes about 6 minutes.
+/// 30-minute song takes about 6 minutes. `SOUNDALIKE_SERVICE_TIMEOUT` (seconds) sets another.
 const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// [`TIMEOUT`], or `SOUNDALIKE_SERVICE_TIMEOUT` seconds where that is set to a number.
+fn timeout() -> Duration {
+    std::env::var("SOUNDALIKE_SERVICE_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(TIMEOUT, Duration::from_secs)
+}
 /// How long a connection may take to open: a host that does not answer at all is not slow, it is wrong.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read may wait for its next bytes once the answer has begun: a service that sends its headers and
@@ -62,10 +70,10 @@ impl Service {
             _ => format!("http://{}{PREDICT_PATH}", rest.trim_end_matches('/')),
         };
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_body(Some(READ_TIMEOUT))
-            .timeout_per_read(Some(READ_TIMEOUT))
+            .timeout_global(Some(timeout()))
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout())))
+            .timeout_recv_body(Some(READ_TIMEOUT.min(timeout())))
+            .timeout_per_read(Some(READ_TIMEOUT.min(timeout())))
             // Error answers carry the service's message in their body; they are read, not turned into errors.
             .http_status_as_error(false)
             .build()
@@ -91,8 +99,8 @@ impl Service {
                 ureq::Error::Timeout(_) => anyhow!(
                     "the embedding service at {url} did not answer within {} s (or did not connect \
                      within {} s)",
-                    TIMEOUT.as_secs(),
-                    CONNECT_TIMEOUT.as_secs()
+                    timeout().as_secs(),
+                    CONNECT_TIMEOUT.min(timeout()).as_secs()
                 ),
                 e => anyhow!("the embedding service at {url} cannot be reached: {e}"),
             })?;
@@ -106,7 +114,7 @@ impl Service {
             .map_err(|e| match e {
                 ureq::Error::Timeout(_) => anyhow!(
                     "the embedding service at {url} stalled: no data for {} s in its answer",
-                    READ_TIMEOUT.as_secs()
+                    READ_TIMEOUT.min(timeout()).as_secs()
                 ),
                 e => anyhow!("the embedding service at {url} sent no complete answer: {e}"),
             })?;

@@ -62,9 +62,22 @@ pub fn map_size(existing: u64, input: Option<u64>) -> usize {
             .saturating_add(MAP_HEADROOM),
         None => existing.saturating_add(MAP_SIZE_UNKNOWN_INPUT),
     };
+    // Under a limit on address space (`ulimit -v`, as batch schedulers set), a reservation past it fails with
+    // "Cannot allocate memory": take at most half of what the limit allows, leaving the rest for the build's
+    // own memory. The data may then outgrow the map, which the build reports as such.
+    let wanted = match address_space_limit() {
+        Some(limit) => wanted.min(limit / 2),
+        None => wanted,
+    };
     // A whole number of MiB, a multiple of any page size.
     let rounded = wanted.div_ceil(1 << 20).saturating_mul(1 << 20);
     usize::try_from(rounded).unwrap_or(usize::MAX & !((1 << 20) - 1))
+}
+
+/// The process's limit on address space (RLIMIT_AS), if it has one. Read only: nothing is changed.
+fn address_space_limit() -> Option<u64> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::As);
+    limit.current.filter(|&bytes| bytes < u64::MAX)
 }
 
 /// Whether `error` is LMDB's "map full": the data outgrew the space reserved by [`map_size`].

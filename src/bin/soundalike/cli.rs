@@ -233,6 +233,14 @@ pub struct EmbedArgs {
     #[arg(long, value_name = "E")]
     pub end: Option<f64>,
 
+    /// The most seconds of audio embedded per file [default: 1200].
+    ///
+    /// A file (or the part --start and --end take) longer than this is refused, from its header where it
+    /// states its length, before its samples are held: a header claiming a day of audio would otherwise take
+    /// gigabytes. Raise it for long recordings.
+    #[arg(long, value_name = "S")]
+    pub max_seconds: Option<f64>,
+
     #[command(flatten)]
     pub source: AudioSource,
 
@@ -398,6 +406,13 @@ pub struct RecommendArgs {
     /// With --audio: stop this many seconds into the file.
     #[arg(long, value_name = "S")]
     pub end: Option<f64>,
+
+    /// With --audio: the most seconds of audio embedded [default: 1200].
+    ///
+    /// A longer file (or part) is refused, from its header where it states its length, before its samples are
+    /// held.
+    #[arg(long, value_name = "S")]
+    pub max_seconds: Option<f64>,
 
     #[command(flatten)]
     pub source: AudioSource,
@@ -609,6 +624,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .source
                     .given()
                     .or(args.end.is_some().then_some("--end"))
+                    .or(args.max_seconds.is_some().then_some("--max-seconds"))
             {
                 return Err(UsageError::new(format!("{option} goes with --audio")).into());
             }
@@ -634,6 +650,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     window: Window {
                         start: args.start,
                         end: args.end,
+                        max_seconds: args.max_seconds,
                     },
                     source: args.source.options(),
                 },
@@ -673,6 +690,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 window: Window {
                     start: args.start,
                     end: args.end,
+                    max_seconds: args.max_seconds,
                 },
                 source: args.source.options(),
                 output: Some(args.output),

@@ -1,0 +1,280 @@
+//! What an adversarial pass found beyond the bad-input table (issue 20): paths that lost a user's data, crashed
+//! or hung. Each test is the finding's reproduction through the binary, and what must hold now.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// `ingest shards | index`, where a shard has a damaged record: `ingest` writes the clips before it and fails;
+/// `index` must not swap a partial index in for the whole one.
+#[test]
+fn a_failed_ingest_in_a_pipe_leaves_the_old_index() {
+    let (_tmp, dir) = build(clips_jsonl(), &[]);
+    let before = std::fs::read(dir.join("data.mdb")).unwrap();
+    let shards = tempfile::tempdir().unwrap();
+    let good = fixture_data().join("bal_train/a2.tfrecord");
+    std::fs::copy(&good, shards.path().join("a.tfrecord")).unwrap();
+    let mut damaged = std::fs::read(fixture_data().join("bal_train/a9.tfrecord")).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(shards.path().join("b.tfrecord"), &damaged).unwrap();
+
+    let ingest = soundalike()
+        .args(["ingest", "-q"])
+        .arg(shards.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let index = soundalike()
+        .args(["index", "-q", "--index"])
+        .arg(&dir)
+        .stdin(ingest.stdout.unwrap())
+        .output()
+        .unwrap();
+    let index = finish(index);
+    index.assert_error(1, &["<stdin>", "incomplete", "b.tfrecord"]);
+    assert_eq!(
+        std::fs::read(dir.join("data.mdb")).unwrap(),
+        before,
+        "the old index stays"
+    );
+
+    // The same stream saved to a file is refused later as well.
+    let saved = run(&[Path::new("ingest"), Path::new("-q"), shards.path()]);
+    assert_eq!(saved.code, 1);
+    let file = shards.path().join("clips.jsonl");
+    std::fs::write(&file, &saved.stdout).unwrap();
+    let index = run(&[
+        Path::new("index"),
+        Path::new("-q"),
+        Path::new("--index"),
+        &dir,
+        &file,
+    ]);
+    index.assert_error(1, &["clips.jsonl", "incomplete"]);
+    assert_eq!(std::fs::read(dir.join("data.mdb")).unwrap(), before);
+}
+
+#[test]
+fn a_command_never_writes_over_a_file_it_reads() {
+    let (_tmp, dir) = build(clips_jsonl(), &[]);
+    // evaluate --queries F --save-queries F: the held-out clips would become one id per line.
+    let tmp = tempfile::tempdir().unwrap();
+    let held = tmp.path().join("held.jsonl");
+    let eval_clip = run(&[
+        Path::new("ingest"),
+        Path::new("-q"),
+        &fixture_data().join("eval/40.tfrecord"),
+    ]);
+    eval_clip.assert_ok();
+    std::fs::write(&held, &eval_clip.stdout).unwrap();
+    let before = std::fs::read(&held).unwrap();
+    let run_eval = run(&[
+        Path::new("evaluate"),
+        Path::new("--index"),
+        &dir,
+        Path::new("--queries"),
+        &held,
+        Path::new("--save-queries"),
+        &held,
+    ]);
+    run_eval.assert_error(2, &["refusing to write", "held.jsonl"]);
+    assert_eq!(std::fs::read(&held).unwrap(), before);
+
+    // embed -o over its own weights or PCA file.
+    let pca = tmp.path().join("p.npz");
+    std::fs::copy(fixtures().join("vggish-golden/pca_params.npz"), &pca).unwrap();
+    let pca_before = std::fs::read(&pca).unwrap();
+    let wav = fixtures().join("audio/source.wav");
+    let embed = run(&[
+        Path::new("embed"),
+        &wav,
+        Path::new("--weights"),
+        &pca,
+        Path::new("--pca"),
+        &pca,
+        Path::new("-o"),
+        &pca,
+    ]);
+    embed.assert_error(2, &["refusing to write", "p.npz"]);
+    assert_eq!(std::fs::read(&pca).unwrap(), pca_before);
+}
+
+/// `index --append` into an index with a damaged page: an error naming the index, never a panic (101) or a
+/// crash (139), and the lock file gone.
+#[test]
+fn an_append_into_a_damaged_index_is_refused_whole() {
+    let (tmp, dir) = build(clips_jsonl(), &[]);
+    let data = dir.join("data.mdb");
+    let pristine = std::fs::read(&data).unwrap();
+    let pages = pristine.len() / 4096;
+    let more = &fixture_clip_lines()[..20].join("\n");
+    let mut refused = 0;
+    // Every seventh page, overwritten with 0xff as the adversarial pass did.
+    for page in (2..pages).step_by(7) {
+        let mut damaged = pristine.clone();
+        damaged[page * 4096..(page + 1) * 4096].fill(0xff);
+        std::fs::write(&data, &damaged).unwrap();
+        let append = run_with_stdin(
+            &["index", "-q", "--append", "--index", dir.to_str().unwrap()],
+            more.as_bytes(),
+        );
+        assert!(
+            append.code == 0 || append.code == 1,
+            "page {page}: exit {} ({})",
+            append.code,
+            append.stderr
+        );
+        if append.code == 1 {
+            refused += 1;
+            assert!(
+                append.stderr.starts_with("error: ") && append.stderr.lines().count() == 1,
+                "page {page}: {}",
+                append.stderr
+            );
+            assert_eq!(
+                std::fs::read(&data).unwrap(),
+                damaged,
+                "page {page}: unchanged"
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "page {page}: left {leftovers:?}");
+    }
+    assert!(refused > 0, "some damage is seen");
+}
+
+/// A line of clips with no end (`index z.idx /dev/zero`) is refused in bounded memory.
+#[test]
+fn an_endless_line_is_refused_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("z.idx");
+    let endless = run_with_memory_limit(
+        &["index", "-q", "--index", dir.to_str().unwrap(), "/dev/zero"],
+        None,
+        2 << 30,
+    );
+    endless.assert_error(1, &["/dev/zero: line 1", "longer than 16 MiB"]);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+}
+
+/// A closed or full stderr is ignored: the run keeps its own exit code (it panicked with 101).
+#[test]
+fn a_full_stderr_does_not_change_the_exit_code() {
+    let (_tmp, dir) = build(clips_jsonl(), &[]);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = soundalike()
+        .args(["recommend", "--index"])
+        .arg(&dir)
+        .args(["--id", "nope"])
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
+/// Control characters in a batch line reach the terminal escaped, not as escapes that retitle or clear it.
+#[test]
+fn terminal_escapes_from_input_are_shown_escaped() {
+    let (_tmp, dir) = build(clips_jsonl(), &[]);
+    let run = run_with_stdin(
+        &[
+            "recommend",
+            "--index",
+            dir.to_str().unwrap(),
+            "--batch",
+            "-",
+        ],
+        b"x\x1b]0;pwned\x07\x1b[2J\n",
+    );
+    assert_eq!(run.code, 1);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+    assert!(run.stderr.contains("\\u{1b}"), "{:?}", run.stderr);
+}
+
+/// A MAX service that accepts and never answers: a timeout that names the service, not a hang.
+#[test]
+fn a_silent_embedding_service_times_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        // Accept and hold the connection without a word.
+        let held: Vec<_> = listener.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_soundalike"))
+        .args([
+            "embed",
+            "-q",
+            "--service",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .arg(fixtures().join("audio/source.wav"))
+        .env("SOUNDALIKE_SERVICE_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let run = finish(output);
+    run.assert_error(1, &["127.0.0.1", "did not answer within 2 s"]);
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    holder.join().unwrap();
+}
+
+#[test]
+fn an_interrupted_ingest_marks_its_stream_incomplete() {
+    use std::os::unix::process::ExitStatusExt;
+    // A stream that never ends (a FIFO kept open) keeps ingest running until the signal.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("records");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = soundalike()
+        .args(["ingest", "-q"])
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer
+        .write_all(&std::fs::read(fixture_data().join("bal_train/a2.tfrecord")).unwrap())
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let output = child.wait_with_output().unwrap();
+    drop(writer);
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "{:?}",
+        output.status.signal()
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.trim_end()
+            .ends_with("{\"soundalike_incomplete\":\"interrupted by signal 15\"}"),
+        "{text}"
+    );
+}
