@@ -2,11 +2,9 @@
 //! binary: ids LMDB cannot hold, labels and times that are not AudioSet's, several JSON arrays and trailing
 //! garbage, lines of hundreds of megabytes, control characters aimed at the terminal, and the files' permissions.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The first `n` fixture clips as JSON values.
@@ -395,13 +393,9 @@ fn a_batch_answers_every_line_in_order_and_marks_the_bad_ones() {
 
 /// Runs the binary with its stdout a pipe whose reading end is already closed, as `soundalike ... | head -0`.
 fn into_closed_pipe(args: &[&str]) -> Run {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut fds = [0; 2];
-    // SAFETY: pipe() fills two new descriptors, each owned from here on by exactly one OwnedFd.
-    let (read, write) = unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-    };
+    // Close-on-exec (std's pipe), so that no child another test spawns meanwhile inherits the reading end and
+    // keeps it open; only this child gets the writing end, as its stdout.
+    let (read, write) = std::io::pipe().unwrap();
     drop(read);
     let output = soundalike()
         .args(args)

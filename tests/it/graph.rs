@@ -2,11 +2,9 @@
 //! the same seed, and from a damaged index. The fixtures are small enough that the default search is the exact
 //! scan, so these tests ask for the graph with `--ef`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Every fixture clip's video_id, one per line: a `recommend --batch` file.

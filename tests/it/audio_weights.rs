@@ -2,8 +2,6 @@
 //! by torch and safetensors, with their expected values in `tiny_expected.npz`), Fortran-ordered `.npz` arrays
 //! read as numpy reads them, and wrong files are refused with their names.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -3,13 +3,10 @@
 //! 1e-4, the raw embedding within 1e-4 relative, the 8-bit embedding equal on at least 99% of values and never off
 //! by more than 1; checked through the library and through the binary's `embed --weights`.
 
-mod common;
-#[path = "common/formula.rs"]
-mod formula;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::common::{self, formula};
 use soundalike::audio::decode::{self, Window};
 use soundalike::audio::weights::{Pca, Weights};
 use soundalike::audio::{self, EXAMPLE_FRAMES, Embedder, LogMel, MEL_BANDS, resample};
@@ -418,7 +415,7 @@ fn a_weight_file_whose_name_promises_another_hash_is_warned_about() {
 }
 
 /// Not a test: writes the formula weights to $FORMULA_WEIGHTS for timing `embed` by hand
-/// (`cargo test --release --test audio_golden -- --ignored write_formula_weights`).
+/// (`cargo test --release --test it -- --ignored audio_golden::write_formula_weights`).
 #[test]
 #[ignore]
 fn write_formula_weights() {

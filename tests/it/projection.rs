@@ -1,11 +1,9 @@
 //! The learned projection and the frame-level re-rank (issue 13), through the built binary on the fixture clips
 //! (and on the whole bal_train split, where `../shared/audioset` has it).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::{self, *};
 use serde_json::Value;
 use soundalike::clip::{self, ClipRecord};
 use soundalike::projection::{self as fit, Fit, Projection};

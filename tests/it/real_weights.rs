@@ -4,9 +4,9 @@
 //! skips). 3 s of a 1 kHz sine at 16 kHz must give a raw embedding of mean 0.000657 and std 0.343, and an 8-bit
 //! one of mean 126.0 and std 89.3, within 10% (fixtures/vggish-golden/README.md).
 
-mod common;
-
 use std::path::PathBuf;
+
+use crate::common;
 
 use soundalike::audio::{Embedder, LogMel};
 

@@ -1,8 +1,8 @@
 //! The compiled-in music label list against the AudioSet ontology it was derived from.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
+
+use crate::common;
 
 #[test]
 fn music_list_is_the_ontology_subtree_of_music() {
@@ -42,12 +42,12 @@ fn music_list_is_the_ontology_subtree_of_music() {
             subtree.contains(parts.next()?).then_some(index)
         })
         .collect();
-    let compiled: BTreeSet<i64> = include_str!("../src/data/music_label_indices.txt")
+    let compiled: BTreeSet<i64> = include_str!("../../src/data/music_label_indices.txt")
         .lines()
         .map(|l| l.trim().parse().unwrap())
         .collect();
     assert_eq!(derived.len(), 150);
     assert_eq!(compiled, derived);
     // The class table compiled in is Google's, byte for byte.
-    assert_eq!(include_str!("../src/data/class_labels_indices.csv"), csv);
+    assert_eq!(include_str!("../../src/data/class_labels_indices.csv"), csv);
 }

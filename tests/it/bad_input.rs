@@ -6,13 +6,11 @@
 //! Bad TFRecords are made by damaging real fixture records; only rows about bytes that are not AudioSet data at
 //! all (random bytes, a JSON file) use other bytes.
 
-mod common;
-
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use prost::Message;
 use soundalike::tfrecord::record::{Records, write_record};
 use tfrecord::protobuf::{Example, SequenceExample, feature::Kind};

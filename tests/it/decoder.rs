@@ -1,8 +1,7 @@
 //! Our zero-copy SequenceExample decoder against prost's generated decoder for TensorFlow's own message types,
 //! on every fixture record and on many damaged copies of them.
 
-mod common;
-
+use crate::common;
 use prost::Message;
 use soundalike::tfrecord::record::Records;
 use soundalike::tfrecord::sequence_example::{self, FRAME_LEN};

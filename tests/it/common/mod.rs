@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: they drive the built binary on real AudioSet files.
-#![allow(dead_code)]
+
+pub mod formula;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -266,7 +267,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The fixture's 779 music clips as `ingest` writes them, one JSON line each (ingested once per test binary).
+/// The fixture's 779 music clips as `ingest` writes them, one JSON line each (ingested once per test run, for every module).
 pub fn fixture_clip_lines() -> &'static [String] {
     static LINES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     LINES.get_or_init(|| {
@@ -366,7 +367,7 @@ pub fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
 }
 
 /// An index of the fixture clips under the target directory's temporary folder, named `name`, rebuilt over
-/// the last run's (for a test file's shared, read-only index: a static is never dropped, so a temporary
+/// the last run's (for a module's shared, read-only index: a static is never dropped, so a temporary
 /// directory would be left behind by every run).
 pub fn build_shared_index(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);

@@ -1,11 +1,9 @@
 //! `index`, `recommend` and `info` through the built binary, on the fixture clips.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// One index of the fixture clips for the tests that only read it. Built once per test run in a fixed place
@@ -45,7 +43,7 @@ fn pipeline_from_stdin_builds_an_index_of_every_clip() {
     let info: Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["settings"]["clips"], 779);
     // Each frame projected to the 149 music labels' probabilities by the compiled-in default projection
-    // (tests/projection.rs).
+    // (tests/it/projection.rs).
     assert_eq!(info["settings"]["dimensions"], 149);
     assert_eq!(info["settings"]["projection"]["kind"], "default");
     assert_eq!(info["settings"]["metric"], "angular");

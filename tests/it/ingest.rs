@@ -1,16 +1,14 @@
 //! `soundalike ingest` through the built binary, on real AudioSet files.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::*;
+use crate::common::{self, *};
 use serde_json::Value;
 
 /// Music labels by the ontology rule, as the shared README derives them.
 fn ontology_music() -> Vec<i64> {
-    include_str!("../src/data/music_label_indices.txt")
+    include_str!("../../src/data/music_label_indices.txt")
         .lines()
         .map(|l| l.trim().parse().unwrap())
         .collect()

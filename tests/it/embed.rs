@@ -1,11 +1,9 @@
 //! `embed`'s bad input through the binary: each gets one `error:` line naming the file, exit 1 (2 for usage),
 //! and nothing written. None of these runs reaches the network: audio is checked before weights are loaded.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Run, finish, soundalike};
+use crate::common::{self, Run, finish, soundalike};
 
 fn golden(name: &str) -> PathBuf {
     common::fixtures().join("vggish-golden").join(name)

@@ -1,12 +1,10 @@
 //! What a new user meets (issue 12): help texts that are enough on their own, usage errors for options that
 //! conflict, errors that point the right way, and output that reads well. Through the built binary.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{build, clips_jsonl, fixture_data, recommend, run, run_with_stdin};
+use crate::common::{self, build, clips_jsonl, fixture_data, recommend, run, run_with_stdin};
 
 const SUBCOMMANDS: [&str; 6] = ["ingest", "index", "recommend", "info", "evaluate", "embed"];
 

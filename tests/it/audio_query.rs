@@ -3,14 +3,12 @@
 //! `POST /model/predict`, answered `{"status":"ok","embedding":[[...]]}`). The server answers rows taken from
 //! real AudioSet clips, so the merge of windows can be checked against the clips it must find.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A MAX-like service on a free local port: answers every request with `status` and `body`, and keeps each

@@ -5,8 +5,6 @@
 //! a pipe the test holds open, or the test itself holds an index's writer lock (by the protocol documented in
 //! `src/lock.rs`), and a waiting writer is known to wait by the line it prints. Loops of plain races come on top.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -19,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Long enough for the slowest machine; reached only when a test fails.

@@ -6,8 +6,6 @@
 //! where a point must fall inside the run whatever the speed, the input is fed through a pipe and the kill comes
 //! once the run has visibly started writing.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Kills `child` with SIGKILL (what `Child::kill` sends on Unix) and reaps it.
