@@ -1,4 +1,4 @@
-//! Entry points shared by the fuzz targets (`fuzz/`) and by `tests/fuzz_regressions.rs`, which replays every
+//! Entry points shared by the fuzz targets (`fuzz/`) and by `tests/it/fuzz_regressions.rs`, which replays every
 //! saved input on stable Rust, so what fuzzing found stays guarded in CI. Built only with the `fuzzing` feature,
 //! which both enable (the tests through soundalike's dev-dependency on itself), so it is no part of the API.
 

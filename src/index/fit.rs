@@ -13,7 +13,7 @@
 //! intercept is not penalised), by [`ITERATIONS`] steps of Nesterov's accelerated gradient with the step and
 //! momentum the problem's curvature bounds give. A fixed number of steps in f64 on the clips in a fixed
 //! order (by id hash) makes the same clips give the same model on one machine (the compiled default is
-//! checked against a refit by `tests/projection.rs`); at 200 steps the largest gradient is below 1e-4 and
+//! checked against a refit by `tests/it/projection.rs`); at 200 steps the largest gradient is below 1e-4 and
 //! label precision has stopped moving (100 steps gave the same to 0.001).
 //!
 //! Applied to a frame `x` the model gives `sigmoid(W (x - mean) + bias)`, one probability per label; a label

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod adversarial;
 mod audio_golden;
 mod audio_query;
 mod audio_weights;
@@ -22,6 +23,7 @@ mod graph;
 mod hostile_input;
 mod ingest;
 mod labels;
+mod library;
 mod projection;
 mod real_weights;
 mod recommend;

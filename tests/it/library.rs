@@ -1,13 +1,11 @@
 //! The library's query API: the same answers as the binary's on the fixture index, from several threads at once,
 //! and errors a host can tell apart by kind, never a crash.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use soundalike::{
     BuildOptions, ClipInput, ErrorKind, Hit, Index, IndexBuilder, Metric, Query, QueryOptions,

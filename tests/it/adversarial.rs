@@ -1,13 +1,11 @@
 //! What an adversarial pass found beyond the bad-input table (issue 20): paths that lost a user's data, crashed
 //! or hung. Each test is the finding's reproduction through the binary, and what must hold now.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// `ingest shards | index`, where a shard has a damaged record: `ingest` writes the clips before it and fails;
 /// `index` must not swap a partial index in for the whole one.
