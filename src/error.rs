@@ -63,6 +63,14 @@ fn io_kind(cause: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
     None
 }
 
+impl Error {
+    /// This error, from work on the index in `dir`: LMDB's or arroy's report of damage is said to be the index's
+    /// (see [`in_index`]).
+    pub(crate) fn in_index(self, dir: &std::path::Path) -> Error {
+        Error::from(in_index(dir, self.inner))
+    }
+}
+
 impl From<anyhow::Error> for Error {
     fn from(inner: anyhow::Error) -> Error {
         let kind = classify(&inner);
@@ -82,14 +90,8 @@ fn classify(error: &anyhow::Error) -> ErrorKind {
         if cause.is::<NotFound>() {
             return ErrorKind::NotFound;
         }
-        if let Some(heed::Error::Mdb(mdb)) = cause.downcast_ref::<heed::Error>() {
-            use heed::MdbError::*;
-            if matches!(
-                mdb,
-                Corrupted | PageNotFound | Invalid | VersionMismatch | BadValSize | BadTxn
-            ) {
-                return ErrorKind::DamagedIndex;
-            }
+        if is_damage(cause) {
+            return ErrorKind::DamagedIndex;
         }
     }
     match error.chain().find_map(io_kind) {
@@ -98,6 +100,42 @@ fn classify(error: &anyhow::Error) -> ErrorKind {
         Some(_) => ErrorKind::Io,
         None => ErrorKind::BadInput,
     }
+}
+
+/// Whether `cause` is LMDB's or arroy's report of data that cannot be what it should: a damaged index.
+fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
+    fn heed_damage(error: &heed::Error) -> bool {
+        use heed::MdbError::*;
+        match error {
+            heed::Error::Mdb(mdb) => matches!(
+                mdb,
+                Corrupted | PageNotFound | Invalid | VersionMismatch | BadValSize | BadTxn
+            ),
+            heed::Error::Decoding(_) => true,
+            _ => false,
+        }
+    }
+    if let Some(error) = cause.downcast_ref::<heed::Error>() {
+        return heed_damage(error);
+    }
+    match cause.downcast_ref::<arroy::Error>() {
+        Some(arroy::Error::Heed(error)) => heed_damage(error),
+        Some(arroy::Error::Io(_) | arroy::Error::DatabaseFull | arroy::Error::BuildCancelled) => {
+            false
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// `error` from reading or writing the index in `dir`, said to be its damage when LMDB or arroy found damage
+/// that no message of ours names yet ("MDB_PAGE_NOTFOUND" alone names neither the index nor what to do).
+pub(crate) fn in_index(dir: &std::path::Path, error: anyhow::Error) -> anyhow::Error {
+    let marked = error.chain().any(|cause| cause.is::<DamagedIndex>());
+    if !marked && error.chain().any(is_damage) {
+        return damaged(dir, format!("{error:#}"));
+    }
+    error
 }
 
 impl fmt::Display for Error {

@@ -145,6 +145,11 @@ impl Index {
         Ok(Index { store })
     }
 
+    /// Runs `work`, its errors said to be the index's damage where LMDB or arroy found damage.
+    fn within<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        work().map_err(|e| e.in_index(&self.store.dir))
+    }
+
     /// The directory it was opened from.
     pub fn dir(&self) -> &Path {
         &self.store.dir
@@ -152,8 +157,10 @@ impl Index {
 
     /// The settings as now committed (an append may have changed them since the index was opened).
     pub fn settings(&self) -> Result<Settings> {
-        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
-        Ok(self.store.read_settings(&rtxn)?)
+        self.within(|| {
+            let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+            Ok(self.store.read_settings(&rtxn)?)
+        })
     }
 
     /// How many clips it holds.
@@ -168,37 +175,43 @@ impl Index {
 
     /// Its settings, size on disk and most common labels.
     pub fn info(&self) -> Result<Info> {
-        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
-        let settings = self.store.read_settings(&rtxn)?;
-        let mut counts = self.store.label_counts(&rtxn)?;
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        counts.truncate(10);
-        Ok(Info {
-            index: self.store.dir.clone(),
-            settings,
-            size_bytes: self.store.disk_size(),
-            top_labels: counts,
+        self.within(|| {
+            let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+            let settings = self.store.read_settings(&rtxn)?;
+            let mut counts = self.store.label_counts(&rtxn)?;
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            counts.truncate(10);
+            Ok(Info {
+                index: self.store.dir.clone(),
+                settings,
+                size_bytes: self.store.disk_size(),
+                top_labels: counts,
+            })
         })
     }
 
     /// A read view of the index as now committed, for many questions on one thread (see [`Reader::session`]).
     pub fn reader(&self) -> Result<Reader<'_>> {
-        let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
-        let settings = self.store.read_settings(&rtxn)?;
-        let form = self.store.clip_form(&rtxn, &settings)?;
-        Ok(Reader {
-            store: &self.store,
-            rtxn,
-            settings,
-            form,
+        self.within(|| {
+            let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
+            let settings = self.store.read_settings(&rtxn)?;
+            let form = self.store.clip_form(&rtxn, &settings)?;
+            Ok(Reader {
+                store: &self.store,
+                rtxn,
+                settings,
+                form,
+            })
         })
     }
 
     /// The `options.count` nearest clips to `query`, nearest first.
     pub fn recommend(&self, query: &Query, options: &QueryOptions) -> Result<Vec<Hit>> {
-        let reader = self.reader()?;
-        let mut session = reader.session(options)?;
-        session.recommend(query)
+        self.within(|| {
+            let reader = self.reader()?;
+            let mut session = reader.session(options)?;
+            session.recommend(query)
+        })
     }
 
     /// Each query's answer, in order; a query that cannot be asked (an unknown id, a malformed embedding) gets
@@ -208,12 +221,14 @@ impl Index {
         queries: &[Query],
         options: &QueryOptions,
     ) -> Result<Vec<Result<Vec<Hit>>>> {
-        let reader = self.reader()?;
-        let mut session = reader.session(options)?;
-        session.recommend_many(queries)
+        self.within(|| {
+            let reader = self.reader()?;
+            let mut session = reader.session(options)?;
+            session.recommend_many(queries)
+        })
     }
 
-    /// The nearest clips to an embedded audio file ([`crate::Embedder::embed_file`]). Each window of the
+    /// The nearest clips to an embedded audio file ([`crate::audio::source::Source::embed_file`]). Each window of the
     /// index's frames (10 of 0.96 s: about 10 s) is asked and the answers merged, a clip scoring its best
     /// window, whose start in the file each hit's `matched_at` says. The file's own clip (`file`'s
     /// `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
@@ -223,9 +238,11 @@ impl Index {
         file: Option<&Path>,
         options: &QueryOptions,
     ) -> Result<Vec<Hit>> {
-        let reader = self.reader()?;
-        let mut session = reader.open_session(options, 1)?;
-        session.recommend_audio(audio, file)
+        self.within(|| {
+            let reader = self.reader()?;
+            let mut session = reader.open_session(options, 1)?;
+            session.recommend_audio(audio, file)
+        })
     }
 }
 
@@ -258,6 +275,7 @@ impl<'i> Reader<'i> {
     /// A session answering questions with `options`: the tables its search needs are mapped once here.
     pub fn session(&self, options: &QueryOptions) -> Result<Session<'_>> {
         self.open_session(options, 0)
+            .map_err(|e| e.in_index(&self.store.dir))
     }
 
     /// A session whose searches find `spare` more than asked, for answers that may drop some.
@@ -384,6 +402,7 @@ impl<'r> Session<'r> {
         let resolved = self.resolve(query)?;
         let found = self.nearest(std::slice::from_ref(&resolved))?;
         self.hits(found.into_iter().next().unwrap_or_default(), None)
+            .map_err(|e| e.in_index(&self.reader.store.dir))
     }
 
     /// Each query's answer, in order, a query that cannot be asked getting its error in its place. Asked
@@ -397,7 +416,7 @@ impl<'r> Session<'r> {
         let mut found = self
             .searcher
             .nearest(&targets)
-            .map_err(crate::Error::from)?
+            .map_err(|e| crate::Error::from(e).in_index(&self.reader.store.dir))?
             .into_iter();
         let mut answers = Vec::with_capacity(queries.len());
         for query in resolved {
@@ -484,7 +503,9 @@ impl<'r> Session<'r> {
     /// window, whose own clip may be dropped).
     pub(crate) fn nearest(&mut self, resolved: &[Resolved]) -> Result<Vec<Vec<(u32, f32)>>> {
         let targets: Vec<Target> = resolved.iter().map(Resolved::target).collect();
-        Ok(self.searcher.nearest(&targets)?)
+        self.searcher
+            .nearest(&targets)
+            .map_err(|e| crate::Error::from(e).in_index(&self.reader.store.dir))
     }
 
     /// Answers as owned hits, their records read from the index.
@@ -496,6 +517,13 @@ impl<'r> Session<'r> {
             .enumerate()
             .map(|(rank, (item, distance))| {
                 let meta = self.records.get(item)?;
+                // Float rounding can put a clip's own rows a hair past identical (similarity 1.0004): the
+                // angular scale is [0, 1], cosine [-1, 1].
+                let distance = if metric == Metric::Angular {
+                    distance.clamp(0.0, 1.0)
+                } else {
+                    distance
+                };
                 Ok(Hit {
                     video_id: meta.video_id,
                     distance,

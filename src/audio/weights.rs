@@ -621,8 +621,11 @@ pub const PCA_VAR: &str = "SOUNDALIKE_PCA";
 /// `$XDG_DATA_HOME/soundalike`, else `~/.local/share/soundalike`.
 pub fn default_dir() -> Option<std::path::PathBuf> {
     let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    // The XDG spec: a relative XDG_DATA_HOME is invalid and ignored (it would mean something else in every
+    // directory a command is run from).
     nonempty("XDG_DATA_HOME")
         .map(std::path::PathBuf::from)
+        .filter(|dir| dir.is_absolute())
         .or_else(|| nonempty("HOME").map(|home| Path::new(&home).join(".local/share")))
         .map(|dir| dir.join("soundalike"))
 }

@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use roaring::RoaringBitmap;
 
 use crate::clip::{self, ClipRecord};
+use crate::error::UsageError;
 use crate::fs::cleanup;
 use crate::fs::lock::WriterLock;
 use crate::index::codes::Quantizer;
@@ -88,6 +89,8 @@ pub enum BuildEvent<'a> {
 pub struct Built {
     /// Clips in the index now.
     pub clips: u64,
+    /// Clips read from the inputs, duplicates included.
+    pub read: u64,
     /// Clips read and stored (after duplicates within the input are merged).
     pub added: u64,
     /// Clips that replaced one with the same video_id (in the index or earlier in the input).
@@ -154,13 +157,32 @@ impl<'a> IndexBuilder<'a> {
     /// old index or the new one, never a half-built one, and a failed build leaves the old one whole. A
     /// symlinked index is rebuilt where the link leads, and the link kept.
     pub fn rebuild(&self, inputs: Vec<ClipInput>) -> crate::Result<Built> {
+        self.check_options()?;
         Ok(self.explain_map_full(rebuild(self, inputs))?)
     }
 
     /// Adds the clips of `inputs` to the existing index in one write transaction, replacing clips with the same
     /// video_id. A failed append leaves the index as it was.
     pub fn append(&self, inputs: Vec<ClipInput>) -> crate::Result<Built> {
+        self.check_options()?;
         Ok(self.explain_map_full(append(self, inputs))?)
+    }
+
+    /// Refuses options no build can meet, before anything is read or written.
+    fn check_options(&self) -> crate::Result<()> {
+        let options = &self.options;
+        let refuse = |message: String| Err(anyhow::Error::new(UsageError::new(message)).into());
+        if let Some(trees) = options.trees
+            && !(1..=MAX_TREES).contains(&trees)
+        {
+            return refuse(format!(
+                "{trees} trees: a forest has 1 to {MAX_TREES} (each tree takes about as much room as the vectors)"
+            ));
+        }
+        if options.frames == 0 || options.threads == 0 {
+            return refuse("frames and threads must be at least 1".into());
+        }
+        Ok(())
     }
 
     fn explain_map_full(&self, built: Result<Built>) -> Result<Built> {
@@ -292,7 +314,7 @@ fn plan_projection(choice: &ProjectionChoice) -> Result<Plan> {
 /// Builds a new index in a sibling directory, then swaps it into place.
 fn rebuild(builder: &IndexBuilder, inputs: Vec<ClipInput>) -> Result<Built> {
     let options = &builder.options;
-    let dir = &crate::fs::follow_links(&builder.dir);
+    let dir = &index_dir::resolve(&builder.dir)?;
     // Held from before the old index is looked at until the new one is in place: an append waiting for it then
     // adds to the new index, not to the old one about to be swapped out.
     let _writer = WriterLock::acquire(dir, || (builder.report)(BuildEvent::Waiting))?;
@@ -362,7 +384,7 @@ fn rebuild(builder: &IndexBuilder, inputs: Vec<ClipInput>) -> Result<Built> {
 
 /// Adds clips to an existing index in one write transaction; arroy updates the trees incrementally.
 fn append(builder: &IndexBuilder, inputs: Vec<ClipInput>) -> Result<Built> {
-    let dir = crate::fs::follow_links(&builder.dir);
+    let dir = index_dir::resolve(&builder.dir)?;
     // Taken before the index is opened, so that an append started during a rebuild waits for it and then adds to
     // the new index, and two appends never give out the same item numbers.
     let _writer = WriterLock::acquire(&dir, || (builder.report)(BuildEvent::Waiting))?;
@@ -511,7 +533,11 @@ fn each_clip(
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
             let located = |e: anyhow::Error| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id);
             let data = match form {
-                Some(form) => Data::Ready(form.query(&clip.embedding, 0).map_err(located)?),
+                Some(form) => {
+                    let ready = form.query(&clip.embedding, 0).map_err(located)?;
+                    usable(&ready).map_err(located)?;
+                    Data::Ready(ready)
+                }
                 None => {
                     vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
                         .map_err(located)?;
@@ -534,6 +560,18 @@ fn each_clip(
             })?;
             progress.clip_read()
         })?;
+    }
+    Ok(())
+}
+
+/// Refuses a clip's vector that no search can rank: a projection that overflows (not finite) or maps everything
+/// to zero (no direction) would build an index answering NaN or the same distance for every clip.
+fn usable(vector: &QueryVector) -> Result<()> {
+    if vector.vector.iter().any(|v| !v.is_finite()) {
+        bail!("the projection makes its vector not finite (an overflowing projection?)");
+    }
+    if vector.vector.iter().all(|&v| v == 0.0) {
+        bail!("the projection makes its vector all zeros (a projection of zeros?)");
     }
     Ok(())
 }
@@ -617,7 +655,9 @@ fn write_new<D: arroy::Distance>(
             let form = form_with(Some(projection));
             for clip in &mut clips {
                 if let Some(raw) = clip.raw() {
-                    clip.data = Data::Ready(form.clip(&raw));
+                    let ready = form.clip(&raw);
+                    usable(&ready).map_err(|e| anyhow!("clip {}: {e}", clip.meta.video_id))?;
+                    clip.data = Data::Ready(ready);
                 }
             }
             form
@@ -722,7 +762,14 @@ fn write_new<D: arroy::Distance>(
     })?;
     let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
     store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;
-    finish::<D>(store, wtxn, settings, progress, count as u64, replaced)
+    let read = count as u64 + replaced;
+    finish::<D>(
+        store,
+        wtxn,
+        settings,
+        progress,
+        [read, count as u64, replaced],
+    )
 }
 
 /// Adds clips to an existing index in one write transaction: arroy updates the trees incrementally, and each
@@ -772,6 +819,7 @@ fn write_more<D: arroy::Distance>(
         // Appending nothing leaves the index exactly as it was (rebuilding the trees would renumber them).
         return Ok(Built {
             clips: settings.clips,
+            read: 0,
             added: 0,
             replaced,
             trees: settings.trees,
@@ -830,8 +878,7 @@ fn write_more<D: arroy::Distance>(
         wtxn,
         settings,
         progress,
-        items.len() as u64,
-        replaced,
+        [read, items.len() as u64, replaced],
     )
 }
 
@@ -948,6 +995,10 @@ impl<D: arroy::Distance> Adding<'_, D> {
     }
 }
 
+/// The most trees a forest may have: each takes about as much room as the vectors, and 100,000 trees ran for a
+/// minute before the map was full. The forest only gives walks their start and answers `--search-k`.
+const MAX_TREES: usize = 1000;
+
 /// Trees in the forest of a new index when `--trees` is not given. The graph answers by default; the forest
 /// gives a walk for an embedding its entry points and answers `--search-k`, and arroy's own default (about
 /// 40 trees from 10,000 clips on) took 6 of the 10 minutes a million-clip build may take (BENCHMARKS.md).
@@ -1008,8 +1059,7 @@ fn finish<D: arroy::Distance>(
     mut wtxn: heed::RwTxn,
     mut settings: Settings,
     progress: Progress,
-    added: u64,
-    replaced: u64,
+    [read, added, replaced]: [u64; 3],
 ) -> Result<Built> {
     settings.trees = arroy::Reader::<D>::open(&wtxn, ARROY_INDEX, store.arroy::<D>())?.n_trees();
     store.write_settings(&mut wtxn, &settings)?;
@@ -1018,6 +1068,7 @@ fn finish<D: arroy::Distance>(
     wtxn.commit().context("cannot commit the index")?;
     Ok(Built {
         clips: settings.clips,
+        read,
         added,
         replaced,
         trees: settings.trees,

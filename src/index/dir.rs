@@ -9,6 +9,22 @@ use anyhow::{Context, Result, bail};
 use crate::fs::{self, cleanup};
 use crate::index::store;
 
+/// The index directory a path names, as a writer needs it: its sibling temporaries go beside it, so it must end
+/// in a real name. `e4/.` is `e4`; `.` and `..` are refused (a rebuild replaces the folder, and one a shell is
+/// in would be swapped from under it); symlinks are followed (the link is kept and its target rebuilt).
+pub fn resolve(dir: &Path) -> Result<PathBuf> {
+    let cleaned: PathBuf = dir.components().collect();
+    if cleaned.file_name().is_none() {
+        return Err(crate::error::UsageError::new(format!(
+            "index {}: name the index's own folder (music.idx, or ../music.idx), not . or ..: a rebuild replaces \
+             the whole folder",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(fs::follow_links(&cleaned))
+}
+
 /// What LMDB keeps in an index's directory, and all that soundalike writes there.
 const OWN_FILES: [&str; 2] = ["data.mdb", "lock.mdb"];
 
@@ -39,14 +55,34 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
     {
         let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let name = entry.file_name().to_string_lossy().into_owned();
-        names.push((name, is_file));
+        let kind = entry.file_type();
+        let is_file = kind.as_ref().is_ok_and(|t| t.is_file());
+        let mut name = entry.file_name().to_string_lossy().into_owned();
+        // Named as `ls -F` would: a folder with a slash, and anything neither file nor folder said what it is,
+        // so that a FIFO named data.mdb is not shown as a folder.
+        if let Ok(kind) = kind
+            && !kind.is_file()
+            && !kind.is_dir()
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let what = if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_symlink() {
+                "a symlink"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
+            name = format!("{name} ({what})");
+        }
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        names.push((name, is_file, is_dir));
     }
     if names.is_empty() {
         return Ok(());
     }
-    let has = |own: &str| names.iter().any(|(n, f)| n == own && *f);
+    let has = |own: &str| names.iter().any(|(n, f, _)| n == own && *f);
     // Why `data.mdb` is not a soundalike index's; `None` when it is one.
     let not_ours = if has(OWN_FILES[0]) {
         store::recorded_format_version(dir)
@@ -58,13 +94,13 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
     names.sort();
     let mut in_the_way: Vec<String> = names
         .iter()
-        .filter(|(n, f)| not_ours.is_some() || !*f || !OWN_FILES.contains(&n.as_str()))
-        .map(|(n, f)| match (&not_ours, *f) {
-            (Some(why), true) if n == OWN_FILES[0] => {
+        .filter(|(n, f, _)| not_ours.is_some() || !*f || !OWN_FILES.contains(&n.as_str()))
+        .map(|(n, f, d)| match (&not_ours, *f, *d) {
+            (Some(why), true, _) if n == OWN_FILES[0] => {
                 format!("data.mdb (not a soundalike index's: {why})")
             }
-            (_, true) => n.clone(),
-            (_, false) => format!("{n}/"),
+            (_, _, true) => format!("{n}/"),
+            _ => n.clone(),
         })
         .collect();
     if in_the_way.is_empty() {

@@ -136,7 +136,9 @@ fn free_bytes(path: &Path) -> Option<u64> {
 /// file before it commits, and never shrinks it). Nothing committed lives there: the last commit's pages all lie
 /// within the `size` it left. Best effort: a file that cannot be shrunk stays as it is, whole.
 pub fn shrink_back(data: &Path, size: u64) {
-    if let Ok(file) = std::fs::OpenOptions::new().write(true).open(data)
+    // Only a regular file: opening a FIFO named data.mdb for writing would wait for a reader forever.
+    if std::fs::symlink_metadata(data).is_ok_and(|m| m.is_file())
+        && let Ok(file) = std::fs::OpenOptions::new().write(true).open(data)
         && file.metadata().is_ok_and(|m| m.len() > size)
     {
         let _ = file.set_len(size);
@@ -346,8 +348,13 @@ impl Store {
                 dir.display()
             )));
         }
-        if !dir.join("data.mdb").is_file() {
-            bail!("{} is not a soundalike index (no data.mdb)", dir.display());
+        match std::fs::metadata(dir.join("data.mdb")) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => bail!(
+                "{} is not a soundalike index (its data.mdb is not a regular file)",
+                dir.display()
+            ),
+            Err(_) => bail!("{} is not a soundalike index (no data.mdb)", dir.display()),
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
         let env = open_env(dir, existing, input, write)?;
@@ -823,7 +830,11 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
     /// The settings' table, one of [`TABLES`].
     const SETTINGS_TABLE: &str = "settings";
     debug_assert!(TABLES.contains(&SETTINGS_TABLE));
-    let size = std::fs::metadata(dir.join("data.mdb"))?.len();
+    let meta = std::fs::metadata(dir.join("data.mdb"))?;
+    if !meta.is_file() {
+        bail!("its data.mdb is not a regular file");
+    }
+    let size = meta.len();
     // SAFETY: the map stays sound only if nothing changes data.mdb except through LMDB while it is open: the caller
     // holds the index's writer lock, so no soundalike writer does, and the file is read-only here. A file cut
     // short is refused below before any page past its end is read.

@@ -342,7 +342,8 @@ fn append_in_two_halves_answers_like_one_build() {
     );
     again.assert_ok();
     assert!(
-        again.stderr.contains("1 duplicates replaced") && again.stderr.contains("779 clips"),
+        again.stderr.contains("1 clips read (1 of them replacing")
+            && again.stderr.contains("779 clips"),
         "{}",
         again.stderr
     );

@@ -293,7 +293,7 @@ pub struct IndexArgs {
     ///
     /// The neighbour graph answers by default; the trees give its walks from an embedding their starting
     /// points, and answer `recommend --search-k`.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub trees: Option<u32>,
 
     /// Random seed for the trees.

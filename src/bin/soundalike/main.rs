@@ -24,7 +24,10 @@ mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
     // A panic is reported as one error line below, not as Rust's message and a backtrace hint: the library
     // turns a dependency's panic on damaged data into an error of its own (a damaged index), and any other
     // is a bug, said in one line with exit code 1, never 101.
@@ -48,6 +51,33 @@ fn main() -> ExitCode {
             } else {
                 exit::ERROR
             })
+        }
+    }
+}
+
+/// Help and version go to stdout, usage errors to stderr, as clap would print them; but a help that cannot be
+/// written (`--help > /dev/full`) is an error, not a success.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+    use std::io::Write;
+    match error.kind() {
+        DisplayHelp | DisplayVersion => {
+            let text = error.render().to_string();
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::from(exit::SUCCESS),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(exit::SUCCESS)
+                }
+                Err(e) => {
+                    stderr::line(&format!("error: cannot write to stdout: {e}"));
+                    ExitCode::from(exit::ERROR)
+                }
+            }
+        }
+        _ => {
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(exit::USAGE))
         }
     }
 }

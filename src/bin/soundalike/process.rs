@@ -1,14 +1,14 @@
-//! What the program that owns the process sets: the allocator's settings for audio, and what SIGINT and SIGTERM
-//! do to a run that writes: the library registers the hidden paths it makes while they
+//! What the program that owns the process sets: the allocator's settings for audio, and what SIGHUP (a closed
+//! ssh session), SIGINT and SIGTERM do to a run that writes: the library registers the hidden paths it makes while they
 //! exist (`soundalike::fs::cleanup`); a thread of ours receives the signals (signal-hook's), has them removed
-//! and exits with 130 or 143, the codes a shell gives a run those signals ended. The removal is ordinary code
+//! and exits with 129, 130 or 143, the codes a shell gives a run those signals ended. The removal is ordinary code
 //! on that thread rather than a signal handler's few allowed calls. Only writers install it: a reader
 //! interrupted dies of the signal as before.
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Whether clips are being written to a stream (stdout, a FIFO) that a consumer reads as they come.
@@ -31,7 +31,7 @@ pub fn remove_on_interrupt() {
     INSTALLED.call_once(|| {
         // Best effort: without the thread, an interrupt kills the process as it always did, and the next run
         // removes what it left.
-        let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) else {
+        let Ok(mut signals) = Signals::new([SIGHUP, SIGINT, SIGTERM]) else {
             return;
         };
         std::thread::spawn(move || {

@@ -54,8 +54,9 @@ pub fn run(args: &IndexArgs) -> Result<Built> {
     progress.finish();
     if !args.quiet {
         say!(
-            "index: {} clips read, {} duplicates replaced; {} clips in {} ({} trees, {:.1} MB) in {:.2} s",
-            built.added,
+            "index: {} clips read ({} of them replacing a clip with the same video_id); {} clips in {} ({} trees, \
+             {:.1} MB) in {:.2} s",
+            built.read,
             built.replaced,
             built.clips,
             args.dir.display(),
