@@ -187,7 +187,7 @@ fn run(
                             "records"
                         };
                         return Err(anyhow!(
-                            "{}: {corrupt} (skip_corrupt, `--skip-corrupt`, steps over such {what})",
+                            "{}: {corrupt} (--skip-corrupt, or skip_corrupt, steps over such {what})",
                             unit.name
                         ));
                     }

@@ -11,6 +11,9 @@ pub struct CappedLines<R> {
     reader: R,
     cap: usize,
     done: bool,
+    /// The rest of a line refused as too long is still to be skipped, at the next call: a caller that stops at
+    /// the error (a file of clips) must not wait for the end of a line that has none (`/dev/zero`).
+    skipping: bool,
 }
 
 impl<R: BufRead> CappedLines<R> {
@@ -19,6 +22,7 @@ impl<R: BufRead> CappedLines<R> {
             reader,
             cap,
             done: false,
+            skipping: false,
         }
     }
 
@@ -27,6 +31,22 @@ impl<R: BufRead> CappedLines<R> {
     pub fn next_line(&mut self) -> Option<Result<String>> {
         if self.done {
             return None;
+        }
+        if self.skipping {
+            self.skipping = false;
+            // Skip the rest of the refused line in bounded pieces.
+            loop {
+                let mut rest = Vec::new();
+                match Read::take(&mut self.reader, 1 << 16).read_until(b'\n', &mut rest) {
+                    Ok(0) => return None,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
         }
         let mut line = Vec::new();
         let read = Read::take(&mut self.reader, self.cap as u64 + 1).read_until(b'\n', &mut line);
@@ -40,19 +60,7 @@ impl<R: BufRead> CappedLines<R> {
                 None
             }
             Ok(_) if line.len() > self.cap && line.last() != Some(&b'\n') => {
-                // Skip the rest of the line in bounded pieces.
-                loop {
-                    let mut rest = Vec::new();
-                    match Read::take(&mut self.reader, 1 << 16).read_until(b'\n', &mut rest) {
-                        Ok(0) => break,
-                        Ok(_) if rest.last() == Some(&b'\n') => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            self.done = true;
-                            return Some(Err(e.into()));
-                        }
-                    }
-                }
+                self.skipping = true;
                 Some(Err(anyhow!("longer than {} MiB", self.cap >> 20)))
             }
             Ok(_) => {

@@ -887,7 +887,18 @@ fn write_more<D: arroy::Distance>(
 /// would make it panic or write into the damage). Errors say the index is damaged.
 fn check_whole<D: arroy::Distance>(store: &Store, settings: &Settings) -> Result<()> {
     let rtxn = store.env.read_txn()?;
-    store.load_vectors(&rtxn, settings)?;
+    store.check_overflow_pages(&rtxn)?;
+    let vectors = store.load_vectors(&rtxn, settings)?;
+    if (0..settings.next_item).any(|item| {
+        vectors
+            .row(item)
+            .is_some_and(|row| row.iter().any(|v| !v.is_finite()))
+    }) {
+        return Err(crate::error::damaged(
+            &store.dir,
+            "its vectors table holds values that are not numbers",
+        ));
+    }
     store.load_codes(&rtxn, settings)?;
     store.load_graph(&rtxn, settings)?;
     store.load_frames(&rtxn, settings)?;

@@ -250,6 +250,38 @@ fn check_whole(env: &Env, dir: &Path, file_len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Where this process maps `file`: (start, end, offset in the file) of each mapping, from /proc/self/maps (the
+/// map's address is LMDB's own and not in its API).
+fn file_mappings(file: &Path) -> Result<Vec<(usize, usize, usize)>> {
+    let wanted = std::fs::canonicalize(file)?;
+    let maps = std::fs::read_to_string("/proc/self/maps").context("cannot read /proc/self/maps")?;
+    let mut found = Vec::new();
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut fields = line.split_whitespace();
+        let (Some(range), _, Some(offset), _, _, Some(path)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        if Path::new(path) != wanted {
+            continue;
+        }
+        let parse = |hex: &str| usize::from_str_radix(hex, 16).ok();
+        if let (Some((start, end)), Some(offset)) = (range.split_once('-'), parse(offset))
+            && let (Some(start), Some(end)) = (parse(start), parse(end))
+        {
+            found.push((start, end, offset));
+        }
+    }
+    Ok(found)
+}
+
 /// LMDB's page size: the system's (it asks the same).
 fn env_page_size() -> u64 {
     rustix::param::page_size() as u64
@@ -582,6 +614,74 @@ impl Store {
         )?)
     }
 
+    /// Checks the header of every overflow page run in the index: LMDB keeps a value too big for a leaf (a
+    /// block of vectors, a tree node) in pages of its own, whose first page's header says how many there are.
+    /// Reading the value never looks at that count, but replacing it frees that many pages, and a damaged count
+    /// (a page overwritten with 0xff) made LMDB write out of bounds and the process die of SIGSEGV in an
+    /// append. So a writer reads each such header from the file (a plain read, not through the map) and refuses
+    /// an index where one does not describe its value: its page number, its overflow flag and its page count.
+    pub fn check_overflow_pages(&self, rtxn: &RoTxn) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        // LMDB's page header on a 64-bit build: page number (8 bytes), padding (2), flags (2), page count (4).
+        const HEADER: usize = 16;
+        const P_OVERFLOW: u16 = 0x04;
+        let page = env_page_size() as usize;
+        // The largest node a leaf holds (LMDB's me_nodemax), with a node's own 8-byte header: bigger values
+        // overflow.
+        let node_max = (((page - HEADER) / 2) & !1) - 2;
+        let data = self.dir.join("data.mdb");
+        let file = std::fs::File::open(&data)
+            .with_context(|| format!("cannot read index {}", self.dir.display()))?;
+        let maps = file_mappings(&data)?;
+        let file_offset = |address: usize| {
+            maps.iter()
+                .find(|(start, end, _)| (*start..*end).contains(&address))
+                .map(|(start, _, offset)| address - start + offset)
+        };
+        let mut tables: Vec<Database<'static, Bytes, Bytes>> = vec![
+            self.arroy,
+            self.ids.remap_types(),
+            self.clips.remap_types(),
+            self.labels.remap_types(),
+            self.vectors.remap_types(),
+            self.codes.remap_types(),
+            self.graph.remap_types(),
+            self.settings.remap_types(),
+        ];
+        tables.extend(self.frames.map(|f| f.remap_types()));
+        for table in tables {
+            for entry in table.iter(rtxn)? {
+                let (key, value) = entry?;
+                if 8 + key.len() + value.len() <= node_max {
+                    continue;
+                }
+                let at = file_offset(value.as_ptr() as usize)
+                    .and_then(|offset| offset.checked_sub(HEADER))
+                    .filter(|at| at % page == 0)
+                    .ok_or_else(|| {
+                        damaged(&self.dir, "a large value is not where its pages are")
+                    })?;
+                let mut header = [0u8; HEADER];
+                file.read_exact_at(&mut header, at as u64)
+                    .with_context(|| format!("cannot read index {}", self.dir.display()))?;
+                let number = u64::from_ne_bytes(header[0..8].try_into().unwrap_or_default());
+                let flags = u16::from_ne_bytes([header[10], header[11]]);
+                let pages = u32::from_ne_bytes(header[12..16].try_into().unwrap_or_default());
+                let wanted = (value.len() + HEADER).div_ceil(page);
+                if number != (at / page) as u64
+                    || flags & P_OVERFLOW == 0
+                    || pages as usize != wanted
+                {
+                    return Err(damaged(
+                        &self.dir,
+                        format!("its overflow page {} has a damaged header", at / page),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn frames_table(&self) -> Result<Database<'static, U32<BE>, Bytes>> {
         self.frames.ok_or_else(|| {
             anyhow!(
@@ -838,13 +938,19 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
     // SAFETY: the map stays sound only if nothing changes data.mdb except through LMDB while it is open: the caller
     // holds the index's writer lock, so no soundalike writer does, and the file is read-only here. A file cut
     // short is refused below before any page past its end is read.
-    let env = unsafe {
+    let opened = unsafe {
         EnvOpenOptions::new()
             .map_size(map_size(size, Some(0)))
-            .max_dbs(TABLES.len() as u32)
+            .max_dbs(TABLES.len() as u32 + 1)
             .flags(heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK)
             .open(dir)
-    }?;
+    };
+    let env = match opened {
+        // This process has the index open already (a library host rebuilding the index it reads): heed hands
+        // out that environment to the same options a reader used.
+        Err(heed::Error::EnvAlreadyOpened) => open_env(dir, size, Some(0), false)?,
+        opened => opened?,
+    };
     let pages = u64::try_from(env.info().last_page_number)?.saturating_add(1);
     let needed = pages.saturating_mul(u64::from(env.unnamed_database_stat().page_size));
     if size < needed {

@@ -276,3 +276,202 @@ fn an_interrupted_ingest_marks_its_stream_incomplete() {
         "{text}"
     );
 }
+
+/// Audio bombs: a header claiming a rate of 1 Hz, or hours of audio, is refused before samples are held.
+#[test]
+fn audio_bombs_are_refused_before_anything_is_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 100,000 samples at 1 Hz: 27.8 hours once resampled to 16 kHz.
+    let one_hertz = tmp.path().join("bomb.wav");
+    std::fs::write(&one_hertz, wav_bytes(&vec![1000i16; 100_000], 1)).unwrap();
+    // A header claiming 6 hours at 48 kHz over a few seconds of data.
+    let mut long = wav_bytes(&vec![1000i16; 48_000 * 3], 48_000);
+    let claimed: u32 = 48_000 * 2 * 3600 * 6;
+    long[40..44].copy_from_slice(&claimed.to_le_bytes());
+    long[4..8].copy_from_slice(&(claimed + 36).to_le_bytes());
+    let long_path = tmp.path().join("long.wav");
+    std::fs::write(&long_path, &long).unwrap();
+    for (path, expected) in [
+        (&one_hertz, "a sample rate of 1 Hz"),
+        (&long_path, "longer than the 1200 s allowed"),
+    ] {
+        let run = run_with_memory_limit(
+            &[
+                "embed",
+                "--service",
+                "http://127.0.0.1:9",
+                path.to_str().unwrap(),
+            ],
+            None,
+            1 << 30,
+        );
+        run.assert_error(1, &[path.file_name().unwrap().to_str().unwrap(), expected]);
+    }
+    // --max-seconds takes more, or less.
+    let short = run(&[
+        Path::new("embed"),
+        Path::new("--service"),
+        Path::new("http://127.0.0.1:9"),
+        Path::new("--max-seconds"),
+        Path::new("1"),
+        &fixtures().join("audio/source.wav"),
+    ]);
+    short.assert_error(1, &["source.wav", "longer than the 1 s allowed"]);
+}
+
+#[test]
+fn index_paths_that_are_not_an_index_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A FIFO named data.mdb: named, never opened (opening it would wait for a writer forever).
+    let dir = tmp.path().join("f.idx");
+    std::fs::create_dir(&dir).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(dir.join("data.mdb"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let info = run(&[Path::new("info"), Path::new("--index"), &dir]);
+    info.assert_error(1, &["f.idx", "its data.mdb is not a regular file"]);
+    let append = run_with_stdin(
+        &["index", "-q", "--append", "--index", dir.to_str().unwrap()],
+        clips_jsonl(),
+    );
+    append.assert_error(1, &["its data.mdb is not a regular file"]);
+    let rebuild = run_with_stdin(
+        &["index", "-q", "--index", dir.to_str().unwrap()],
+        clips_jsonl(),
+    );
+    rebuild.assert_error(1, &["data.mdb (a FIFO)"]);
+    assert!(!tmp.path().join(".f.idx.lock").exists(), "the lock is gone");
+
+    // `.` and `..` would swap the folder a shell is in: refused. `e4/.` is `e4`.
+    let dot = Command::new(env!("CARGO_BIN_EXE_soundalike"))
+        .args(["index", "-q", "--index", "."])
+        .current_dir(tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    finish(dot).assert_error(2, &["not . or .."]);
+    let e4 = tmp.path().join("e4");
+    std::fs::create_dir(&e4).unwrap();
+    let inside = format!("{}/.", e4.display());
+    run_with_stdin(&["index", "-q", "--index", &inside], clips_jsonl()).assert_ok();
+    assert!(e4.join("data.mdb").is_file());
+}
+
+#[test]
+fn impossible_build_settings_are_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t.idx");
+    let trees = run_with_stdin(
+        &[
+            "index",
+            "-q",
+            "--index",
+            dir.to_str().unwrap(),
+            "--trees",
+            "100000",
+        ],
+        clips_jsonl(),
+    );
+    trees.assert_error(2, &["100000"]);
+    // A projection that overflows, and one of zeros: refused at build time, not answered as NaN.
+    for (name, value) in [("overflow", 1e38), ("zeros", 0.0)] {
+        let matrix = vec![vec![value; 128]; 4];
+        let file = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::json!({ "matrix": matrix }).to_string()).unwrap();
+        let built = run_with_stdin(
+            &[
+                "index",
+                "-q",
+                "--index",
+                dir.to_str().unwrap(),
+                "--projection",
+                file.to_str().unwrap(),
+            ],
+            clips_jsonl(),
+        );
+        built.assert_error(1, &["the projection makes its vector"]);
+        assert!(!dir.exists(), "{name}: nothing built");
+    }
+}
+
+#[test]
+fn help_that_cannot_be_written_is_an_error() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = soundalike()
+        .arg("--help")
+        .stdout(full)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn clip_files_with_a_bom_or_bad_utf8_are_read_or_named_by_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = fixture_clip_lines();
+    let bom = tmp.path().join("bom.jsonl");
+    std::fs::write(&bom, format!("\u{feff}{}\n{}\n", lines[0], lines[1])).unwrap();
+    let dir = tmp.path().join("b.idx");
+    run(&[
+        Path::new("index"),
+        Path::new("-q"),
+        Path::new("--index"),
+        &dir,
+        &bom,
+    ])
+    .assert_ok();
+    let bad = tmp.path().join("bad.jsonl");
+    let mut bytes = format!("{}\n{}\n", lines[0], lines[1]).into_bytes();
+    bytes.extend_from_slice(b"{\"video_id\": \"\xff\xfe\"}\n");
+    std::fs::write(&bad, bytes).unwrap();
+    let run = run(&[
+        Path::new("index"),
+        Path::new("-q"),
+        Path::new("--index"),
+        &dir,
+        &bad,
+    ]);
+    run.assert_error(1, &["bad.jsonl: line 3", "not UTF-8"]);
+}
+
+#[test]
+fn a_sighup_cleans_up_like_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("h.idx");
+    let mut child = soundalike()
+        .args(["index", "-q", "--index"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&clips_jsonl()[..20_000]).unwrap();
+    // Once the build's hidden directory exists, hang up.
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(tmp.path()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".building-")
+    }) {
+        assert!(started.elapsed().as_secs() < 20, "the build started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(129));
+    drop(input);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

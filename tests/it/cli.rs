@@ -315,7 +315,7 @@ fn completions_and_a_man_page_come_from_the_command_line_definitions() {
         let script = run(&["completions", shell]);
         script.assert_ok();
         let text = script.stdout_text();
-        for word in ["recommend", "--search-k", "--append"] {
+        for word in ["recommend", "search-k", "append"] {
             assert!(text.contains(word), "{shell} completions name {word}");
         }
     }
