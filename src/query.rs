@@ -302,7 +302,9 @@ impl<'i> Reader<'i> {
             SearchMethod::Trees { search_k } => (false, Some(search_k), None),
         };
         let method = search::Search::choose(exact, search_k, ef, options.count, &self.settings);
-        let per_query = options.count + spare;
+        // No answer holds more clips than the index has: a count of usize::MAX must not size a heap by it.
+        let count = options.count.min(self.settings.next_item as usize).max(1);
+        let per_query = count + spare;
         let searcher = with_distance!(self.settings.metric, D => AnySearcher::from(
             Searcher::<D>::open(self.store, &self.rtxn, &self.settings, method, per_query, labels)?
                 .with_rerank(options.rerank, &self.settings)?
@@ -311,7 +313,7 @@ impl<'i> Reader<'i> {
             reader: self,
             searcher,
             records: self.store.load_records(&self.rtxn, &self.settings)?,
-            count: options.count,
+            count,
             method,
         })
     }

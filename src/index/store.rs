@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use heed::types::{Bytes, SerdeJson, Str, U16, U32};
@@ -168,7 +169,7 @@ pub struct Settings {
 
 /// An open index environment and its tables.
 pub struct Store {
-    pub env: Env,
+    pub env: Arc<SharedEnv>,
     pub dir: PathBuf,
     /// The arroy forest, typed per metric at use (see [`Store::arroy`]).
     arroy: Database<'static, Bytes, Bytes>,
@@ -203,17 +204,80 @@ const PROJECTION_KEY: &str = "projection";
 
 /// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
 /// read-only, so that it never initialises or changes a file that is not an index.
+/// An environment open in this process, shared by every [`Store`] of its directory: heed refuses to open a path
+/// twice in one process, so two `Index` handles on one index (two threads, a notebook that opens it again) share
+/// one environment, which closes when the last of them is dropped.
+pub struct SharedEnv {
+    env: Env,
+    /// Opened to write (with room for an append), or only to read.
+    write: bool,
+}
+
+impl std::ops::Deref for SharedEnv {
+    type Target = Env;
+
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+/// The environments open in this process: (canonical directory, data file's device and inode, the environment).
+type OpenEnvs = Vec<(PathBuf, (u64, u64), std::sync::Weak<SharedEnv>)>;
+static OPEN: std::sync::Mutex<OpenEnvs> = std::sync::Mutex::new(Vec::new());
+
+/// The environment in `dir`, shared with any this process has open on the same files (see [`SharedEnv`]). A
+/// reader takes a writer's; a writer cannot take a reader's (it has no room to grow), nor can anyone take one
+/// whose directory was since replaced by a rebuild: those fail with a message saying which handle to drop.
+fn shared_env(
+    dir: &Path,
+    existing: u64,
+    input: Option<u64>,
+    write: bool,
+) -> Result<Arc<SharedEnv>> {
+    use std::os::unix::fs::MetadataExt;
+    let key = std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot open index {}", dir.display()))?;
+    let id = std::fs::metadata(dir.join("data.mdb")).map_or((0, 0), |m| (m.dev(), m.ino()));
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    open.retain(|(_, _, env)| env.strong_count() > 0);
+    if let Some((_, held, env)) = open.iter().find(|(path, _, _)| *path == key)
+        && let Some(env) = env.upgrade()
+    {
+        if *held != id {
+            bail!(
+                "index {} was replaced since this process opened it; drop the old handle (Index) before \
+                 opening the new one",
+                dir.display()
+            );
+        }
+        if write && !env.write {
+            bail!(
+                "index {} is open for reading in this process (an Index); drop it before writing to the index",
+                dir.display()
+            );
+        }
+        return Ok(env);
+    }
+    let env = Arc::new(SharedEnv {
+        env: open_env(dir, existing, input, write)?,
+        write,
+    });
+    open.push((key, id, Arc::downgrade(&env)));
+    Ok(env)
+}
+
 fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Result<Env> {
     let mut options = EnvOpenOptions::new();
     options
         .map_size(map_size(existing, input))
         .max_dbs(TABLES.len() as u32 + 1);
-    // SAFETY: heed allows an environment to be opened twice in one process; what it cannot check is that nothing
+    // SAFETY: heed opens a path once per process (`shared_env` shares it); what it cannot check is that nothing
     // changes the files except LMDB while they are mapped. soundalike changes an index only through LMDB, one
     // writer at a time (`lock::WriterLock`), and a rebuild writes a new directory and swaps it in rather than
-    // rewriting these files. A data.mdb cut short by another program (a partial copy) faults with SIGBUS where a
-    // missing page is read, which `bus_error` turns into an error line and an exit. NO_LOCK is only taken by a
-    // reader that may not write the lock file (see `shared_read_only`), at the cost said there.
+    // rewriting these files. A data.mdb cut short by another program (a partial copy) is refused when it is
+    // opened (`check_whole`); one cut short while open faults with SIGBUS, which the command line turns into an
+    // error line. NO_LOCK is only taken by a reader that may not write the lock file (see `shared_read_only`),
+    // at the cost said there.
     unsafe {
         if !write {
             let mut flags = heed::EnvFlags::READ_ONLY;
@@ -314,7 +378,7 @@ fn apply_umask(dir: &Path) -> Result<()> {
 impl Store {
     /// Creates the tables in a new, empty directory, with room for `input` bytes of clips (see [`map_size`]).
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
-        let env = open_env(dir, 0, input, true)?;
+        let env = shared_env(dir, 0, input, true)?;
         apply_umask(dir)?;
         let wtxn = env.write_txn()?;
         let (tables, frames) = env
@@ -333,7 +397,7 @@ impl Store {
     }
 
     /// The store over the [`TABLES`], in their order.
-    fn with_tables(env: Env, dir: &Path, tables: Vec<Table>) -> Option<Store> {
+    fn with_tables(env: Arc<SharedEnv>, dir: &Path, tables: Vec<Table>) -> Option<Store> {
         let [arroy, ids, clips, labels, vectors, codes, graph, settings] =
             <[Table; TABLES.len()]>::try_from(tables).ok()?;
         Some(Store {
@@ -389,7 +453,7 @@ impl Store {
             Err(_) => bail!("{} is not a soundalike index (no data.mdb)", dir.display()),
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
-        let env = open_env(dir, existing, input, write)?;
+        let env = shared_env(dir, existing, input, write)?;
         check_whole(&env, dir, existing)?;
         let rtxn = env.read_txn()?;
         let (opened, frames) = env
@@ -948,7 +1012,10 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
     let env = match opened {
         // This process has the index open already (a library host rebuilding the index it reads): heed hands
         // out that environment to the same options a reader used.
-        Err(heed::Error::EnvAlreadyOpened) => open_env(dir, size, Some(0), false)?,
+        Err(heed::Error::EnvAlreadyOpened) => {
+            let shared = shared_env(dir, size, Some(0), false)?;
+            Env::clone(&shared)
+        }
         opened => opened?,
     };
     let pages = u64::try_from(env.info().last_page_number)?.saturating_add(1);

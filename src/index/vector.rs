@@ -85,7 +85,7 @@ pub fn dequantize(value: f32) -> f32 {
 /// Checks embedding rows (128 values in 0..=255 each, at least `frames` of them, starting at `start`) and turns
 /// the `frames` rows from `start` on into a vector of the given form. The error says what is wrong.
 pub fn from_rows(rows: &[Vec<f32>], start: usize, frames: usize, form: Form) -> Result<Vec<f32>> {
-    if rows.len() < start + frames {
+    if start.checked_add(frames).is_none_or(|end| rows.len() < end) {
         bail!(
             "the embedding has {} row{}; {frames} are needed{}",
             rows.len(),

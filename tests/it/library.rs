@@ -315,3 +315,49 @@ fn the_handle_is_send_and_sync() {
     shared::<Index>();
     shared::<soundalike::Error>();
 }
+
+#[test]
+fn hostile_options_and_queries_are_errors_not_crashes() {
+    let index = Index::open(shared_index()).unwrap();
+    let everything = QueryOptions {
+        count: usize::MAX,
+        ..QueryOptions::default()
+    };
+    let hits = index
+        .recommend(&Query::Id("xtGmrLOsjHk".into()), &everything)
+        .unwrap();
+    assert_eq!(hits.len(), 778, "every other clip, once");
+    let nowhere = QueryOptions {
+        labels: vec![u16::MAX],
+        ..QueryOptions::default()
+    };
+    assert!(
+        index
+            .recommend(&Query::Id("xtGmrLOsjHk".into()), &nowhere)
+            .unwrap()
+            .is_empty()
+    );
+    for rows in [
+        vec![vec![f32::NAN; 128]; 10],
+        vec![vec![1e30; 128]; 10],
+        vec![vec![-1.0; 128]; 10],
+        vec![],
+    ] {
+        let error = index
+            .recommend(
+                &Query::Embedding { rows, start: 0 },
+                &QueryOptions::default(),
+            )
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadInput, "{error}");
+    }
+    let far = Query::Embedding {
+        rows: vec![vec![100.0; 128]; 10],
+        start: usize::MAX,
+    };
+    let error = index.recommend(&far, &QueryOptions::default()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BadInput, "{error}");
+    // Two handles on one index in one process share it (heed opens a path once per process).
+    let again = Index::open(shared_index()).unwrap();
+    assert_eq!(again.len().unwrap(), index.len().unwrap());
+}
