@@ -33,6 +33,14 @@ pub struct WriterLock {
 }
 
 impl WriterLock {
+    /// The lock file of the index `dir`: `.NAME.lock` beside the folder it names (`e4/.` is `e4`, a symlink
+    /// leads to its target, as a writer resolves it).
+    pub fn path_for(dir: &Path) -> PathBuf {
+        let dir = super::follow_links(&dir.components().collect::<PathBuf>());
+        let (parent, name) = beside(&dir);
+        parent.join(format!(".{name}.lock"))
+    }
+
     /// Waits until no other writer holds the lock of the index `dir`, calling `waiting` once if it must wait
     /// (a front end says so: a run that stops without a word looks hung), and takes it. `None` when the
     /// directory that would hold the index does not exist: there is then no index, and nothing for another

@@ -10,6 +10,19 @@ use crate::exit;
 /// handler, which may only use what is already prepared.
 static LINE: AtomicPtr<Vec<u8>> = AtomicPtr::new(std::ptr::null_mut());
 
+/// The writers' lock file this process holds, as a NUL-terminated path, for the handler to remove: the process
+/// ends without unwinding, and a lock file left behind would say a writer is at work.
+static HELD_LOCK: AtomicPtr<Vec<u8>> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Has a SIGBUS also remove `lock` (a writer's lock file of the index, held by this process).
+pub fn also_remove(lock: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = lock.as_os_str().as_bytes().to_vec();
+    bytes.push(0);
+    // Leaked on purpose, as the line is.
+    HELD_LOCK.store(Box::into_raw(Box::new(bytes)), Ordering::Release);
+}
+
 /// Makes a SIGBUS while reading the index in `dir` end the process with one `error:` line naming it and exit
 /// code 1, rather than "Bus error" and code 135.
 pub fn report_for(dir: &Path) {
@@ -28,9 +41,13 @@ pub fn report_for(dir: &Path) {
     );
     extern "C" fn on_bus_error(_: libc::c_int) {
         let line = LINE.load(Ordering::Acquire);
-        // SAFETY: `line` is null or points to a leaked Vec that is never freed or changed; write and _exit are
-        // async-signal-safe.
+        let lock = HELD_LOCK.load(Ordering::Acquire);
+        // SAFETY: `line` and `lock` are null or point to leaked Vecs that are never freed or changed (`lock`
+        // NUL-terminated); write, unlink and _exit are async-signal-safe.
         unsafe {
+            if let Some(lock) = lock.as_ref() {
+                libc::unlink(lock.as_ptr().cast());
+            }
             if let Some(line) = line.as_ref() {
                 libc::write(2, line.as_ptr().cast(), line.len());
             }

@@ -33,6 +33,7 @@ pub fn run(args: &IndexArgs) -> Result<Built> {
     }
     crate::process::remove_on_interrupt();
     crate::bus_error::report_for(&args.dir);
+    crate::bus_error::also_remove(&soundalike::fs::lock::WriterLock::path_for(&args.dir));
     let progress = Progress::items(None, args.quiet, "clips");
     let dir = args.dir.display().to_string();
     let report = |event: BuildEvent| match event {
