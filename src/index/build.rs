@@ -715,7 +715,7 @@ fn write_new<D: arroy::Distance>(
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()?;
-            let report = |stage: &str| progress.stage(stage.to_string());
+            let report = |stage: &str| progress.stage(stage);
             Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed, &report)))
         });
         let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);

@@ -21,7 +21,7 @@ fn a_failed_ingest_in_a_pipe_leaves_the_old_index() {
     damaged[middle] ^= 0xff;
     std::fs::write(shards.path().join("b.tfrecord"), &damaged).unwrap();
 
-    let ingest = soundalike()
+    let mut ingest = soundalike()
         .args(["ingest", "-q"])
         .arg(shards.path())
         .stdout(Stdio::piped())
@@ -31,9 +31,10 @@ fn a_failed_ingest_in_a_pipe_leaves_the_old_index() {
     let index = soundalike()
         .args(["index", "-q", "--index"])
         .arg(&dir)
-        .stdin(ingest.stdout.unwrap())
+        .stdin(ingest.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert_eq!(ingest.wait().unwrap().code(), Some(1), "ingest failed");
     let index = finish(index);
     index.assert_error(1, &["<stdin>", "incomplete", "b.tfrecord"]);
     assert_eq!(
