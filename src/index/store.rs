@@ -211,6 +211,33 @@ pub struct SharedEnv {
     env: Env,
     /// Opened to write (with room for an append), or only to read.
     write: bool,
+    /// The data file as it was opened, and where this process maps it (see [`SharedEnv::check_in_file`]).
+    data: Option<(std::fs::File, usize)>,
+}
+
+impl SharedEnv {
+    /// Refuses a value that LMDB hands out but that runs past the end of the data file: a page damaged inside
+    /// the file (a leaf overwritten with 0xff) can give a value a length beyond it, and reading it would fault
+    /// with SIGBUS, which takes a whole host process down. Checked for the large values the searches read in
+    /// place (blocks of vectors, codes, lists, frames, records); `None` where the mapping is unknown.
+    fn check_in_file(&self, bytes: &[u8], dir: &Path) -> Result<()> {
+        let Some((file, base)) = &self.data else {
+            return Ok(());
+        };
+        let length = file.metadata().map_or(u64::MAX, |m| m.len());
+        let start = bytes.as_ptr() as usize;
+        let inside = start
+            .checked_sub(*base)
+            .and_then(|at| at.checked_add(bytes.len()))
+            .is_some_and(|end| end as u64 <= length);
+        if !inside {
+            return Err(damaged(
+                dir,
+                "a value runs past the end of its data file (a damaged page?)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for SharedEnv {
@@ -258,10 +285,18 @@ fn shared_env(
         }
         return Ok(env);
     }
-    let env = Arc::new(SharedEnv {
-        env: open_env(dir, existing, input, write)?,
-        write,
+    let data_path = dir.join("data.mdb");
+    // The mapping this open makes is the one not there before it.
+    let before = file_mappings(&data_path).unwrap_or_default();
+    let env = open_env(dir, existing, input, write)?;
+    let data = std::fs::File::open(&data_path).ok().and_then(|file| {
+        let maps = file_mappings(&data_path).ok()?;
+        let (start, _, _) = maps
+            .into_iter()
+            .find(|map| map.2 == 0 && !before.contains(map))?;
+        Some((file, start))
     });
+    let env = Arc::new(SharedEnv { env, write, data });
     open.push((key, id, Arc::downgrade(&env)));
     Ok(env)
 }
@@ -588,6 +623,7 @@ impl Store {
         let mut blocks = Vec::new();
         for (n, entry) in self.clips.iter(rtxn)?.enumerate() {
             let (key, bytes) = entry?;
+            self.env.check_in_file(bytes, &self.dir)?;
             if key as usize != n {
                 return Err(damaged(
                     &self.dir,
@@ -824,6 +860,7 @@ impl Store {
         let mut values = 0;
         for (n, entry) in table.iter(rtxn)?.enumerate() {
             let (key, bytes) = entry?;
+            self.env.check_in_file(bytes, &self.dir)?;
             let values_here: Cow<'t, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
                 Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
                 _ if bytes.len() % std::mem::size_of::<T>() == 0 => Cow::Owned(
