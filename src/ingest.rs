@@ -106,7 +106,9 @@ impl Ingest {
         self.sources
             .iter()
             .map(|source| match source {
-                Source::Records { path, .. } | Source::Packed { path, .. } => path.as_path(),
+                Source::Records { path, .. }
+                | Source::Packed { path, .. }
+                | Source::Stream { path } => path.as_path(),
                 Source::Stdin => Path::new("/dev/stdin"),
             })
             .collect()

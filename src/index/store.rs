@@ -289,13 +289,18 @@ fn shared_env(
     // The mapping this open makes is the one not there before it.
     let before = file_mappings(&data_path).unwrap_or_default();
     let env = open_env(dir, existing, input, write)?;
-    let data = std::fs::File::open(&data_path).ok().and_then(|file| {
-        let maps = file_mappings(&data_path).ok()?;
-        let (start, _, _) = maps
-            .into_iter()
-            .find(|map| map.2 == 0 && !before.contains(map))?;
-        Some((file, start))
-    });
+    // Readers only: a writer's map is LMDB's to grow and remap, and an append checks the whole index (its
+    // overflow pages included) before it writes.
+    let data = (!write)
+        .then(|| std::fs::File::open(&data_path).ok())
+        .flatten()
+        .and_then(|file| {
+            let maps = file_mappings(&data_path).ok()?;
+            let (start, _, _) = maps
+                .into_iter()
+                .find(|map| map.2 == 0 && !before.contains(map))?;
+            Some((file, start))
+        });
     let env = Arc::new(SharedEnv { env, write, data });
     open.push((key, id, Arc::downgrade(&env)));
     Ok(env)

@@ -33,6 +33,9 @@ pub enum Source {
     Packed { path: PathBuf, size: u64 },
     /// A stream on standard input: TFRecords, a tar or a gzip of either.
     Stdin,
+    /// A path that is not a regular file (a FIFO such as `<(zcat ...)`, a device): read as a stream, as stdin
+    /// is, never whole (its size says nothing, and `/dev/zero` has no end).
+    Stream { path: PathBuf },
 }
 
 impl Source {
@@ -40,7 +43,7 @@ impl Source {
     pub fn size(&self) -> Option<u64> {
         match self {
             Source::Records { size, .. } | Source::Packed { size, .. } => Some(*size),
-            Source::Stdin => None,
+            Source::Stdin | Source::Stream { .. } => None,
         }
     }
 }
@@ -68,6 +71,9 @@ pub fn resolve(args: &[PathBuf]) -> Result<Vec<Source>> {
                     .into_iter()
                     .map(|(path, size)| Source::Records { path, size }),
             );
+        } else if !meta.is_file() {
+            // Not sniffed here: reading a FIFO's first bytes would take them from the stream.
+            sources.push(Source::Stream { path: arg.clone() });
         } else {
             let size = meta.len();
             let mut head = [0u8; 512];
@@ -162,7 +168,9 @@ pub fn produce(
                 producer.start_file();
                 producer.push(Unit::File { path, name, size }, size);
             }
-            Source::Records { path, .. } | Source::Packed { path, .. } => {
+            Source::Records { path, .. }
+            | Source::Packed { path, .. }
+            | Source::Stream { path } => {
                 let file =
                     File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 let reader = Counting {

@@ -481,3 +481,35 @@ fn a_sighup_cleans_up_like_sigterm() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A path that is not a regular file (`/dev/zero`, a FIFO such as `<(zcat ...)`) is read as a stream, as stdin
+/// is, not whole: `/dev/zero` fails at its first record instead of filling memory.
+#[test]
+fn ingest_reads_a_device_or_fifo_as_a_stream() {
+    let zero = run_with_memory_limit(&["ingest", "/dev/zero"], None, 1 << 30);
+    zero.assert_error(
+        1,
+        &["/dev/zero: record at byte 0", "length checksum mismatch"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("records");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let child = soundalike()
+        .args(["ingest", "-q"])
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record = std::fs::read(fixture_data().join("eval/xt.tfrecord")).unwrap();
+    std::fs::write(&fifo, &record).unwrap();
+    let run = finish(child.wait_with_output().unwrap());
+    run.assert_ok();
+    assert!(run.stdout_text().contains("xtGmrLOsjHk"));
+}

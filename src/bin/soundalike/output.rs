@@ -8,7 +8,7 @@
 //! be replaced by a rename, and is written in place as the output streams.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -162,6 +162,8 @@ impl Output {
     pub fn abandon(self, why: &anyhow::Error) {
         let mark = soundalike::clip::incomplete_line(&format!("{why:#}"));
         let _ = match self {
+            // A person reading a terminal has the error line; the mark is for a program reading a pipe or file.
+            Output::Stdout(_) if io::stdout().is_terminal() => Ok(()),
             Output::Stdout(mut writer) => writer
                 .write_all(mark.as_bytes())
                 .and_then(|()| writer.flush()),
