@@ -193,7 +193,9 @@ fn run(
                 _ => None,
             },
             walk: match search {
-                Search::Graph(ef) => Some(session.walk_breadth(ef.get())),
+                Search::Graph(ef) => Some(
+                    session.walk_breadth(ef.get(), matches!(options.queries, QueryCount::File(_))),
+                ),
                 _ => None,
             },
             default: n == 0,

@@ -308,6 +308,7 @@ impl<'i> Reader<'i> {
         let searcher = with_distance!(self.settings.metric, D => AnySearcher::from(
             Searcher::<D>::open(self.store, &self.rtxn, &self.settings, method, per_query, labels)?
                 .with_rerank(options.rerank, &self.settings)?
+                .with_default_breadth(options.search == SearchMethod::Default)
         ));
         Ok(Session {
             reader: self,
@@ -363,12 +364,12 @@ impl AnySearcher<'_> {
         }
     }
 
-    fn walk_breadth(&self, ef: usize) -> usize {
+    fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
         match self {
-            AnySearcher::Cosine(s) => s.walk_breadth(ef),
-            AnySearcher::Euclidean(s) => s.walk_breadth(ef),
-            AnySearcher::Manhattan(s) => s.walk_breadth(ef),
-            AnySearcher::Dot(s) => s.walk_breadth(ef),
+            AnySearcher::Cosine(s) => s.walk_breadth(ef, by_rows),
+            AnySearcher::Euclidean(s) => s.walk_breadth(ef, by_rows),
+            AnySearcher::Manhattan(s) => s.walk_breadth(ef, by_rows),
+            AnySearcher::Dot(s) => s.walk_breadth(ef, by_rows),
         }
     }
 }
@@ -553,8 +554,8 @@ impl<'r> Session<'r> {
         self.method
     }
 
-    pub(crate) fn walk_breadth(&self, ef: usize) -> usize {
-        self.searcher.walk_breadth(ef)
+    pub(crate) fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
+        self.searcher.walk_breadth(ef, by_rows)
     }
 
     pub(crate) fn records(&self) -> &Records<'r> {

@@ -27,6 +27,12 @@ pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 /// never goes below the neighbours asked for, as in hnswlib.
 pub const DEFAULT_EF: usize = 16;
 
+/// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
+/// clip): its walk starts from pivots rather than from itself, and at 100,000 and 200,000 spread-out clips
+/// recall@10 reached 0.95 at 64 with `--projection none --rerank 0` (0.959 at 200,000; 0.88 at 16), and 0.97 or
+/// more with the defaults (BENCHMARKS.md, "A new song's query"). A query by id keeps [`DEFAULT_EF`].
+pub const DEFAULT_EF_NEW: usize = 64;
+
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
 /// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
 const FILTER_SCAN_LIMIT: u64 = 50_000;
@@ -117,6 +123,9 @@ pub struct Searcher<'t, D: arroy::Distance> {
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
+    /// The least breadth of a walk for a query given by its rows, when the search's breadth is the default
+    /// (see [`DEFAULT_EF_NEW`]); 0 otherwise.
+    new_vector_ef: usize,
     filter: Option<Filter>,
     /// Candidates re-ranked by their frames (0: none); the search then looks for this many, or `keep`.
     rerank: usize,
@@ -166,6 +175,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             metric: settings.metric,
             distance: pair_distance(settings.metric),
             walk: Walk::default(),
+            new_vector_ef: 0,
             filter,
             rerank: 0,
             keep: count,
@@ -198,13 +208,26 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(self)
     }
 
+    /// Says that the search's breadth is the default, not asked for: a query given by its rows then walks at
+    /// least [`DEFAULT_EF_NEW`] wide.
+    pub fn with_default_breadth(mut self, default: bool) -> Self {
+        self.new_vector_ef = if default { DEFAULT_EF_NEW } else { 0 };
+        self
+    }
+
     /// The candidates re-ranked per answer (0: none).
     pub fn rerank_depth(&self) -> usize {
         self.rerank
     }
 
-    /// The breadth a walk asked for with `ef` uses (before a label filter widens it), for reports.
-    pub fn walk_breadth(&self, ef: usize) -> usize {
+    /// The breadth a walk asked for with `ef` uses (before a label filter widens it), for reports: for queries
+    /// by id, or (`by_rows`) for queries given by their rows.
+    pub fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
+        let ef = if by_rows {
+            ef.max(self.new_vector_ef)
+        } else {
+            ef
+        };
         ef.max(self.walk_floor())
     }
 
@@ -320,19 +343,6 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(hits)
     }
 
-    /// A few clips near `vector`, from the forest, where a walk for it starts.
-    fn entry_points(&mut self, vector: &[f32]) -> Result<Vec<u32>> {
-        let rtxn = self.rtxn;
-        let reader = self.reader()?;
-        let mut forest = reader.nns(graph::ENTRY_POINTS);
-        forest.search_k(graph::entry_search_k());
-        Ok(forest
-            .by_vector(rtxn, vector)?
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect())
-    }
-
     fn walk(&mut self, target: &Target, ef: usize) -> Result<Vec<(u32, f32)>> {
         let (query, exclude, entries) = match target {
             Target::Item(item) => {
@@ -341,10 +351,10 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
                 (query, Some(*item), vec![*item])
             }
             Target::Vector(vector) => {
-                let entries = self.entry_points(&vector.vector)?;
+                // Its walk starts from the nearest pivots, found below once the query is coded.
                 let mut query = vector.vector.clone();
                 scan::prepare(self.metric, &mut query);
-                (query, None, entries)
+                (query, None, Vec::new())
             }
         };
         let (Some(matrix), Some(codes), Some(graph)) = (&self.matrix, &self.codes, &self.graph)
@@ -369,6 +379,10 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let share = filter.map_or(1, |f| {
             (graph.nodes() as u64).div_ceil(f.items.len().max(1)) as usize
         });
+        let ef = match target {
+            Target::Vector(_) => ef.max(self.new_vector_ef),
+            Target::Item(_) => ef,
+        };
         let ef = ef
             .max(self.walk_floor())
             .saturating_mul(share)
@@ -378,11 +392,43 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
                 && filter.is_none_or(|f| f.keep.get(n as usize).copied().unwrap_or(false))
         };
         let mut space = CodedQuery::new(codes, self.metric, &query);
+        let entries = if entries.is_empty() {
+            pivot_entries(&mut space)
+        } else {
+            entries
+        };
         let found = graph::search(graph, &mut space, &entries, ef, &mut self.walk, accept);
         let mut exact = codes::rerank(found, matrix, distance, &query);
         exact.truncate(count);
         Ok(exact)
     }
+}
+
+/// Clips compared with a query to find where its walk starts: every n-th of the index's items. The items are
+/// laid out in the order of a random-projection tree's leaves, so a stride through them samples every part of
+/// the space; their codes are read in place, with no B-tree lookup (the forest's descent was 87% of a held-out
+/// query's time at 200,000 clips).
+const PIVOTS: usize = 1024;
+
+/// The [`graph::ENTRY_POINTS`] pivots nearest to the query (see [`PIVOTS`]).
+fn pivot_entries(space: &mut CodedQuery) -> Vec<u32> {
+    use graph::Space;
+    let n = space.nodes();
+    if n == 0 {
+        return Vec::new();
+    }
+    let stride = (n / PIVOTS).max(1);
+    let mut best: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(graph::ENTRY_POINTS + 1);
+    for item in (0..n).step_by(stride) {
+        let item = item as u32;
+        if let Some(d) = space.distance(item) {
+            best.push((OrdF32(d), item));
+            if best.len() > graph::ENTRY_POINTS {
+                best.pop();
+            }
+        }
+    }
+    best.into_iter().map(|(_, item)| item).collect()
 }
 
 /// The `count` nearest of `items` to `query`, compared one by one.
