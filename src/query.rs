@@ -431,10 +431,8 @@ impl<'r> Session<'r> {
         Ok(answers)
     }
 
-    /// The nearest clips to an embedded audio file (for [`Index::recommend_audio`], whose session finds one
-    /// spare neighbour per window: the file's own clip may be among them). Each window of the index's frames (10 of 0.96 s: about 10
-    /// s) is asked and the answers merged, a clip scoring its best window, whose start in the file each hit's
-    /// `matched_at` says. The file's own clip (`file`'s `file:PATH` id, if `embed` indexed it) is left out.
+    /// [`Index::recommend_audio`]'s work, in a session that finds one spare neighbour per window (the file's own
+    /// clip may be among them, and is dropped).
     fn recommend_audio(&mut self, audio: &Embedded, file: Option<&Path>) -> Result<Vec<Hit>> {
         let windows = audio_windows(audio, &self.reader.form).map_err(|e| match file {
             Some(path) => anyhow!("{}: {e}", path.display()),

@@ -441,7 +441,7 @@ fn append_locked(builder: &IndexBuilder, dir: &Path, inputs: Vec<ClipInput>) -> 
         dir,
         progress: builder.progress_of(),
     };
-    with_distance!(settings.metric, D => check_whole::<D>(&store, &settings))?;
+    with_distance!(settings.metric, D => check_before_writing::<D>(&store, &settings))?;
     // arroy's writer trusts the trees it updates: a node damaged in a way the check above cannot see panics
     // there (an unwrap). The transaction is dropped, so nothing is written, and the panic becomes an error.
     let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
@@ -885,7 +885,7 @@ fn write_more<D: arroy::Distance>(
 /// Reads everything an append will change, as a reader would, before anything is written: every table's blocks,
 /// every clip's record, and every node of every tree (arroy's writer unwraps what it finds, and a damaged node
 /// would make it panic or write into the damage). Errors say the index is damaged.
-fn check_whole<D: arroy::Distance>(store: &Store, settings: &Settings) -> Result<()> {
+fn check_before_writing<D: arroy::Distance>(store: &Store, settings: &Settings) -> Result<()> {
     let rtxn = store.env.read_txn()?;
     store.check_overflow_pages(&rtxn)?;
     let vectors = store.load_vectors(&rtxn, settings)?;

@@ -211,25 +211,40 @@ pub struct SharedEnv {
     env: Env,
     /// Opened to write (with room for an append), or only to read.
     write: bool,
-    /// The data file as it was opened, and where this process maps it (see [`SharedEnv::check_in_file`]).
+    /// The data file as it was opened, and where this process maps it (see [`FileBounds`]).
     data: Option<(std::fs::File, usize)>,
 }
 
 impl SharedEnv {
+    /// Where the data file's bytes are in this process's memory, and how many there are now, for
+    /// [`FileBounds::check`]; `None` where the mapping is unknown (a writer's environment, or no /proc).
+    fn bounds(&self) -> Option<FileBounds> {
+        let (file, base) = self.data.as_ref()?;
+        let length = file.metadata().map_or(u64::MAX, |m| m.len());
+        Some(FileBounds {
+            base: *base,
+            length,
+        })
+    }
+}
+
+/// The data file's place in memory, taken once per table read (one `fstat`, not one per value).
+#[derive(Clone, Copy)]
+struct FileBounds {
+    base: usize,
+    length: u64,
+}
+
+impl FileBounds {
     /// Refuses a value that LMDB hands out but that runs past the end of the data file: a page damaged inside
     /// the file (a leaf overwritten with 0xff) can give a value a length beyond it, and reading it would fault
     /// with SIGBUS, which takes a whole host process down. Checked for the large values the searches read in
-    /// place (blocks of vectors, codes, lists, frames, records); `None` where the mapping is unknown.
-    fn check_in_file(&self, bytes: &[u8], dir: &Path) -> Result<()> {
-        let Some((file, base)) = &self.data else {
-            return Ok(());
-        };
-        let length = file.metadata().map_or(u64::MAX, |m| m.len());
-        let start = bytes.as_ptr() as usize;
-        let inside = start
-            .checked_sub(*base)
+    /// place (blocks of vectors, codes, lists, frames, records).
+    fn check(self, bytes: &[u8], dir: &Path) -> Result<()> {
+        let inside = (bytes.as_ptr() as usize)
+            .checked_sub(self.base)
             .and_then(|at| at.checked_add(bytes.len()))
-            .is_some_and(|end| end as u64 <= length);
+            .is_some_and(|end| end as u64 <= self.length);
         if !inside {
             return Err(damaged(
                 dir,
@@ -289,8 +304,9 @@ fn shared_env(
     // The mapping this open makes is the one not there before it.
     let before = file_mappings(&data_path).unwrap_or_default();
     let env = open_env(dir, existing, input, write)?;
-    // Readers only: a writer's map is LMDB's to grow and remap, and an append checks the whole index (its
-    // overflow pages included) before it writes.
+    // Readers only: in a write transaction, the pages it has changed live in LMDB's own heap memory, not in the
+    // map, so their values would all look out of bounds; an append checks the whole index (overflow pages
+    // included) before it writes instead.
     let data = (!write)
         .then(|| std::fs::File::open(&data_path).ok())
         .flatten()
@@ -315,9 +331,9 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
     // changes the files except LMDB while they are mapped. soundalike changes an index only through LMDB, one
     // writer at a time (`lock::WriterLock`), and a rebuild writes a new directory and swaps it in rather than
     // rewriting these files. A data.mdb cut short by another program (a partial copy) is refused when it is
-    // opened (`check_whole`); one cut short while open faults with SIGBUS, which the command line turns into an
-    // error line. NO_LOCK is only taken by a reader that may not write the lock file (see `shared_read_only`),
-    // at the cost said there.
+    // opened (`check_not_cut_short`); one cut short while open faults with SIGBUS, which the command line turns
+    // into an error line. NO_LOCK is only taken by a reader that may not write the lock file (see
+    // `shared_read_only`), at the cost said there.
     unsafe {
         if !write {
             let mut flags = heed::EnvFlags::READ_ONLY;
@@ -339,7 +355,7 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
 /// its end would fault with SIGBUS rather than return an error, which would take the whole process down (a
 /// server, an interpreter). The last page in use is in the environment's header, which LMDB checks when it
 /// opens; every page up to it must be in the file.
-fn check_whole(env: &Env, dir: &Path, file_len: u64) -> Result<()> {
+fn check_not_cut_short(env: &Env, dir: &Path, file_len: u64) -> Result<()> {
     let info = env.info();
     let page = env_page_size();
     let needed = (info.last_page_number as u64 + 1).saturating_mul(page);
@@ -494,7 +510,7 @@ impl Store {
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
         let env = shared_env(dir, existing, input, write)?;
-        check_whole(&env, dir, existing)?;
+        check_not_cut_short(&env, dir, existing)?;
         let rtxn = env.read_txn()?;
         let (opened, frames) = env
             .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
@@ -626,9 +642,12 @@ impl Store {
     /// Every clip's record, borrowed from the memory map like the vectors.
     pub fn load_records<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Records<'t>> {
         let mut blocks = Vec::new();
+        let bounds = self.env.bounds();
         for (n, entry) in self.clips.iter(rtxn)?.enumerate() {
             let (key, bytes) = entry?;
-            self.env.check_in_file(bytes, &self.dir)?;
+            if let Some(bounds) = bounds {
+                bounds.check(bytes, &self.dir)?;
+            }
             if key as usize != n {
                 return Err(damaged(
                     &self.dir,
@@ -863,9 +882,12 @@ impl Store {
         let block_len = VECTOR_BLOCK_ROWS as usize * width;
         let mut blocks = Vec::new();
         let mut values = 0;
+        let bounds = self.env.bounds();
         for (n, entry) in table.iter(rtxn)?.enumerate() {
             let (key, bytes) = entry?;
-            self.env.check_in_file(bytes, &self.dir)?;
+            if let Some(bounds) = bounds {
+                bounds.check(bytes, &self.dir)?;
+            }
             let values_here: Cow<'t, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
                 Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
                 _ if bytes.len() % std::mem::size_of::<T>() == 0 => Cow::Owned(

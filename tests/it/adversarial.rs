@@ -234,10 +234,8 @@ fn a_silent_embedding_service_times_out() {
     holder.join().unwrap();
 }
 
-#[test]
-fn an_interrupted_ingest_marks_its_stream_incomplete() {
-    use std::os::unix::process::ExitStatusExt;
-    // A stream that never ends (a FIFO kept open) keeps ingest running until the signal.
+/// `ingest` started on a FIFO in a fresh folder (kept alive by the returned guard), its output piped.
+fn ingest_from_a_fifo() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("records");
     assert!(
@@ -254,6 +252,14 @@ fn an_interrupted_ingest_marks_its_stream_incomplete() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    (tmp, fifo, child)
+}
+
+#[test]
+fn an_interrupted_ingest_marks_its_stream_incomplete() {
+    use std::os::unix::process::ExitStatusExt;
+    // A stream that never ends (a FIFO kept open) keeps ingest running until the signal.
+    let (_folder, fifo, child) = ingest_from_a_fifo();
     let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     writer
         .write_all(&std::fs::read(fixture_data().join("bal_train/a2.tfrecord")).unwrap())
@@ -491,22 +497,7 @@ fn ingest_reads_a_device_or_fifo_as_a_stream() {
         1,
         &["/dev/zero: record at byte 0", "length checksum mismatch"],
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let fifo = tmp.path().join("records");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let child = soundalike()
-        .args(["ingest", "-q"])
-        .arg(&fifo)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_folder, fifo, child) = ingest_from_a_fifo();
     let record = std::fs::read(fixture_data().join("eval/xt.tfrecord")).unwrap();
     std::fs::write(&fifo, &record).unwrap();
     let run = finish(child.wait_with_output().unwrap());
