@@ -65,6 +65,18 @@ impl LabelSet {
         set
     }
 
+    /// Which clips are music, as `ingest --music` and the Python package's `music=` say it: "ontology" (see
+    /// [`LabelSet::music_ontology`]), "names" ([`LabelSet::music_by_name`]), "all", or a list of label indices
+    /// and names ([`parse_label_list`]). One parser, so that every front end takes the same rules.
+    pub fn from_rule(spec: &str) -> Result<Self, UsageError> {
+        match spec {
+            "ontology" => Ok(LabelSet::music_ontology()),
+            "names" => Ok(LabelSet::music_by_name()),
+            "all" => Ok(LabelSet::all()),
+            list => parse_label_list(list),
+        }
+    }
+
     /// "Music" and every indexed label below it in the AudioSet ontology (150 labels).
     pub fn music_ontology() -> Self {
         let mut set = Self::empty();

@@ -138,6 +138,32 @@ pub struct Info {
     pub top_labels: Vec<(u16, u64)>,
 }
 
+impl Info {
+    /// What `info --json` writes and the Python package's `Index.info()` returns: the settings a user can act on
+    /// (the next item number to give out is the index's own business), the size, and the top labels with their
+    /// names. One form, so that every client shows the same.
+    pub fn to_json(&self) -> serde_json::Value {
+        let top: Vec<serde_json::Value> = self
+            .top_labels
+            .iter()
+            .map(|&(label, clips)| {
+                serde_json::json!({"label": label, "name": labels::class_name(label.into()), "clips": clips})
+            })
+            .collect();
+        // Plain numbers and strings: serializing them cannot fail.
+        let mut settings = serde_json::to_value(&self.settings).unwrap_or_default();
+        if let Some(fields) = settings.as_object_mut() {
+            fields.remove("next_item");
+        }
+        serde_json::json!({
+            "index": self.index,
+            "settings": settings,
+            "size_bytes": self.size_bytes,
+            "top_labels": top,
+        })
+    }
+}
+
 impl Index {
     /// Opens the index in `dir` (a directory made by `soundalike index` or [`crate::IndexBuilder`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {

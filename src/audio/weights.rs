@@ -671,11 +671,13 @@ pub fn locate(
             let place = dir.map_or("the directory $XDG_DATA_HOME/soundalike".to_string(), |d| {
                 d.display().to_string()
             });
-            bail!(
+            // Marked as not found, so that a host tells it from a file that is there but wrong (Python's
+            // FileNotFoundError rather than ValueError).
+            Err(crate::error::not_found(format!(
                 "VGGish's files were not found: download {} into {place}, or name them with --weights and --pca \
                  (or {WEIGHTS_VAR} and {PCA_VAR})",
                 needed.join(" and ")
-            )
+            )))
         }
     }
 }

@@ -575,12 +575,7 @@ pub struct IngestArgs {
 }
 
 fn parse_music(spec: &str) -> Result<LabelSet, String> {
-    match spec {
-        "ontology" => Ok(LabelSet::music_ontology()),
-        "names" => Ok(LabelSet::music_by_name()),
-        "all" => Ok(LabelSet::all()),
-        list => labels::parse_label_list(list).map_err(|e| e.to_string()),
-    }
+    LabelSet::from_rule(spec).map_err(|e| e.to_string())
 }
 
 /// Runs the parsed command.

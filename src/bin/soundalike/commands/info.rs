@@ -4,8 +4,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::json;
-use soundalike::{Index, Settings, labels};
+use soundalike::{Index, Info, labels};
 
 pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     crate::bus_error::report_for(dir);
@@ -13,40 +12,16 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     // Written, not printed: println! panics when stdout is closed (`info | true`) or full; an error here ends
     // the run quietly (a closed pipe) or with one `error:` line.
     let mut out = io::BufWriter::new(io::stdout().lock());
-    write(
-        &mut out,
-        dir,
-        &info.settings,
-        &info.top_labels,
-        info.size_bytes,
-        as_json,
-    )
-    .and_then(|()| out.flush())
-    .context("cannot write to stdout")
+    write(&mut out, &info, as_json)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
-fn write(
-    out: &mut impl Write,
-    dir: &Path,
-    settings: &Settings,
-    counts: &[(u16, u64)],
-    size: u64,
-    as_json: bool,
-) -> io::Result<()> {
+fn write(out: &mut impl Write, info: &Info, as_json: bool) -> io::Result<()> {
     if as_json {
-        let top: Vec<_> = counts
-            .iter()
-            .map(|&(label, clips)| json!({"label": label, "name": labels::class_name(label.into()), "clips": clips}))
-            .collect();
-        // The settings a user can act on: the next item number to give out is the index's own business.
-        let mut settings = serde_json::to_value(settings)?;
-        if let Some(fields) = settings.as_object_mut() {
-            fields.remove("next_item");
-        }
-        let info =
-            json!({"index": dir, "settings": settings, "size_bytes": size, "top_labels": top});
-        return writeln!(out, "{info}");
+        return writeln!(out, "{}", info.to_json());
     }
+    let (dir, settings, counts, size) = (&info.index, &info.settings, &info.top_labels, info.size_bytes);
     writeln!(out, "index        {}", dir.display())?;
     writeln!(out, "clips        {}", settings.clips)?;
     writeln!(out, "metric       {}", settings.metric)?;

@@ -1,0 +1,283 @@
+//! `soundalike.build_index`: clips in (a Python iterable of dicts, or files of clips), an index out, built by
+//! the library's `IndexBuilder` exactly as `soundalike index` builds it.
+//!
+//! The builder reads clips as JSON lines from any reader; here that reader pulls the next dict from the
+//! Python iterable (taking the interpreter's lock for that moment only) and writes it as the line `ingest`
+//! would. The build itself runs with the lock released, so a notebook's other threads go on meanwhile.
+
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+
+use numpy::{AllowTypeChange, PyArrayLike2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
+use serde::Serialize;
+use soundalike::{BuildOptions, Built, ClipInput, Form, IndexBuilder, Metric, ProjectionChoice};
+
+use crate::convert;
+use crate::errors::{Asked, bad_argument, internal, to_py};
+
+/// Builds an index at `path` from clips, as `soundalike index` does, and returns what it did (a dict: clips,
+/// read, added, replaced, trees, bytes).
+///
+/// clips: an iterable of clip dicts (keys video_id, start_time, end_time, labels, embedding: what
+/// read_tfrecords yields; the embedding a (frames, 128) array or lists of rows), or a path or list of paths of
+/// clip files written by `soundalike ingest` or `soundalike embed`.
+/// projection: "default" (the compiled-in model of the music labels), "learn" (fit on these clips), "none"
+/// (VGGish's 128 dimensions), or a path (a JSON projection, or an index whose projection is taken).
+/// metric: "angular", "euclidean", "manhattan" or "dot"; vector: "mean" or "flat"; frames: rows per clip
+/// used; trees: trees in the forest (default 10); seed: the same clips and seed give the same index (with
+/// threads=1); append: add the clips to the existing index in one transaction (its own settings apply).
+///
+/// A rebuild is made beside the old index and swapped in; a failed build leaves the old index as it was.
+/// Raises ValueError for a bad clip (naming it) or option, and re-raises what the iterable itself raised.
+#[pyfunction]
+#[pyo3(signature = (path, clips, *, projection=None, metric="angular", vector="mean", frames=10,
+    trees=None, seed=42, threads=1, append=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn build_index<'py>(
+    py: Python<'py>,
+    path: &Bound<'py, PyAny>,
+    clips: &Bound<'py, PyAny>,
+    projection: Option<&Bound<'py, PyAny>>,
+    metric: &str,
+    vector: &str,
+    frames: i64,
+    trees: Option<i64>,
+    seed: u64,
+    threads: i64,
+    append: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dir = convert::path(path, "path")?;
+    let whole = |name: &str, value: i64| {
+        usize::try_from(value)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| bad_argument(format!("{name}={value}: it must be at least 1")))
+    };
+    if append && projection.is_some() {
+        return Err(bad_argument(
+            "projection= goes with a new index: an append applies the index's own",
+        ));
+    }
+    let projection = match projection {
+        None => None,
+        Some(given) if given.is_instance_of::<PyString>() => {
+            Some(ProjectionChoice::parse(&given.extract::<String>()?))
+        }
+        Some(given) => Some(ProjectionChoice::File(convert::path(given, "projection")?)),
+    };
+    let options = BuildOptions {
+        metric: metric
+            .parse::<Metric>()
+            .map_err(|e| bad_argument(format!("metric: {e}")))?,
+        form: vector
+            .parse::<Form>()
+            .map_err(|e| bad_argument(format!("vector: {e}")))?,
+        frames: whole("frames", frames)?,
+        trees: trees.map(|t| whole("trees", t)).transpose()?,
+        seed,
+        threads: whole("threads", threads)?,
+        projection,
+    };
+    let source = Clips::from(clips)?;
+    let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let built = py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let builder = IndexBuilder::new(&dir).options(options);
+            let inputs = source.inputs(&failed);
+            if append {
+                builder.append(inputs)
+            } else {
+                builder.rebuild(inputs)
+            }
+        }))
+    });
+    // The iterable's own exception (a generator that raised, KeyboardInterrupt) is what the caller should see,
+    // rather than the build's report of a reader that failed.
+    if let Some(error) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(error);
+    }
+    let built = match built {
+        Ok(result) => result.map_err(|e| to_py(&e, Asked::Files))?,
+        Err(panic) => return Err(internal(panic)),
+    };
+    built_dict(py, &built)
+}
+
+/// Where the clips come from.
+enum Clips {
+    Files(Vec<PathBuf>),
+    Iterable(Py<PyIterator>),
+}
+
+impl Clips {
+    fn from(given: &Bound<'_, PyAny>) -> PyResult<Clips> {
+        if given.is_instance_of::<PyString>() || given.hasattr("__fspath__")? {
+            return Ok(Clips::Files(vec![convert::path(given, "clips")?]));
+        }
+        if given.is_instance_of::<PyList>() || given.is_instance_of::<PyTuple>() {
+            let first = given.get_item(0).ok();
+            if let Some(first) = first
+                && (first.is_instance_of::<PyString>() || first.hasattr("__fspath__")?)
+            {
+                return Ok(Clips::Files(given.extract::<Vec<PathBuf>>().map_err(
+                    |_| bad_argument("clips: a list of paths, or of clip dicts"),
+                )?));
+            }
+        }
+        let iterator = given
+            .try_iter()
+            .map_err(|_| bad_argument("clips: an iterable of clip dicts, or a path"))?;
+        Ok(Clips::Iterable(iterator.unbind()))
+    }
+
+    fn inputs<'a>(&'a self, failed: &'a std::sync::Mutex<Option<PyErr>>) -> Vec<ClipInput<'a>> {
+        match self {
+            Clips::Files(paths) => paths.iter().cloned().map(ClipInput::Path).collect(),
+            Clips::Iterable(iterator) => vec![ClipInput::Reader {
+                name: "clips".into(),
+                reader: Box::new(ClipLines {
+                    iterator,
+                    line: Vec::new(),
+                    at: 0,
+                    taken: 0,
+                    failed,
+                    done: false,
+                }),
+            }],
+        }
+    }
+}
+
+/// The clips of a Python iterator as the JSON lines the builder reads.
+struct ClipLines<'a> {
+    iterator: &'a Py<PyIterator>,
+    line: Vec<u8>,
+    at: usize,
+    taken: usize,
+    failed: &'a std::sync::Mutex<Option<PyErr>>,
+    done: bool,
+}
+
+/// One clip as `ingest` writes it.
+#[derive(Serialize)]
+struct ClipLine<'a> {
+    video_id: &'a str,
+    start_time: f64,
+    end_time: f64,
+    labels: Vec<i64>,
+    embedding: Vec<Vec<f32>>,
+}
+
+impl ClipLines<'_> {
+    /// Takes the next clip from the iterator as a line, or notes that there is none; an exception from the
+    /// iterator or a dict that is not a clip is kept for the caller and ends the reading with an error.
+    fn refill(&mut self) -> std::io::Result<()> {
+        let next = Python::attach(|py| -> PyResult<Option<Vec<u8>>> {
+            let mut iterator = self.iterator.bind(py).clone();
+            let Some(item) = iterator.next().transpose()? else {
+                return Ok(None);
+            };
+            let line = clip_line(&item)
+                .map_err(|e| bad_argument(format!("clips[{}]: {}", self.taken, e.value(py))))?;
+            Ok(Some(line))
+        });
+        match next {
+            Ok(Some(line)) => {
+                self.taken += 1;
+                self.line = line;
+                self.at = 0;
+                Ok(())
+            }
+            Ok(None) => {
+                self.done = true;
+                Ok(())
+            }
+            Err(error) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                Err(std::io::Error::other("the clips' iterable raised an exception"))
+            }
+        }
+    }
+}
+
+/// A clip dict as one JSON line.
+fn clip_line(item: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let clip = item
+        .cast::<PyDict>()
+        .map_err(|_| bad_argument("not a clip dict"))?;
+    let get = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        clip.get_item(key)?
+            .ok_or_else(|| bad_argument(format!("the clip has no \"{key}\"")))
+    };
+    let video_id: String = get("video_id")?
+        .extract()
+        .map_err(|_| bad_argument("video_id: not a str"))?;
+    let time = |key: &str| -> PyResult<f64> {
+        get(key)?
+            .extract()
+            .map_err(|_| bad_argument(format!("{key}: not a number of seconds")))
+    };
+    let labels: Vec<i64> = get("labels")?
+        .extract()
+        .map_err(|_| bad_argument("labels: not a list of class indices"))?;
+    let rows = PyArrayLike2::<f32, AllowTypeChange>::extract(get("embedding")?.as_borrowed())
+        .map_err(|e| bad_argument(format!("embedding: not a 2-D array of numbers: {e}")))?;
+    if rows.shape()[1] == 0 {
+        return Err(bad_argument("embedding: rows of no values"));
+    }
+    let embedding = rows
+        .as_array()
+        .outer_iter()
+        .map(|row| row.iter().copied().collect())
+        .collect();
+    let line = ClipLine {
+        video_id: &video_id,
+        start_time: time("start_time")?,
+        end_time: time("end_time")?,
+        labels,
+        embedding,
+    };
+    let mut bytes =
+        serde_json::to_vec(&line).map_err(|e| bad_argument(format!("cannot write it: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+impl Read for ClipLines<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ClipLines<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.at == self.line.len() && !self.done {
+            self.refill()?;
+        }
+        if self.done {
+            return Ok(&[]);
+        }
+        Ok(&self.line[self.at..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.at = (self.at + amount).min(self.line.len());
+    }
+}
+
+fn built_dict<'py>(py: Python<'py>, built: &Built) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("clips", built.clips)?;
+    dict.set_item("read", built.read)?;
+    dict.set_item("added", built.added)?;
+    dict.set_item("replaced", built.replaced)?;
+    dict.set_item("trees", built.trees)?;
+    dict.set_item("bytes", built.bytes)?;
+    Ok(dict)
+}

@@ -1,0 +1,303 @@
+//! `soundalike.Index`: an index opened once and asked many times, from as many threads as a notebook likes
+//! (the interpreter's lock is released during every search).
+
+use std::path::PathBuf;
+
+use numpy::ndarray::Array2;
+use numpy::{AllowTypeChange, PyArray2, PyArrayLike3, PyArrayMethods};
+use pyo3::exceptions::PyUserWarning;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use soundalike::{Hit, Query};
+
+use crate::audio::AudioArgs;
+use crate::convert::{self, Search};
+use crate::errors::{Asked, bad_argument, exception, run};
+
+/// An index made by `soundalike index` or `soundalike.build_index`, opened once.
+///
+/// Opening checks its format, settings and that its data file is whole. One Index serves every thread
+/// (searches release the interpreter's lock); a second Index of the same directory shares the first's files.
+///
+/// Raises FileNotFoundError when there is no index at `path`, DamagedIndexError when its files are damaged.
+#[pyclass(frozen, module = "soundalike", name = "Index")]
+pub struct PyIndex {
+    index: soundalike::Index,
+    path: PathBuf,
+}
+
+#[pymethods]
+impl PyIndex {
+    #[new]
+    fn new(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let path = convert::path(path, "path")?;
+        let index = run(py, Asked::Files, || soundalike::Index::open(&path))?;
+        Ok(PyIndex { index, path })
+    }
+
+    /// The directory the index was opened from.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// How many clips the index holds.
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let clips = run(py, Asked::Files, || self.index.len())?;
+        Ok(usize::try_from(clips).unwrap_or(usize::MAX))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "soundalike.Index({:?}, clips={})",
+            self.path.display().to_string(),
+            self.__len__(py)?
+        ))
+    }
+
+    /// The index's settings, size on disk and ten most common labels: the dict `soundalike info --json`
+    /// writes (keys "index", "settings", "size_bytes", "top_labels").
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let info = run(py, Asked::Files, || self.index.info())?;
+        // Through Python's own JSON reader: the dict is then exactly what `info --json` parses to.
+        py.import("json")?
+            .call_method1("loads", (info.to_json().to_string(),))
+    }
+
+    /// The clips that sound most like one query, nearest first: a list of dicts with the keys of a
+    /// `soundalike recommend --json` result (rank, video_id, distance, similarity on an angular index,
+    /// labels, label_names, start_time, end_time, url, and matched_at for audio).
+    ///
+    /// Give exactly one query:
+    ///   id: a clip of the index, by its video_id (never among its own neighbours; KeyError when absent);
+    ///   embedding: rows of 128 values, a (rows, 128) array (uint8 as AudioSet stores them), or a clip dict;
+    ///     rows from `start` on are used;
+    ///   audio: an audio file (WAV, FLAC, MP3, Ogg Vorbis), embedded in-process with VGGish's weights (found
+    ///     as `soundalike embed` finds them, or given as weights= and pca=) or by a MAX service (service=);
+    ///     from `start` to `end` seconds, each window of the index's frames asked and the answers merged,
+    ///     each hit saying where it matched best (matched_at, seconds).
+    ///
+    /// k neighbours; labels: only clips with one of these labels (names or class indices); ef: walk the
+    /// graph this wide; search_k: search the random-projection trees; exact: scan every vector; rerank: the
+    /// candidates re-ranked by their frames (None: the index's default, 0: none).
+    #[pyo3(signature = (*, id=None, embedding=None, audio=None, k=10, labels=None, rerank=None, ef=None,
+        exact=false, search_k=None, start=None, end=None, max_seconds=None, weights=None, pca=None,
+        service=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn recommend<'py>(
+        &self,
+        py: Python<'py>,
+        id: Option<String>,
+        embedding: Option<&Bound<'py, PyAny>>,
+        audio: Option<&Bound<'py, PyAny>>,
+        k: i64,
+        labels: Option<&Bound<'py, PyAny>>,
+        rerank: Option<i64>,
+        ef: Option<i64>,
+        exact: bool,
+        search_k: Option<i64>,
+        start: Option<f64>,
+        end: Option<f64>,
+        max_seconds: Option<f64>,
+        weights: Option<&Bound<'py, PyAny>>,
+        pca: Option<&Bound<'py, PyAny>>,
+        service: Option<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let options = Search {
+            k,
+            labels,
+            rerank,
+            ef,
+            exact,
+            search_k,
+        }
+        .options()?;
+        let given = [id.is_some(), embedding.is_some(), audio.is_some()];
+        if given.iter().filter(|&&g| g).count() != 1 {
+            return one_query_needed();
+        }
+        let audio_only = [
+            (end.is_some(), "end="),
+            (max_seconds.is_some(), "max_seconds="),
+            (weights.is_some(), "weights="),
+            (pca.is_some(), "pca="),
+            (service.is_some(), "service="),
+        ];
+        if audio.is_none()
+            && let Some((_, name)) = audio_only.iter().find(|(given, _)| *given)
+        {
+            return Err(bad_argument(format!("{name} goes with audio=")));
+        }
+        let hits = match (id, embedding, audio) {
+            (_, _, Some(audio)) => {
+                let args = AudioArgs {
+                    path: convert::path(audio, "audio")?,
+                    start,
+                    end,
+                    max_seconds,
+                    weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
+                    pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
+                    service,
+                };
+                let (embedded, warnings) = args.embed(py)?;
+                warn(py, &warnings)?;
+                run(py, Asked::Files, || {
+                    self.index
+                        .recommend_audio(&embedded, Some(&args.path), &options)
+                })?
+            }
+            (Some(id), _, _) => {
+                if start.is_some() {
+                    return Err(bad_argument(
+                        "start= goes with embedding= (a row) or audio= (seconds)",
+                    ));
+                }
+                run(py, Asked::Ids, || {
+                    self.index.recommend(&Query::Id(id), &options)
+                })?
+            }
+            (None, Some(embedding), None) => {
+                let query = Query::Embedding {
+                    rows: convert::rows(embedding)?,
+                    start: start_row(start)?,
+                };
+                run(py, Asked::Files, || self.index.recommend(&query, &options))?
+            }
+            (None, None, None) => one_query_needed()?,
+        };
+        convert::hit_list(py, &hits)
+    }
+
+    /// Many queries at once, answered in one read of the index (what a notebook's loop should call):
+    /// `ids, scores = index.recommend_batch(queries, k=10)`.
+    ///
+    /// queries: a list of video_ids, or an (n, frames, 128) array of embeddings (rows from `start` on).
+    /// Returns two (n, k) arrays: the neighbours' video_ids (dtype object; None where a query has fewer
+    /// than k neighbours, as a label filter may leave) and their cosine similarities (float32; NaN where no
+    /// neighbour), or their distances with distances=True (and always on an index whose metric has no
+    /// cosine). A query that cannot be asked raises, naming its position (KeyError for an unknown id).
+    #[pyo3(signature = (queries, *, k=10, labels=None, rerank=None, ef=None, exact=false, search_k=None,
+        start=None, distances=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn recommend_batch<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: i64,
+        labels: Option<&Bound<'py, PyAny>>,
+        rerank: Option<i64>,
+        ef: Option<i64>,
+        exact: bool,
+        search_k: Option<i64>,
+        start: Option<f64>,
+        distances: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let options = Search {
+            k,
+            labels,
+            rerank,
+            ef,
+            exact,
+            search_k,
+        }
+        .options()?;
+        let (queries, asked) = batch_queries(queries, start_row(start)?)?;
+        let answers = run(py, asked, || self.index.recommend_batch(&queries, &options))?;
+        let count = options.count;
+        let n = answers.len();
+        let none = py.None();
+        let mut ids: Vec<Py<PyAny>> = Vec::with_capacity(n * count);
+        let mut scores: Vec<f32> = Vec::with_capacity(n * count);
+        for (position, answer) in answers.into_iter().enumerate() {
+            let hits: Vec<Hit> = answer.map_err(|error| {
+                exception(
+                    error.kind(),
+                    format!("queries[{position}]: {error}"),
+                    asked,
+                )
+            })?;
+            for slot in 0..count {
+                match hits.get(slot) {
+                    Some(hit) => {
+                        ids.push(PyString::new(py, &hit.video_id).into_any().unbind());
+                        scores.push(match hit.similarity {
+                            Some(similarity) if !distances => similarity,
+                            _ => hit.distance,
+                        });
+                    }
+                    None => {
+                        ids.push(none.clone_ref(py));
+                        scores.push(f32::NAN);
+                    }
+                }
+            }
+        }
+        let shape = (n, count);
+        let ids = Array2::from_shape_vec(shape, ids)
+            .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
+        let scores = Array2::from_shape_vec(shape, scores)
+            .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
+        let ids = PyArray2::<Py<PyAny>>::from_owned_object_array(py, ids);
+        let scores = PyArray2::from_owned_array(py, scores);
+        PyTuple::new(py, [ids.into_any(), scores.into_any()])
+    }
+}
+
+/// The error for a call that gives no query or more than one.
+fn one_query_needed<T>() -> PyResult<T> {
+    Err(bad_argument(
+        "give exactly one query: id=, embedding= or audio=",
+    ))
+}
+
+/// `start` as the first embedding row (the command line's `--start` with `--embedding`).
+fn start_row(start: Option<f64>) -> PyResult<usize> {
+    match start {
+        None => Ok(0),
+        Some(row) if row >= 0.0 && row.fract() == 0.0 && row <= f64::from(u32::MAX) => {
+            Ok(row as usize)
+        }
+        Some(row) => Err(bad_argument(format!(
+            "start={row}: with embedding= it is a row number (0, 1, ...)"
+        ))),
+    }
+}
+
+/// A batch as the library's queries: video_ids (str), or an (n, frames, 128) array of embeddings.
+fn batch_queries(given: &Bound<'_, PyAny>, start: usize) -> PyResult<(Vec<Query>, Asked)> {
+    if given.is_instance_of::<PyString>() {
+        return Err(bad_argument(
+            "queries: a list of video_ids or an (n, frames, 128) array, not one str",
+        ));
+    }
+    if let Ok(ids) = given.extract::<Vec<String>>() {
+        return Ok((ids.into_iter().map(Query::Id).collect(), Asked::Ids));
+    }
+    let array = PyArrayLike3::<f32, AllowTypeChange>::extract(given.as_borrowed()).map_err(|e| {
+        bad_argument(format!(
+            "queries: neither a list of video_ids nor an (n, frames, 128) array of numbers: {e}"
+        ))
+    })?;
+    let view = array.as_array();
+    let queries = view
+        .outer_iter()
+        .map(|clip| Query::Embedding {
+            rows: clip
+                .outer_iter()
+                .map(|row| row.iter().copied().collect())
+                .collect(),
+            start,
+        })
+        .collect();
+    Ok((queries, Asked::Files))
+}
+
+/// Issues the library's warnings as Python `UserWarning`s.
+pub fn warn(py: Python<'_>, warnings: &[String]) -> PyResult<()> {
+    for warning in warnings {
+        let message = std::ffi::CString::new(warning.replace('\0', " "))
+            .map_err(|e| bad_argument(e.to_string()))?;
+        PyErr::warn(py, &py.get_type::<PyUserWarning>(), &message, 1)?;
+    }
+    Ok(())
+}
