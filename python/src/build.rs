@@ -8,7 +8,7 @@
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 
-use numpy::{AllowTypeChange, PyArrayLike2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{AllowTypeChange, PyArrayLike2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
 use serde::Serialize;
@@ -80,7 +80,7 @@ pub fn build_index<'py>(
         threads: whole("threads", threads)?,
         projection,
     };
-    let source = Clips::from(clips)?;
+    let source = Clips::given(clips)?;
     let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
     let built = py.detach(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -112,7 +112,7 @@ enum Clips {
 }
 
 impl Clips {
-    fn from(given: &Bound<'_, PyAny>) -> PyResult<Clips> {
+    fn given(given: &Bound<'_, PyAny>) -> PyResult<Clips> {
         if given.is_instance_of::<PyString>() || given.hasattr("__fspath__")? {
             return Ok(Clips::Files(vec![convert::path(given, "clips")?]));
         }
@@ -222,7 +222,8 @@ fn clip_line(item: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let labels: Vec<i64> = get("labels")?
         .extract()
         .map_err(|_| bad_argument("labels: not a list of class indices"))?;
-    let rows = PyArrayLike2::<f32, AllowTypeChange>::extract(get("embedding")?.as_borrowed())
+    let rows = get("embedding")?
+        .extract::<PyArrayLike2<'_, f32, AllowTypeChange>>()
         .map_err(|e| bad_argument(format!("embedding: not a 2-D array of numbers: {e}")))?;
     if rows.shape()[1] == 0 {
         return Err(bad_argument("embedding: rows of no values"));

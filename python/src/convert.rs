@@ -108,7 +108,8 @@ pub fn rows(given: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
             .ok_or_else(|| bad_argument("embedding: the clip dict has no \"embedding\""))?,
         Err(_) => given.clone(),
     };
-    let array = PyArrayLikeDyn::<f32, AllowTypeChange>::extract(given.as_borrowed())
+    let array = given
+        .extract::<PyArrayLikeDyn<'_, f32, AllowTypeChange>>()
         .map_err(|e| bad_argument(format!("embedding: not an array of numbers: {e}")))?;
     let shape = array.shape().to_vec();
     if shape.len() != 2 {

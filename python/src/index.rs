@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use numpy::ndarray::Array2;
-use numpy::{AllowTypeChange, PyArray2, PyArrayLike3, PyArrayMethods};
+use numpy::{AllowTypeChange, PyArray2, PyArrayLike3};
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -273,7 +273,7 @@ fn batch_queries(given: &Bound<'_, PyAny>, start: usize) -> PyResult<(Vec<Query>
     if let Ok(ids) = given.extract::<Vec<String>>() {
         return Ok((ids.into_iter().map(Query::Id).collect(), Asked::Ids));
     }
-    let array = PyArrayLike3::<f32, AllowTypeChange>::extract(given.as_borrowed()).map_err(|e| {
+    let array = given.extract::<PyArrayLike3<'_, f32, AllowTypeChange>>().map_err(|e| {
         bad_argument(format!(
             "queries: neither a list of video_ids nor an (n, frames, 128) array of numbers: {e}"
         ))
@@ -297,7 +297,7 @@ pub fn warn(py: Python<'_>, warnings: &[String]) -> PyResult<()> {
     for warning in warnings {
         let message = std::ffi::CString::new(warning.replace('\0', " "))
             .map_err(|e| bad_argument(e.to_string()))?;
-        PyErr::warn(py, &py.get_type::<PyUserWarning>(), &message, 1)?;
+        PyErr::warn(py, py.get_type::<PyUserWarning>().as_any(), &message, 1)?;
     }
     Ok(())
 }

@@ -131,7 +131,7 @@ impl ClipReader {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.reading()?;
         loop {
             if let Some(line) = state.take_line() {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -139,16 +139,26 @@ impl ClipReader {
                 }
                 return clip_dict(py, &line).map(Some);
             }
-            let Some(messages) = state.messages.as_ref() else {
+            let Some(messages) = state.messages.take() else {
                 return Ok(None);
             };
-            // Waiting for the decoder releases the interpreter's lock.
-            match py.detach(|| messages.recv()) {
-                Ok(Message::Lines(bytes)) => state.pending.extend_from_slice(&bytes),
-                Ok(Message::Skipped(warning)) => crate::index::warn(py, &[warning])?,
+            // Waiting for the decoder releases the interpreter's lock (the receiver goes with the wait: it is
+            // not to be shared between threads).
+            let (messages, received) = py.detach(move || {
+                let received = messages.recv();
+                (messages, received)
+            });
+            match received {
+                Ok(Message::Lines(bytes)) => {
+                    state.messages = Some(messages);
+                    state.pending.extend_from_slice(&bytes);
+                }
+                Ok(Message::Skipped(warning)) => {
+                    state.messages = Some(messages);
+                    crate::index::warn(py, &[warning])?;
+                }
                 Err(_) => {
                     // The ingest has ended: its result says whether it ended well.
-                    state.messages = None;
                     let worker = state.worker.take();
                     let ended = py.detach(|| worker.map(JoinHandle::join));
                     match ended {
@@ -166,7 +176,7 @@ impl ClipReader {
     /// too_short, corrupt, bytes.
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.reading()?;
         let Some(stats) = &state.stats else {
             return Ok(None);
         };
@@ -183,6 +193,20 @@ impl ClipReader {
             dict.set_item(key, value)?;
         }
         Ok(Some(dict))
+    }
+}
+
+impl ClipReader {
+    /// The reader's state, or a `ValueError` while another thread is in `__next__` (as a generator says it is
+    /// already executing): waiting for it here, holding the interpreter's lock it needs to finish, would hang.
+    fn reading(&self) -> PyResult<std::sync::MutexGuard<'_, Reading>> {
+        match self.state.try_lock() {
+            Ok(state) => Ok(state),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(bad_argument(
+                "ClipReader already executing: another thread is reading from it",
+            )),
+        }
     }
 }
 
