@@ -119,7 +119,17 @@ pub fn check(path: &Path, window: Window) -> Result<f64> {
 }
 
 fn decode_checked(path: &Path, window: Window) -> Result<decode::Audio> {
-    let audio = decode::decode(path, window).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let audio = decode::decode(path, window).map_err(|e| {
+        let message = format!("{}: {e}", path.display());
+        // A file that is not there is marked so (a host's FileNotFoundError); every other failure is the
+        // file's content or its reading.
+        match &e {
+            decode::DecodeError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                crate::error::not_found(message)
+            }
+            _ => anyhow!(message),
+        }
+    })?;
     if audio.seconds() < SHORTEST {
         anyhow::bail!(
             "{}: {:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)",
