@@ -71,7 +71,9 @@ fn source(options: &SourceOptions, warnings: &mut Vec<String>) -> soundalike::Re
     };
     // Held while loading: a second thread asking for the same weights waits for them rather than loading them
     // again. A poisoned lock only means a load panicked; what it holds is still whole.
-    let mut loaded = SOURCE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut loaded = SOURCE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((held, source)) = loaded.as_ref()
         && *held == key
     {

@@ -196,7 +196,9 @@ impl ClipLines<'_> {
             }
             Err(error) => {
                 *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-                Err(std::io::Error::other("the clips' iterable raised an exception"))
+                Err(std::io::Error::other(
+                    "the clips' iterable raised an exception",
+                ))
             }
         }
     }

@@ -210,11 +210,7 @@ impl PyIndex {
         let mut scores: Vec<f32> = Vec::with_capacity(n * count);
         for (position, answer) in answers.into_iter().enumerate() {
             let hits: Vec<Hit> = answer.map_err(|error| {
-                exception(
-                    error.kind(),
-                    format!("queries[{position}]: {error}"),
-                    asked,
-                )
+                exception(error.kind(), format!("queries[{position}]: {error}"), asked)
             })?;
             for slot in 0..count {
                 match hits.get(slot) {
@@ -273,11 +269,13 @@ fn batch_queries(given: &Bound<'_, PyAny>, start: usize) -> PyResult<(Vec<Query>
     if let Ok(ids) = given.extract::<Vec<String>>() {
         return Ok((ids.into_iter().map(Query::Id).collect(), Asked::Ids));
     }
-    let array = given.extract::<PyArrayLike3<'_, f32, AllowTypeChange>>().map_err(|e| {
-        bad_argument(format!(
-            "queries: neither a list of video_ids nor an (n, frames, 128) array of numbers: {e}"
-        ))
-    })?;
+    let array = given
+        .extract::<PyArrayLike3<'_, f32, AllowTypeChange>>()
+        .map_err(|e| {
+            bad_argument(format!(
+                "queries: neither a list of video_ids nor an (n, frames, 128) array of numbers: {e}"
+            ))
+        })?;
     let view = array.as_array();
     let queries = view
         .outer_iter()

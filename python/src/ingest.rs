@@ -108,7 +108,8 @@ pub fn read_tfrecords(
             let warnings = sender.clone();
             ingest.run(&options, &mut ChannelWriter(sender), |event| {
                 if let IngestEvent::Skipped { input, problem } = event {
-                    let _ = warnings.send(Message::Skipped(format!("{input}: {problem} (skipped)")));
+                    let _ =
+                        warnings.send(Message::Skipped(format!("{input}: {problem} (skipped)")));
                 }
             })
         })

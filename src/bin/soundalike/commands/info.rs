@@ -21,7 +21,12 @@ fn write(out: &mut impl Write, info: &Info, as_json: bool) -> io::Result<()> {
     if as_json {
         return writeln!(out, "{}", info.to_json());
     }
-    let (dir, settings, counts, size) = (&info.index, &info.settings, &info.top_labels, info.size_bytes);
+    let (dir, settings, counts, size) = (
+        &info.index,
+        &info.settings,
+        &info.top_labels,
+        info.size_bytes,
+    );
     writeln!(out, "index        {}", dir.display())?;
     writeln!(out, "clips        {}", settings.clips)?;
     writeln!(out, "metric       {}", settings.metric)?;
