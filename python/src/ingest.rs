@@ -247,7 +247,7 @@ fn clip_dict<'py>(py: Python<'py>, line: &[u8]) -> PyResult<Bound<'py, PyDict>> 
         .iter()
         .flat_map(|row| row.iter().map(|&v| v as u8))
         .collect();
-    let width = if frames == 0 { 0 } else { bytes.len() / frames };
+    let width = bytes.len().checked_div(frames).unwrap_or(0);
     let embedding = Array2::from_shape_vec((frames, width), bytes)
         .map_err(|e| bad_argument(format!("internal error: ragged clip rows: {e}")))?;
     let dict = PyDict::new(py);
