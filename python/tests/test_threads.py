@@ -1,7 +1,10 @@
 """The interpreter's lock is released while the engine works: two threads asking at once finish in about half
-the time one thread takes for the same questions (on two cores)."""
+the time one thread takes for the same questions (on two idle cores), as two processes do."""
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -20,10 +23,31 @@ def ask(index, groups):
         index.recommend_batch(group, k=10)
 
 
-def timed(work):
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+# The same work in a process of its own, started at an agreed moment (time.monotonic is the same clock in every
+# process on Linux): what the machine gives two workers that share no interpreter lock.
+WORKER = """
+import json, sys, time
+import soundalike
+index_dir, groups, start = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+index = soundalike.Index(index_dir)
+index.recommend_batch(groups[0], k=10)
+while time.monotonic() < start:
+    time.sleep(0.001)
+for group in groups:
+    index.recommend_batch(group, k=10)
+print(time.monotonic())
+"""
+
+
+def two_processes(index_dir, halves):
+    start = time.monotonic() + 1.5
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(index_dir), json.dumps(half), str(start)],
+                         stdout=subprocess.PIPE, text=True)
+        for half in halves
+    ]
+    ends = [float(worker.communicate()[0]) for worker in workers]
+    return max(ends) - start
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
@@ -34,8 +58,10 @@ def test_two_threads_answer_about_twice_as_fast_as_one(index_dir, clips):
     halves = groups[::2], groups[1::2]
     ask(index, groups[:2])  # warm: the index's pages in memory
 
-    def one_thread():
-        ask(index, groups)
+    def timed(work):
+        started = time.perf_counter()
+        work()
+        return time.perf_counter() - started
 
     def two_threads():
         threads = [threading.Thread(target=ask, args=(index, half)) for half in halves]
@@ -44,13 +70,20 @@ def test_two_threads_answer_about_twice_as_fast_as_one(index_dir, clips):
         for thread in threads:
             thread.join()
 
-    # Best of several rounds, alternating, so that a busy moment on a shared machine slows both sides.
-    one, two = [], []
-    for _ in range(5):
-        one.append(timed(one_thread))
-        two.append(timed(two_threads))
-    speedup = min(one) / min(two)
-    assert speedup > 1.5, f"two threads {min(two):.3f} s against one {min(one):.3f} s: {speedup:.2f}x"
+    # Best of several rounds, alternating, so that a busy moment slows every side alike. Two processes say what
+    # the machine can give at the moment (about 2x on two idle cores; less when other work holds the cores):
+    # two threads must get most of it, which they cannot while the lock is held (1x).
+    one, threads, processes = [], [], []
+    for _ in range(4):
+        one.append(timed(lambda: ask(index, groups)))
+        threads.append(timed(two_threads))
+        processes.append(two_processes(index_dir, halves))
+    by_threads, by_processes = min(one) / min(threads), min(one) / min(processes)
+    report = f"one thread {min(one):.3f} s, two threads {by_threads:.2f}x, two processes {by_processes:.2f}x"
+    print(report)
+    assert by_threads > 0.8 * by_processes, report
+    if by_processes > 1.7:
+        assert by_threads > 1.5, report
 
 
 def test_python_runs_while_a_search_runs(index_dir, clips):
