@@ -45,7 +45,8 @@ def main():
 
     clips = [json.loads(line) for line in open(args.clips) if line.strip()]
     ids = [c["video_id"] for c in clips]
-    vectors = np.array([np.mean(np.array(c["embedding"], dtype=np.float32), axis=0) for c in clips])
+    # The index's mean vectors: the mean of the de-quantized frames (value / 255 * 4 - 2, src/index/vector.rs).
+    vectors = np.array([np.mean(np.array(c["embedding"], dtype=np.float32) / 255 * 4 - 2, axis=0) for c in clips])
     index_dir = work / "bench.idx"
     if not index_dir.exists():
         soundalike.build_index(index_dir, args.clips, projection="none")
