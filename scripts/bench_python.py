@@ -2,9 +2,11 @@
 knn_query (one query at a time, and one batch call), recall@10 against the exact scan, and the cost of one
 recommend(id=...) call.
 
-usage: python scripts/bench_python.py CLIPS.jsonl WORKDIR [--queries 5000] [--rounds 3]
+usage: python scripts/bench_python.py INPUT WORKDIR [--queries 5000] [--rounds 3]
 
-CLIPS.jsonl: clips as `soundalike ingest` writes them (e.g. bal_train and eval's music clips). The index is built
+INPUT: AudioSet TFRecords (a folder, features.tar.gz), read through `soundalike.read_tfrecords` (e.g. bal_train
+and eval, or the spread-out synthetic sets `examples/synth --mix 2` makes), or a .jsonl of clips as `soundalike
+ingest` writes them. The index is built
 with `projection="none"` and asked with `rerank=0`, the peers' work (VGGish's 128 dimensions, one mean vector a
 clip, cosine); hnswlib (M 16, ef_construction 200) gets the same mean vectors. Needs numpy, hnswlib and the
 soundalike package in the running interpreter. Prints one JSON object per line.
@@ -43,13 +45,18 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
-    clips = [json.loads(line) for line in open(args.clips) if line.strip()]
+    if args.clips.endswith(".jsonl"):
+        clips = [json.loads(line) for line in open(args.clips) if line.strip()]
+    else:
+        clips = list(soundalike.read_tfrecords(args.clips))
     ids = [c["video_id"] for c in clips]
     # The index's mean vectors: the mean of the de-quantized frames (value / 255 * 4 - 2, src/index/vector.rs).
-    vectors = np.array([np.mean(np.array(c["embedding"], dtype=np.float32) / 255 * 4 - 2, axis=0) for c in clips])
+    vectors = np.array([np.mean(np.asarray(c["embedding"], dtype=np.float32) / 255 * 4 - 2, axis=0) for c in clips])
     index_dir = work / "bench.idx"
     if not index_dir.exists():
-        soundalike.build_index(index_dir, args.clips, projection="none")
+        started = time.perf_counter()
+        soundalike.build_index(index_dir, clips, projection="none")
+        print(json.dumps({"soundalike build s": round(time.perf_counter() - started, 1)}), flush=True)
     index = soundalike.Index(index_dir)
     rng = np.random.default_rng(42)
     chosen = rng.choice(len(ids), size=min(args.queries, len(ids)), replace=False)
@@ -75,7 +82,9 @@ def main():
     hnsw = hnswlib.Index(space="cosine", dim=vectors.shape[1])
     hnsw.init_index(max_elements=len(vectors), M=16, ef_construction=200, random_seed=42)
     hnsw.set_num_threads(1)
+    started = time.perf_counter()
     hnsw.add_items(vectors, np.arange(len(vectors)), num_threads=1)
+    print(json.dumps({"hnswlib build s (one thread)": round(time.perf_counter() - started, 1)}), flush=True)
     query_vectors = vectors[chosen]
     for ef in [10, 16, 24, 32, 48, 64]:
         hnsw.set_ef(ef + 1)
