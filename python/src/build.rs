@@ -175,6 +175,9 @@ impl ClipLines<'_> {
     /// iterator or a dict that is not a clip is kept for the caller and ends the reading with an error.
     fn refill(&mut self) -> std::io::Result<()> {
         let next = Python::attach(|py| -> PyResult<Option<Vec<u8>>> {
+            // Ctrl-C is seen here, between clips, whatever the iterable (a list's iterator runs no Python code
+            // that would see it): the build then stops and leaves the index as it was.
+            py.check_signals()?;
             let mut iterator = self.iterator.bind(py).clone();
             let Some(item) = iterator.next().transpose()? else {
                 return Ok(None);
