@@ -172,8 +172,8 @@ impl PyIndex {
     /// `ids, scores = index.recommend_batch(queries, k=10)`.
     ///
     /// queries: a list of video_ids, or an (n, frames, 128) array of embeddings (rows from `start` on).
-    /// Returns two (n, k) arrays: the neighbours' video_ids (dtype object; None where a query has fewer
-    /// than k neighbours, as a label filter may leave) and their cosine similarities (float32; NaN where no
+    /// Returns two (n, k) arrays (k at most the index's clips): the neighbours' video_ids (dtype object;
+    /// None where a query has fewer than k neighbours, as a label filter may leave) and their cosine similarities (float32; NaN where no
     /// neighbour), or their distances with distances=True (and always on an index whose metric has no
     /// cosine). A query that cannot be asked raises, naming its position (KeyError for an unknown id).
     #[pyo3(signature = (queries, *, k=10, labels=None, rerank=None, ef=None, exact=false, search_k=None,
@@ -202,8 +202,16 @@ impl PyIndex {
         }
         .options()?;
         let (queries, asked) = batch_queries(queries, start_row(start)?)?;
-        let answers = run(py, asked, || self.index.recommend_batch(&queries, &options))?;
-        let count = options.count;
+        let (answers, clips) = run(py, asked, || {
+            Ok((
+                self.index.recommend_batch(&queries, &options)?,
+                self.index.len()?,
+            ))
+        })?;
+        // No answer holds more clips than the index: k=10**12 must not size the arrays by it.
+        let count = options
+            .count
+            .min(usize::try_from(clips).unwrap_or(usize::MAX));
         let n = answers.len();
         let none = py.None();
         let mut ids: Vec<Py<PyAny>> = Vec::with_capacity(n * count);

@@ -139,9 +139,15 @@ def test_a_label_filter_with_fewer_clips_than_k_fills_with_none(index_dir):
     assert ids[0][len(hits)] is None and np.isnan(sims[0][len(hits)])
 
 
-def test_empty_batch(index_dir):
-    ids, sims = soundalike.Index(index_dir).recommend_batch([], k=4)
+def test_empty_batch_and_a_k_past_the_index(index_dir):
+    index = soundalike.Index(index_dir)
+    ids, sims = index.recommend_batch([], k=4)
     assert ids.shape == sims.shape == (0, 4)
+    # The arrays are as wide as the index holds clips, not as k asks; a clip has all the others as neighbours.
+    ids, sims = index.recommend_batch([OPERA], k=10**12)
+    assert ids.shape == (1, 779)
+    assert ids[0][777] is not None and ids[0][778] is None and np.isnan(sims[0][778])
+    assert len(index.recommend(id=OPERA, k=10**12)) == 778
 
 
 def test_embed_and_audio_equal_the_clis(cli, index_dir, formula_weights):
