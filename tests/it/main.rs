@@ -27,4 +27,5 @@ mod library;
 mod projection;
 mod real_weights;
 mod recommend;
+mod serve;
 mod writers;

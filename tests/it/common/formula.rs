@@ -50,6 +50,25 @@ pub fn tensors() -> HashMap<String, Tensor> {
     out
 }
 
+/// The formula weights written once per test run as safetensors (288 MB, in a temporary directory), so that
+/// the library's loader and the binary's `--weights` both read them as a user's file.
+pub fn weights_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("formula.safetensors");
+        write_safetensors(&path);
+        (dir, path)
+    });
+    path
+}
+
+/// The PCA parameters made by the same formula (fixtures/vggish-golden/pca_params.npz).
+pub fn pca_file() -> std::path::PathBuf {
+    super::fixtures().join("vggish-golden/pca_params.npz")
+}
+
 /// Writes the formula weights as safetensors at `path` (288 MB).
 pub fn write_safetensors(path: &Path) {
     candle_core::safetensors::save(&tensors(), path).unwrap();

@@ -25,6 +25,25 @@ pub fn run(dir: &Path, as_json: bool) -> Result<()> {
     .context("cannot write to stdout")
 }
 
+/// What `info --json` writes (and `serve` answers at /api/info).
+pub fn as_json_value(
+    dir: &Path,
+    settings: &Settings,
+    counts: &[(u16, u64)],
+    size: u64,
+) -> serde_json::Result<serde_json::Value> {
+    let top: Vec<_> = counts
+        .iter()
+        .map(|&(label, clips)| json!({"label": label, "name": labels::class_name(label.into()), "clips": clips}))
+        .collect();
+    // The settings a user can act on: the next item number to give out is the index's own business.
+    let mut settings = serde_json::to_value(settings)?;
+    if let Some(fields) = settings.as_object_mut() {
+        fields.remove("next_item");
+    }
+    Ok(json!({"index": dir, "settings": settings, "size_bytes": size, "top_labels": top}))
+}
+
 fn write(
     out: &mut impl Write,
     dir: &Path,
@@ -34,18 +53,7 @@ fn write(
     as_json: bool,
 ) -> io::Result<()> {
     if as_json {
-        let top: Vec<_> = counts
-            .iter()
-            .map(|&(label, clips)| json!({"label": label, "name": labels::class_name(label.into()), "clips": clips}))
-            .collect();
-        // The settings a user can act on: the next item number to give out is the index's own business.
-        let mut settings = serde_json::to_value(settings)?;
-        if let Some(fields) = settings.as_object_mut() {
-            fields.remove("next_item");
-        }
-        let info =
-            json!({"index": dir, "settings": settings, "size_bytes": size, "top_labels": top});
-        return writeln!(out, "{info}");
+        return writeln!(out, "{}", as_json_value(dir, settings, counts, size)?);
     }
     writeln!(out, "index        {}", dir.display())?;
     writeln!(out, "clips        {}", settings.clips)?;
