@@ -198,7 +198,8 @@ fn embeddings_match_torchvggish_with_formula_weights() {
     let (x, rate) = read_wav_mono("tone.wav");
     let examples = audio::examples(&x, rate, &LogMel::new());
     let embedder = Embedder {
-        vggish: audio::vggish::Vggish::new(&Weights::load(formula::weights_file()).unwrap()).unwrap(),
+        vggish: audio::vggish::Vggish::new(&Weights::load(formula::weights_file()).unwrap())
+            .unwrap(),
         pca: Pca::load(&fixture_path("pca_params.npz")).unwrap(),
     };
     let started = std::time::Instant::now();

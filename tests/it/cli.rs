@@ -7,7 +7,13 @@ use std::process::Command;
 use crate::common::{self, build, clips_jsonl, fixture_data, recommend, run, run_with_stdin};
 
 const SUBCOMMANDS: [&str; 7] = [
-    "ingest", "index", "recommend", "info", "evaluate", "embed", "serve",
+    "ingest",
+    "index",
+    "recommend",
+    "info",
+    "evaluate",
+    "embed",
+    "serve",
 ];
 
 #[test]

@@ -33,8 +33,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// The `error` of a JSON error answer, after checking the status.
@@ -281,21 +280,33 @@ fn queries_by_id_and_embedding_answer_as_recommend_json_does() {
     assert_eq!(by_get.json(), cli, "GET equals recommend --json");
     assert_eq!(ids(&cli).len(), 5);
 
-    let by_post = served.post_json("/api/recommend", &json!({"id": "xtGmrLOsjHk", "k": 5, "label": ["Opera", "Choir"]}));
+    let by_post = served.post_json(
+        "/api/recommend",
+        &json!({"id": "xtGmrLOsjHk", "k": 5, "label": ["Opera", "Choir"]}),
+    );
     assert_eq!(by_post.json(), cli, "POST JSON equals recommend --json");
 
     let default = served.get("/api/recommend?id=xtGmrLOsjHk");
     assert_eq!(default.json(), cli_answer(index, &["--id", "xtGmrLOsjHk"]));
 
-    // An embedding: a clip's rows from row 2 on, as `recommend --embedding FILE --start 2`.
+    // An embedding of 12 rows from row 2 on, as `recommend --embedding FILE --start 2`.
     let clip = &clips()[40];
-    let rows = clip["embedding"].clone();
+    let mut rows = clip["embedding"].as_array().unwrap().clone();
+    rows.splice(0..0, rows[..2].to_vec());
+    let rows = Value::Array(rows);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rows.json");
     std::fs::write(&file, rows.to_string()).unwrap();
     let cli = cli_answer(
         index,
-        &["--embedding", file.to_str().unwrap(), "--start", "2", "-k", "7"],
+        &[
+            "--embedding",
+            file.to_str().unwrap(),
+            "--start",
+            "2",
+            "-k",
+            "7",
+        ],
     );
     let api = served.post_json(
         "/api/recommend",
@@ -373,12 +384,19 @@ fn bad_requests_get_their_status_in_words_and_the_server_keeps_answering() {
     ];
     for (what, answer, status, words) in cases {
         let error = answer.error(status);
-        assert!(error.contains(words), "{what}: {error:?} should say {words:?}");
+        assert!(
+            error.contains(words),
+            "{what}: {error:?} should say {words:?}"
+        );
         served.assert_alive(what);
     }
     // The CLI's words for the same mistakes.
     let cli = recommend(shared_index(), &["--id", "nosuchclip00"]);
-    assert!(cli.stderr.contains("no clip 'nosuchclip00'"), "{}", cli.stderr);
+    assert!(
+        cli.stderr.contains("no clip 'nosuchclip00'"),
+        "{}",
+        cli.stderr
+    );
 }
 
 #[test]
@@ -408,7 +426,12 @@ fn info_labels_health_and_the_openapi_description() {
     let served = plain();
     let info = served.get("/api/info");
     assert_eq!(info.status, 200);
-    let cli = run(&["info", "--index", shared_index().to_str().unwrap(), "--json"]);
+    let cli = run(&[
+        "info",
+        "--index",
+        shared_index().to_str().unwrap(),
+        "--json",
+    ]);
     cli.assert_ok();
     let mut info = info.json();
     let server = info
@@ -423,7 +446,10 @@ fn info_labels_health_and_the_openapi_description() {
     let labels = served.get("/api/labels").json();
     let labels = labels.as_array().unwrap();
     assert_eq!(labels.len(), 527);
-    assert_eq!(labels[137], json!({"index": 137, "name": "Music", "music": true}));
+    assert_eq!(
+        labels[137],
+        json!({"index": 137, "name": "Music", "music": true})
+    );
     assert_eq!(labels[0]["music"], false, "Speech is not music");
 
     let health = served.get("/healthz").json();
@@ -484,13 +510,16 @@ fn the_page_works_without_javascript_and_loads_nothing_from_elsewhere() {
     assert!(answer.body.contains("<table id=\"results\""));
     for id in ids(&api) {
         assert!(
-            answer
-                .body
-                .contains(&format!("href=\"https://www.youtube.com/watch?v={id}&amp;t=")),
+            answer.body.contains(&format!(
+                "href=\"https://www.youtube.com/watch?v={id}&amp;t="
+            )),
             "{id} is linked at its second"
         );
     }
-    assert!(answer.body.contains("value=\"xtGmrLOsjHk\""), "the form keeps its fields");
+    assert!(
+        answer.body.contains("value=\"xtGmrLOsjHk\""),
+        "the form keeps its fields"
+    );
     // An error is words on the page, with its status; text from the request is escaped.
     let missing = served.get("/?id=%3Cscript%3Ex");
     assert_eq!(missing.status, 404);
@@ -506,10 +535,17 @@ fn the_page_works_without_javascript_and_loads_nothing_from_elsewhere() {
 #[test]
 fn predict_answers_as_max_does_so_embed_through_it_equals_embed() {
     let served = with_weights();
-    let wav = source_wav();
+    // A 16-bit mono WAV: what the service client sends, sample for sample (a stereo file's mean would be rounded
+    // to 16 bits on the way, by the client).
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    std::fs::write(&wav, tone_wav(5.0, 22_050)).unwrap();
     let local = run(&[
         &[OsStr::new("embed"), wav.as_os_str()][..],
-        &formula_args().iter().map(|p| p.as_os_str()).collect::<Vec<_>>(),
+        &formula_args()
+            .iter()
+            .map(|p| p.as_os_str())
+            .collect::<Vec<_>>(),
     ]
     .concat());
     local.assert_ok();
@@ -555,7 +591,10 @@ fn an_upload_is_answered_as_recommend_audio_answers_it() {
             OsStr::new("6"),
             OsStr::new("--json"),
         ][..],
-        &formula_args().iter().map(|p| p.as_os_str()).collect::<Vec<_>>(),
+        &formula_args()
+            .iter()
+            .map(|p| p.as_os_str())
+            .collect::<Vec<_>>(),
     ]
     .concat());
     cli.assert_ok();
@@ -600,31 +639,52 @@ fn wav_header(rate: u32, bits: u16, data_len: u32, actual: usize) -> Vec<u8> {
 fn uploads_that_are_not_audio_too_long_or_too_large_are_refused_and_the_server_keeps_answering() {
     let served = with_weights();
     let good = std::fs::read(source_wav()).unwrap();
-    type Case<'a> = (&'a str, Vec<(&'a str, Option<&'a str>, Vec<u8>)>, u16, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, Option<&'a str>, Vec<u8>)>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "/api/recommend",
-            vec![("audio", Some("notes.txt"), b"these are words, not sound".to_vec())],
+            vec![(
+                "audio",
+                Some("notes.txt"),
+                b"these are words, not sound".to_vec(),
+            )],
             415,
             "notes.txt: not an audio file",
         ),
         (
             "/model/predict",
-            vec![("audio", Some("notes.txt"), b"these are words, not sound".to_vec())],
+            vec![(
+                "audio",
+                Some("notes.txt"),
+                b"these are words, not sound".to_vec(),
+            )],
             415,
             "not an audio file",
         ),
         (
             // A header claiming a rate of 1 Hz: 200 KB would be 28 hours.
             "/api/recommend",
-            vec![("audio", Some("slow.wav"), wav_header(1, 16, 200_000, 200_000))],
+            vec![(
+                "audio",
+                Some("slow.wav"),
+                wav_header(1, 16, 200_000, 200_000),
+            )],
             422,
             "1 Hz",
         ),
         (
             // A header claiming about 149 hours of 4 kHz audio in a file of 4 KB.
             "/model/predict",
-            vec![("audio", Some("long.wav"), wav_header(4000, 16, u32::MAX - 64, 4000))],
+            vec![(
+                "audio",
+                Some("long.wav"),
+                wav_header(4000, 16, u32::MAX - 64, 4000),
+            )],
             422,
             "longer than the 600 s allowed",
         ),
@@ -666,7 +726,10 @@ fn uploads_that_are_not_audio_too_long_or_too_large_are_refused_and_the_server_k
         let started = Instant::now();
         let answer = served.post_form(path, &parts);
         let error = answer.error(status);
-        assert!(error.contains(words), "{path}: {error:?} should say {words:?}");
+        assert!(
+            error.contains(words),
+            "{path}: {error:?} should say {words:?}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "refused at once, not decoded: {:?}",
@@ -736,8 +799,15 @@ fn a_full_embedding_queue_is_refused_at_once_and_id_queries_do_not_wait() {
     let refused: Vec<_> = results.iter().filter(|r| r.0.status == 503).collect();
     let embedded = results.iter().filter(|r| r.0.status == 200).count();
     assert!(!refused.is_empty(), "some of {uploads} uploads are refused");
-    assert!(embedded >= cores, "the pool embeds as many as the cores at once");
-    assert_eq!(refused.len() + embedded, uploads, "every answer is 200 or 503");
+    assert!(
+        embedded >= cores,
+        "the pool embeds as many as the cores at once"
+    );
+    assert_eq!(
+        refused.len() + embedded,
+        uploads,
+        "every answer is 200 or 503"
+    );
     for (answer, took, _) in &refused {
         assert!(answer.error(503).contains("try again"), "{}", answer.body);
         let retry: u64 = answer
@@ -769,19 +839,26 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
             .http_status_as_error(false)
             .build()
             .into();
-        Served::finish(
+        let answer = Served::finish(
             agent
                 .post(format!("{url}/api/recommend"))
                 .content_type(content_type)
                 .send(&body[..]),
-        )
+        );
+        (answer, Instant::now())
     });
     // The upload is sent and being embedded (30 s of audio takes a while) when the signal comes.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(500));
     let url = served.url.clone();
+    let signalled = Instant::now();
     let (code, stderr) = served.stop(libc::SIGTERM);
-    let answer = upload.join().unwrap();
-    assert_eq!(answer.status, 200, "the request in flight is answered: {}", answer.body);
+    let (answer, answered) = upload.join().unwrap();
+    assert!(answered > signalled, "the answer came after the signal");
+    assert_eq!(
+        answer.status, 200,
+        "the request in flight is answered: {}",
+        answer.body
+    );
     assert_eq!(answer.json()["results"].as_array().unwrap().len(), 10);
     assert_eq!(code, 0, "exit code 0; stderr: {stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
@@ -862,7 +939,10 @@ fn a_rebuilt_or_appended_index_is_answered_from_without_a_restart() {
     assert!(statuses.len() > 5, "asked during the rebuild: {statuses:?}");
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     let cli = cli_answer(&index, &["--id", &late_id]);
-    assert_eq!(served.get(&format!("/api/recommend?id={late_id}")).json(), cli);
+    assert_eq!(
+        served.get(&format!("/api/recommend?id={late_id}")).json(),
+        cli
+    );
 }
 
 #[test]

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use soundalike::audio::decode::Window;
 use soundalike::labels::{self, LabelSet};
 
+use super::Shared;
 use super::ask::{self, Question};
 use super::errors::ApiError;
 use super::upload::{self, Form};
-use super::Shared;
 use crate::commands::info;
 use crate::commands::recommend::Answer;
 
@@ -159,7 +159,9 @@ async fn health(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
         .with_index(|index| index.len())
         .await
         .map_err(|e| ApiError::unavailable(e.message))?;
-    Ok(Json(json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()})))
+    Ok(Json(
+        json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()}),
+    ))
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -96,8 +96,8 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
             })?;
     }
     if let Some(spec) = form.get("label") {
-        let set = labels::parse_label_list(spec)
-            .map_err(|e| ApiError::bad(format!("label: {e}")))?;
+        let set =
+            labels::parse_label_list(spec).map_err(|e| ApiError::bad(format!("label: {e}")))?;
         options.labels = set.indices().collect();
     }
     Ok(options)

@@ -86,6 +86,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_upload: args.max_upload,
             max_seconds: args.max_seconds,
         });
+        // Received from here on: a signal before the listening line is said would otherwise kill the process
+        // (the default action) instead of stopping it.
+        let stop = interrupted().context("cannot receive SIGINT and SIGTERM")?;
         say!("listening on http://{address}");
         let quiet = args.quiet;
         if let Err(why) = &server.embedding
@@ -95,7 +98,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         tokio::spawn(watch_index(Arc::clone(&server), quiet));
         axum::serve(listener, router(Arc::clone(&server)))
-            .with_graceful_shutdown(interrupted())
+            .with_graceful_shutdown(stop)
             .await
             .context("the server failed")?;
         say!("stopped: every request in flight was answered");
@@ -126,23 +129,21 @@ fn load_embedding(
     Ok(Ok(Embedding::new(loaded)?))
 }
 
-/// Resolves when SIGINT or SIGTERM arrives (the first one; the listener then closes and the requests in flight
-/// finish). The command line's own signal thread (`process::remove_on_interrupt`) exits at once and is for
-/// writers; `serve` writes nothing and never installs it, so these signals are tokio's to receive here.
-async fn interrupted() {
+/// A future that resolves when SIGINT or SIGTERM arrives (the first one; the listener then closes and the
+/// requests in flight finish). The command line's own signal thread (`process::remove_on_interrupt`) exits at
+/// once and is for writers; `serve` writes nothing and never installs it, so these signals are tokio's to
+/// receive here. The handlers are installed when this is called, not when the future is first polled.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the signals end the process as they would any program: never silently ignored.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    say!("stopping: finishing the requests in flight");
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        say!("stopping: finishing the requests in flight");
+    })
 }
 
 /// Looks for a rebuilt index now and then, and reopens it (see [`LiveIndex::reopen_if_replaced`]).

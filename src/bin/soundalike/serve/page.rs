@@ -26,7 +26,10 @@ pub fn routes() -> Router<Shared> {
 }
 
 /// The page; with fields in the query string (`/?id=ID&k=10`), the page with their answer.
-async fn show(State(server): State<Shared>, Query(fields): Query<Vec<(String, String)>>) -> Response {
+async fn show(
+    State(server): State<Shared>,
+    Query(fields): Query<Vec<(String, String)>>,
+) -> Response {
     let form = Form {
         audio: None,
         fields,

@@ -71,7 +71,9 @@ impl Embedding {
         if admitted >= inner.capacity {
             inner.admitted.fetch_sub(1, Ordering::SeqCst);
             let mean = inner.mean_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-            let seconds = (mean * (admitted as f64 / inner.threads as f64)).ceil().max(1.0);
+            let seconds = (mean * (admitted as f64 / inner.threads as f64))
+                .ceil()
+                .max(1.0);
             return Err(ApiError {
                 retry_after: Some(seconds as u64),
                 ..ApiError::new(
@@ -91,7 +93,11 @@ impl Embedding {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 work(&job.source, &job.logmel)
             }))
-            .unwrap_or_else(|_| Err(ApiError::internal("internal error while embedding (please report it)")));
+            .unwrap_or_else(|_| {
+                Err(ApiError::internal(
+                    "internal error while embedding (please report it)",
+                ))
+            });
             let ms = started.elapsed().as_millis() as u64;
             let mean = job.mean_ms.load(Ordering::Relaxed);
             job.mean_ms.store((mean * 3 + ms) / 4, Ordering::Relaxed);

@@ -77,7 +77,11 @@ pub async fn read_form(request: Request, limit: usize) -> Result<Form, ApiError>
         .await
         .map_err(|e| ApiError::bad(format!("cannot read the form: {}", e.body_text())))?;
     let mut form = Form::default();
-    while let Some(field) = multipart.next_field().await.map_err(|e| read_error(e, limit))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| read_error(e, limit))?
+    {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
         let bytes = field.bytes().await.map_err(|e| read_error(e, limit))?;
@@ -90,6 +94,10 @@ pub async fn read_form(request: Request, limit: usize) -> Result<Form, ApiError>
                     bytes,
                 });
             }
+        } else if file_name.is_some() {
+            // A file in another field is not asked about (MAX reads `audio` only); it is dropped, and a
+            // missing `audio` is said as such.
+            continue;
         } else {
             let text = String::from_utf8(bytes.to_vec())
                 .map_err(|_| ApiError::bad(format!("the field {name} is not UTF-8 text")))?;
