@@ -14,6 +14,7 @@ mod audio_golden;
 mod audio_query;
 mod audio_weights;
 mod bad_input;
+mod browser;
 mod cli;
 mod decoder;
 mod durability;
