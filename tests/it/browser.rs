@@ -148,9 +148,7 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
         ("end", None, b"2"),
         ("k", None, b"5"),
     ]);
-    let expected = ids(&served
-        .post("/api/recommend", &content_type, &body)
-        .json());
+    let expected = ids(&served.post("/api/recommend", &content_type, &body).json());
     assert_eq!(expected.len(), 5);
 
     let driver = Driver::start(&driver);
