@@ -44,7 +44,9 @@ async fn recommend_by_query(
         audio: None,
         fields,
     };
-    answer(&server, Question::from_form(form, server.max_seconds)?).await
+    let question = Question::from_form(form, server.max_seconds)?;
+    let (name, hits) = ask::answer(&server, question, None).await?;
+    Ok(Json(Answer::new(&name, &hits)).into_response())
 }
 
 /// `POST /api/recommend`: a JSON body (`{"id": ...}` or `{"embedding": [[...]], "start": 0}`), or a multipart
@@ -53,8 +55,17 @@ async fn recommend_by_body(
     State(server): State<Shared>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let place = match ask::early_place(&server, request.headers()) {
+        Ok(place) => place,
+        Err(busy) => {
+            upload::discard_body(request, server.max_upload).await;
+            return Err(busy);
+        }
+    };
     let form = read_body(&server, request).await?;
-    answer(&server, Question::from_form(form, server.max_seconds)?).await
+    let question = Question::from_form(form, server.max_seconds)?;
+    let (name, hits) = ask::answer(&server, question, place).await?;
+    Ok(Json(Answer::new(&name, &hits)).into_response())
 }
 
 /// A request's fields from a multipart form or a JSON body; anything else is 415.
@@ -80,17 +91,19 @@ async fn read_body(server: &Shared, request: Request) -> Result<Form, ApiError> 
     ask::form_from_json(&body)
 }
 
-async fn answer(server: &Shared, question: Question) -> Result<Response, ApiError> {
-    let (name, hits) = ask::answer(server, question).await?;
-    Ok(Json(Answer::new(&name, &hits)).into_response())
-}
-
 /// `POST /model/predict`: the multipart field `audio` embedded whole, answered as MAX answers,
 /// `{"status": "ok", "embedding": [[128 values 0..255], ...]}` (one row per 0.96 s), so that MAX's clients
 /// (the original project's notebooks, `embed --service`) work unchanged. Errors say `"status": "error"` and
 /// carry the message as both MAX's `message` and this API's `error`.
 async fn predict(State(server): State<Shared>, request: Request) -> Response {
     let embedded = async {
+        let place = match ask::early_place(&server, request.headers()) {
+            Ok(place) => place,
+            Err(busy) => {
+                upload::discard_body(request, server.max_upload).await;
+                return Err(busy);
+            }
+        };
         let form = upload::read_form(request, server.max_upload).await?;
         let upload = form.audio.ok_or_else(|| {
             ApiError::bad("no audio: send the file in the multipart field `audio`")
@@ -99,7 +112,7 @@ async fn predict(State(server): State<Shared>, request: Request) -> Response {
             max_seconds: Some(server.max_seconds),
             ..Window::default()
         };
-        ask::embed(&server, upload, window).await
+        ask::embed(&server, upload, window, place).await
     }
     .await;
     match embedded {

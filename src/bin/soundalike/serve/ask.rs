@@ -2,12 +2,13 @@
 //! command line checks its options, and its answer from the library. The API and the page both ask through here
 //! and differ only in how they show the answer.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::Embedded;
 use soundalike::{Hit, Query, QueryOptions, clip, labels};
 
 use super::errors::ApiError;
+use super::queue::Permit;
 use super::upload::{self, Form, Upload};
 use super::{Server, Shared};
 
@@ -133,8 +134,31 @@ pub fn form_from_json(body: &[u8]) -> Result<Form, ApiError> {
     Ok(form)
 }
 
-/// The question's answer: its name and its hits.
-pub async fn answer(server: &Shared, question: Question) -> Result<(String, Vec<Hit>), ApiError> {
+/// Requests at least this large carry a file: their place in the embedding pool is taken before their body is
+/// read (a form with a clip id and no file is a few hundred bytes).
+const SURELY_A_FILE: u64 = 64 * 1024;
+
+/// A place in the embedding pool for a request whose stated length says it carries audio, taken before its body
+/// is read: when the pool is full it is refused (503) at once, without reading megabytes it would not use.
+/// `None` for a small request, or when the server has no weights (its upload gets that 503 instead).
+pub fn early_place(server: &Server, headers: &HeaderMap) -> Result<Option<Permit>, ApiError> {
+    let stated = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match (&server.embedding, stated) {
+        (Ok(pool), Some(length)) if length >= SURELY_A_FILE => pool.admit().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The question's answer: its name and its hits. `place` is the upload's place in the embedding pool if one was
+/// taken before its body was read.
+pub async fn answer(
+    server: &Shared,
+    question: Question,
+    place: Option<Permit>,
+) -> Result<(String, Vec<Hit>), ApiError> {
     let name = question.name();
     let Question { asked, options } = question;
     let hits = match asked {
@@ -145,7 +169,7 @@ pub async fn answer(server: &Shared, question: Question) -> Result<(String, Vec<
                 .await?
         }
         Asked::Audio { upload, window } => {
-            let embedded = embed(server, upload, window).await?;
+            let embedded = embed(server, upload, window, place).await?;
             server
                 .with_index(move |index| index.recommend_audio(&embedded, None, &options))
                 .await?
@@ -154,15 +178,24 @@ pub async fn answer(server: &Shared, question: Question) -> Result<(String, Vec<
     Ok((name, hits))
 }
 
-/// An upload's embedding within `window`, on the embedding pool.
-pub async fn embed(server: &Server, upload: Upload, window: Window) -> Result<Embedded, ApiError> {
+/// An upload's embedding within `window`, on the embedding pool (in `place`, or in one taken now).
+pub async fn embed(
+    server: &Server,
+    upload: Upload,
+    window: Window,
+    place: Option<Permit>,
+) -> Result<Embedded, ApiError> {
     let pool = server.embedding.as_ref().map_err(|why| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("this server cannot embed audio: {why}"),
         )
     })?;
-    pool.run(move |source, logmel| {
+    let place = match place {
+        Some(place) => place,
+        None => pool.admit()?,
+    };
+    pool.run(place, move |source, logmel| {
         let audio = upload::decode(&upload, window)?;
         source
             .embed_audio(&audio, window.start.unwrap_or(0.0), logmel, |_| {})

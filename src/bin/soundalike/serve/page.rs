@@ -37,7 +37,7 @@ async fn show(
     let values = Values::from(&form);
     let asked = form.get("id").is_some() || form.get("embedding").is_some();
     let answer = if asked {
-        Some(answer(&server, form).await)
+        Some(answer(&server, form, None).await)
     } else {
         None
     };
@@ -52,6 +52,13 @@ async fn ask_by_form(
     request: Request,
 ) -> Response {
     let part_only = params.iter().any(|(k, v)| k == "part" && v == "answer");
+    let place = match ask::early_place(&server, request.headers()) {
+        Ok(place) => place,
+        Err(busy) => {
+            upload::discard_body(request, server.max_upload).await;
+            return render(&server, &Values::default(), Some(Err(busy)), part_only);
+        }
+    };
     let form = match upload::read_form(request, server.max_upload).await {
         Ok(form) => form,
         Err(error) => {
@@ -59,7 +66,7 @@ async fn ask_by_form(
         }
     };
     let values = Values::from(&form);
-    let answer = answer(&server, form).await;
+    let answer = answer(&server, form, place).await;
     render(&server, &values, Some(answer), part_only)
 }
 
@@ -92,9 +99,13 @@ struct Shown {
     hits: Vec<Hit>,
 }
 
-async fn answer(server: &Shared, form: Form) -> Result<Shown, ApiError> {
+async fn answer(
+    server: &Shared,
+    form: Form,
+    place: Option<super::queue::Permit>,
+) -> Result<Shown, ApiError> {
     let question = Question::from_form(form, server.max_seconds)?;
-    let (name, hits) = ask::answer(server, question).await?;
+    let (name, hits) = ask::answer(server, question, place).await?;
     Ok(Shown { name, hits })
 }
 

@@ -60,12 +60,10 @@ impl Embedding {
         })
     }
 
-    /// Runs `work` (decoding and embedding an upload) on the pool, or refuses at once with 503 and a
-    /// Retry-After when the pool has as many uploads as it admits.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Source, &LogMel) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+    /// A place in the pool, or a refusal at once with 503 and a Retry-After when the pool has as many uploads
+    /// as it admits. Taken before an upload's body is read where the request is large enough to carry audio,
+    /// so that a refused upload costs nothing but its headers.
+    pub fn admit(&self) -> Result<Permit, ApiError> {
         let inner = &self.inner;
         let admitted = inner.admitted.fetch_add(1, Ordering::SeqCst);
         if admitted >= inner.capacity {
@@ -85,9 +83,20 @@ impl Embedding {
                 )
             });
         }
+        Ok(Permit {
+            inner: Arc::clone(inner),
+        })
+    }
+
+    /// Runs `work` (decoding and embedding an upload) on the pool, in the place `permit` holds.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        permit: Permit,
+        work: impl FnOnce(&Source, &LogMel) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Arc::clone(inner);
         self.pool.spawn(move || {
+            let job = &permit.inner;
             let started = Instant::now();
             // A panic on a rayon pool's thread would abort the process: it is this request's error instead.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -101,12 +110,24 @@ impl Embedding {
             let ms = started.elapsed().as_millis() as u64;
             let mean = job.mean_ms.load(Ordering::Relaxed);
             job.mean_ms.store((mean * 3 + ms) / 4, Ordering::Relaxed);
-            job.admitted.fetch_sub(1, Ordering::SeqCst);
+            // The place is given back before the answer goes.
+            drop(permit);
             // The client may have gone; its answer is then dropped.
             let _ = reply.send(result);
         });
         answer
             .await
             .map_err(|_| ApiError::internal("the embedding failed"))?
+    }
+}
+
+/// An upload's place in the pool, given back when dropped (the upload embedded, refused or abandoned).
+pub struct Permit {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.inner.admitted.fetch_sub(1, Ordering::SeqCst);
     }
 }

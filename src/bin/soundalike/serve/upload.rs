@@ -55,6 +55,29 @@ pub fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// Reads and drops the body of a request refused before its body was read (a full embedding pool), up to
+/// `limit` bytes, so that the client, which is still sending it, reads the refusal rather than a broken
+/// connection. Dropped as it comes, never held: a burst of refused 50 MB uploads costs no memory. A client that
+/// asked to be told before sending (`Expect: 100-continue`, as curl does for large bodies) sends nothing more.
+pub async fn discard_body(request: Request, limit: usize) {
+    use http_body_util::BodyExt;
+    let expects = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        return;
+    }
+    let mut body = request.into_body();
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |data| data.len());
+        if read > limit {
+            break;
+        }
+    }
+}
+
 /// Whether the request says it is a multipart form.
 pub fn is_multipart(headers: &HeaderMap) -> bool {
     headers
