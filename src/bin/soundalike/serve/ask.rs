@@ -134,7 +134,7 @@ pub fn form_from_json(body: &[u8]) -> Result<Form, ApiError> {
     Ok(form)
 }
 
-/// Requests at least this large carry a file: their place in the embedding pool is taken before their body is
+/// Forms at least this large carry a file: their place in the embedding pool is taken before their body is
 /// read (a form with a clip id and no file is a few hundred bytes).
 const SURELY_A_FILE: u64 = 64 * 1024;
 
@@ -147,7 +147,10 @@ pub fn early_place(server: &Server, headers: &HeaderMap) -> Result<Option<Permit
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match (&server.embedding, stated) {
-        (Ok(pool), Some(length)) if length >= SURELY_A_FILE => pool.admit().map(Some),
+        // Only a form can carry a file: a large JSON body (an embedding of many rows) is a question by embedding.
+        (Ok(pool), Some(length)) if length >= SURELY_A_FILE && upload::is_multipart(headers) => {
+            pool.admit().map(Some)
+        }
         _ => Ok(None),
     }
 }
