@@ -29,6 +29,8 @@ use crate::labels;
 /// thread. Opening checks the index's format, its settings and that its data file is whole.
 pub struct Index {
     store: Store,
+    /// The data file's (device, inode) when the handle was opened, to notice a rebuild swapping in another.
+    data_file: Option<(u64, u64)>,
 }
 
 /// What to find neighbours of.
@@ -167,8 +169,21 @@ impl Info {
 impl Index {
     /// Opens the index in `dir` (a directory made by `soundalike index` or [`crate::IndexBuilder`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+        // Taken before the environment is opened: a rebuild swapping its index in between would otherwise be
+        // recorded as the file this handle reads, and never noticed; taken first, it is at worst noticed once
+        // too often.
+        let data_file = data_file_id(dir.as_ref());
         let (store, _) = Store::open(dir.as_ref())?;
-        Ok(Index { store })
+        Ok(Index { store, data_file })
+    }
+
+    /// Whether the directory now holds another index than the one this handle reads: a rebuild swapped a new
+    /// one in (or the index was removed). An append is seen by this handle's next question; a rebuild only
+    /// through a new handle, which can be opened once this one is dropped (LMDB opens a path once per process,
+    /// so [`Index::open`] refuses while an old handle lives). A long-running host (a server) asks this now and
+    /// then, drops its handle and opens the index again. A cheap check: one `stat` of the data file.
+    pub fn replaced(&self) -> bool {
+        data_file_id(&self.store.dir) != self.data_file
     }
 
     /// Runs `work`, its errors said to be the index's damage where LMDB or arroy found damage.
@@ -270,6 +285,14 @@ impl Index {
             session.recommend_audio(audio, file)
         })
     }
+}
+
+/// The (device, inode) of the data file in `dir`, following links as opening it does.
+fn data_file_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir.join("data.mdb"))
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// A read transaction on an index: a consistent view of it (a concurrent append is seen by the next reader).

@@ -13,7 +13,7 @@ use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 /// A decoded file: mono samples and their rate.
@@ -98,6 +98,9 @@ pub enum DecodeError {
     Unsupported(String),
     /// The stream ends before its container says it should, or its data is damaged.
     Truncated(String),
+    /// A sample rate below [`MIN_SAMPLE_RATE`], refused from the header (a rate of 1 Hz would make a short
+    /// file hours of audio).
+    RateTooLow(u32),
     /// `--start` is at or past the end of the audio.
     StartPastEnd { start: f64, length: f64 },
     /// More audio than [`Window::max_seconds`] allows: at least `seconds`.
@@ -113,6 +116,10 @@ impl std::fmt::Display for DecodeError {
             }
             DecodeError::Unsupported(what) => write!(f, "unsupported audio: {what}"),
             DecodeError::Truncated(what) => write!(f, "truncated or damaged audio: {what}"),
+            DecodeError::RateTooLow(rate) => write!(
+                f,
+                "unsupported audio: a sample rate of {rate} Hz (soundalike takes {MIN_SAMPLE_RATE} Hz or more)"
+            ),
             DecodeError::StartPastEnd { start, length } => write!(
                 f,
                 "--start {start} is past the end of the audio ({length:.2} s long)"
@@ -131,9 +138,7 @@ impl std::error::Error for DecodeError {}
 /// Refuses a sample rate below [`MIN_SAMPLE_RATE`].
 fn check_rate(rate: u32) -> Result<(), DecodeError> {
     if rate < MIN_SAMPLE_RATE {
-        return Err(DecodeError::Unsupported(format!(
-            "a sample rate of {rate} Hz (soundalike takes {MIN_SAMPLE_RATE} Hz or more)"
-        )));
+        return Err(DecodeError::RateTooLow(rate));
     }
     Ok(())
 }
@@ -141,10 +146,29 @@ fn check_rate(rate: u32) -> Result<(), DecodeError> {
 /// Decodes `path` (or the part of it inside `window`) to mono f64 samples at the file's own rate.
 pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
     let file = File::open(path).map_err(DecodeError::Io)?;
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
     // The extension only orders the probe's guesses; the content decides.
-    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+    let extension = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), extension, window)
+}
+
+/// Decodes audio held in memory, as [`decode`] decodes a file: for a host that must not write what it was
+/// sent to disk (a server's upload). The same checks and errors, the length stated in a header refused before
+/// any sample is decoded.
+pub fn decode_bytes<B>(bytes: B, window: Window) -> Result<Audio, DecodeError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    decode_source(Box::new(std::io::Cursor::new(bytes)), None, window)
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    extension: Option<&str>,
+    window: Window,
+) -> Result<Audio, DecodeError> {
+    let stream = MediaSourceStream::new(source, Default::default());
+    let mut hint = Hint::new();
+    if let Some(extension) = extension {
         hint.with_extension(extension);
     }
     let mut format = symphonia::default::get_probe()

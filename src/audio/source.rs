@@ -130,14 +130,20 @@ fn decode_checked(path: &Path, window: Window) -> Result<decode::Audio> {
             _ => anyhow!(message),
         }
     })?;
-    if audio.seconds() < SHORTEST {
-        anyhow::bail!(
-            "{}: {:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)",
-            path.display(),
-            audio.seconds()
-        );
+    if let Some(why) = too_short(&audio) {
+        anyhow::bail!("{}: {why}", path.display());
     }
     Ok(audio)
+}
+
+/// Why `audio` is too short to embed, if it is.
+pub fn too_short(audio: &decode::Audio) -> Option<String> {
+    (audio.seconds() < SHORTEST).then(|| {
+        format!(
+            "{:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)",
+            audio.seconds()
+        )
+    })
 }
 
 impl Source {
@@ -148,32 +154,43 @@ impl Source {
         path: &Path,
         window: Window,
         logmel: &LogMel,
-        mut done: impl FnMut(usize),
+        done: impl FnMut(usize),
     ) -> Result<Embedded> {
         let audio = decode_checked(path, window)?;
+        self.embed_audio(&audio, window.start.unwrap_or(0.0), logmel, done)
+            .map_err(|e| anyhow!("{}: {e:#}", path.display()))
+    }
+
+    /// The embedding of audio already decoded (by [`decode::decode_bytes`], for a server that holds an upload in
+    /// memory), which starts `start` seconds into its source. Errors do not name the audio: the caller knows
+    /// what it was.
+    pub fn embed_audio(
+        &self,
+        audio: &decode::Audio,
+        start: f64,
+        logmel: &LogMel,
+        mut done: impl FnMut(usize),
+    ) -> Result<Embedded> {
+        if let Some(why) = too_short(audio) {
+            anyhow::bail!(why);
+        }
         let rows = match self {
             Source::Local(embedder) => {
                 let examples = super::examples(&audio.samples, audio.sample_rate, logmel);
                 embedder.embed(&examples, done)?
             }
             Source::Service(service) => {
-                let rows = service
-                    .embed(&audio)
-                    .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+                let rows = service.embed(audio)?;
                 done(rows.len());
                 rows
             }
         };
         if rows.is_empty() {
-            anyhow::bail!(
-                "{}: no embedding rows for {:.3} s of audio",
-                path.display(),
-                audio.seconds()
-            );
+            anyhow::bail!("no embedding rows for {:.3} s of audio", audio.seconds());
         }
         Ok(Embedded {
             rows,
-            start: window.start.unwrap_or(0.0),
+            start,
             seconds: audio.seconds(),
         })
     }

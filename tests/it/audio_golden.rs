@@ -4,7 +4,6 @@
 //! by more than 1; checked through the library and through the binary's `embed --weights`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use crate::common::{self, formula};
 use soundalike::audio::decode::{self, Window};
@@ -147,19 +146,6 @@ fn fixture_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The formula weights written once per test run as safetensors (288 MB, in a temporary directory), so that
-/// the library's loader and the binary's `--weights` both read them as a user's file.
-fn formula_weights() -> &'static Path {
-    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = FILE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("formula.safetensors");
-        formula::write_safetensors(&path);
-        (dir, path)
-    });
-    path
-}
-
 #[test]
 fn decoding_a_wav_gives_the_references_samples() {
     let (expected, rate) = read_wav_mono("tone.wav");
@@ -212,7 +198,8 @@ fn embeddings_match_torchvggish_with_formula_weights() {
     let (x, rate) = read_wav_mono("tone.wav");
     let examples = audio::examples(&x, rate, &LogMel::new());
     let embedder = Embedder {
-        vggish: audio::vggish::Vggish::new(&Weights::load(formula_weights()).unwrap()).unwrap(),
+        vggish: audio::vggish::Vggish::new(&Weights::load(formula::weights_file()).unwrap())
+            .unwrap(),
         pca: Pca::load(&fixture_path("pca_params.npz")).unwrap(),
     };
     let started = std::time::Instant::now();
@@ -251,7 +238,7 @@ fn the_binary_embeds_tone_wav_like_the_reference() {
         "embed".as_ref(),
         wav.as_os_str(),
         "--weights".as_ref(),
-        formula_weights().as_os_str(),
+        formula::weights_file().as_os_str(),
         "--pca".as_ref(),
         fixture_path("pca_params.npz").as_os_str(),
     ]);
@@ -295,7 +282,7 @@ fn embed_formula(args: &[&std::ffi::OsStr]) -> common::Run {
     let pca = fixture_path("pca_params.npz");
     all.extend_from_slice(&[
         "--weights".as_ref(),
-        formula_weights().as_os_str(),
+        formula::weights_file().as_os_str(),
         "--pca".as_ref(),
         pca.as_os_str(),
     ]);
@@ -390,7 +377,7 @@ fn every_container_embeds_through_the_binary_and_the_clips_index_and_answer() {
 fn a_weight_file_whose_name_promises_another_hash_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let named = dir.path().join("vggish-00000000.safetensors");
-    std::os::unix::fs::symlink(formula_weights(), &named).unwrap();
+    std::os::unix::fs::symlink(formula::weights_file(), &named).unwrap();
     let wav = fixture_path("tone.wav");
     let pca = fixture_path("pca_params.npz");
     let run = common::run(&[

@@ -6,7 +6,15 @@ use std::process::Command;
 
 use crate::common::{self, build, clips_jsonl, fixture_data, recommend, run, run_with_stdin};
 
-const SUBCOMMANDS: [&str; 6] = ["ingest", "index", "recommend", "info", "evaluate", "embed"];
+const SUBCOMMANDS: [&str; 7] = [
+    "ingest",
+    "index",
+    "recommend",
+    "info",
+    "evaluate",
+    "embed",
+    "serve",
+];
 
 #[test]
 fn every_subcommand_help_ends_with_examples_and_shares_the_common_options() {

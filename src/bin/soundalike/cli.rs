@@ -25,6 +25,7 @@ use crate::commands::index::{self, IndexArgs as Index};
 use crate::commands::info;
 use crate::commands::ingest::{self, IngestArgs as Ingest};
 use crate::commands::recommend::{self, QueryArg, RecommendArgs as Recommend};
+use crate::serve;
 
 /// How clips are written: the `--format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -167,6 +168,11 @@ const EVALUATE_EXAMPLES: &str = "Examples:
   soundalike evaluate --index music.idx
   soundalike evaluate --index music.idx --queries all --ef 10 --ef 32 --search-k 8000 --json";
 
+const SERVE_EXAMPLES: &str = "Examples:
+  soundalike serve --index music.idx
+  soundalike serve --index music.idx --listen 127.0.0.1:0 --max-upload 20
+  soundalike serve --index music.idx --weights vggish.safetensors --pca vggish_pca_params.npz";
+
 const EMBED_EXAMPLES: &str = "Examples:
   soundalike embed song.mp3 --start 30 --end 40 > song.jsonl
   soundalike embed ~/Music/*.flac -o mine.jsonl && soundalike index --index mine.idx mine.jsonl
@@ -200,6 +206,11 @@ pub enum Command {
     /// The audio files are WAV, FLAC, MP3 or Ogg Vorbis.
     #[command(after_help = EMBED_EXAMPLES)]
     Embed(EmbedArgs),
+    /// Serve the upload page and an HTTP API.
+    ///
+    /// One index and the VGGish weights are loaded once and shared by every request.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Print a shell completion script to stdout.
     ///
     /// For bash, zsh, fish, elvish or powershell.
@@ -429,6 +440,53 @@ pub struct RecommendArgs {
 
     #[command(flatten)]
     pub quiet: Quiet,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub index: IndexDir,
+
+    /// The address and port to listen on.
+    ///
+    /// The default answers this machine only. Another address (0.0.0.0:8080 for every interface) lets other
+    /// machines ask and upload: that is your explicit choice, and there is no authentication. Port 0 takes a
+    /// free port; the first line on stderr says which (`listening on http://ADDR:PORT`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// VGGish's weights, a .pth or safetensors file.
+    ///
+    /// As `embed --weights`; default: $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in
+    /// ~/.local/share/soundalike. Without weights the server still answers by clip id and by embedding, and
+    /// the audio endpoints answer 503 saying where to put them.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (vggish_pca_params.npz).
+    ///
+    /// As `embed --pca`; default: $SOUNDALIKE_PCA, else vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// The largest request (an upload) taken, in MB.
+    ///
+    /// A larger one is refused with 413 before it is read.
+    #[arg(long, value_name = "MB", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4000))]
+    pub max_upload: u32,
+
+    /// The most seconds of audio an upload may hold.
+    ///
+    /// A longer one (or one whose header claims more, or a sample rate below 4 kHz) is refused with 422 before
+    /// its samples are decoded.
+    #[arg(long, value_name = "S", default_value_t = 600.0)]
+    pub max_seconds: f64,
+
+    /// No warnings or notes on stderr.
+    ///
+    /// The first line, `listening on http://ADDR:PORT`, and errors are still written.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -679,6 +737,18 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Info(args) => info::run(&args.index.index, args.json.json),
+        Command::Serve(args) => serve::run(serve::ServeArgs {
+            dir: args.index.index,
+            listen: args.listen,
+            source: SourceOptions {
+                weights: args.weights,
+                pca: args.pca,
+                service: None,
+            },
+            max_upload: args.max_upload as usize * 1_000_000,
+            max_seconds: args.max_seconds,
+            quiet: args.quiet,
+        }),
         Command::Embed(args) => {
             embed::run(&EmbedOptions {
                 inputs: args.inputs,

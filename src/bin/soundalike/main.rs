@@ -8,6 +8,7 @@ mod commands;
 mod output;
 mod process;
 mod progress;
+mod serve;
 mod stderr;
 
 use std::process::ExitCode;

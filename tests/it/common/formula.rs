@@ -50,6 +50,27 @@ pub fn tensors() -> HashMap<String, Tensor> {
     out
 }
 
+/// The formula weights written once per test run as safetensors (288 MB) under the target directory's
+/// temporary folder, so that the library's loader and the binary's `--weights` both read them as a user's file.
+/// Not a temporary directory: a static is never dropped, and each run would leave 288 MB behind. Written aside
+/// and renamed into place, so that another test process reading the last run's copy is not disturbed.
+pub fn weights_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join("formula.safetensors");
+        let aside = dir.join(format!("formula.safetensors.{}", std::process::id()));
+        write_safetensors(&aside);
+        std::fs::rename(&aside, &path).unwrap();
+        path
+    })
+}
+
+/// The PCA parameters made by the same formula (fixtures/vggish-golden/pca_params.npz).
+pub fn pca_file() -> std::path::PathBuf {
+    super::fixtures().join("vggish-golden/pca_params.npz")
+}
+
 /// Writes the formula weights as safetensors at `path` (288 MB).
 pub fn write_safetensors(path: &Path) {
     candle_core::safetensors::save(&tensors(), path).unwrap();

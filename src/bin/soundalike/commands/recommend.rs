@@ -51,9 +51,10 @@ struct Failure<'a> {
     error: &'a str,
 }
 
-/// One result as `--json` writes it: the library's hit, ranked, with its label names and link.
+/// One result as `--json` writes it (and `serve` answers it): the library's hit, ranked, with its label names
+/// and link.
 #[derive(Serialize)]
-struct Shown<'a> {
+pub struct Shown<'a> {
     rank: usize,
     video_id: &'a str,
     distance: f32,
@@ -68,10 +69,33 @@ struct Shown<'a> {
     matched_at: Option<f64>,
 }
 
+/// One query's answer as `--json` writes it.
 #[derive(Serialize)]
-struct Answer<'a> {
-    query: &'a str,
-    results: Vec<Shown<'a>>,
+pub struct Answer<'a> {
+    pub query: &'a str,
+    pub results: Vec<Shown<'a>>,
+}
+
+impl<'a> Answer<'a> {
+    pub fn new(query: &'a str, hits: &'a [Hit]) -> Answer<'a> {
+        let results = hits
+            .iter()
+            .enumerate()
+            .map(|(rank, hit)| Shown {
+                rank: rank + 1,
+                video_id: &hit.video_id,
+                distance: hit.distance,
+                similarity: hit.similarity,
+                labels: &hit.labels,
+                label_names: hit.label_names(),
+                start_time: hit.start_time,
+                end_time: hit.end_time,
+                url: hit.url(),
+                matched_at: hit.matched_at,
+            })
+            .collect();
+        Answer { query, results }
+    }
 }
 
 pub fn run(args: &RecommendArgs) -> Result<()> {
@@ -240,23 +264,7 @@ fn write_answer(
     hits: &[Hit],
     args: &RecommendArgs,
 ) -> Result<()> {
-    let results: Vec<Shown> = hits
-        .iter()
-        .enumerate()
-        .map(|(rank, hit)| Shown {
-            rank: rank + 1,
-            video_id: &hit.video_id,
-            distance: hit.distance,
-            similarity: hit.similarity,
-            labels: &hit.labels,
-            label_names: hit.label_names(),
-            start_time: hit.start_time,
-            end_time: hit.end_time,
-            url: hit.url(),
-            matched_at: hit.matched_at,
-        })
-        .collect();
-    let answer = Answer { query, results };
+    let answer = Answer::new(query, hits);
     if args.json {
         serde_json::to_writer(&mut *out, &answer)?;
         writeln!(out)?;

@@ -1,0 +1,195 @@
+//! The JSON API: `/api/recommend` (the fields of `recommend --json`), `/model/predict` (IBM MAX's Audio
+//! Embedding Generator's contract), `/api/info`, `/api/labels`, `/healthz` and `/openapi.json`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use soundalike::audio::decode::Window;
+use soundalike::labels::{self, LabelSet};
+
+use super::Shared;
+use super::ask::{self, Question};
+use super::errors::ApiError;
+use super::upload::{self, Form};
+use crate::commands::recommend::Answer;
+
+/// Every endpoint, described for clients and people (hand-written, compiled in).
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/api/recommend",
+            get(recommend_by_query).post(recommend_by_body),
+        )
+        .route("/model/predict", post(predict))
+        .route("/api/info", get(info))
+        .route("/api/labels", get(labels))
+        .route("/healthz", get(health))
+        .route("/openapi.json", get(openapi))
+}
+
+/// `GET /api/recommend?id=ID&k=10&label=Jazz,Blues` (or `embedding=[[...]]&start=0`).
+async fn recommend_by_query(
+    State(server): State<Shared>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(fields) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+    let form = Form {
+        audio: None,
+        fields,
+    };
+    let question = Question::from_form(form, server.max_seconds)?;
+    let (name, hits) = ask::answer(&server, question, None).await?;
+    Ok(Json(Answer::new(&name, &hits)).into_response())
+}
+
+/// `POST /api/recommend`: a JSON body (`{"id": ...}` or `{"embedding": [[...]], "start": 0}`), or a multipart
+/// form with the file in `audio` and `start` and `end` in seconds.
+async fn recommend_by_body(
+    State(server): State<Shared>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let place = match ask::early_place(&server, request.headers()) {
+        Ok(place) => place,
+        Err(busy) => {
+            upload::discard_body(request, server.max_upload).await;
+            return Err(busy);
+        }
+    };
+    let form = read_body(&server, request).await?;
+    let question = Question::from_form(form, server.max_seconds)?;
+    let (name, hits) = ask::answer(&server, question, place).await?;
+    Ok(Json(Answer::new(&name, &hits)).into_response())
+}
+
+/// A request's fields from a multipart form or a JSON body; anything else is 415.
+async fn read_body(server: &Shared, request: Request) -> Result<Form, ApiError> {
+    if upload::is_multipart(request.headers()) {
+        return upload::read_form(request, server.max_upload).await;
+    }
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim_start().starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a JSON body (application/json) or a multipart/form-data upload",
+        ));
+    }
+    upload::check_length(request.headers(), server.max_upload)?;
+    let body = axum::body::to_bytes(request.into_body(), server.max_upload)
+        .await
+        .map_err(|_| upload::too_large(server.max_upload))?;
+    ask::form_from_json(&body)
+}
+
+/// `POST /model/predict`: the multipart field `audio` embedded whole, answered as MAX answers,
+/// `{"status": "ok", "embedding": [[128 values 0..255], ...]}` (one row per 0.96 s), so that MAX's clients
+/// (the original project's notebooks, `embed --service`) work unchanged. Errors say `"status": "error"` and
+/// carry the message as both MAX's `message` and this API's `error`.
+async fn predict(State(server): State<Shared>, request: Request) -> Response {
+    let embedded = async {
+        let place = match ask::early_place(&server, request.headers()) {
+            Ok(place) => place,
+            Err(busy) => {
+                upload::discard_body(request, server.max_upload).await;
+                return Err(busy);
+            }
+        };
+        let form = upload::read_form(request, server.max_upload).await?;
+        let upload = form.audio.ok_or_else(|| {
+            ApiError::bad("no audio: send the file in the multipart field `audio`")
+        })?;
+        let window = Window {
+            max_seconds: Some(server.max_seconds),
+            ..Window::default()
+        };
+        ask::embed(&server, upload, window, place).await
+    }
+    .await;
+    match embedded {
+        Ok(embedded) => {
+            let rows: Vec<&[u8]> = embedded.rows.iter().map(|r| &r[..]).collect();
+            Json(json!({"status": "ok", "embedding": rows})).into_response()
+        }
+        Err(error) => {
+            let mut response = (
+                error.status,
+                Json(json!({"status": "error", "message": error.message, "error": error.message})),
+            )
+                .into_response();
+            if let Some((name, value)) = error.headers() {
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
+    }
+}
+
+/// `GET /api/info`: what `info --json` says, and what this server takes.
+async fn info(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let index_info = server.with_index(|index| index.info()).await?;
+    let mut answer = index_info.to_json();
+    answer["server"] = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "audio": server.embedding.is_ok(),
+        "audio_unavailable": server.embedding.as_ref().err(),
+        "max_upload_bytes": server.max_upload,
+        "max_seconds": server.max_seconds,
+    });
+    Ok(Json(answer))
+}
+
+/// `GET /api/labels`: AudioSet's 527 classes, by index, with whether each is music (the labels a filter
+/// takes, by name or index).
+async fn labels() -> Json<Value> {
+    let music = LabelSet::music_ontology();
+    let all: Vec<Value> = labels::class_names()
+        .iter()
+        .enumerate()
+        .map(|(index, name)| json!({"index": index, "name": name, "music": music.contains(index as i64)}))
+        .collect();
+    Json(Value::Array(all))
+}
+
+/// `GET /healthz`: 200 while the index answers, 503 when it cannot be read.
+async fn health(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let clips = server
+        .with_index(|index| index.len())
+        .await
+        .map_err(|e| ApiError::unavailable(e.message))?;
+    Ok(Json(
+        json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()}),
+    ))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub async fn no_such_endpoint(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint: {method} {} (GET /openapi.json lists them)",
+            uri.path()
+        ),
+    )
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {} (GET /openapi.json lists the endpoints)",
+            uri.path()
+        ),
+    )
+}
