@@ -2,7 +2,7 @@
 """Measures soundalike against its peers side by side and writes BENCHMARKS.md.
 
 usage: python3 scripts/bench.py [--runs N] [--peers-python PATH] [--data DIR] [--scale 100000,300000,1000000]
-                                [--scale-data DIR] [--scale-peers N]
+                                [--scale-data DIR] [--scale-peers N] [--held-out 100000,300000,1000000]
 
 --data: the AudioSet tree holding audioset_v1_embeddings/{bal_train,eval} (default ../shared/audioset/real).
 --peers-python: a Python with tensorflow-cpu, for the notebook's path. Create it outside the repo:
@@ -99,6 +99,9 @@ def main():
                         help="where the synthetic sets are generated (once; they are deterministic) and kept")
     parser.add_argument("--scale-peers", default="100000,1000000",
                         help="the synthetic set sizes at which Annoy and hnswlib run too, comma-separated")
+    parser.add_argument("--held-out", default="100000,300000,1000000",
+                        help="sizes at which 1,000 clips not in the index are asked by their embeddings, beside "
+                             "hnswlib, Voyager, usearch and Annoy (scripts/peers/held_out.py); '' for none")
     parser.add_argument("--peers-reuse", default="1000000",
                         help="sizes at which the peers' figures saved by an earlier run for the same queries are reused")
     args = parser.parse_args()
@@ -182,6 +185,10 @@ def main():
     if sizes:
         lines += scale_section(bal_train, evaluation, Path(args.scale_data), work, sizes, args.runs,
                                peers_python if peers_python.exists() else None)
+    held = [int(n) for n in args.held_out.split(",") if n]
+    if held:
+        lines += held_out_section(bal_train, evaluation, Path(args.scale_data), work, held,
+                                  peers_python if peers_python.exists() else None)
     # Measured by hand (scripts/projection_bench.sh and evaluate on the synthetic sets), kept beside the rest.
     lines += ["", open(ROOT / "scripts" / "projection_bench.md").read().strip()]
     lines += ["", open(ROOT / "scripts" / "bench_notes.md").read().strip(), ""]
@@ -450,6 +457,66 @@ def side_by_side_lines(size, side, batch_rows, found, target=0.95):
                       f"ef {b} {qb:.0f}: **{qa / qb:.2f}x**."]
     else:
         lines += ["", f"Side by side, a setting of one side did not reach recall {target} among those timed."]
+    return lines
+
+
+# Clips held out of each held-out set's index and asked by their embeddings.
+HELD_OUT = 1000
+
+
+def one_shot_embedding_ms(index, clip_line, n=21):
+    """Median wall time of `recommend --embedding FILE` as a whole process, asked n times."""
+    path = Path(index).parent / "one-query.json"
+    path.write_text(clip_line)
+    walls = []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run([BIN, "recommend", "--index", index, "--embedding", path, "--json"], check=True,
+                       stdout=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls) * 1000
+
+
+def held_out_section(bal_train, evaluation, data_dir, work, sizes, peers_python):
+    """A new song's query: at each size, the set's last 1,000 clips are left out of the index and asked by their
+    embeddings, by soundalike (with `--projection none --rerank 0`, the peers' vectors, and with the defaults) and
+    by the peers on the same vectors (scripts/peers/held_out.py); and a one-shot `recommend --embedding`."""
+    lines = ["", "## A new song's query: clips not in the index, asked by their embeddings", "",
+             "Each set is the scale runs' generator with 1,000 more clips, left out of the index and asked by their",
+             "embeddings (every upload and new song is such a query). Queries by clip id are in the tables above;",
+             "these are held out. One query at a time on one thread; the peers by their C++ batch call on one thread",
+             "and by a Python loop; medians of 3 interleaved rounds (scripts/peers/held_out.py)."]
+    sources = [bal_train, eval_sources(evaluation, data_dir)]
+    for size in sizes:
+        tarball = synthetic(sources, data_dir, size + HELD_OUT)
+        every = work / f"held-{size}-all.jsonl"
+        subprocess.run([BIN, "ingest", "-q", "-o", every, tarball], check=True)
+        clips, held = work / f"held-{size}.jsonl", work / f"held-{size}-queries.jsonl"
+        with open(every) as f, open(clips, "w") as c, open(held, "w") as h:
+            for number, line in enumerate(f):
+                (c if number < size else h).write(line)
+        every.unlink()
+        none, default = work / f"held-{size}-none.idx", work / f"held-{size}-default.idx"
+        build_none, rss_none, _ = measure([BIN, "index", "-q", "--projection", "none", "--index", none, clips], 1)
+        build_default, rss_default, _ = measure([BIN, "index", "-q", "--index", default, clips], 1)
+        first = open(held).readline()
+        lines += ["", f"### {size:,} clips, held out", "",
+                  f"Builds: `--projection none` {build_none:.0f} s, peak RSS {rss_none:.0f} MB; defaults "
+                  f"{build_default:.0f} s, peak RSS {rss_default:.0f} MB. One-shot `recommend --embedding` (a whole "
+                  f"process, median of 21): {one_shot_embedding_ms(default, first):.1f} ms with the defaults, "
+                  f"{one_shot_embedding_ms(none, first):.1f} ms with `--projection none`.", ""]
+        if peers_python is None:
+            lines.append("(The peers' Python is missing: soundalike alone.)")
+            peers = ["--peers", ""]
+        else:
+            peers = []
+        python = peers_python or sys.executable
+        table = subprocess.run([python, ROOT / "scripts" / "peers" / "held_out.py", clips, held, "--index", none,
+                                "--index-default", default, "--soundalike", BIN, *peers],
+                               check=True, capture_output=True, text=True).stdout
+        lines += table.strip().splitlines()
+        for path in (none, default):
+            shutil.rmtree(path)
     return lines
 
 

@@ -23,7 +23,9 @@ use crate::index::projection::{ClipForm, Kind, Projection, QueryVector, Summary}
 use crate::index::records::ClipMeta;
 use crate::index::scan::{self, Matrix};
 use crate::index::store::with_distance;
-use crate::index::store::{self, ARROY_INDEX, FORMAT_VERSION, Settings, Store, VECTOR_BLOCK_ROWS};
+use crate::index::store::{
+    self, ARROY_INDEX, FORMAT_VERSION, FRAME_ROWS_PER_WRITE, Settings, Store, VECTOR_BLOCK_ROWS,
+};
 use crate::index::vector::{self, Form, Metric};
 use crate::index::{dir as index_dir, graph, rptree};
 use crate::tfrecord::record::masked_crc;
@@ -483,6 +485,14 @@ impl Incoming {
         }
     }
 
+    /// Moves the frame codes out of a clip with its vector, leaving it the vector alone.
+    fn take_codes(&mut self) -> Option<Vec<i8>> {
+        match &mut self.data {
+            Data::Ready(ready) => Some(std::mem::take(&mut ready.codes)),
+            _ => None,
+        }
+    }
+
     fn raw(&self) -> Option<Cow<'_, [f32]>> {
         match &self.data {
             Data::Ready(_) => None,
@@ -586,33 +596,68 @@ struct Distinct {
 }
 
 impl Distinct {
-    fn push(&mut self, clip: Incoming) {
+    /// Keeps `clip`; returns its place among the clips kept.
+    fn push(&mut self, clip: Incoming) -> usize {
         match self.at.get(&clip.meta.video_id) {
             Some(&at) => {
                 self.replaced += 1;
                 self.clips[at] = clip;
+                at
             }
             None => {
-                self.at.insert(clip.meta.video_id.clone(), self.clips.len());
+                let at = self.clips.len();
+                self.at.insert(clip.meta.video_id.clone(), at);
                 self.clips.push(clip);
+                at
             }
         }
     }
 }
 
-/// Every clip of the inputs, distinct, and how many were replaced so. A million clips of 128 dimensions take
-/// about 600 MB here: the rebuild needs them all to lay them out and to build the graph.
+/// The frame codes of a rebuild's clips, row `i` the `i`th clip kept, in one allocation. A million clips' codes
+/// take 1.5 GB (ten frames of 149 codes each), twice the vectors: held in one piece, they go back to the system
+/// at once when written, instead of leaving a million small holes between the vectors' allocations.
+#[derive(Default)]
+struct FrameRows {
+    codes: Vec<i8>,
+    width: usize,
+}
+
+impl FrameRows {
+    fn put(&mut self, at: usize, codes: &[i8]) {
+        self.width = codes.len();
+        let start = at * self.width;
+        if start == self.codes.len() {
+            self.codes.extend_from_slice(codes);
+        } else {
+            self.codes[start..start + self.width].copy_from_slice(codes);
+        }
+    }
+
+    fn row(&self, at: usize) -> &[i8] {
+        &self.codes[at * self.width..][..self.width]
+    }
+}
+
+/// Every clip of the inputs, distinct, their frame codes apart, and how many were replaced so. A million clips
+/// of 149 dimensions take about 700 MB here and their codes 1.5 GB: the rebuild needs the vectors to lay the
+/// clips out and to build the graph, and the codes until they are written in the clips' new order.
 fn read_inputs(
     reading: Reading,
     settings: &Settings,
     form: Option<&ClipForm>,
-) -> Result<(Vec<Incoming>, u64)> {
+) -> Result<(Vec<Incoming>, FrameRows, u64)> {
     let mut distinct = Distinct::default();
-    each_clip(reading, settings, form, |clip| {
-        distinct.push(clip);
+    let mut frames = FrameRows::default();
+    each_clip(reading, settings, form, |mut clip| {
+        let codes = clip.take_codes();
+        let at = distinct.push(clip);
+        if let Some(codes) = codes {
+            frames.put(at, &codes);
+        }
         Ok(())
     })?;
-    Ok((distinct.clips, distinct.replaced))
+    Ok((distinct.clips, frames, distinct.replaced))
 }
 
 /// Writes a new index: the clips laid out in the order of a random-projection tree's leaves (so that clips
@@ -635,7 +680,7 @@ fn write_new<D: arroy::Distance>(
         Plan::Ready(projection, _) => Some(form_with(projection.clone())),
         Plan::Learn => None,
     };
-    let (mut clips, replaced) = read_inputs(reading, &settings, known.as_ref())?;
+    let (mut clips, mut frames, replaced) = read_inputs(reading, &settings, known.as_ref())?;
     if clips.is_empty() {
         bail!("nothing to index: the input holds no clips");
     }
@@ -653,11 +698,14 @@ fn write_new<D: arroy::Distance>(
             let projection = fit.finish()?;
             settings.projection.fit_clips = projection.fit_ids.len() as u64;
             let form = form_with(Some(projection));
-            for clip in &mut clips {
+            for (at, clip) in clips.iter_mut().enumerate() {
                 if let Some(raw) = clip.raw() {
                     let ready = form.clip(&raw);
                     usable(&ready).map_err(|e| anyhow!("clip {}: {e}", clip.meta.video_id))?;
                     clip.data = Data::Ready(ready);
+                }
+                if let Some(codes) = clip.take_codes() {
+                    frames.put(at, &codes);
                 }
             }
             form
@@ -684,16 +732,29 @@ fn write_new<D: arroy::Distance>(
             .pop()
             .ok_or_else(|| anyhow!("no layout tree"))?
     };
+    // A rebuild writes in transactions of its own, committed as each part is written: LMDB holds a
+    // transaction's large values in memory until it commits (at a million clips, 1.5 GB of frame codes and 0.8 GB
+    // of vectors), and the index's directory is the build's own, read by nobody before the swap and removed whole
+    // if the build stops; its settings, written last, are what make it an index. The frame codes go first, in the
+    // new order and a slice per transaction, so that their memory is back before the graph's lists and the
+    // forest need room.
+    for first in (0..count).step_by(FRAME_ROWS_PER_WRITE) {
+        let mut wtxn = store.env.write_txn()?;
+        let items = first..count.min(first + FRAME_ROWS_PER_WRITE);
+        store.write_frame_rows(&mut wtxn, frame_width, items, |item| {
+            Ok(frames.row(layout.items[item] as usize))
+        })?;
+        wtxn.commit()
+            .context("cannot write the index's frame codes")?;
+        progress.check()?;
+    }
+    drop(frames);
     let mut laid_out: Vec<f32> = Vec::with_capacity(count * dimensions);
     for &at in &layout.items {
         let start = at as usize * dimensions;
         laid_out.extend_from_slice(&search_form[start..start + dimensions]);
     }
     drop(search_form);
-    let mut laid_codes: Vec<i8> = Vec::with_capacity(count * frame_width);
-    for &at in &layout.items {
-        laid_codes.extend_from_slice(&clips[at as usize].ready()?.codes);
-    }
     // The same tree in the new numbering: its leaves are now runs of consecutive items.
     let tree = rptree::Tree {
         items: (0..count as u32).collect(),
@@ -706,8 +767,7 @@ fn write_new<D: arroy::Distance>(
         count,
     );
 
-    let mut wtxn = store.env.write_txn()?;
-    let lists = std::thread::scope(|scope| -> Result<Vec<u32>> {
+    let (lists, mut wtxn) = std::thread::scope(|scope| -> Result<(Vec<u32>, heed::RwTxn)> {
         // The graph does not depend on the number of threads, so it takes every core; the forest builds on
         // the global pool (`--threads`) meanwhile.
         let graph = scope.spawn(|| -> Result<Vec<u32>> {
@@ -718,6 +778,7 @@ fn write_new<D: arroy::Distance>(
             let report = |stage: &str| progress.stage(stage);
             Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed, &report)))
         });
+        let mut wtxn = store.env.write_txn()?;
         let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
         let mut labels = LabelChanges::new();
         for (item, &at) in layout.items.iter().enumerate() {
@@ -741,11 +802,12 @@ fn write_new<D: arroy::Distance>(
         store.update_labels(&mut wtxn, &labels)?;
         store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
         let quantizer = Quantizer::fit(&laid_out, dimensions);
-        store.write_code_rows(&mut wtxn, &quantizer, &quantizer.encode_all(&laid_out))?;
-        store.write_frame_rows(&mut wtxn, frame_width, &laid_codes)?;
+        store.write_code_rows(&mut wtxn, &quantizer, &laid_out)?;
         if let Some(projection) = &form.projection {
             store.write_projection(&mut wtxn, projection)?;
         }
+        wtxn.commit().context("cannot write the index's clips")?;
+        let mut wtxn = store.env.write_txn()?;
         progress.stage("read; building the trees and the neighbour graph");
         let trees = options.trees.unwrap_or(DEFAULT_TREES);
         build_forest(
@@ -756,9 +818,10 @@ fn write_new<D: arroy::Distance>(
             options.threads,
             progress,
         )?;
-        graph
+        let lists = graph
             .join()
-            .map_err(|_| anyhow!("the neighbour graph's build failed"))?
+            .map_err(|_| anyhow!("the neighbour graph's build failed"))??;
+        Ok((lists, wtxn))
     })?;
     let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
     store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;

@@ -64,6 +64,7 @@ impl Quantizer {
     }
 
     /// The codes of all `rows`, in order.
+    #[cfg(test)]
     pub fn encode_all(&self, rows: &[f32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows.chunks_exact(self.dimensions().max(1)) {

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,6 +34,10 @@ use crate::index::vector::{Form, Metric};
 /// Clips per row of the `vectors` and `graph` tables (and of every table of blocks): 1,024 x 128 floats is 512
 /// KiB, so an append rewrites little.
 pub const VECTOR_BLOCK_ROWS: u32 = records::BLOCK_ROWS;
+
+/// Clips whose frame codes a rebuild writes per transaction (64 blocks: about 95 MB with the default projection).
+/// LMDB keeps a transaction's large values in memory until it commits, and a million clips' frame codes are 1.5 GB.
+pub const FRAME_ROWS_PER_WRITE: usize = 64 * VECTOR_BLOCK_ROWS as usize;
 
 /// Bumped whenever the layout changes; an index of another version is refused with a clear error. Version 4
 /// added the projection and the frames' codes for the re-rank; version 5 lets the projection be the learned
@@ -694,17 +699,28 @@ impl Store {
             .ok_or_else(|| damaged(&self.dir, "its codes' quantizer is missing or unreadable"))
     }
 
-    /// Stores the codes of a new index (see [`Store::write_vector_rows`]) and their quantizer.
+    /// Stores the codes of a new index's vectors (`rows`, as [`Store::write_vector_rows`] takes them) and their
+    /// quantizer, encoding a block at a time rather than the whole table at once.
     pub fn write_code_rows(
         &self,
         wtxn: &mut RwTxn,
         quantizer: &Quantizer,
-        codes: &[u8],
+        rows: &[f32],
     ) -> Result<()> {
         self.settings
             .remap_data_type::<Bytes>()
             .put(wtxn, QUANTIZER_KEY, &quantizer.to_bytes())?;
-        self.put_all_rows(wtxn, self.codes, quantizer.dimensions(), codes)
+        let dimensions = quantizer.dimensions().max(1);
+        self.put_all_rows(
+            wtxn,
+            self.codes,
+            dimensions,
+            0..rows.len() / dimensions,
+            |item, block| {
+                quantizer.encode(&rows[item * dimensions..][..dimensions], block);
+                Ok(())
+            },
+        )
     }
 
     /// The index's projection, `None` when it has none.
@@ -827,14 +843,23 @@ impl Store {
         ))
     }
 
-    /// Stores the frame codes of a new index, row `i` holding item `i`.
-    pub fn write_frame_rows(&self, wtxn: &mut RwTxn, width: usize, codes: &[i8]) -> Result<()> {
-        self.put_all_rows(
-            wtxn,
-            self.frames_table()?,
-            width,
-            bytemuck::cast_slice(codes),
-        )
+    /// Stores the frame codes of a new index's `items` (a range starting at a block's first item, see
+    /// [`FRAME_ROWS_PER_WRITE`]), `row(i)` giving item `i`'s (`width` codes).
+    pub fn write_frame_rows<'c>(
+        &self,
+        wtxn: &mut RwTxn,
+        width: usize,
+        items: Range<usize>,
+        row: impl Fn(usize) -> Result<&'c [i8]>,
+    ) -> Result<()> {
+        self.put_all_rows(wtxn, self.frames_table()?, width, items, |item, block| {
+            let codes = row(item)?;
+            if codes.len() != width {
+                bail!("item {item} has {} frame codes, not {width}", codes.len());
+            }
+            block.extend_from_slice(bytemuck::cast_slice(codes));
+            Ok(())
+        })
     }
 
     /// Stores appended or replaced clips' frame codes, rewriting only the blocks they fall in.
@@ -957,8 +982,18 @@ impl Store {
         dimensions: usize,
         rows: &[f32],
     ) -> Result<()> {
-        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.put_all_rows(wtxn, self.vectors, dimensions * 4, &bytes)
+        let dimensions = dimensions.max(1);
+        self.put_all_rows(
+            wtxn,
+            self.vectors,
+            dimensions * 4,
+            0..rows.len() / dimensions,
+            |item, block| {
+                let row = &rows[item * dimensions..][..dimensions];
+                block.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+                Ok(())
+            },
+        )
     }
 
     /// Stores appended or replaced vectors (item to vector in search form) and their codes, rewriting only the
@@ -982,17 +1017,27 @@ impl Store {
         self.put_rows(wtxn, self.codes, settings.dimensions, as_codes)
     }
 
-    /// Stores rows of `row_bytes` bytes, row `i` holding item `i`, in blocks of [`VECTOR_BLOCK_ROWS`].
+    /// Stores the rows of `items` (a range starting at a block's first item), `row_bytes` bytes each, row `i`
+    /// holding item `i`, in blocks of [`VECTOR_BLOCK_ROWS`]; `row(i, block)` appends item `i`'s bytes to the block
+    /// being filled. A block at a time, never the whole table: at a million clips a table's bytes in one piece
+    /// would be up to 1.5 GB on top of what the build holds.
     fn put_all_rows(
         &self,
         wtxn: &mut RwTxn,
         table: Database<'static, U32<BE>, Bytes>,
         row_bytes: usize,
-        rows: &[u8],
+        items: Range<usize>,
+        mut row: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
     ) -> Result<()> {
-        let block_len = VECTOR_BLOCK_ROWS as usize * row_bytes;
-        for (block, bytes) in rows.chunks(block_len.max(1)).enumerate() {
-            table.put(wtxn, &(block as u32), bytes)?;
+        let block_rows = VECTOR_BLOCK_ROWS as usize;
+        debug_assert_eq!(items.start % block_rows, 0);
+        let mut bytes = Vec::with_capacity(block_rows * row_bytes);
+        for start in items.clone().step_by(block_rows) {
+            bytes.clear();
+            for item in start..items.end.min(start + block_rows) {
+                row(item, &mut bytes)?;
+            }
+            table.put(wtxn, &((start / block_rows) as u32), &bytes)?;
         }
         Ok(())
     }

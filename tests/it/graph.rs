@@ -241,3 +241,40 @@ fn damaged_codes_and_clip_records_are_clear_errors() {
     recommend(&dir, &["--id", "xtGmrLOsjHk", "--exact"])
         .assert_error(1, &["is damaged", "clip table", "rebuild"]);
 }
+
+/// A new song's query is a vector the index does not hold: its walk starts from the pivots, not from itself. On
+/// an index large enough that the default search is the graph, the default answers to held-out clips (asked by
+/// their embeddings) must agree with the exact scan's, with and without the projection and the re-rank.
+#[test]
+fn held_out_queries_through_the_graph_agree_with_the_exact_scan() {
+    let clips = spread_out_clips(24_500, 7);
+    let (indexed, held) = clips.split_at(24_000);
+    let temp = tempfile::tempdir().unwrap();
+    let queries = temp.path().join("held.jsonl");
+    std::fs::write(&queries, held.join("\n") + "\n").unwrap();
+    let input = indexed.join("\n") + "\n";
+    for (build_args, query_args) in [
+        (&[][..], &[][..]),
+        (&["--projection", "none"][..], &["--rerank", "0"][..]),
+    ] {
+        let (_index, dir) = build(input.as_bytes(), build_args);
+        let mut args = vec![
+            "evaluate",
+            "--index",
+            dir.to_str().unwrap(),
+            "--queries",
+            queries.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(query_args);
+        let run = run(&args);
+        run.assert_ok();
+        let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(report["search"], "graph", "{report}");
+        let recall = report["recall"].as_f64().unwrap();
+        assert!(
+            recall >= 0.95,
+            "held-out recall@10 of the default search with {build_args:?} {query_args:?}: {recall}"
+        );
+    }
+}

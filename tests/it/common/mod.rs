@@ -400,3 +400,60 @@ pub fn results_with_labels(answer: &Value, wanted: &[i64]) -> usize {
         })
         .count()
 }
+
+/// `n` spread-out synthetic clips as JSON lines, made as `examples/synth.rs --mix 2 --noise 16` makes them from
+/// AudioSet: each of a clip's 10 frames is a random frame of one of two random fixture music clips, plus noise of
+/// up to 16 per byte, and its labels are the two sources'. Sets of this kind are as spread out as real music, and
+/// large enough ones make the graph the default search. The same `seed` gives the same clips.
+pub fn spread_out_clips(n: usize, seed: u64) -> Vec<String> {
+    let sources: Vec<(Vec<Vec<u8>>, Vec<i64>)> = clips()
+        .iter()
+        .map(|clip| {
+            let rows = clip["embedding"].as_array().unwrap();
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    let row = row.as_array().unwrap();
+                    row.iter().map(|v| v.as_u64().unwrap() as u8).collect()
+                })
+                .collect();
+            let labels = clip["labels"].as_array().unwrap();
+            (rows, labels.iter().map(|l| l.as_i64().unwrap()).collect())
+        })
+        .filter(|(rows, _): &(Vec<Vec<u8>>, _)| rows.len() >= 10)
+        .collect();
+    let mut state = seed.max(1);
+    let mut next = move |below: usize| {
+        // xorshift64: the clips must not change with a dependency's generator.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    (0..n)
+        .map(|i| {
+            let a = next(sources.len());
+            let b = (a + 1 + next(sources.len() - 1)) % sources.len();
+            let rows: Vec<Vec<u8>> = (0..10)
+                .map(|_| {
+                    let (rows, _) = &sources[if next(2) == 0 { a } else { b }];
+                    let row = &rows[next(rows.len())];
+                    row.iter()
+                        .map(|&v| (v as usize + next(17)).min(255) as u8)
+                        .collect()
+                })
+                .collect();
+            let mut labels: Vec<i64> = sources[a].1.iter().chain(&sources[b].1).copied().collect();
+            labels.sort_unstable();
+            labels.dedup();
+            serde_json::json!({
+                "video_id": format!("s{:02x}{i:08}", seed % 256),
+                "start_time": 0.0,
+                "end_time": 10.0,
+                "labels": labels,
+                "embedding": rows,
+            })
+            .to_string()
+        })
+        .collect()
+}
