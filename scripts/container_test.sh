@@ -111,13 +111,14 @@ run -i --user 0 -v "$WORK/data:/data" "$IMAGE" index -q --index /data/index < "$
 ok "$(wc -l < "$WORK/clips.jsonl") clips in $WORK/data/index"
 
 port=$((20000 + RANDOM % 20000))
-# Starts the image's default command on the index (read-only) with EXTRA podman options; prints the container's id.
+# Starts the image's default command on the index (read-only) as container $1, with more podman options after it.
+# podman's complaints about systemd (none here, so no timer runs the health check) go to $WORK/podman.err.
 serve() {
     local name=soundalike-test-$$-$1
     shift
-    podman run -d --name "$name" -p "127.0.0.1:$port:8080" -v "$WORK/data:/data:ro" "$@" "$IMAGE" > /dev/null
     CONTAINERS+=("$name")
-    echo "$name"
+    podman run -d --name "$name" -p "127.0.0.1:$port:8080" -v "$WORK/data:/data:ro" "$@" "$IMAGE" \
+        > /dev/null 2>> "$WORK/podman.err" || { cat "$WORK/podman.err" >&2; fail "podman run $name"; }
 }
 # Waits for /healthz to answer 200 from the container $1 started at $2 (`date +%s%N`); prints the seconds taken.
 wait_healthy() {
@@ -140,13 +141,14 @@ secs_since() {
 same_json() { python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:3]); sys.exit(a != b)' "$@"; }
 
 say "serve without weights"
+c=soundalike-test-$$-plain
 t=$(date +%s%N)
-c=$(serve plain)
+serve plain
 secs=$(wait_healthy "$c" "$t")
 ok "/healthz 200 $(cat "$WORK/health.json") $secs s after podman run -d began"
-pid_user=$(podman exec "$c" sh -c 'id -u')
+pid_user=$(podman exec "$c" awk '/^Uid:/ { print $2 }' /proc/1/status)
 [ "$pid_user" != 0 ] || fail "the server runs as root"
-ok "runs as uid $pid_user, index mounted read-only"
+ok "the server (pid 1) runs as uid $pid_user, the index mounted read-only"
 curl -fsS "http://127.0.0.1:$port/api/recommend?id=xtGmrLOsjHk" > "$WORK/api.json"
 run -v "$WORK/data:/data:ro" "$IMAGE" recommend --index /data/index --id xtGmrLOsjHk --json > "$WORK/cli.json"
 same_json "$WORK/api.json" "$WORK/cli.json" || fail "/api/recommend?id=xtGmrLOsjHk differs from recommend --json"
@@ -156,10 +158,10 @@ status=$(curl -sS -o "$WORK/upload.json" -w '%{http_code}' -F audio=@fixtures/au
 [ "$status" = 503 ] && grep -q 'vggish-10086976.pth' "$WORK/upload.json" \
     || fail "an upload without weights: $status $(cat "$WORK/upload.json")"
 ok "an upload without weights: 503 $(head -c 120 "$WORK/upload.json")..."
-podman healthcheck run "$c" > /dev/null || fail "podman healthcheck run: unhealthy"
+podman healthcheck run "$c" > /dev/null 2>> "$WORK/podman.err" || fail "podman healthcheck run: unhealthy"
 ok "HEALTHCHECK passes (podman healthcheck run)"
 t=$(date +%s%N)
-podman stop "$c" > /dev/null
+podman stop "$c" > /dev/null 2>> "$WORK/podman.err"
 stop=$(secs_since "$t")
 code=$(podman inspect -f '{{.State.ExitCode}}' "$c")
 [ "$code" = 0 ] || fail "exit code $code after podman stop"
@@ -171,8 +173,9 @@ if [ -r "$WEIGHTS" ]; then
     install -m 0644 "$WEIGHTS" "$WORK/models/weights.safetensors"
     install -m 0644 fixtures/vggish-golden/pca_params.npz "$WORK/models/pca_params.npz"
     env=(-e SOUNDALIKE_WEIGHTS=/models/weights.safetensors -e SOUNDALIKE_PCA=/models/pca_params.npz)
+    c=soundalike-test-$$-weights
     t=$(date +%s%N)
-    c=$(serve weights -v "$WORK/models:/models:ro" "${env[@]}")
+    serve weights -v "$WORK/models:/models:ro" "${env[@]}"
     secs=$(wait_healthy "$c" "$t")
     ok "/healthz 200 $secs s after podman run -d began (the 288 MB of weights loaded first)"
     curl -fsS -F audio=@fixtures/audio/source.wav -F start=1 -F end=7.5 -F k=6 \
@@ -186,7 +189,7 @@ api, cli = (json.load(open(f)) for f in sys.argv[1:3])
 sys.exit(not api["results"] or api["results"] != cli["results"])
 EOF
     ok "an upload (source.wav, 1-7.5 s) equals recommend --audio --json ($(grep -o '"rank"' "$WORK/upload.json" | wc -l) results)"
-    podman stop "$c" > /dev/null
+    podman stop "$c" > /dev/null 2>> "$WORK/podman.err"
     [ "$(podman inspect -f '{{.State.ExitCode}}' "$c")" = 0 ] || fail "exit code after podman stop"
     ok "podman stop: exit 0"
 else
