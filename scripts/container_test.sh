@@ -105,7 +105,7 @@ ok "image user $user"
 say "fixture index (the image's own binary: ingest | index)"
 mkdir -p "$WORK/data" "$WORK/models"
 # One-off commands: no health check to schedule (and no complaint that systemd is absent to schedule it).
-run() { podman run --rm --health-cmd none "$@"; }
+run() { podman run --rm --no-healthcheck "$@"; }
 run -v "$PWD/fixtures:/fixtures:ro" "$IMAGE" ingest -q /fixtures/audioset_v1_embeddings > "$WORK/clips.jsonl"
 # Built as root on the host side, as a user's own index would be: the server reads it as another user.
 run -i --user 0 -v "$WORK/data:/data" "$IMAGE" index -q --index /data/index < "$WORK/clips.jsonl"
