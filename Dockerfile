@@ -15,8 +15,8 @@ COPY --from=build /out/soundalike /usr/local/bin/soundalike
 # A user of its own, not root. Without --weights/--pca or SOUNDALIKE_WEIGHTS/SOUNDALIKE_PCA, soundalike looks
 # for the official file names in ~/.local/share/soundalike, which is /models here: mounting a directory holding
 # vggish-10086976.pth and vggish_pca_params.npz is enough; other names are given through the two variables.
-RUN groupadd --system --gid 10001 soundalike \
-    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/soundalike \
+RUN groupadd --gid 10001 soundalike \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/soundalike \
         --shell /usr/sbin/nologin soundalike \
     && mkdir -p /data /models /home/soundalike/.local/share \
     && ln -s /models /home/soundalike/.local/share/soundalike \
