@@ -6,8 +6,9 @@
 #
 # Not in .ci/run: the image's first build compiles the whole crate (13 minutes on two cores; the whole first run,
 # base images included, 17 minutes; then 10 to 16 s). Needs root (it installs podman, buildah, runc and
-# mmdebstrap with apt-get when missing) and a Debian bookworm host. With no registry at hand it makes the two images the Dockerfile names from Debian's packages:
-# debian:bookworm-slim with mmdebstrap, and rust:1.95-bookworm as that plus gcc and this machine's Rust toolchain.
+# mmdebstrap with apt-get when missing) and a Debian bookworm host. With no registry at hand it makes the two
+# images the Dockerfile names from Debian's packages: debian:bookworm-slim with mmdebstrap, and rust:1.95-bookworm
+# as that plus gcc and this machine's Rust toolchain.
 #
 # Environment: SOUNDALIKE_IMAGE (default localhost/soundalike:test) the tag to build; SOUNDALIKE_TEST_WEIGHTS a
 # VGGish weights file to upload with (default target/tmp/formula.safetensors, the formula weights `cargo test`
