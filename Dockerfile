@@ -6,6 +6,10 @@ FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 # Only what the build reads, so that a change to the docs or the tests does not rebuild the binary.
 COPY Cargo.toml Cargo.lock ./
+# The Python package (python/) is a member of the workspace: cargo loads its manifest and sources even though
+# only the binary is built here.
+COPY python/Cargo.toml python/Cargo.toml
+COPY python/src python/src
 COPY src src
 RUN cargo build --release --locked \
     && install -D -m 0755 target/release/soundalike /out/soundalike
