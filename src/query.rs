@@ -357,7 +357,7 @@ impl<'i> Reader<'i> {
         let searcher = with_distance!(self.settings.metric, D => AnySearcher::from(
             Searcher::<D>::open(self.store, &self.rtxn, &self.settings, method, per_query, labels)?
                 .with_rerank(options.rerank, &self.settings)?
-                .with_default_breadth(options.search == SearchMethod::Default)
+                .with_default_breadth(options.search == SearchMethod::Default, &self.settings)
         ));
         Ok(Session {
             reader: self,

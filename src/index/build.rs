@@ -27,7 +27,7 @@ use crate::index::store::{
     self, ARROY_INDEX, FORMAT_VERSION, FRAME_ROWS_PER_WRITE, Settings, Store, VECTOR_BLOCK_ROWS,
 };
 use crate::index::vector::{self, Form, Metric};
-use crate::index::{dir as index_dir, graph, rptree};
+use crate::index::{dir as index_dir, entry, graph, rptree};
 use crate::tfrecord::record::masked_crc;
 
 type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
@@ -767,64 +767,71 @@ fn write_new<D: arroy::Distance>(
         count,
     );
 
-    let (lists, mut wtxn) = std::thread::scope(|scope| -> Result<(Vec<u32>, heed::RwTxn)> {
-        // The graph does not depend on the number of threads, so it takes every core; the forest builds on
-        // the global pool (`--threads`) meanwhile.
-        let graph = scope.spawn(|| -> Result<Vec<u32>> {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()?;
-            let report = |stage: &str| progress.stage(stage);
-            Ok(pool.install(|| graph::build(&vectors, count, &tree, settings.seed, &report)))
-        });
-        let mut wtxn = store.env.write_txn()?;
-        let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
-        let mut labels = LabelChanges::new();
-        for (item, &at) in layout.items.iter().enumerate() {
-            let item = item as u32;
-            let clip = &clips[at as usize];
-            store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
-            store_clip(&mut wtxn, &writer, item, clip, &mut labels)?;
-        }
-        store.write_records(
-            &mut wtxn,
-            layout
-                .items
-                .iter()
-                .enumerate()
-                .map(|(item, &at)| (item as u32, Cow::Borrowed(&clips[at as usize].meta))),
-        )?;
-        // The clips are in the transaction now; the forest and the graph need only the vectors.
-        drop(clips);
-        settings.clips = count as u64;
-        settings.next_item = count as u32;
-        store.update_labels(&mut wtxn, &labels)?;
-        store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
-        let quantizer = Quantizer::fit(&laid_out, dimensions);
-        store.write_code_rows(&mut wtxn, &quantizer, &laid_out)?;
-        if let Some(projection) = &form.projection {
-            store.write_projection(&mut wtxn, projection)?;
-        }
-        wtxn.commit().context("cannot write the index's clips")?;
-        let mut wtxn = store.env.write_txn()?;
-        progress.stage("read; building the trees and the neighbour graph");
-        let trees = options.trees.unwrap_or(DEFAULT_TREES);
-        build_forest(
-            &writer,
-            &mut wtxn,
-            settings.seed,
-            trees,
-            options.threads,
-            progress,
-        )?;
-        let lists = graph
-            .join()
-            .map_err(|_| anyhow!("the neighbour graph's build failed"))??;
-        Ok((lists, wtxn))
-    })?;
+    type Graphs = (Vec<u32>, Vec<(usize, Vec<u32>)>);
+    let ((lists, layers), mut wtxn) =
+        std::thread::scope(|scope| -> Result<(Graphs, heed::RwTxn)> {
+            // The graphs do not depend on the number of threads, so they take every core; the forest builds on
+            // the global pool (`--threads`) meanwhile.
+            let graph = scope.spawn(|| -> Result<Graphs> {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()?;
+                let report = |stage: &str| progress.stage(stage);
+                Ok(pool.install(|| {
+                    let lists = graph::build(&vectors, count, &tree, settings.seed, &report);
+                    report("building the upper layers");
+                    (lists, entry::build(&vectors, count, settings.seed))
+                }))
+            });
+            let mut wtxn = store.env.write_txn()?;
+            let writer = arroy::Writer::<D>::new(store.arroy::<D>(), ARROY_INDEX, dimensions);
+            let mut labels = LabelChanges::new();
+            for (item, &at) in layout.items.iter().enumerate() {
+                let item = item as u32;
+                let clip = &clips[at as usize];
+                store.ids.put(&mut wtxn, &clip.meta.video_id, &item)?;
+                store_clip(&mut wtxn, &writer, item, clip, &mut labels)?;
+            }
+            store.write_records(
+                &mut wtxn,
+                layout
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(item, &at)| (item as u32, Cow::Borrowed(&clips[at as usize].meta))),
+            )?;
+            // The clips are in the transaction now; the forest and the graph need only the vectors.
+            drop(clips);
+            settings.clips = count as u64;
+            settings.next_item = count as u32;
+            store.update_labels(&mut wtxn, &labels)?;
+            store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
+            let quantizer = Quantizer::fit(&laid_out, dimensions);
+            store.write_code_rows(&mut wtxn, &quantizer, &laid_out)?;
+            if let Some(projection) = &form.projection {
+                store.write_projection(&mut wtxn, projection)?;
+            }
+            wtxn.commit().context("cannot write the index's clips")?;
+            let mut wtxn = store.env.write_txn()?;
+            progress.stage("read; building the trees and the neighbour graph");
+            let trees = options.trees.unwrap_or(DEFAULT_TREES);
+            build_forest(
+                &writer,
+                &mut wtxn,
+                settings.seed,
+                trees,
+                options.threads,
+                progress,
+            )?;
+            let lists = graph
+                .join()
+                .map_err(|_| anyhow!("the neighbour graph's build failed"))??;
+            Ok((lists, wtxn))
+        })?;
     let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
     store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;
+    store.write_layers(&mut wtxn, entry::DEGREE, &layers)?;
     let read = count as u64 + replaced;
     finish::<D>(
         store,

@@ -33,7 +33,7 @@ pub const LEAF_SIZE: usize = 32;
 const TREES: usize = 6;
 /// The walk's breadth when an append links a new clip into the graph.
 pub const INSERT_EF: usize = 64;
-/// Entry points the forest gives a walk for a vector that is not a clip of the index.
+/// Entry points the forest gives the walk that links an appended clip into the graph.
 pub const ENTRY_POINTS: usize = 8;
 
 /// The forest's budget when it finds entry points: a rough start is enough, the walk does the rest.

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod codes;
 pub mod dir;
+pub mod entry;
 pub mod fit;
 pub mod graph;
 pub mod hash;

@@ -10,6 +10,7 @@ use roaring::RoaringBitmap;
 
 use crate::error::{UsageError, damaged};
 use crate::index::codes::{self, CodedQuery, Codes};
+use crate::index::entry::{self, Layer};
 use crate::index::graph::{self, Graph, Walk};
 use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
@@ -28,10 +29,15 @@ pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 pub const DEFAULT_EF: usize = 16;
 
 /// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
-/// clip): its walk starts from pivots rather than from itself, and at 100,000 and 200,000 spread-out clips
-/// recall@10 reached 0.95 at 64 with `--projection none --rerank 0` (0.959 at 200,000; 0.88 at 16), and 0.97 or
-/// more with the defaults (BENCHMARKS.md, "A new song's query"). A query by id keeps [`DEFAULT_EF`].
-pub const DEFAULT_EF_NEW: usize = 64;
+/// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
+/// 1,000,000). Its walk starts from the upper layers' nearest clips (`entry`) rather than from itself, and the
+/// same queries need a wider walk as the index grows: held out, recall@10 with `--projection none --rerank 0`
+/// reached 0.956 at ef 32 among 200,000 spread-out clips and 0.953 at ef 96 among 1,000,000 (hnswlib needed
+/// 64 there; BENCHMARKS.md, "A new song's query"). A query by id keeps [`DEFAULT_EF`].
+pub fn default_ef_new(clips: u64) -> usize {
+    let doublings = (clips as f64 / 250_000.0).log2().max(0.0);
+    (32.0 * (1.0 + doublings)).round() as usize
+}
 
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
 /// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
@@ -120,11 +126,13 @@ pub struct Searcher<'t, D: arroy::Distance> {
     matrix: Option<Matrix<'t>>,
     codes: Option<Codes<'t>>,
     graph: Option<Graph<'t>>,
+    /// Where a walk for a vector that is not a clip of the index starts (none: from pivots).
+    layers: Vec<Layer<'t>>,
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
     /// The least breadth of a walk for a query given by its rows, when the search's breadth is the default
-    /// (see [`DEFAULT_EF_NEW`]); 0 otherwise.
+    /// (see [`default_ef_new`]); 0 otherwise.
     new_vector_ef: usize,
     filter: Option<Filter>,
     /// Candidates re-ranked by their frames (0: none); the search then looks for this many, or `keep`.
@@ -144,13 +152,19 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         count: usize,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let (matrix, codes, graph) = match search {
-            Search::Exact => (Some(store.load_vectors(rtxn, settings)?), None, None),
-            Search::Trees(_) => (None, None, None),
+        let (matrix, codes, graph, layers) = match search {
+            Search::Exact => (
+                Some(store.load_vectors(rtxn, settings)?),
+                None,
+                None,
+                Vec::new(),
+            ),
+            Search::Trees(_) => (None, None, None, Vec::new()),
             Search::Graph(_) => (
                 Some(store.load_vectors(rtxn, settings)?),
                 Some(store.load_codes(rtxn, settings)?),
                 Some(store.load_graph(rtxn, settings)?),
+                store.load_layers(rtxn)?,
             ),
         };
         // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
@@ -172,6 +186,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             matrix,
             codes,
             graph,
+            layers,
             metric: settings.metric,
             distance: pair_distance(settings.metric),
             walk: Walk::default(),
@@ -209,9 +224,13 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     }
 
     /// Says that the search's breadth is the default, not asked for: a query given by its rows then walks at
-    /// least [`DEFAULT_EF_NEW`] wide.
-    pub fn with_default_breadth(mut self, default: bool) -> Self {
-        self.new_vector_ef = if default { DEFAULT_EF_NEW } else { 0 };
+    /// least [`default_ef_new`] wide.
+    pub fn with_default_breadth(mut self, default: bool, settings: &Settings) -> Self {
+        self.new_vector_ef = if default {
+            default_ef_new(settings.clips)
+        } else {
+            0
+        };
         self
     }
 
@@ -393,7 +412,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         };
         let mut space = CodedQuery::new(codes, self.metric, &query);
         let entries = if entries.is_empty() {
-            pivot_entries(&mut space)
+            entry::entries(&mut space, &self.layers, &mut self.walk)
         } else {
             entries
         };
@@ -402,33 +421,6 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         exact.truncate(count);
         Ok(exact)
     }
-}
-
-/// Clips compared with a query to find where its walk starts: every n-th of the index's items. The items are
-/// laid out in the order of a random-projection tree's leaves, so a stride through them samples every part of
-/// the space; their codes are read in place, with no B-tree lookup (the forest's descent was 87% of a held-out
-/// query's time at 200,000 clips).
-const PIVOTS: usize = 1024;
-
-/// The [`graph::ENTRY_POINTS`] pivots nearest to the query (see [`PIVOTS`]).
-fn pivot_entries(space: &mut CodedQuery) -> Vec<u32> {
-    use graph::Space;
-    let n = space.nodes();
-    if n == 0 {
-        return Vec::new();
-    }
-    let stride = (n / PIVOTS).max(1);
-    let mut best: BinaryHeap<(OrdF32, u32)> = BinaryHeap::with_capacity(graph::ENTRY_POINTS + 1);
-    for item in (0..n).step_by(stride) {
-        let item = item as u32;
-        if let Some(d) = space.distance(item) {
-            best.push((OrdF32(d), item));
-            if best.len() > graph::ENTRY_POINTS {
-                best.pop();
-            }
-        }
-    }
-    best.into_iter().map(|(_, item)| item).collect()
 }
 
 /// The `count` nearest of `items` to `query`, compared one by one.
@@ -481,4 +473,18 @@ pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<sc
         vector,
         exclude: Some(item),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_ef_new;
+
+    #[test]
+    fn a_new_vector_walks_wider_as_the_index_grows() {
+        let breadths: Vec<usize> = [1_000, 200_000, 250_000, 500_000, 1_000_000, 2_000_000]
+            .into_iter()
+            .map(default_ef_new)
+            .collect();
+        assert_eq!(breadths, [32, 32, 32, 64, 96, 128]);
+    }
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{damaged, not_found};
 use crate::fs::less_umask;
 use crate::index::codes::{Codes, Quantizer};
+use crate::index::entry::Layer;
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
 use crate::index::projection::{ClipForm, Projection, Summary};
@@ -189,7 +190,8 @@ pub struct Store {
     /// Every clip's frames as codes for the re-rank (see [`rerank`](crate::index::rerank)), in the same blocks.
     /// `None` only in an index of an older format, which [`Store::read_settings`] refuses.
     frames: Option<Database<'static, U32<BE>, Bytes>>,
-    /// The settings under [`SETTINGS_KEY`], and the codes' quantizer under [`QUANTIZER_KEY`].
+    /// The settings under [`SETTINGS_KEY`], the codes' quantizer under [`QUANTIZER_KEY`], the projection under
+    /// [`PROJECTION_KEY`] and the upper layers under [`LAYERS_KEY`].
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
 
@@ -206,6 +208,7 @@ const FRAMES_TABLE: &str = "frames";
 const SETTINGS_KEY: &str = "settings";
 const QUANTIZER_KEY: &str = "quantizer";
 const PROJECTION_KEY: &str = "projection";
+const LAYERS_KEY: &str = "layers";
 
 /// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
 /// read-only, so that it never initialises or changes a file that is not an index.
@@ -958,6 +961,77 @@ impl Store {
             self.graph.put(wtxn, &block, &bytes)?;
         }
         Ok(())
+    }
+
+    /// The upper layers (see [`entry`](crate::index::entry)), bottom first; none in an index without them.
+    /// Their lists are borrowed from the memory map like the graph's. Stored as one value: the count of
+    /// layers and their degree, each layer's stride and node count, then the lists (all little-endian u32).
+    pub fn load_layers<'t>(&self, rtxn: &'t RoTxn) -> Result<Vec<Layer<'t>>> {
+        let Some(bytes) = self
+            .settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, LAYERS_KEY)?
+        else {
+            return Ok(Vec::new());
+        };
+        let damaged = || damaged(&self.dir, "its upper layers are unreadable");
+        let word = |at: usize| -> Option<usize> {
+            let b = bytes.get(at * 4..at * 4 + 4)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let (count, degree) = word(0).zip(word(1)).ok_or_else(damaged)?;
+        let mut layers = Vec::with_capacity(count.min(8));
+        let mut at = (2 + 2 * count) * 4;
+        for layer in 0..count {
+            let (stride, nodes) = word(2 + 2 * layer)
+                .zip(word(3 + 2 * layer))
+                .ok_or_else(damaged)?;
+            let len = nodes.checked_mul(degree * 4).ok_or_else(damaged)?;
+            let lists = bytes.get(at..at + len).ok_or_else(damaged)?;
+            if stride == 0 || degree == 0 {
+                return Err(damaged());
+            }
+            at += len;
+            let lists: Cow<'t, [u32]> = match bytemuck::try_cast_slice::<u8, u32>(lists) {
+                Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
+                _ => Cow::Owned(
+                    lists
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            };
+            layers.push(Layer {
+                stride,
+                graph: Graph::new(degree, vec![lists], nodes),
+            });
+        }
+        Ok(layers)
+    }
+
+    /// Stores the upper layers: each one's stride and lists (`degree` slots per node), bottom first.
+    pub fn write_layers(
+        &self,
+        wtxn: &mut RwTxn,
+        degree: usize,
+        layers: &[(usize, Vec<u32>)],
+    ) -> Result<()> {
+        let words = layers.iter().map(|(_, lists)| lists.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity((2 + 2 * layers.len() + words) * 4);
+        let mut put = |v: usize| bytes.extend_from_slice(&(v as u32).to_le_bytes());
+        put(layers.len());
+        put(degree);
+        for (stride, lists) in layers {
+            put(*stride);
+            put(lists.len() / degree.max(1));
+        }
+        for (_, lists) in layers {
+            bytes.extend(lists.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Ok(self
+            .settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, LAYERS_KEY, &bytes)?)
     }
 
     /// Every clip's neighbour list as one owned array (for an append to change).
