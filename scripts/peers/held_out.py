@@ -211,12 +211,14 @@ def main():
     built = {}
     for name in peers:
         started = time.perf_counter()
-        if name == "hnswlib" and cached is not None:
-            batch, single = hnswlib_peer(data, threads, cached.with_suffix(".hnswlib"))
+        saved = cached.with_suffix(".hnswlib") if name == "hnswlib" and cached is not None else None
+        if saved is not None and saved.exists():
+            batch, single = hnswlib_peer(data, threads, saved)
+            log(f"{name} read from {saved} in {time.perf_counter() - started:.1f} s")
         else:
-            batch, single = BUILDERS[name](data, threads)
+            batch, single = hnswlib_peer(data, threads, saved) if saved else BUILDERS[name](data, threads)
+            log(f"{name} built in {time.perf_counter() - started:.1f} s on {threads} threads")
         built[name] = (batch, single)
-        log(f"{name} built in {time.perf_counter() - started:.1f} s on {threads} threads")
 
     rows = {}  # (engine, how, param) -> {"recall": r, "qps": [per round]}
 

@@ -173,6 +173,19 @@ impl Served {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The server's stderr once it holds `text`, or as it is after 10 s: a line the server wrote before an
+    /// answer may not have been read from the pipe by the thread that collects it when the answer arrives.
+    pub fn stderr_with(&self, text: &str) -> String {
+        let waited = std::time::Instant::now();
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) || waited.elapsed() > Duration::from_secs(10) {
+                return stderr;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Still answering: the health check is 200.
     pub fn assert_alive(&self, after: &str) {
         let health = self.get("/healthz");
@@ -411,10 +424,10 @@ fn without_weights_audio_is_503_saying_where_to_put_them_and_ids_still_work() {
             "{path}: {error}"
         );
     }
+    let stderr = served.stderr_with("warning: audio queries are off");
     assert!(
-        served.stderr().contains("warning: audio queries are off"),
-        "{}",
-        served.stderr()
+        stderr.contains("warning: audio queries are off"),
+        "{stderr}"
     );
     assert_eq!(served.get("/api/recommend?id=xtGmrLOsjHk").status, 200);
     let info = served.get("/api/info").json();
