@@ -54,7 +54,8 @@ def two_processes(index_dir, halves):
 def test_two_threads_answer_about_twice_as_fast_as_one(index_dir, clips):
     index = soundalike.Index(index_dir)
     ids = some_ids(clips)
-    groups = [ids[i : i + 60] for i in range(0, 720, 60)] * 3
+    # About 0.2 s of work for one thread: at 0.1 s, one busy moment moved a side's best round by a third.
+    groups = [ids[i : i + 60] for i in range(0, 720, 60)] * 6
     halves = groups[::2], groups[1::2]
     ask(index, groups[:2])  # warm: the index's pages in memory
 
@@ -72,18 +73,21 @@ def test_two_threads_answer_about_twice_as_fast_as_one(index_dir, clips):
 
     # Best of several rounds, alternating, so that a busy moment slows every side alike. Two processes say what
     # the machine can give at the moment (about 2x on two idle cores; less when other work holds the cores):
-    # two threads must get most of it, which they cannot while the lock is held (1x).
+    # two threads must get most of it, which they cannot while the lock is held (1x). "Most" is 0.65: on an idle
+    # machine two threads measured 1.23x to 1.62x against the processes' 1.39x to 2.07x in the same runs (they
+    # share one allocator and one map's page tables), and a held lock stays at 1x. The next test catches a held
+    # lock at any load.
     one, threads, processes = [], [], []
-    for _ in range(4):
+    for _ in range(5):
         one.append(timed(lambda: ask(index, groups)))
         threads.append(timed(two_threads))
         processes.append(two_processes(index_dir, halves))
     by_threads, by_processes = min(one) / min(threads), min(one) / min(processes)
     report = f"one thread {min(one):.3f} s, two threads {by_threads:.2f}x, two processes {by_processes:.2f}x"
     print(report)
-    assert by_threads > 0.8 * by_processes, report
+    assert by_threads > 0.65 * by_processes, report
     if by_processes > 1.7:
-        assert by_threads > 1.5, report
+        assert by_threads > 1.3, report
 
 
 def test_python_runs_while_a_search_runs(index_dir, clips):
