@@ -14,10 +14,9 @@
 //! An index without layers (built before them, or too small to need one) starts from the pivots alone.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::index::graph::{self, Graph, Space, Walk};
+use crate::index::graph::{self, Graph, Near, Space, Walk};
 use crate::index::nndescent;
 use crate::index::scan::{Matrix, pair_distance};
 
@@ -160,35 +159,17 @@ impl<S: Space> Space for Sampled<'_, S> {
 fn nearest_pivots(space: &mut impl Space, pivots: usize) -> Vec<u32> {
     let (n, count) = (space.nodes(), ENTRY_POINTS);
     let stride = (n / pivots).max(1);
-    let mut best: BinaryHeap<Pivot> = BinaryHeap::with_capacity(count + 1);
+    let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(count + 1);
     for node in (0..n).step_by(stride) {
         let node = node as u32;
         if let Some(d) = space.distance(node) {
-            best.push(Pivot(d, node));
+            best.push(Near(d, node));
             if best.len() > count {
                 best.pop();
             }
         }
     }
-    best.into_iter().map(|Pivot(_, node)| node).collect()
-}
-
-/// A pivot by its distance (a total order, NaN last).
-#[derive(PartialEq)]
-struct Pivot(f32, u32);
-
-impl Eq for Pivot {}
-
-impl PartialOrd for Pivot {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Pivot {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
-    }
+    best.into_iter().map(|Near(_, node)| node).collect()
 }
 
 #[cfg(test)]

@@ -106,9 +106,9 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// A distance that sorts as a total order (NaN last), for the heaps.
+/// A distance that sorts as a total order (NaN last), ties by node, for the heaps.
 #[derive(Clone, Copy, PartialEq)]
-struct Near(f32, u32);
+pub struct Near(pub f32, pub u32);
 
 impl Eq for Near {}
 
