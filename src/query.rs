@@ -2,13 +2,17 @@
 //! owned [`Hit`]s. What `recommend`, `evaluate`, a server and a notebook all call.
 //!
 //! An [`Index`] is opened once and shared (it is `Send + Sync`); each question says its own [`QueryOptions`].
-//! [`Index::recommend`] answers one question in a read transaction of its own. Many questions on one thread go
-//! faster through a [`Session`] (from [`Index::reader`]), which maps the index's tables once and keeps its
-//! search's scratch space between them: a batch, an evaluation.
+//! [`Index::recommend`] answers one question from the index as last committed. It keeps a few read transactions
+//! open between questions, with the tables they have mapped, so that a server's or a notebook's next question
+//! maps nothing again; one is renewed when an append has committed since it began. Many questions with the same
+//! options go faster still through a [`Session`] (from [`Index::reader`]), which also keeps its search's scratch
+//! space between them: a batch, an evaluation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, anyhow};
 use roaring::RoaringBitmap;
@@ -22,16 +26,24 @@ use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
 use crate::index::search::{self, Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
+use crate::index::tables::{Needs, Tables, table};
 use crate::index::vector::{Form, Metric};
 use crate::labels;
 
 /// An open index: a handle on its directory's LMDB environment, opened once and shared by every question and
 /// thread. Opening checks the index's format, its settings and that its data file is whole.
 pub struct Index {
-    store: Store,
+    store: Arc<Store>,
     /// The data file's (device, inode) when the handle was opened, to notice a rebuild swapping in another.
     data_file: Option<(u64, u64)>,
+    /// Readers kept between questions (see [`Index::with_reader`]), at most [`KEPT_READERS`].
+    kept: Mutex<Vec<Reader>>,
 }
+
+/// The read transactions an [`Index`] keeps open between questions: one per question asked at once, up to
+/// this many (a server's queries in flight, a notebook's threads). Each holds one of LMDB's 126 reader slots,
+/// which other processes reading the index share.
+const KEPT_READERS: usize = 16;
 
 /// What to find neighbours of.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +96,19 @@ pub struct QueryOptions {
     pub search: SearchMethod,
     /// Candidates re-ranked by their frames; `None`: 20 on an angular index, none on others; `Some(0)`: none.
     pub rerank: Option<usize>,
+}
+
+impl SearchMethod {
+    /// The search this method means for `count` neighbours on an index of `settings`.
+    fn resolve(self, count: usize, settings: &Settings) -> search::Search {
+        let (exact, search_k, ef) = match self {
+            SearchMethod::Default => (false, None, None),
+            SearchMethod::Exact => (true, None, None),
+            SearchMethod::Graph { ef } => (false, None, Some(ef)),
+            SearchMethod::Trees { search_k } => (false, Some(search_k), None),
+        };
+        search::Search::choose(exact, search_k, ef, count, settings)
+    }
 }
 
 impl Default for QueryOptions {
@@ -174,7 +199,11 @@ impl Index {
         // too often.
         let data_file = data_file_id(dir.as_ref());
         let (store, _) = Store::open(dir.as_ref())?;
-        Ok(Index { store, data_file })
+        Ok(Index {
+            store: Arc::new(store),
+            data_file,
+            kept: Mutex::new(Vec::new()),
+        })
     }
 
     /// Whether the directory now holds another index than the one this handle reads: a rebuild swapped a new
@@ -231,27 +260,46 @@ impl Index {
         })
     }
 
-    /// A read view of the index as now committed, for many questions on one thread (see [`Reader::session`]).
-    pub fn reader(&self) -> Result<Reader<'_>> {
-        self.within(|| {
-            let rtxn = self.store.env.read_txn().map_err(anyhow::Error::from)?;
-            let settings = self.store.read_settings(&rtxn)?;
-            let form = self.store.clip_form(&rtxn, &settings)?;
-            Ok(Reader {
-                store: &self.store,
-                rtxn,
-                settings,
-                form,
-            })
-        })
+    /// A read view of the index as now committed, for many questions (see [`Reader::session`]).
+    pub fn reader(&self) -> Result<Reader> {
+        self.within(|| Reader::open(&self.store))
+    }
+
+    /// `work` on a reader of the index as last committed, mapping the tables `options` read: a kept one when
+    /// one is free and no append has committed since it began, else a new one, kept afterwards.
+    fn with_reader<T>(
+        &self,
+        options: &QueryOptions,
+        work: impl FnOnce(&Reader) -> Result<T>,
+    ) -> Result<T> {
+        // The last commit is read from LMDB's meta page: no transaction, no lock.
+        let last = self.store.env.info().last_txn_id;
+        let kept = {
+            let mut kept = lock(&self.kept);
+            // A reader that began before the last commit would not see it; so would its others.
+            kept.retain(|reader| reader.txn_id() == last);
+            kept.pop()
+        };
+        let mut reader = match kept {
+            Some(reader) => reader,
+            None => Reader::open(&self.store)?,
+        };
+        reader.load(options)?;
+        let answer = work(&reader);
+        let mut kept = lock(&self.kept);
+        if kept.len() < KEPT_READERS {
+            kept.push(reader);
+        }
+        answer
     }
 
     /// The `options.count` nearest clips to `query`, nearest first.
     pub fn recommend(&self, query: &Query, options: &QueryOptions) -> Result<Vec<Hit>> {
         self.within(|| {
-            let reader = self.reader()?;
-            let mut session = reader.session(options)?;
-            session.recommend(query)
+            self.with_reader(options, |reader| {
+                let mut session = reader.session(options)?;
+                session.recommend(query)
+            })
         })
     }
 
@@ -263,9 +311,10 @@ impl Index {
         options: &QueryOptions,
     ) -> Result<Vec<Result<Vec<Hit>>>> {
         self.within(|| {
-            let reader = self.reader()?;
-            let mut session = reader.session(options)?;
-            session.recommend_many(queries)
+            self.with_reader(options, |reader| {
+                let mut session = reader.session(options)?;
+                session.recommend_many(queries)
+            })
         })
     }
 
@@ -280,9 +329,10 @@ impl Index {
         options: &QueryOptions,
     ) -> Result<Vec<Hit>> {
         self.within(|| {
-            let reader = self.reader()?;
-            let mut session = reader.open_session(options, 1)?;
-            session.recommend_audio(audio, file)
+            self.with_reader(options, |reader| {
+                let mut session = reader.open_session(options, 1)?;
+                session.recommend_audio(audio, file)
+            })
         })
     }
 }
@@ -295,36 +345,99 @@ fn data_file_id(dir: &Path) -> Option<(u64, u64)> {
         .map(|meta| (meta.dev(), meta.ino()))
 }
 
-/// A read transaction on an index: a consistent view of it (a concurrent append is seen by the next reader).
-/// Not `Send`: LMDB ties a read transaction to its thread.
-pub struct Reader<'i> {
-    store: &'i Store,
-    rtxn: heed::RoTxn<'i, heed::WithTls>,
+/// The list behind `mutex`.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Whatever panicked while holding it left a list of whole readers.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a [`Reader`] reads from: a read transaction on the index, and what it says once.
+struct Snapshot {
+    store: Arc<Store>,
+    rtxn: heed::RoTxn<'static, heed::WithoutTls>,
     settings: Settings,
     form: ClipForm,
 }
 
-impl<'i> Reader<'i> {
+self_cell::self_cell!(
+    /// A snapshot and the tables mapped from it so far, which borrow its transaction.
+    struct Mapped {
+        owner: Snapshot,
+        #[covariant]
+        dependent: Tables,
+    }
+);
+
+/// A read transaction on an index: a consistent view of it (a concurrent append is seen by the next reader),
+/// with the tables its sessions have needed mapped once. It may move between threads (not be shared by them).
+pub struct Reader(Mapped);
+
+impl Reader {
+    /// A view of the index as now committed; no table mapped yet.
+    fn open(store: &Arc<Store>) -> Result<Reader> {
+        let rtxn = heed::Env::clone(&store.env)
+            .static_read_txn()
+            .map_err(anyhow::Error::from)?;
+        let settings = store.read_settings(&rtxn)?;
+        let form = store.clip_form(&rtxn, &settings)?;
+        let snapshot = Snapshot {
+            store: Arc::clone(store),
+            rtxn,
+            settings,
+            form,
+        };
+        Ok(Reader(Mapped::new(snapshot, |_| Tables::default())))
+    }
+
+    /// Maps the tables a session with `options` reads, if they are not yet: its sessions then borrow them.
+    fn load(&mut self, options: &QueryOptions) -> Result<()> {
+        self.0.with_dependent_mut(|snapshot, tables| {
+            let settings = &snapshot.settings;
+            let method = options.search.resolve(options.count, settings);
+            // An impossible re-rank reads no frames: the session refuses it.
+            let rerank = search::rerank_depth(options.rerank, settings.metric).unwrap_or(0);
+            tables.load(
+                &snapshot.store,
+                &snapshot.rtxn,
+                settings,
+                Needs::of(method, rerank),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The commit it reads.
+    fn txn_id(&self) -> usize {
+        self.snapshot().rtxn.id()
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        self.0.borrow_owner()
+    }
+
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.snapshot().settings
     }
 
-    pub(crate) fn store(&self) -> &'i Store {
-        self.store
+    pub(crate) fn store(&self) -> &Store {
+        &self.snapshot().store
     }
 
-    pub(crate) fn rtxn(&self) -> &heed::RoTxn<'i> {
-        &self.rtxn
+    pub(crate) fn rtxn(&self) -> &heed::RoTxn<'_> {
+        &self.snapshot().rtxn
     }
 
     pub(crate) fn form(&self) -> &ClipForm {
-        &self.form
+        &self.snapshot().form
     }
 
-    /// A session answering questions with `options`: the tables its search needs are mapped once here.
+    /// A session answering questions with `options`. The tables its search reads are mapped here if this
+    /// reader has not mapped them before.
     pub fn session(&self, options: &QueryOptions) -> Result<Session<'_>> {
         self.open_session(options, 0)
-            .map_err(|e| e.in_index(&self.store.dir))
+            .map_err(|e| e.in_index(&self.store().dir))
     }
 
     /// A session whose searches find `spare` more than asked, for answers that may drop some.
@@ -335,34 +448,35 @@ impl<'i> Reader<'i> {
             ))
             .into());
         }
+        let snapshot = self.snapshot();
+        let (store, rtxn, settings) = (&*snapshot.store, &*snapshot.rtxn, &snapshot.settings);
+        let tables = self.0.borrow_dependent();
         let labels = if options.labels.is_empty() {
             None
         } else {
             let mut items = RoaringBitmap::new();
             for &label in &options.labels {
-                items |= self.store.label_items(&self.rtxn, label)?;
+                items |= store.label_items(rtxn, label)?;
             }
             Some(items)
         };
-        let (exact, search_k, ef) = match options.search {
-            SearchMethod::Default => (false, None, None),
-            SearchMethod::Exact => (true, None, None),
-            SearchMethod::Graph { ef } => (false, None, Some(ef)),
-            SearchMethod::Trees { search_k } => (false, Some(search_k), None),
-        };
-        let method = search::Search::choose(exact, search_k, ef, options.count, &self.settings);
+        let method = options.search.resolve(options.count, settings);
         // No answer holds more clips than the index has: a count of usize::MAX must not size a heap by it.
-        let count = options.count.min(self.settings.next_item as usize).max(1);
+        let count = options.count.min(settings.next_item as usize).max(1);
         let per_query = count + spare;
-        let searcher = with_distance!(self.settings.metric, D => AnySearcher::from(
-            Searcher::<D>::open(self.store, &self.rtxn, &self.settings, method, per_query, labels)?
-                .with_rerank(options.rerank, &self.settings)?
-                .with_default_breadth(options.search == SearchMethod::Default, &self.settings)
+        let searcher = with_distance!(settings.metric, D => AnySearcher::from(
+            Searcher::<D>::open(store, rtxn, tables, settings, method, per_query, labels)?
+                .with_rerank(options.rerank, settings)?
+                .with_default_breadth(options.search == SearchMethod::Default, settings)
         ));
+        let records = table(tables.records.as_ref(), true, || {
+            store.load_records(rtxn, settings)
+        })?
+        .ok_or_else(|| anyhow!("no records"))?;
         Ok(Session {
-            reader: self,
+            snapshot,
             searcher,
-            records: self.store.load_records(&self.rtxn, &self.settings)?,
+            records,
             count,
             method,
         })
@@ -441,9 +555,9 @@ impl Resolved {
 
 /// Questions asked with one set of options on one thread.
 pub struct Session<'r> {
-    reader: &'r Reader<'r>,
+    snapshot: &'r Snapshot,
     searcher: AnySearcher<'r>,
-    records: Records<'r>,
+    records: Cow<'r, Records<'r>>,
     count: usize,
     method: search::Search,
 }
@@ -454,7 +568,7 @@ impl<'r> Session<'r> {
         let resolved = self.resolve(query)?;
         let found = self.nearest(std::slice::from_ref(&resolved))?;
         self.hits(found.into_iter().next().unwrap_or_default(), None)
-            .map_err(|e| e.in_index(&self.reader.store.dir))
+            .map_err(|e| e.in_index(&self.snapshot.store.dir))
     }
 
     /// Each query's answer, in order, a query that cannot be asked getting its error in its place. Asked
@@ -468,7 +582,7 @@ impl<'r> Session<'r> {
         let mut found = self
             .searcher
             .nearest(&targets)
-            .map_err(|e| crate::Error::from(e).in_index(&self.reader.store.dir))?
+            .map_err(|e| crate::Error::from(e).in_index(&self.snapshot.store.dir))?
             .into_iter();
         let mut answers = Vec::with_capacity(queries.len());
         for query in resolved {
@@ -483,7 +597,7 @@ impl<'r> Session<'r> {
     /// [`Index::recommend_audio`]'s work, in a session that finds one spare neighbour per window (the file's own
     /// clip may be among them, and is dropped).
     fn recommend_audio(&mut self, audio: &Embedded, file: Option<&Path>) -> Result<Vec<Hit>> {
-        let windows = audio_windows(audio, &self.reader.form).map_err(|e| match file {
+        let windows = audio_windows(audio, &self.snapshot.form).map_err(|e| match file {
             Some(path) => anyhow!("{}: {e}", path.display()),
             None => e,
         })?;
@@ -491,15 +605,15 @@ impl<'r> Session<'r> {
             .into_iter()
             .map(|(_, v)| Resolved::Vector(v))
             .collect();
-        let starts = audio_window_starts(audio, &self.reader.form);
+        let starts = audio_window_starts(audio, &self.snapshot.form);
         let answers = self.nearest(&resolved)?;
         // The file's own clip, made by `embed`, is the file itself: not a recommendation.
         let own = match file.map(clip::file_id) {
             Some(Ok(id)) => self
-                .reader
+                .snapshot
                 .store
                 .ids
-                .get(&self.reader.rtxn, &id)
+                .get(&self.snapshot.rtxn, &id)
                 .map_err(anyhow::Error::from)?,
             _ => None,
         };
@@ -525,7 +639,7 @@ impl<'r> Session<'r> {
 
     /// The query in the index's terms: its clip, or its rows made into a vector as the index makes its own.
     pub(crate) fn resolve(&self, query: &Query) -> Result<Resolved> {
-        let reader = self.reader;
+        let reader = self.snapshot;
         match query {
             Query::Id(video_id) => {
                 clip::check_id(video_id).map_err(|problem| anyhow!("not a video_id: {problem}"))?;
@@ -555,12 +669,12 @@ impl<'r> Session<'r> {
         let targets: Vec<Target> = resolved.iter().map(Resolved::target).collect();
         self.searcher
             .nearest(&targets)
-            .map_err(|e| crate::Error::from(e).in_index(&self.reader.store.dir))
+            .map_err(|e| crate::Error::from(e).in_index(&self.snapshot.store.dir))
     }
 
     /// Answers as owned hits, their records read from the index.
     fn hits(&self, found: Vec<(u32, f32)>, matched_at: Option<&[f64]>) -> Result<Vec<Hit>> {
-        let metric = self.reader.settings.metric;
+        let metric = self.snapshot.settings.metric;
         found
             .into_iter()
             .take(self.count)

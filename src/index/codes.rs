@@ -101,6 +101,7 @@ impl Quantizer {
 }
 
 /// Every clip's code, borrowed from the memory map like the vectors.
+#[derive(Clone)]
 pub struct Codes<'t> {
     quantizer: Quantizer,
     blocks: Vec<Cow<'t, [u8]>>,

@@ -40,6 +40,7 @@ const UPPER_EF: usize = 32;
 const ENTRY_POINTS: usize = 8;
 
 /// One upper layer: node `j` is clip `j * stride`.
+#[derive(Clone)]
 pub struct Layer<'a> {
     pub stride: usize,
     pub graph: Graph<'a>,

@@ -67,6 +67,7 @@ pub fn build(
 
 /// The stored lists: node `i`'s at `[i * degree..(i + 1) * degree]` of the concatenated blocks, unused slots
 /// at the end holding [`EMPTY`].
+#[derive(Clone)]
 pub struct Graph<'a> {
     degree: usize,
     blocks: Vec<Cow<'a, [u32]>>,

@@ -17,4 +17,5 @@ pub mod rptree;
 pub mod scan;
 pub mod search;
 pub mod store;
+pub mod tables;
 pub mod vector;

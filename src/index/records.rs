@@ -97,6 +97,7 @@ pub fn damaged(index: &Path, damage: &str) -> anyhow::Error {
 }
 
 /// Every clip's record, borrowed from the memory map.
+#[derive(Clone)]
 pub struct Records<'t> {
     blocks: Vec<Block<'t>>,
     items: u32,

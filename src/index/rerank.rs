@@ -16,6 +16,7 @@ use std::borrow::Cow;
 pub const DEFAULT_RERANK: usize = 20;
 
 /// Every clip's frame codes, borrowed from the memory map: `frames x dimensions` bytes per clip.
+#[derive(Clone)]
 pub struct FrameCodes<'t> {
     blocks: Vec<Cow<'t, [u8]>>,
     block_rows: usize,

@@ -25,6 +25,7 @@ type Kernel = fn(tile: &[f32], dimensions: usize, queries: &[&[f32]], out: &mut 
 /// Queries a kernel call serves at once (see `avx2::tile_dot`).
 const QUERIES_PER_CALL: usize = 3;
 
+#[derive(Clone)]
 pub struct Matrix<'a> {
     dimensions: usize,
     metric: Metric,

@@ -1,6 +1,7 @@
 //! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph; which of them answers by
 //! default; and the searcher that `recommend` and `evaluate` share, so both measure what users get.
 
+use std::borrow::Cow;
 use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
 
@@ -16,6 +17,7 @@ use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
+use crate::index::tables::{Needs, Tables, table};
 use crate::index::vector::Metric;
 
 /// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
@@ -95,6 +97,17 @@ impl Search {
     }
 }
 
+/// The candidates re-ranked per answer when `asked` (`None`: [`DEFAULT_RERANK`] on an angular index, none on
+/// others); `None` when a re-rank is asked of an index of another metric, whose frames cannot be compared.
+pub fn rerank_depth(asked: Option<usize>, metric: Metric) -> Option<usize> {
+    match (asked, metric) {
+        (None, Metric::Angular) => Some(DEFAULT_RERANK),
+        (None, _) | (Some(0), _) => Some(0),
+        (Some(n), Metric::Angular) => Some(n),
+        (Some(_), _) => None,
+    }
+}
+
 /// The default walk breadth for `count` neighbours.
 pub fn default_ef(count: usize) -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_EF.max(count)).unwrap_or(NonZeroUsize::MIN)
@@ -119,15 +132,17 @@ struct Filter {
 pub struct Searcher<'t, D: arroy::Distance> {
     store: &'t Store,
     rtxn: &'t RoTxn<'t>,
+    /// The tables mapped before (a kept read transaction's); what they lack, this searcher maps for itself.
+    tables: &'t Tables<'t>,
     search: Search,
     count: usize,
     /// The forest, opened on first use: a walk from a clip of the index never needs it.
     reader: Option<arroy::Reader<'t, D>>,
-    matrix: Option<Matrix<'t>>,
-    codes: Option<Codes<'t>>,
-    graph: Option<Graph<'t>>,
+    matrix: Option<Cow<'t, Matrix<'t>>>,
+    codes: Option<Cow<'t, Codes<'t>>>,
+    graph: Option<Cow<'t, Graph<'t>>>,
     /// Where a walk for a vector that is not a clip of the index starts (none: from pivots).
-    layers: Vec<Layer<'t>>,
+    layers: Cow<'t, [Layer<'t>]>,
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
@@ -139,7 +154,7 @@ pub struct Searcher<'t, D: arroy::Distance> {
     rerank: usize,
     /// The neighbours each answer keeps.
     keep: usize,
-    frames: Option<FrameCodes<'t>>,
+    frames: Option<Cow<'t, FrameCodes<'t>>>,
 }
 
 impl<'t, D: arroy::Distance> Searcher<'t, D> {
@@ -147,26 +162,26 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     pub fn open(
         store: &'t Store,
         rtxn: &'t RoTxn<'t>,
+        tables: &'t Tables<'t>,
         settings: &Settings,
         search: Search,
         count: usize,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let (matrix, codes, graph, layers) = match search {
-            Search::Exact => (
-                Some(store.load_vectors(rtxn, settings)?),
-                None,
-                None,
-                Vec::new(),
-            ),
-            Search::Trees(_) => (None, None, None, Vec::new()),
-            Search::Graph(_) => (
-                Some(store.load_vectors(rtxn, settings)?),
-                Some(store.load_codes(rtxn, settings)?),
-                Some(store.load_graph(rtxn, settings)?),
-                store.load_layers(rtxn)?,
-            ),
-        };
+        let needs = Needs::of(search, 0);
+        let matrix = table(tables.vectors.as_ref(), needs.vectors, || {
+            store.load_vectors(rtxn, settings)
+        })?;
+        let codes = table(tables.codes.as_ref(), needs.walk, || {
+            store.load_codes(rtxn, settings)
+        })?;
+        let graph = table(tables.graph.as_ref(), needs.walk, || {
+            store.load_graph(rtxn, settings)
+        })?;
+        let layers = table(tables.layers.as_deref(), needs.walk, || {
+            store.load_layers(rtxn)
+        })?
+        .unwrap_or_default();
         // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
         let filter = labels.map(|items| {
             let mut keep = vec![false; settings.next_item as usize];
@@ -180,6 +195,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(Searcher {
             store,
             rtxn,
+            tables,
             search,
             count,
             reader: None,
@@ -202,21 +218,20 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     /// `None`; 0 turns it off). Frames are compared by cosine, so only an angular index re-ranks: on another
     /// metric `None` means 0, and a number is a usage error.
     pub fn with_rerank(mut self, rerank: Option<usize>, settings: &Settings) -> Result<Self> {
-        let rerank = match (rerank, settings.metric) {
-            (None, Metric::Angular) => DEFAULT_RERANK,
-            (None, _) | (Some(0), _) => 0,
-            (Some(n), Metric::Angular) => n,
-            (Some(_), metric) => {
-                return Err(UsageError::new(format!(
-                    "a re-rank compares frames by cosine; index {} uses the {metric} metric: ask for a re-rank of \
-                     0 (--rerank 0)",
-                    self.store.dir.display()
-                ))
-                .into());
-            }
+        let Some(rerank) = rerank_depth(rerank, settings.metric) else {
+            return Err(UsageError::new(format!(
+                "a re-rank compares frames by cosine; index {} uses the {} metric: ask for a re-rank of 0 \
+                 (--rerank 0)",
+                self.store.dir.display(),
+                settings.metric
+            ))
+            .into());
         };
         if rerank > 0 {
-            self.frames = Some(self.store.load_frames(self.rtxn, settings)?);
+            let (store, rtxn) = (self.store, self.rtxn);
+            self.frames = table(self.tables.frames.as_ref(), true, || {
+                store.load_frames(rtxn, settings)
+            })?;
             self.count = self.keep.max(rerank);
         }
         self.rerank = rerank;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use heed::types::{Bytes, SerdeJson, Str, U16, U32};
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
+use heed::{CommitOrAbort, Database, EnvOpenOptions, RoTxn, RwTxn};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -153,6 +153,10 @@ pub fn shrink_back(data: &Path, size: u64) {
 }
 
 type BE = heed::byteorder::BigEndian;
+
+/// Read transactions are not tied to the thread that began them: a host keeps a few open between questions
+/// and hands them to whichever thread asks next (see `query::Index`), and a thread may hold more than one.
+pub type Env = heed::Env<heed::WithoutTls>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -331,7 +335,7 @@ fn shared_env(
 }
 
 fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Result<Env> {
-    let mut options = EnvOpenOptions::new();
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
         .map_size(map_size(existing, input))
         .max_dbs(TABLES.len() as u32 + 1);
@@ -1187,6 +1191,7 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
     // short is refused below before any page past its end is read.
     let opened = unsafe {
         EnvOpenOptions::new()
+            .read_txn_without_tls()
             .map_size(map_size(size, Some(0)))
             .max_dbs(TABLES.len() as u32 + 1)
             .flags(heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -179,10 +180,57 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
             .await
             .unwrap();
         assert_eq!(end.as_deref(), Some("2.00"), "the window is the 2-second file, at most 10 s");
+        // A window of 1 s, then dragged by the mouse along the waveform: it moves, its length kept.
+        let shown: Value = client
+            .execute(
+                "var f = document.getElementById('ask'); f.start.value = '0'; f.end.value = '1'; \
+                 f.end.dispatchEvent(new Event('change')); \
+                 return [f.start.value, f.end.value, document.getElementById('wave').getBoundingClientRect().width];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!((&shown[0], &shown[1]), (&json!("0.00"), &json!("1.00")));
+        let width = shown[2].as_f64().unwrap();
+        let wave = client.find(Locator::Css("#wave")).await.unwrap();
+        // From the window's middle (0.5 s, a quarter of the way along) to half way along: 0.5 s later.
+        let quarter = (width / 4.0).round();
+        let drag = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element: wave,
+                duration: None,
+                x: -quarter,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(300)),
+                x: quarter,
+                y: 0.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        client.perform_actions(drag).await.unwrap();
+        let dragged: Value = client
+            .execute(
+                "var f = document.getElementById('ask'); return [Number(f.start.value), Number(f.end.value)];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (from, to) = (dragged[0].as_f64().unwrap(), dragged[1].as_f64().unwrap());
+        assert!(
+            (from - 0.5).abs() <= 0.05 && ((to - from) - 1.0).abs() < 0.011,
+            "the dragged window is {from}-{to} s; 0.5-1.5 s expected"
+        );
         // The window typed in: the script keeps it inside the file and at most 10 s long.
         let window: Value = client
             .execute(
-                "var f = document.getElementById('ask'); f.start.value = '0.5'; \
+                "var f = document.getElementById('ask'); f.end.value = '2'; \
+                 f.end.dispatchEvent(new Event('change')); f.start.value = '0.5'; \
                  f.start.dispatchEvent(new Event('change')); return [f.start.value, f.end.value];",
                 vec![],
             )

@@ -310,6 +310,65 @@ fn a_build_from_the_library_answers_as_the_binarys_and_a_cancelled_one_changes_n
 }
 
 #[test]
+fn a_handle_kept_between_questions_sees_an_append_at_the_next_one() {
+    let lines = fixture_clip_lines();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let jsonl = |lines: &[String]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("halves.idx");
+    IndexBuilder::new(&dir)
+        .rebuild(vec![ClipInput::Reader {
+            name: "first half".into(),
+            reader: Box::new(std::io::Cursor::new(jsonl(first).into_bytes())),
+        }])
+        .unwrap();
+    let index = Index::open(&dir).unwrap();
+    let added = serde_json::from_str::<Value>(&second[0]).unwrap()["video_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = serde_json::from_str::<Value>(&first[0]).unwrap()["video_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exact = QueryOptions {
+        search: SearchMethod::Exact,
+        ..QueryOptions::default()
+    };
+    // Questions from two threads at once, so that the handle keeps more than one reader.
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    index.recommend(&Query::Id(old.clone()), &exact).unwrap();
+                }
+            });
+        }
+    });
+    let unknown = index
+        .recommend(&Query::Id(added.clone()), &exact)
+        .unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::NotFound, "{unknown}");
+
+    // Another process appends the second half while the handle is open.
+    run_with_stdin(
+        &["index", "-q", "--append", "--index", dir.to_str().unwrap()],
+        jsonl(second).as_bytes(),
+    )
+    .assert_ok();
+    assert_eq!(index.len().unwrap(), lines.len() as u64);
+    let hits = index.recommend(&Query::Id(added.clone()), &exact).unwrap();
+    assert_eq!(hits.len(), 10);
+    // The old clip's exact answer is now the whole fixture's, as an index built in one go gives it.
+    let whole = Index::open(shared_index()).unwrap();
+    let query = Query::Id(old);
+    assert_eq!(
+        index.recommend(&query, &exact).unwrap(),
+        whole.recommend(&query, &exact).unwrap()
+    );
+}
+
+#[test]
 fn the_handle_is_send_and_sync() {
     fn shared<T: Send + Sync>() {}
     shared::<Index>();
