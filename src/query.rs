@@ -26,7 +26,7 @@ use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
 use crate::index::search::{self, Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
-use crate::index::tables::{Needs, Tables, table};
+use crate::index::tables::{Tables, table};
 use crate::index::vector::{Form, Metric};
 use crate::labels;
 
@@ -402,7 +402,7 @@ impl Reader {
                 &snapshot.store,
                 &snapshot.rtxn,
                 settings,
-                Needs::of(method, rerank),
+                method.needs(rerank),
             )?;
             Ok(())
         })

@@ -78,6 +78,16 @@ impl Search {
         }
     }
 
+    /// The tables this search reads to answer, with `rerank` candidates re-ranked (0: none).
+    pub fn needs(self, rerank: usize) -> Needs {
+        Needs {
+            vectors: matches!(self, Search::Exact | Search::Graph(_)),
+            walk: matches!(self, Search::Graph(_)),
+            frames: rerank > 0,
+            records: true,
+        }
+    }
+
     /// "exact", "trees" or "graph", as `evaluate --json` reports it.
     pub fn kind(self) -> &'static str {
         match self {
@@ -168,7 +178,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         count: usize,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let needs = Needs::of(search, 0);
+        let needs = search.needs(0);
         let matrix = table(tables.vectors.as_ref(), needs.vectors, || {
             store.load_vectors(rtxn, settings)
         })?;

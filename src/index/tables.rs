@@ -18,7 +18,6 @@ use crate::index::graph::Graph;
 use crate::index::records::Records;
 use crate::index::rerank::FrameCodes;
 use crate::index::scan::Matrix;
-use crate::index::search::Search;
 use crate::index::store::{Settings, Store};
 
 /// The tables mapped so far; `None`: not yet.
@@ -32,7 +31,7 @@ pub struct Tables<'t> {
     pub records: Option<Records<'t>>,
 }
 
-/// Which tables a search reads.
+/// Which tables a search reads (`search::Search::needs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
     /// The vectors (the exact scan; the graph walk's final exact distances).
@@ -43,18 +42,6 @@ pub struct Needs {
     pub frames: bool,
     /// The clips' records (every answer).
     pub records: bool,
-}
-
-impl Needs {
-    /// What `search`, with `rerank` candidates re-ranked (0: none), reads to answer.
-    pub fn of(search: Search, rerank: usize) -> Needs {
-        Needs {
-            vectors: matches!(search, Search::Exact | Search::Graph(_)),
-            walk: matches!(search, Search::Graph(_)),
-            frames: rerank > 0,
-            records: true,
-        }
-    }
 }
 
 impl<'t> Tables<'t> {
