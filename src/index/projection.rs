@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::index::scan;
 use crate::index::vector::{Form, dequantize};
 use crate::tfrecord::sequence_example::FRAME_LEN;
 
@@ -178,19 +179,29 @@ impl Projection {
         }
     }
 
-    /// Projects one frame of raw values (0..=255, as stored) into `out` (`dimensions` values).
+    /// Projects frames of raw values (0..=255, as stored; 128 a frame) into `out` (`dimensions` values a
+    /// frame), the matrix's rows applied to several frames at once by the scan's dot kernel.
     pub fn project_raw(&self, raw: &[f32], out: &mut [f32]) {
-        let mut centred = [0f32; FRAME_LEN];
-        for ((c, &v), &m) in centred.iter_mut().zip(raw).zip(&self.mean) {
-            *c = dequantize(v) - m;
-        }
-        let rows = self.matrix.chunks_exact(FRAME_LEN);
-        for ((o, row), &b) in out.iter_mut().zip(rows).zip(&self.bias) {
-            let y = row.iter().zip(&centred).map(|(w, c)| w * c).sum::<f32>() + b;
-            *o = match self.activation {
-                Activation::Linear => y,
-                Activation::Logistic => 1.0 / (1.0 + (-y).exp()),
-            };
+        let centred: Vec<f32> = raw
+            .chunks_exact(FRAME_LEN)
+            .flat_map(|frame| {
+                frame
+                    .iter()
+                    .zip(&self.mean)
+                    .map(|(&v, &m)| dequantize(v) - m)
+            })
+            .collect();
+        let frames: Vec<&[f32]> = centred.chunks_exact(FRAME_LEN).collect();
+        let mut products = vec![Vec::with_capacity(self.dimensions); frames.len()];
+        scan::dot_products(&self.matrix, FRAME_LEN, &frames, &mut products);
+        for (out, products) in out.chunks_exact_mut(self.dimensions).zip(&products) {
+            for ((o, &y), &b) in out.iter_mut().zip(products).zip(&self.bias) {
+                let y = y + b;
+                *o = match self.activation {
+                    Activation::Linear => y,
+                    Activation::Logistic => 1.0 / (1.0 + (-y).exp()),
+                };
+            }
         }
     }
 
@@ -425,14 +436,7 @@ impl ClipForm {
                     *out = dequantize(v);
                 }
             }
-            Some(p) => {
-                for (out, row) in projected
-                    .chunks_exact_mut(d)
-                    .zip(raw.chunks_exact(FRAME_LEN))
-                {
-                    p.project_raw(row, out);
-                }
-            }
+            Some(p) => p.project_raw(raw, &mut projected),
         }
         let vector = match (&self.projection, self.form) {
             (None, _) => plain,
@@ -502,6 +506,37 @@ mod tests {
         p.project_raw(&[255.0; FRAME_LEN], &mut out);
         assert_eq!(out, [4.0]);
         assert_eq!(Projection::from_bytes(&p.to_bytes()), Some(p));
+    }
+
+    #[test]
+    fn frames_projected_together_equal_each_frame_by_hand() {
+        // The default model: logistic, 149 rows; 7 frames, so that the kernel's groups of three end short.
+        let p = Projection::default_fit();
+        let raw: Vec<f32> = (0..7 * FRAME_LEN)
+            .map(|i| (crate::index::hash::hash(3, i as u64, 0, 0) % 256) as f32)
+            .collect();
+        let mut out = vec![0f32; 7 * p.dimensions];
+        p.project_raw(&raw, &mut out);
+        for (frame, got) in raw
+            .chunks_exact(FRAME_LEN)
+            .zip(out.chunks_exact(p.dimensions))
+        {
+            for (d, &got) in got.iter().enumerate() {
+                let row = &p.matrix[d * FRAME_LEN..][..FRAME_LEN];
+                let y: f64 = row
+                    .iter()
+                    .zip(frame)
+                    .zip(&p.mean)
+                    .map(|((&w, &v), &m)| f64::from(w) * f64::from(dequantize(v) - m))
+                    .sum::<f64>()
+                    + f64::from(p.bias[d]);
+                let want = 1.0 / (1.0 + (-y).exp());
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-5,
+                    "dimension {d}: {got} against {want}"
+                );
+            }
+        }
     }
 
     #[test]

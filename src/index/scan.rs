@@ -222,6 +222,24 @@ impl TopK {
     }
 }
 
+/// Each query's dot products with every row of `rows` (`dimensions` floats each), into `out` (one list per
+/// query): the exact scan's tile kernel, with AVX2 and FMA where the CPU has them. A projection applies its
+/// matrix to a clip's frames with it; one frame at a time in scalar code, that was 27% of a build's time and
+/// most of its reading, on one thread.
+pub fn dot_products(rows: &[f32], dimensions: usize, queries: &[&[f32]], out: &mut [Vec<f32>]) {
+    // The dot metric's kernel gives the negated products, a distance.
+    let negated = kernel(Metric::Dot);
+    for (queries, out) in queries
+        .chunks(QUERIES_PER_CALL)
+        .zip(out.chunks_mut(QUERIES_PER_CALL))
+    {
+        negated(rows, dimensions, queries, out);
+    }
+    for value in out.iter_mut().flatten() {
+        *value = -*value;
+    }
+}
+
 /// The distance function for a metric, on the scale arroy reports: angular (1 - cos) / 2 of unit vectors,
 /// Euclidean, Manhattan, and the negated dot product.
 fn kernel(metric: Metric) -> Kernel {
