@@ -10,6 +10,7 @@ use soundalike::audio::LogMel;
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
 
+use crate::convert;
 use crate::errors::{Asked, run};
 
 /// Where the embedding comes from and which stretch of the file: the keyword arguments `embed` and
@@ -35,6 +36,30 @@ enum Loaded {
 static SOURCE: Mutex<Option<(Loaded, Arc<Source>)>> = Mutex::new(None);
 
 impl AudioArgs {
+    /// The keyword arguments as Python passed them: `path` (named `what` in errors), and the weights' and PCA's
+    /// paths, as `str` or `os.PathLike`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_python(
+        path: &Bound<'_, PyAny>,
+        what: &str,
+        start: Option<f64>,
+        end: Option<f64>,
+        max_seconds: Option<f64>,
+        weights: Option<&Bound<'_, PyAny>>,
+        pca: Option<&Bound<'_, PyAny>>,
+        service: Option<String>,
+    ) -> PyResult<AudioArgs> {
+        Ok(AudioArgs {
+            path: convert::path(path, what)?,
+            start,
+            end,
+            max_seconds,
+            weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
+            pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
+            service,
+        })
+    }
+
     /// Embeds the file; warnings (a weight file whose name promises another hash) come back for the caller to
     /// issue as Python warnings once it holds the interpreter's lock again.
     pub fn embed(&self, py: Python<'_>) -> PyResult<(Embedded, Vec<String>)> {

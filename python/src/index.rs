@@ -130,15 +130,16 @@ impl PyIndex {
         }
         let hits = match (id, embedding, audio) {
             (_, _, Some(audio)) => {
-                let args = AudioArgs {
-                    path: convert::path(audio, "audio")?,
+                let args = AudioArgs::from_python(
+                    audio,
+                    "audio",
                     start,
                     end,
                     max_seconds,
-                    weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
-                    pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
+                    weights,
+                    pca,
                     service,
-                };
+                )?;
                 let (embedded, warnings) = args.embed(py)?;
                 warn(py, &warnings)?;
                 run(py, Asked::Files, || {

@@ -42,15 +42,8 @@ fn embed<'py>(
     pca: Option<&Bound<'py, PyAny>>,
     service: Option<String>,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
-    let args = AudioArgs {
-        path: convert::path(path, "path")?,
-        start,
-        end,
-        max_seconds,
-        weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
-        pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
-        service,
-    };
+    let args =
+        AudioArgs::from_python(path, "path", start, end, max_seconds, weights, pca, service)?;
     let (embedded, warnings) = args.embed(py)?;
     index::warn(py, &warnings)?;
     let rows = embedded.rows.len();
