@@ -26,7 +26,7 @@ use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
 use crate::index::search::{self, Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
-use crate::index::tables::{Tables, table};
+use crate::index::tables::{Tables, held_or_load};
 use crate::index::vector::{Form, Metric};
 use crate::labels;
 
@@ -469,10 +469,9 @@ impl Reader {
                 .with_rerank(options.rerank, settings)?
                 .with_default_breadth(options.search == SearchMethod::Default, settings)
         ));
-        let records = table(tables.records.as_ref(), true, || {
+        let records = held_or_load(tables.records.as_ref(), || {
             store.load_records(rtxn, settings)
-        })?
-        .ok_or_else(|| anyhow!("no records"))?;
+        })?;
         Ok(Session {
             snapshot,
             searcher,

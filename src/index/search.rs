@@ -17,7 +17,7 @@ use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
-use crate::index::tables::{Needs, Tables, table};
+use crate::index::tables::{Needs, Tables, held_or_load, table};
 use crate::index::vector::Metric;
 
 /// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
@@ -84,7 +84,6 @@ impl Search {
             vectors: matches!(self, Search::Exact | Search::Graph(_)),
             walk: matches!(self, Search::Graph(_)),
             frames: rerank > 0,
-            records: true,
         }
     }
 
@@ -239,9 +238,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         };
         if rerank > 0 {
             let (store, rtxn) = (self.store, self.rtxn);
-            self.frames = table(self.tables.frames.as_ref(), true, || {
+            self.frames = Some(held_or_load(self.tables.frames.as_ref(), || {
                 store.load_frames(rtxn, settings)
-            })?;
+            })?);
             self.count = self.keep.max(rerank);
         }
         self.rerank = rerank;

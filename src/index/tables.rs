@@ -40,12 +40,11 @@ pub struct Needs {
     pub walk: bool,
     /// The frames' codes (a re-rank).
     pub frames: bool,
-    /// The clips' records (every answer).
-    pub records: bool,
 }
 
 impl<'t> Tables<'t> {
-    /// Maps the tables `needs` names that are not mapped yet.
+    /// Maps the tables `needs` names, and the clips' records (every answer reads them), that are not mapped
+    /// yet.
     pub fn load(
         &mut self,
         store: &'t Store,
@@ -68,24 +67,29 @@ impl<'t> Tables<'t> {
         if needs.frames && self.frames.is_none() {
             self.frames = Some(store.load_frames(rtxn, settings)?);
         }
-        if needs.records && self.records.is_none() {
+        if self.records.is_none() {
             self.records = Some(store.load_records(rtxn, settings)?);
         }
         Ok(())
     }
 }
 
-/// A table as `held` has it mapped, else mapped now by `load` for the caller alone; `None` when not `needed`.
+/// A table as `held` has it mapped, else mapped now by `load` for the caller alone.
+pub fn held_or_load<'a, T: ToOwned + ?Sized>(
+    held: Option<&'a T>,
+    load: impl FnOnce() -> Result<T::Owned>,
+) -> Result<Cow<'a, T>> {
+    Ok(match held {
+        Some(table) => Cow::Borrowed(table),
+        None => Cow::Owned(load()?),
+    })
+}
+
+/// [`held_or_load`] when `needed`, else `None`.
 pub fn table<'a, T: ToOwned + ?Sized>(
     held: Option<&'a T>,
     needed: bool,
     load: impl FnOnce() -> Result<T::Owned>,
 ) -> Result<Option<Cow<'a, T>>> {
-    if !needed {
-        return Ok(None);
-    }
-    Ok(Some(match held {
-        Some(table) => Cow::Borrowed(table),
-        None => Cow::Owned(load()?),
-    }))
+    needed.then(|| held_or_load(held, load)).transpose()
 }
