@@ -83,9 +83,22 @@ pub struct Guard {
     path: PathBuf,
 }
 
-/// Registers `path` (just created by this process) for removal if the run is interrupted.
-pub fn register(path: &Path) -> Guard {
-    add(path, When::Always)
+/// Creates a path with `make` (a new file or directory under a fresh unique name) and registers it for removal
+/// if the run is interrupted, the registry held throughout: registered after its creation instead, an interrupt
+/// arriving in between left it behind (a SIGHUP sent as soon as a build's hidden directory appeared did, once
+/// in a CI run).
+pub fn create<T, E>(
+    make: impl FnOnce() -> Result<T, E>,
+    path: impl Fn(&T) -> &Path,
+) -> Result<(T, Guard), E> {
+    let mut entries = registered();
+    let made = make()?;
+    let path = path(&made).to_path_buf();
+    entries.push(Entry {
+        path: path.clone(),
+        when: When::Always,
+    });
+    Ok((made, Guard { path }))
 }
 
 /// Registers a lock file, open as `file`, before it is locked: an interrupt removes it only if this process

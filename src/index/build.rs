@@ -324,12 +324,12 @@ fn rebuild(builder: &IndexBuilder, inputs: Vec<ClipInput>) -> Result<Built> {
     let (parent, name) = crate::fs::beside(dir);
     let prefix = format!(".{name}.building-");
     index_dir::remove_abandoned_builds(&parent, &prefix);
-    let building = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempdir_in(&parent)
-        .map_err(crate::fs::without_temp_path)
-        .with_context(|| format!("cannot build the index {}", dir.display()))?;
-    let cleanup = cleanup::register(building.path());
+    let (building, cleanup) = cleanup::create(
+        || tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent),
+        tempfile::TempDir::path,
+    )
+    .map_err(crate::fs::without_temp_path)
+    .with_context(|| format!("cannot build the index {}", dir.display()))?;
     // Held until the build ends: it tells a later build that this directory is in use.
     let _lock = crate::fs::hold_if_unused(building.path())
         .ok_or_else(|| anyhow!("cannot lock {}", building.path().display()))?;

@@ -94,15 +94,19 @@ impl Output {
         }
         let prefix = format!(".{file_name}.");
         remove_abandoned_temp_files(&dir, &prefix);
-        let temp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .rand_bytes(TEMP_RANDOM_CHARS)
-            .suffix(TEMP_SUFFIX)
-            .tempfile_in(&dir)
-            .map_err(without_temp_path)
-            .with_context(|| write_error(path))?;
         crate::process::remove_on_interrupt();
-        let cleanup = cleanup::register(temp.path());
+        let (temp, cleanup) = cleanup::create(
+            || {
+                tempfile::Builder::new()
+                    .prefix(&prefix)
+                    .rand_bytes(TEMP_RANDOM_CHARS)
+                    .suffix(TEMP_SUFFIX)
+                    .tempfile_in(&dir)
+            },
+            tempfile::NamedTempFile::path,
+        )
+        .map_err(without_temp_path)
+        .with_context(|| write_error(path))?;
         // Held while this run writes: it tells a later run that the file is in use, not abandoned.
         safe::try_lock(temp.as_file()).with_context(|| write_error(path))?;
         // Temporary files are private (0600); the result should look like any file the user creates, or keep
