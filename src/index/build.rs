@@ -832,6 +832,7 @@ fn write_new<D: arroy::Distance>(
     let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
     store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;
     store.write_layers(&mut wtxn, entry::DEGREE, &layers)?;
+    store.write_layer_codes(&mut wtxn, &settings)?;
     let read = count as u64 + replaced;
     finish::<D>(
         store,
@@ -943,6 +944,10 @@ fn write_more<D: arroy::Distance>(
         }
     }
     store.write_graph(&mut wtxn, degree, &lists, dirty)?;
+    if replaced > 0 {
+        // A replaced clip may be a node of an upper layer, whose copy of its code is now stale.
+        store.write_layer_codes(&mut wtxn, &settings)?;
+    }
     finish::<D>(
         store,
         wtxn,
@@ -971,6 +976,7 @@ fn check_before_writing<D: arroy::Distance>(store: &Store, settings: &Settings) 
     }
     store.load_codes(&rtxn, settings)?;
     store.load_graph(&rtxn, settings)?;
+    store.load_layers(&rtxn, settings)?;
     store.load_frames(&rtxn, settings)?;
     let records = store.load_records(&rtxn, settings)?;
     for (_, item) in store.ids.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()? {

@@ -117,8 +117,9 @@ impl<'t> Codes<'t> {
         }
     }
 
+    /// An item's code; `None` past the last row.
     #[inline]
-    fn row(&self, item: u32) -> Option<&[u8]> {
+    pub fn row(&self, item: u32) -> Option<&[u8]> {
         let dimensions = self.quantizer.dimensions();
         let (block, row) = (
             item as usize / self.block_rows,
@@ -171,6 +172,22 @@ impl<'c, 't> CodedQuery<'c, 't> {
             folded,
             bias,
             kernel: code_kernel(metric),
+        }
+    }
+}
+
+impl CodedQuery<'_, '_> {
+    /// The same query compared with other rows of the same quantizer: an upper layer's own copy of its nodes'
+    /// codes (`entry`), so that its walk reads one small contiguous table rather than rows scattered over the
+    /// clips' codes.
+    pub fn over<'d, 'u>(&self, codes: &'d Codes<'u>) -> CodedQuery<'d, 'u> {
+        debug_assert_eq!(codes.quantizer, self.codes.quantizer);
+        CodedQuery {
+            codes,
+            metric: self.metric,
+            folded: self.folded.clone(),
+            bias: self.bias,
+            kernel: self.kernel,
         }
     }
 }

@@ -9,13 +9,23 @@
 //! 8th clip finds those for a fraction of the main walk's cost, and the layer above it finds its start the same
 //! way. Each layer is a stride through the clips, which are laid out in the order of a random-projection tree's
 //! leaves, so it covers every part of the space; node `j` of a layer of stride `s` is clip `j * s`, so a layer
-//! stores nothing but its lists (read in place from the memory map, like the main graph's).
+//! needs no table of which clips it holds.
 //!
-//! An index without layers (built before them, or too small to need one) starts from the pivots alone.
+//! Each layer also keeps a copy of its nodes' codes, in node order, and the top layer one of its pivots' (about
+//! 14% of the clips' codes at a million clips). Why: a process that asks one question (`recommend --embedding`)
+//! pays a page fault for every page of the map it reads first, and the upper walks' nodes, 8 and 64 clips
+//! apart, each had a page of the clips' codes to themselves: the pivots and the upper walks were 45% of such a
+//! process's page faults at a million clips (BENCHMARKS.md, "one-shot"). In their own tables the pivots fill 8
+//! pages and the top layer 2 MB. The copies are written from the clips' codes, so a walk over them takes the
+//! same steps as one over the clips' codes would.
+//!
+//! An index without layers (built before them, or too small to need one) starts from the pivots alone; one
+//! with layers but without their codes (built before those) reads the clips' codes.
 
 use std::borrow::Cow;
 use std::collections::BinaryHeap;
 
+use crate::index::codes::{CodedQuery, Codes};
 use crate::index::graph::{self, Graph, Near, Space, Walk};
 use crate::index::nndescent;
 use crate::index::scan::{Matrix, pair_distance};
@@ -39,11 +49,39 @@ const UPPER_EF: usize = 32;
 /// Entry points each walk starts from.
 const ENTRY_POINTS: usize = 8;
 
+/// The upper layers, bottom first (none: an index too small for them, or built before them).
+#[derive(Clone, Default)]
+pub struct Layers<'a> {
+    pub layers: Vec<Layer<'a>>,
+    /// The top layer's pivots' codes; `None` in an index built before the layers' codes were stored.
+    pub pivots: Option<Pivots<'a>>,
+}
+
 /// One upper layer: node `j` is clip `j * stride`.
 #[derive(Clone)]
 pub struct Layer<'a> {
     pub stride: usize,
     pub graph: Graph<'a>,
+    /// Node `j`'s code is row `j`; `None` in an index built before they were stored (then it is clip
+    /// `j * stride`'s row of the clips' codes).
+    pub codes: Option<Codes<'a>>,
+}
+
+/// The top layer's pivots: row `p` of `codes` is node `p * every`'s code.
+#[derive(Clone)]
+pub struct Pivots<'a> {
+    pub every: usize,
+    pub codes: Codes<'a>,
+}
+
+/// Which nodes of a top layer of `nodes` are its pivots: every n-th, from the first.
+pub fn pivot_every(nodes: usize) -> usize {
+    spacing(nodes, PIVOTS)
+}
+
+/// The spacing of `pivots` nodes spread evenly over `nodes` (1 when there are fewer nodes).
+fn spacing(nodes: usize, pivots: usize) -> usize {
+    (nodes / pivots.max(1)).max(1)
 }
 
 /// The upper layers' lists ([`DEGREE`] slots per node) for the first `count` rows of `vectors` (in search form,
@@ -94,37 +132,64 @@ fn build_layer(vectors: &Matrix, count: usize, stride: usize, seed: u64) -> Opti
     ))
 }
 
-/// The clips a walk for `space`'s query starts from: from the nearest pivots of the top layer, each layer's
-/// walk finds where the next one down starts, and the bottom one's nearest are the clips. Without layers, the
-/// nearest pivots among all clips.
-pub fn entries(space: &mut impl Space, layers: &[Layer], walk: &mut Walk) -> Vec<u32> {
-    if layers.is_empty() {
-        return nearest_pivots(space, PIVOTS_WITHOUT_LAYERS);
-    }
-    let mut items: Option<Vec<u32>> = None;
-    for layer in layers.iter().rev() {
-        let stride = layer.stride.max(1);
-        let mut sampled = Sampled {
-            space: &mut *space,
-            stride,
-            nodes: layer.graph.nodes(),
+/// The clips a walk for `query` starts from: from the nearest pivots of the top layer, each layer's walk finds
+/// where the next one down starts, and the bottom one's nearest are the clips. Without layers, the nearest
+/// pivots among all clips.
+pub fn entries(query: &mut CodedQuery, layers: &Layers, walk: &mut Walk) -> Vec<u32> {
+    let Some(top) = layers.layers.last() else {
+        return nearest_pivots(query, PIVOTS_WITHOUT_LAYERS);
+    };
+    let mut starts = match (&layers.pivots, &top.codes) {
+        (Some(pivots), _) => nearest_pivots(&mut query.over(&pivots.codes), usize::MAX)
+            .into_iter()
+            .map(|p| p * pivots.every as u32)
+            .collect(),
+        (None, Some(codes)) => nearest_pivots(&mut query.over(codes), PIVOTS),
+        (None, None) => nearest_pivots(&mut sampled(query, top), PIVOTS),
+    };
+    let mut items = Vec::new();
+    for layer in layers.layers.iter().rev() {
+        let stride = layer.stride.max(1) as u32;
+        if !items.is_empty() {
+            starts = items.iter().map(|&i| i / stride).collect();
+        }
+        let found = match &layer.codes {
+            Some(codes) => graph::search(
+                &layer.graph,
+                &mut query.over(codes),
+                &starts,
+                UPPER_EF,
+                walk,
+                |_| true,
+            ),
+            None => graph::search(
+                &layer.graph,
+                &mut sampled(query, layer),
+                &starts,
+                UPPER_EF,
+                walk,
+                |_| true,
+            ),
         };
-        let starts = match &items {
-            None => nearest_pivots(&mut sampled, PIVOTS),
-            Some(items) => items.iter().map(|&i| i / stride as u32).collect(),
-        };
-        let found = graph::search(&layer.graph, &mut sampled, &starts, UPPER_EF, walk, |_| {
-            true
-        });
-        items = Some(
-            found
-                .into_iter()
-                .take(ENTRY_POINTS)
-                .map(|(node, _)| node * stride as u32)
-                .collect(),
-        );
+        items = found
+            .into_iter()
+            .take(ENTRY_POINTS)
+            .map(|(node, _)| node * stride)
+            .collect();
     }
-    items.unwrap_or_default()
+    items
+}
+
+/// `layer`'s nodes as rows of the clips' codes, for an index without the layers' own codes.
+fn sampled<'s, 'c, 't>(
+    query: &'s mut CodedQuery<'c, 't>,
+    layer: &Layer,
+) -> Sampled<'s, CodedQuery<'c, 't>> {
+    Sampled {
+        space: query,
+        stride: layer.stride.max(1),
+        nodes: layer.graph.nodes(),
+    }
 }
 
 /// The upper layer's nodes as a space: node `j` is clip `j * stride` of the clips' space.
@@ -156,10 +221,11 @@ impl<S: Space> Space for Sampled<'_, S> {
     }
 }
 
-/// The [`ENTRY_POINTS`] nodes nearest the query among `pivots` spread evenly over `space`'s nodes.
+/// The [`ENTRY_POINTS`] nodes nearest the query among `pivots` spread evenly over `space`'s nodes (every node
+/// when there are fewer).
 fn nearest_pivots(space: &mut impl Space, pivots: usize) -> Vec<u32> {
     let (n, count) = (space.nodes(), ENTRY_POINTS);
-    let stride = (n / pivots).max(1);
+    let stride = spacing(n, pivots);
     let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(count + 1);
     for node in (0..n).step_by(stride) {
         let node = node as u32;
@@ -176,7 +242,7 @@ fn nearest_pivots(space: &mut impl Space, pivots: usize) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::graph::Exact;
+    use crate::index::codes::Quantizer;
     use crate::index::hash::hash;
     use crate::index::scan::prepare;
     use crate::index::vector::Metric;
@@ -215,6 +281,36 @@ mod tests {
         assert!(build(&vectors, TOP_NODES, 1).is_empty());
     }
 
+    /// `layers` with their own copies of their nodes' codes and the pivots', as the store writes them.
+    fn with_codes<'a>(layers: &[Layer<'a>], codes: &Codes, quantizer: &Quantizer) -> Layers<'a> {
+        let copy = |items: &mut dyn Iterator<Item = usize>| {
+            let rows: Vec<u8> = items
+                .flat_map(|item| codes.row(item as u32).unwrap().to_vec())
+                .collect();
+            let count = rows.len() / DIMENSIONS;
+            Codes::new(quantizer.clone(), vec![Cow::Owned(rows)], count)
+        };
+        let mut layers = layers.to_vec();
+        for layer in &mut layers {
+            let (nodes, stride) = (layer.graph.nodes(), layer.stride);
+            layer.codes = Some(copy(&mut (0..nodes).map(|j| j * stride)));
+        }
+        let top = layers.last().unwrap();
+        let every = pivot_every(top.graph.nodes());
+        let pivots = copy(
+            &mut (0..top.graph.nodes())
+                .step_by(every)
+                .map(|j| j * top.stride),
+        );
+        Layers {
+            layers,
+            pivots: Some(Pivots {
+                every,
+                codes: pivots,
+            }),
+        }
+    }
+
     #[test]
     fn the_upper_walk_finds_the_sampled_clips_nearest_a_new_vector() {
         let count = 20_000;
@@ -225,28 +321,37 @@ mod tests {
             vec![Cow::Borrowed(&rows[..])],
             count,
         );
+        let quantizer = Quantizer::fit(&rows, DIMENSIONS);
+        let codes = Codes::new(
+            quantizer.clone(),
+            vec![Cow::Owned(quantizer.encode_all(&rows))],
+            count,
+        );
         let built = build(&vectors, count, 1);
         let [(stride, lists)] = &built[..] else {
             panic!("20,000 clips have one layer, not {}", built.len());
         };
         let nodes = count.div_ceil(STRIDE);
         assert_eq!((*stride, lists.len()), (STRIDE, nodes * DEGREE));
-        let layers = [Layer {
-            stride: STRIDE,
-            graph: Graph::new(DEGREE, vec![Cow::Borrowed(&lists[..])], nodes),
-        }];
+        let sampled = Layers {
+            layers: vec![Layer {
+                stride: STRIDE,
+                graph: Graph::new(DEGREE, vec![Cow::Borrowed(&lists[..])], nodes),
+                codes: None,
+            }],
+            pivots: None,
+        };
+        let own = with_codes(&sampled.layers, &codes, &quantizer);
         let distance = pair_distance(Metric::Angular);
         let mut walk = Walk::default();
         let mut found = 0;
         for query in &queries {
-            let mut space = Exact {
-                vectors: &vectors,
-                distance,
-                query,
-            };
-            let entries = entries(&mut space, &layers, &mut walk);
+            let mut space = CodedQuery::new(&codes, Metric::Angular, query);
+            let entries = entries(&mut space, &sampled, &mut walk);
             assert_eq!(entries.len(), ENTRY_POINTS);
             assert!(entries.iter().all(|&e| (e as usize).is_multiple_of(STRIDE)));
+            // The layers' own copies of the codes are the same codes: the walks take the same steps.
+            assert_eq!(self::entries(&mut space, &own, &mut walk), entries);
             let nearest_sampled = (0..count)
                 .step_by(STRIDE)
                 .min_by(|&a, &b| {

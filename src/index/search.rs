@@ -11,7 +11,7 @@ use roaring::RoaringBitmap;
 
 use crate::error::{UsageError, damaged};
 use crate::index::codes::{self, CodedQuery, Codes};
-use crate::index::entry::{self, Layer};
+use crate::index::entry::{self, Layers};
 use crate::index::graph::{self, Graph, Walk};
 use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
@@ -151,7 +151,7 @@ pub struct Searcher<'t, D: arroy::Distance> {
     codes: Option<Cow<'t, Codes<'t>>>,
     graph: Option<Cow<'t, Graph<'t>>>,
     /// Where a walk for a vector that is not a clip of the index starts (none: from pivots).
-    layers: Cow<'t, [Layer<'t>]>,
+    layers: Cow<'t, Layers<'t>>,
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
@@ -187,8 +187,8 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let graph = table(tables.graph.as_ref(), needs.walk, || {
             store.load_graph(rtxn, settings)
         })?;
-        let layers = table(tables.layers.as_deref(), needs.walk, || {
-            store.load_layers(rtxn)
+        let layers = table(tables.layers.as_ref(), needs.walk, || {
+            store.load_layers(rtxn, settings)
         })?
         .unwrap_or_default();
         // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{damaged, not_found};
 use crate::fs::less_umask;
 use crate::index::codes::{Codes, Quantizer};
-use crate::index::entry::Layer;
+use crate::index::entry::{self, Layer, Layers, Pivots};
 use crate::index::graph::Graph;
 use crate::index::nndescent::EMPTY;
 use crate::index::projection::{ClipForm, Projection, Summary};
@@ -195,7 +195,7 @@ pub struct Store {
     /// `None` only in an index of an older format, which [`Store::read_settings`] refuses.
     frames: Option<Database<'static, U32<BE>, Bytes>>,
     /// The settings under [`SETTINGS_KEY`], the codes' quantizer under [`QUANTIZER_KEY`], the projection under
-    /// [`PROJECTION_KEY`] and the upper layers under [`LAYERS_KEY`].
+    /// [`PROJECTION_KEY`], the upper layers under [`LAYERS_KEY`] and their codes under [`LAYER_CODES_KEY`].
     settings: Database<'static, Str, SerdeJson<Settings>>,
 }
 
@@ -213,6 +213,7 @@ const SETTINGS_KEY: &str = "settings";
 const QUANTIZER_KEY: &str = "quantizer";
 const PROJECTION_KEY: &str = "projection";
 const LAYERS_KEY: &str = "layers";
+const LAYER_CODES_KEY: &str = "layer-codes";
 
 /// Opens the environment in `dir`, with room for `input` more bytes of clips. A reader (`write` false) opens it
 /// read-only, so that it never initialises or changes a file that is not an index.
@@ -968,21 +969,19 @@ impl Store {
     }
 
     /// The upper layers (see [`entry`](crate::index::entry)), bottom first; none in an index without them.
-    /// Their lists are borrowed from the memory map like the graph's. Stored as one value: the count of
-    /// layers and their degree, each layer's stride and node count, then the lists (all little-endian u32).
-    pub fn load_layers<'t>(&self, rtxn: &'t RoTxn) -> Result<Vec<Layer<'t>>> {
+    /// Their lists and codes are borrowed from the memory map like the graph's. The lists are stored as one
+    /// value: the count of layers and their degree, each layer's stride and node count, then the lists (all
+    /// little-endian u32). The codes are another (see [`Store::write_layer_codes`]).
+    pub fn load_layers<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Layers<'t>> {
         let Some(bytes) = self
             .settings
             .remap_data_type::<Bytes>()
             .get(rtxn, LAYERS_KEY)?
         else {
-            return Ok(Vec::new());
+            return Ok(Layers::default());
         };
         let damaged = || damaged(&self.dir, "its upper layers are unreadable");
-        let word = |at: usize| -> Option<usize> {
-            let b = bytes.get(at * 4..at * 4 + 4)?;
-            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        };
+        let word = |at: usize| le_word(bytes, at);
         let (count, degree) = word(0).zip(word(1)).ok_or_else(damaged)?;
         let mut layers = Vec::with_capacity(count.min(8));
         let mut at = (2 + 2 * count) * 4;
@@ -1008,9 +1007,100 @@ impl Store {
             layers.push(Layer {
                 stride,
                 graph: Graph::new(degree, vec![lists], nodes),
+                codes: None,
             });
         }
+        let mut layers = Layers {
+            layers,
+            pivots: None,
+        };
+        self.load_layer_codes(rtxn, settings, &mut layers)?;
         Ok(layers)
+    }
+
+    /// Lends `layers` their codes and the pivots', when the index has them: after a header of two little-endian
+    /// u32 (the count of layers, and which nodes of the top layer are pivots: every n-th), each layer's nodes'
+    /// codes in node order, bottom first, then the pivots'.
+    fn load_layer_codes<'t>(
+        &self,
+        rtxn: &'t RoTxn,
+        settings: &Settings,
+        layers: &mut Layers<'t>,
+    ) -> Result<()> {
+        let Some(bytes) = self
+            .settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, LAYER_CODES_KEY)?
+        else {
+            return Ok(());
+        };
+        let damaged = || damaged(&self.dir, "its upper layers' codes are unreadable");
+        let word = |at: usize| le_word(bytes, at);
+        let (count, every) = word(0).zip(word(1)).ok_or_else(damaged)?;
+        let top_nodes = layers.layers.last().map_or(0, |top| top.graph.nodes());
+        if count != layers.layers.len() || every == 0 || top_nodes == 0 {
+            return Err(damaged());
+        }
+        let quantizer = self.quantizer(rtxn, settings)?;
+        let row = settings.dimensions;
+        let mut at = 8;
+        let mut take = |rows: usize| -> Result<Codes<'t>> {
+            let len = rows.checked_mul(row).ok_or_else(damaged)?;
+            let block = bytes.get(at..at + len).ok_or_else(damaged)?;
+            at += len;
+            Ok(Codes::new(
+                quantizer.clone(),
+                vec![Cow::Borrowed(block)],
+                rows,
+            ))
+        };
+        for layer in &mut layers.layers {
+            layer.codes = Some(take(layer.graph.nodes())?);
+        }
+        layers.pivots = Some(Pivots {
+            every,
+            codes: take(top_nodes.div_ceil(every))?,
+        });
+        if at != bytes.len() {
+            return Err(damaged());
+        }
+        Ok(())
+    }
+
+    /// Stores a copy of the upper layers' nodes' codes and of the top layer's pivots', taken from the clips'
+    /// codes as they are now (see [`entry`]; the form [`Store::load_layer_codes`] reads). A new index writes it
+    /// after its layers; an append that replaced clips writes it again, as a replaced clip's code changed.
+    pub fn write_layer_codes(&self, wtxn: &mut RwTxn, settings: &Settings) -> Result<()> {
+        let bytes = {
+            let layers = self.load_layers(wtxn, settings)?;
+            let Some(top) = layers.layers.last() else {
+                return Ok(());
+            };
+            let codes = self.load_codes(wtxn, settings)?;
+            let every = entry::pivot_every(top.graph.nodes());
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&(layers.layers.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(every as u32).to_le_bytes());
+            let missing = || damaged(&self.dir, "an upper layer holds a clip without a code");
+            let mut copy = |item: usize| -> Result<()> {
+                let code = u32::try_from(item).ok().and_then(|i| codes.row(i));
+                bytes.extend_from_slice(code.ok_or_else(missing)?);
+                Ok(())
+            };
+            for layer in &layers.layers {
+                for node in 0..layer.graph.nodes() {
+                    copy(node * layer.stride)?;
+                }
+            }
+            for node in (0..top.graph.nodes()).step_by(every) {
+                copy(node * top.stride)?;
+            }
+            bytes
+        };
+        Ok(self
+            .settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, LAYER_CODES_KEY, &bytes)?)
     }
 
     /// Stores the upper layers: each one's stride and lists (`degree` slots per node), bottom first.
@@ -1255,9 +1345,89 @@ macro_rules! with_distance {
 }
 pub(crate) use with_distance;
 
+/// The `at`-th little-endian u32 of `bytes`.
+fn le_word(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at * 4..at * 4 + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::build::{ClipInput, IndexBuilder};
+    use crate::index::hash::hash;
+
+    /// Clips `items` as JSON Lines: ten frames of pseudo-random bytes each (`salt` varies them), video ids
+    /// `c0000000042`.
+    fn clips(items: Range<usize>, salt: u64) -> String {
+        let mut out = String::new();
+        for i in items {
+            let frames: Vec<Vec<u64>> = (0..10)
+                .map(|f| (0..128).map(|d| hash(salt, i as u64, f, d) % 256).collect())
+                .collect();
+            let clip = serde_json::json!({
+                "video_id": format!("c{i:010}"), "start_time": 0.0, "end_time": 10.0,
+                "labels": [137], "embedding": frames,
+            });
+            out += &format!("{clip}\n");
+        }
+        out
+    }
+
+    fn input(text: &str) -> Vec<ClipInput<'_>> {
+        vec![ClipInput::Reader {
+            name: "clips".into(),
+            reader: Box::new(text.as_bytes()),
+        }]
+    }
+
+    /// Every upper layer's copy of a node's code, and of a pivot's, equals the clip's code in the codes table.
+    fn assert_copies_match(dir: &Path) {
+        let (store, settings) = Store::open(dir).unwrap();
+        let rtxn = store.env.read_txn().unwrap();
+        let layers = store.load_layers(&rtxn, &settings).unwrap();
+        let codes = store.load_codes(&rtxn, &settings).unwrap();
+        let top = layers.layers.last().expect("an upper layer");
+        for layer in &layers.layers {
+            let own = layer.codes.as_ref().expect("the layer's codes");
+            assert_eq!(own.rows(), layer.graph.nodes());
+            for node in 0..layer.graph.nodes() {
+                let item = (node * layer.stride) as u32;
+                assert_eq!(own.row(node as u32), codes.row(item), "node {node}");
+            }
+        }
+        let pivots = layers.pivots.as_ref().expect("the pivots' codes");
+        for pivot in 0..pivots.codes.rows() {
+            let item = (pivot * pivots.every * top.stride) as u32;
+            assert_eq!(
+                pivots.codes.row(pivot as u32),
+                codes.row(item),
+                "pivot {pivot}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_upper_layers_copies_of_codes_follow_a_replaced_clip() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("index");
+        // Just enough clips for an upper layer.
+        let first = clips(0..17_000, 1);
+        IndexBuilder::new(&dir).rebuild(input(&first)).unwrap();
+        assert_copies_match(&dir);
+        // Clip 0 of the index is a node of every layer and a pivot: replace it (and one more) with new frames.
+        let zero = {
+            let (store, settings) = Store::open(&dir).unwrap();
+            let rtxn = store.env.read_txn().unwrap();
+            let records = store.load_records(&rtxn, &settings).unwrap();
+            records.get(0).unwrap().video_id
+        };
+        let number: usize = zero[1..].parse().unwrap();
+        let again = clips(number..number + 1, 2) + &clips(17_000..17_001, 2);
+        let built = IndexBuilder::new(&dir).append(input(&again)).unwrap();
+        assert_eq!((built.added, built.replaced), (2, 1));
+        assert_copies_match(&dir);
+    }
 
     #[test]
     fn map_size_grows_with_the_input_and_the_index() {

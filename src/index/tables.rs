@@ -13,7 +13,7 @@ use anyhow::Result;
 use heed::RoTxn;
 
 use crate::index::codes::Codes;
-use crate::index::entry::Layer;
+use crate::index::entry::Layers;
 use crate::index::graph::Graph;
 use crate::index::records::Records;
 use crate::index::rerank::FrameCodes;
@@ -26,7 +26,7 @@ pub struct Tables<'t> {
     pub vectors: Option<Matrix<'t>>,
     pub codes: Option<Codes<'t>>,
     pub graph: Option<Graph<'t>>,
-    pub layers: Option<Vec<Layer<'t>>>,
+    pub layers: Option<Layers<'t>>,
     pub frames: Option<FrameCodes<'t>>,
     pub records: Option<Records<'t>>,
 }
@@ -62,7 +62,7 @@ impl<'t> Tables<'t> {
             self.graph = Some(store.load_graph(rtxn, settings)?);
         }
         if needs.walk && self.layers.is_none() {
-            self.layers = Some(store.load_layers(rtxn)?);
+            self.layers = Some(store.load_layers(rtxn, settings)?);
         }
         if needs.frames && self.frames.is_none() {
             self.frames = Some(store.load_frames(rtxn, settings)?);
