@@ -253,22 +253,24 @@ impl Projection {
             return None;
         }
         let (floats, ids) = body.split_at(floats * 4);
-        let values: Vec<f32> = floats
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if values.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        let (mean, rest) = values.split_at(FRAME_LEN);
-        let (matrix, bias) = rest.split_at(FRAME_LEN * dimensions);
+        let (mean, rest) = floats.split_at(FRAME_LEN * 4);
+        let (matrix, bias) = rest.split_at(FRAME_LEN * dimensions * 4);
+        // Each part decoded once into its own vector: a one-shot query's process pays a page fault for each
+        // fresh page it writes, and the matrix alone is 19 pages.
+        let finite = |bytes: &[u8]| -> Option<Vec<f32>> {
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            values.iter().all(|v| v.is_finite()).then_some(values)
+        };
         Some(Projection {
-            mean: mean.to_vec(),
-            matrix: matrix.to_vec(),
+            mean: finite(mean)?,
+            matrix: finite(matrix)?,
             bias: if bias.is_empty() {
                 vec![0.0; dimensions]
             } else {
-                bias.to_vec()
+                finite(bias)?
             },
             activation,
             dimensions,

@@ -32,13 +32,18 @@ pub const DEFAULT_EF: usize = 16;
 
 /// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
 /// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
-/// 1,000,000). Its walk starts from the upper layers' nearest clips (`entry`) rather than from itself, and the
-/// same queries need a wider walk as the index grows: held out, recall@10 with `--projection none --rerank 0`
-/// reached 0.956 at ef 32 among 200,000 spread-out clips and 0.953 at ef 96 among 1,000,000 (hnswlib needed
-/// 64 there; BENCHMARKS.md, "A new song's query"). A query by id keeps [`DEFAULT_EF`].
-pub fn default_ef_new(clips: u64) -> usize {
+/// 1,000,000), or 16 more when the candidates are `reranked` (64 at 1,000,000). Its walk starts from the upper
+/// layers' nearest clips (`entry`) rather than from itself, and the same queries need a wider walk as the index
+/// grows: held out among 1,000,000 spread-out clips, recall@10 with `--projection none --rerank 0` reached 0.953
+/// at ef 96 (hnswlib needed 64 there), and with the defaults (re-ranked) 0.978 at ef 64 and 0.986 at 96; among
+/// 200,000, 0.956 and 0.961 at ef 32 (BENCHMARKS.md, "A new song's query"). The re-ranked walk is narrower
+/// because each ef of breadth costs a one-shot process page faults (BENCHMARKS.md, "one-shot"), and past 0.95
+/// the re-rank's own choice among its candidates limits recall more than the walk does. A query by id keeps
+/// [`DEFAULT_EF`].
+pub fn default_ef_new(clips: u64, reranked: bool) -> usize {
     let doublings = (clips as f64 / 250_000.0).log2().max(0.0);
-    (32.0 * (1.0 + doublings)).round() as usize
+    let per_doubling = if reranked { 16.0 } else { 32.0 };
+    (32.0 + per_doubling * doublings).round() as usize
 }
 
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
@@ -248,10 +253,10 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     }
 
     /// Says that the search's breadth is the default, not asked for: a query given by its rows then walks at
-    /// least [`default_ef_new`] wide.
+    /// least [`default_ef_new`] wide. After [`Searcher::with_rerank`], on which the breadth depends.
     pub fn with_default_breadth(mut self, default: bool, settings: &Settings) -> Self {
         self.new_vector_ef = if default {
-            default_ef_new(settings.clips)
+            default_ef_new(settings.clips, self.rerank > 0)
         } else {
             0
         };
@@ -505,10 +510,14 @@ mod tests {
 
     #[test]
     fn a_new_vector_walks_wider_as_the_index_grows() {
-        let breadths: Vec<usize> = [1_000, 200_000, 250_000, 500_000, 1_000_000, 2_000_000]
-            .into_iter()
-            .map(default_ef_new)
-            .collect();
-        assert_eq!(breadths, [32, 32, 32, 64, 96, 128]);
+        let clips = [1_000, 200_000, 250_000, 500_000, 1_000_000, 2_000_000];
+        let breadths = |reranked| -> Vec<usize> {
+            clips
+                .into_iter()
+                .map(|n| default_ef_new(n, reranked))
+                .collect()
+        };
+        assert_eq!(breadths(false), [32, 32, 32, 64, 96, 128]);
+        assert_eq!(breadths(true), [32, 32, 32, 48, 64, 80]);
     }
 }

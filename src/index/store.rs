@@ -314,8 +314,13 @@ fn shared_env(
         return Ok(env);
     }
     let data_path = dir.join("data.mdb");
-    // The mapping this open makes is the one not there before it.
-    let before = file_mappings(&data_path).unwrap_or_default();
+    // The mapping this open makes is the one not there before it. Reading /proc/self/maps costs a one-shot
+    // query about 2% of its time, so it is read before only when this process has another index open.
+    let before = if open.is_empty() {
+        Vec::new()
+    } else {
+        file_mappings(&data_path).unwrap_or_default()
+    };
     let env = open_env(dir, existing, input, write)?;
     // Readers only: in a write transaction, the pages it has changed live in LMDB's own heap memory, not in the
     // map, so their values would all look out of bounds; an append checks the whole index (overflow pages
@@ -325,10 +330,14 @@ fn shared_env(
         .flatten()
         .and_then(|file| {
             let maps = file_mappings(&data_path).ok()?;
-            let (start, _, _) = maps
+            let mut new = maps
                 .into_iter()
-                .find(|map| map.2 == 0 && !before.contains(map))?;
-            Some((file, start))
+                .filter(|map| map.2 == 0 && !before.contains(map));
+            // Two candidates (another mapping of the file, not this process's index): unknown, unchecked.
+            match (new.next(), new.next()) {
+                (Some((start, _, _)), None) => Some((file, start)),
+                _ => None,
+            }
         });
     let env = Arc::new(SharedEnv { env, write, data });
     open.push((key, id, Arc::downgrade(&env)));
