@@ -2,8 +2,8 @@
 //!
 //! Why: a walk compares the query with a few hundred clips scattered over the map, and waiting for their rows
 //! was most of its time (BENCHMARKS.md). A code row is a quarter of a float row (128 bytes: two cache lines
-//! rather than eight), and the walk only needs to tell near from far; the clips it keeps are then compared
-//! again on their exact vectors, so the distances reported (and their order) are exact.
+//! rather than eight), and the walk only needs to tell near from far; the best of the clips it keeps are then
+//! compared again on their exact vectors, so the distances reported (and their order) are exact.
 //!
 //! Each dimension is quantized on its own range over the index's vectors (scalar quantization, as FAISS's
 //! SQ8): value = offset + step x code. Vectors appended later outside that range are clamped to it.
