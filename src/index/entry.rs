@@ -148,9 +148,10 @@ pub fn entries(query: &mut CodedQuery, layers: &Layers, walk: &mut Walk) -> Vec<
         (None, None) => nearest_pivots(&mut sampled(query, top), PIVOTS),
     };
     let mut items = Vec::new();
-    for layer in layers.layers.iter().rev() {
+    for (at, layer) in layers.layers.iter().enumerate().rev() {
         let stride = layer.stride.max(1) as u32;
-        if !items.is_empty() {
+        if at + 1 < layers.layers.len() {
+            // Below the top, the walk starts from the clips the layer above found.
             starts = items.iter().map(|&i| i / stride).collect();
         }
         let found = match &layer.codes {
