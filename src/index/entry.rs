@@ -139,13 +139,12 @@ pub fn entries(query: &mut CodedQuery, layers: &Layers, walk: &mut Walk) -> Vec<
     let Some(top) = layers.layers.last() else {
         return nearest_pivots(query, PIVOTS_WITHOUT_LAYERS);
     };
-    let mut starts = match (&layers.pivots, &top.codes) {
-        (Some(pivots), _) => nearest_pivots(&mut query.over(&pivots.codes), usize::MAX)
+    let mut starts = match &layers.pivots {
+        Some(pivots) => nearest_pivots(&mut query.over(&pivots.codes), usize::MAX)
             .into_iter()
             .map(|p| p * pivots.every as u32)
             .collect(),
-        (None, Some(codes)) => nearest_pivots(&mut query.over(codes), PIVOTS),
-        (None, None) => nearest_pivots(&mut sampled(query, top), PIVOTS),
+        None => nearest_pivots(&mut sampled(query, top), PIVOTS),
     };
     let mut items = Vec::new();
     for (at, layer) in layers.layers.iter().enumerate().rev() {

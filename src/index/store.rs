@@ -998,12 +998,15 @@ impl Store {
             let (stride, nodes) = word(2 + 2 * layer)
                 .zip(word(3 + 2 * layer))
                 .ok_or_else(damaged)?;
-            let len = nodes.checked_mul(degree * 4).ok_or_else(damaged)?;
-            let lists = bytes.get(at..at + len).ok_or_else(damaged)?;
+            let end = nodes
+                .checked_mul(degree * 4)
+                .and_then(|len| at.checked_add(len))
+                .ok_or_else(damaged)?;
+            let lists = bytes.get(at..end).ok_or_else(damaged)?;
             if stride == 0 || degree == 0 {
                 return Err(damaged());
             }
-            at += len;
+            at = end;
             let lists: Cow<'t, [u32]> = match bytemuck::try_cast_slice::<u8, u32>(lists) {
                 Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
                 _ => Cow::Owned(
@@ -1052,11 +1055,14 @@ impl Store {
         }
         let quantizer = self.quantizer(rtxn, settings)?;
         let row = settings.dimensions;
-        let mut at = 8;
+        let mut at: usize = 8;
         let mut take = |rows: usize| -> Result<Codes<'t>> {
-            let len = rows.checked_mul(row).ok_or_else(damaged)?;
-            let block = bytes.get(at..at + len).ok_or_else(damaged)?;
-            at += len;
+            let end = rows
+                .checked_mul(row)
+                .and_then(|len| at.checked_add(len))
+                .ok_or_else(damaged)?;
+            let block = bytes.get(at..end).ok_or_else(damaged)?;
+            at = end;
             Ok(Codes::new(
                 quantizer.clone(),
                 vec![Cow::Borrowed(block)],
