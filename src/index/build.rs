@@ -803,6 +803,7 @@ fn write_new<D: arroy::Distance>(
             )?;
             // The clips are in the transaction now; the forest and the graph need only the vectors.
             drop(clips);
+            release_freed_memory();
             settings.clips = count as u64;
             settings.next_item = count as u32;
             store.update_labels(&mut wtxn, &labels)?;
@@ -1113,6 +1114,20 @@ fn build_forest<D: arroy::Distance>(
     builder.cancel(cancel);
     pool.install(|| builder.build(wtxn))?;
     progress.check()
+}
+
+/// Gives the heap's free pages back to the kernel. The clips were read on one thread: a million small blocks
+/// (each clip's vector and metadata) in that thread's arena. Freed, glibc keeps them for that arena alone, where
+/// the graph's and the forest's threads, which allocate in arenas of their own, never reuse them; so they stayed
+/// in the build's RSS to its end (at 200,000 clips, 80 MB of the graph's stage). This returns memory only, and
+/// changes no setting of the allocator.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes each arena's lock and only releases pages no allocation holds; glibc allows it
+    // from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Each label's clips added (`.0`) and removed (`.1`) by a write, applied at its end.
