@@ -998,10 +998,7 @@ impl Store {
             let (stride, nodes) = word(2 + 2 * layer)
                 .zip(word(3 + 2 * layer))
                 .ok_or_else(damaged)?;
-            let end = nodes
-                .checked_mul(degree * 4)
-                .and_then(|len| at.checked_add(len))
-                .ok_or_else(damaged)?;
+            let end = span_end(at, nodes, degree * 4).ok_or_else(damaged)?;
             let lists = bytes.get(at..end).ok_or_else(damaged)?;
             if stride == 0 || degree == 0 {
                 return Err(damaged());
@@ -1057,10 +1054,7 @@ impl Store {
         let row = settings.dimensions;
         let mut at: usize = 8;
         let mut take = |rows: usize| -> Result<Codes<'t>> {
-            let end = rows
-                .checked_mul(row)
-                .and_then(|len| at.checked_add(len))
-                .ok_or_else(damaged)?;
+            let end = span_end(at, rows, row).ok_or_else(damaged)?;
             let block = bytes.get(at..end).ok_or_else(damaged)?;
             at = end;
             Ok(Codes::new(
@@ -1359,6 +1353,11 @@ macro_rules! with_distance {
     };
 }
 pub(crate) use with_distance;
+
+/// Where `rows` rows of `width` bytes from `at` end, or `None` when a damaged count would overflow.
+fn span_end(at: usize, rows: usize, width: usize) -> Option<usize> {
+    rows.checked_mul(width).and_then(|len| at.checked_add(len))
+}
 
 /// The `at`-th little-endian u32 of `bytes`.
 fn le_word(bytes: &[u8], at: usize) -> Option<usize> {
