@@ -29,4 +29,5 @@ mod projection;
 mod real_weights;
 mod recommend;
 mod serve;
+mod serve_network;
 mod writers;

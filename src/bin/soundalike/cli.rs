@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use soundalike::audio::decode::Window;
@@ -480,9 +481,34 @@ pub struct ServeArgs {
     /// The most seconds of audio an upload may hold.
     ///
     /// A longer one (or one whose header claims more, or a sample rate below 4 kHz) is refused with 422 before
-    /// its samples are decoded.
+    /// its samples are decoded. An upload's audio is held as 16 kHz mono whatever its own rate and channels.
     #[arg(long, value_name = "S", default_value_t = 600.0)]
     pub max_seconds: f64,
+
+    /// The largest JSON body taken, in KB.
+    ///
+    /// A larger one is refused with 413. An embedding of the longest upload (--max-seconds of rows) is about
+    /// 500 KB of JSON.
+    #[arg(long, value_name = "KB", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_json: u32,
+
+    /// Seconds a request's head may take to arrive, and a kept-alive connection may stay idle.
+    ///
+    /// A connection past it is closed. A request's body has the same seconds before --min-rate counts.
+    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub header_timeout: u32,
+
+    /// The slowest a request's body may come, in KB/s on average (after --header-timeout seconds).
+    ///
+    /// A slower body is cut off with 408, and whatever it held is given back.
+    #[arg(long, value_name = "KB/S", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub min_rate: u32,
+
+    /// Seconds the requests in flight may take to finish after SIGTERM, SIGINT or SIGHUP.
+    ///
+    /// Connections still open then are dropped and the server exits 0; a second signal drops them at once.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub grace: u32,
 
     /// No warnings or notes on stderr.
     ///
@@ -749,6 +775,10 @@ pub fn run(cli: Cli) -> Result<()> {
             },
             max_upload: args.max_upload as usize * 1_000_000,
             max_seconds: args.max_seconds,
+            max_json: args.max_json as usize * 1000,
+            header_timeout: Duration::from_secs(args.header_timeout.into()),
+            min_rate: u64::from(args.min_rate) * 1000,
+            grace: Duration::from_secs(args.grace.into()),
             quiet: args.quiet,
         }),
         Command::Embed(args) => {

@@ -13,7 +13,9 @@ use soundalike::labels::{self, LabelSet};
 
 use super::Shared;
 use super::ask::{self, Question};
+use super::body::Verdict;
 use super::errors::ApiError;
+use super::json;
 use super::upload::{self, Form};
 use crate::commands::recommend::Answer;
 
@@ -40,11 +42,11 @@ async fn recommend_by_query(
 ) -> Result<Response, ApiError> {
     let Query(fields) = query.map_err(|e| ApiError::bad(e.body_text()))?;
     let form = Form {
-        audio: None,
         fields,
+        ..Form::default()
     };
     let question = Question::from_form(form, server.max_seconds)?;
-    let (name, hits) = ask::answer(&server, question, None).await?;
+    let (name, hits) = ask::answer(&server, question).await?;
     Ok(Json(Answer::new(&name, &hits)).into_response())
 }
 
@@ -54,40 +56,63 @@ async fn recommend_by_body(
     State(server): State<Shared>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let place = match ask::early_place(&server, request.headers()) {
-        Ok(place) => place,
-        Err(busy) => {
-            upload::discard_body(request, server.max_upload).await;
-            return Err(busy);
-        }
-    };
+    if let Err(busy) = ask::refuse_if_full(&server, request.headers()) {
+        upload::discard_body(request, server.max_upload).await;
+        return Err(busy);
+    }
     let form = read_body(&server, request).await?;
     let question = Question::from_form(form, server.max_seconds)?;
-    let (name, hits) = ask::answer(&server, question, place).await?;
+    let (name, hits) = ask::answer(&server, question).await?;
     Ok(Json(Answer::new(&name, &hits)).into_response())
 }
 
-/// A request's fields from a multipart form or a JSON body; anything else is 415.
+/// A request's fields from a multipart form or a JSON body (the default when no type is stated); anything
+/// else is 415.
 async fn read_body(server: &Shared, request: Request) -> Result<Form, ApiError> {
-    if upload::is_multipart(request.headers()) {
-        return upload::read_form(request, server.max_upload).await;
-    }
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim_start().starts_with("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
+    let media_type = upload::media_type(request.headers());
+    let stated = request.headers().contains_key(header::CONTENT_TYPE);
+    match media_type.as_deref() {
+        Some("multipart/form-data") => upload::read_form(request, server.max_upload).await,
+        Some("application/json") => read_json(server, request).await,
+        None if !stated => read_json(server, request).await,
+        _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected a JSON body (application/json) or a multipart/form-data upload",
-        ));
+            format!(
+                "a body of type {} is not taken: send JSON (application/json) or a multipart/form-data \
+                 upload",
+                media_type.unwrap_or_else(|| "that cannot be parsed".to_string())
+            ),
+        )),
     }
-    upload::check_length(request.headers(), server.max_upload)?;
-    let body = axum::body::to_bytes(request.into_body(), server.max_upload)
+}
+
+/// A JSON body, within `--max-json` and with one of the JSON permits (a large embedding's text and rows are
+/// held while it is parsed and asked), parsed straight into its fields off the async threads.
+async fn read_json(server: &Shared, request: Request) -> Result<Form, ApiError> {
+    let limit = server.max_json;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the JSON body is larger than the {} KB this server takes",
+                limit / 1000
+            ),
+        )
+    };
+    upload::check_length(request.headers(), limit).map_err(|_| too_large())?;
+    let _permit = server.json_permits.try_acquire().map_err(|_| ApiError {
+        retry_after: Some(1),
+        ..ApiError::unavailable(
+            "the server is reading as many JSON bodies as it takes at once; try again in 1 s",
+        )
+    })?;
+    let verdict = Verdict::of(&request);
+    let body = axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| upload::too_large(server.max_upload))?;
-    ask::form_from_json(&body)
+        .map_err(|_| verdict.or(too_large()))?;
+    tokio::task::spawn_blocking(move || json::form(&body))
+        .await
+        .map_err(|_| ApiError::internal("reading the JSON body failed"))?
 }
 
 /// `POST /model/predict`: the multipart field `audio` embedded whole, answered as MAX answers,
@@ -96,13 +121,10 @@ async fn read_body(server: &Shared, request: Request) -> Result<Form, ApiError> 
 /// carry the message as both MAX's `message` and this API's `error`.
 async fn predict(State(server): State<Shared>, request: Request) -> Response {
     let embedded = async {
-        let place = match ask::early_place(&server, request.headers()) {
-            Ok(place) => place,
-            Err(busy) => {
-                upload::discard_body(request, server.max_upload).await;
-                return Err(busy);
-            }
-        };
+        if let Err(busy) = ask::refuse_if_full(&server, request.headers()) {
+            upload::discard_body(request, server.max_upload).await;
+            return Err(busy);
+        }
         let form = upload::read_form(request, server.max_upload).await?;
         let upload = form.audio.ok_or_else(|| {
             ApiError::bad("no audio: send the file in the multipart field `audio`")
@@ -111,9 +133,17 @@ async fn predict(State(server): State<Shared>, request: Request) -> Response {
             max_seconds: Some(server.max_seconds),
             ..Window::default()
         };
-        ask::embed(&server, upload, window, place).await
+        ask::embed(&server, upload, window).await
     }
-    .await;
+    .await
+    // MAX answers a file that is not audio it reads with 400 (its own tests check that).
+    .map_err(|error| match error.status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            ..error
+        },
+        _ => error,
+    });
     match embedded {
         Ok(embedded) => {
             let rows: Vec<&[u8]> = embedded.rows.iter().map(|r| &r[..]).collect();
@@ -137,6 +167,8 @@ async fn predict(State(server): State<Shared>, request: Request) -> Response {
 async fn info(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
     let index_info = server.with_index(|index| index.info()).await?;
     let mut answer = index_info.to_json();
+    // The index by its folder's name: where it lives on the server is the operator's business.
+    answer["index"] = json!(server.index_name());
     answer["server"] = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "audio": server.embedding.is_ok(),

@@ -8,7 +8,6 @@ use soundalike::audio::source::Embedded;
 use soundalike::{Hit, Query, QueryOptions, clip, labels};
 
 use super::errors::ApiError;
-use super::queue::Permit;
 use super::upload::{self, Form, Upload};
 use super::{Server, Shared};
 
@@ -32,28 +31,25 @@ impl Question {
     pub fn from_form(mut form: Form, max_seconds: f64) -> Result<Question, ApiError> {
         let options = options(&form)?;
         let asked = if let Some(upload) = form.audio.take() {
-            let window = Window {
-                start: seconds(&form, "start")?,
-                end: seconds(&form, "end")?,
-                max_seconds: Some(max_seconds),
-            };
-            window.check().map_err(ApiError::bad)?;
-            Asked::Audio { upload, window }
+            Asked::Audio {
+                upload,
+                window: window(&form, max_seconds)?,
+            }
         } else if let Some(id) = form.get("id") {
             clip::check_id(id).map_err(|problem| ApiError::bad(format!("id: {problem}")))?;
             Asked::Id(id.to_string())
+        } else if let Some(rows) = form.rows.take() {
+            Asked::Embedding {
+                rows,
+                start: row(&form)?,
+            }
         } else if let Some(text) = form.get("embedding") {
-            let start = match form.get("start") {
-                None => 0,
-                Some(row) => row.parse::<u32>().map_err(|_| {
-                    ApiError::bad(format!(
-                        "start {row}: with an embedding it is a row number (0, 1, ...)"
-                    ))
-                })? as usize,
-            };
             let rows = clip::embedding_rows(text)
                 .map_err(|e| ApiError::bad(format!("embedding: {e:#}")))?;
-            Asked::Embedding { rows, start }
+            Asked::Embedding {
+                rows,
+                start: row(&form)?,
+            }
         } else {
             return Err(ApiError::bad(
                 "nothing to ask: give an audio file (audio), a clip id (id) or an embedding (embedding)",
@@ -76,10 +72,47 @@ impl Question {
 fn seconds(form: &Form, name: &str) -> Result<Option<f64>, ApiError> {
     form.get(name)
         .map(|text| {
-            text.parse::<f64>()
-                .map_err(|_| ApiError::bad(format!("{name} {text:?} is not a time in seconds")))
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "{name} {text:?} is not a time in seconds (0 or more)"
+                    ))
+                })
         })
         .transpose()
+}
+
+/// The part of an upload asked about, from the fields `start` and `end`, checked in the request's words.
+fn window(form: &Form, max_seconds: f64) -> Result<Window, ApiError> {
+    let window = Window {
+        start: seconds(form, "start")?,
+        end: seconds(form, "end")?,
+        max_seconds: Some(max_seconds),
+    };
+    if let (Some(start), Some(end)) = (window.start, window.end)
+        && end <= start
+    {
+        return Err(ApiError::bad(format!(
+            "end {end} is not after start {start}"
+        )));
+    }
+    window.check().map_err(ApiError::internal)?;
+    Ok(window)
+}
+
+/// With an embedding, `start` is the first row asked about.
+fn row(form: &Form) -> Result<usize, ApiError> {
+    match form.get("start") {
+        None => Ok(0),
+        Some(row) => row.trim().parse::<u32>().map(|r| r as usize).map_err(|_| {
+            ApiError::bad(format!(
+                "start {row:?}: with an embedding it is a row number (0, 1, ...)"
+            ))
+        }),
+    }
 }
 
 /// `k` and `label` as `recommend` takes them; the rest as its defaults.
@@ -87,6 +120,7 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
     let mut options = QueryOptions::default();
     if let Some(k) = form.get("k") {
         options.count = k
+            .trim()
             .parse::<usize>()
             .ok()
             .filter(|k| (1..=MAX_COUNT).contains(k))
@@ -104,64 +138,31 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
     Ok(options)
 }
 
-/// A JSON body's fields as a form's: `id`, `embedding` (any JSON `recommend --embedding` reads), `start`, `k`,
-/// `label` (a string "Jazz,Blues" or an array of names and indices).
-pub fn form_from_json(body: &[u8]) -> Result<Form, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
-    let Some(object) = value.as_object() else {
-        return Err(ApiError::bad(
-            "the body is not a JSON object ({\"id\": ...} or {\"embedding\": [[...]], \"start\": 0})",
-        ));
-    };
-    let mut form = Form::default();
-    for (name, value) in object {
-        let text = match (name.as_str(), value) {
-            (_, serde_json::Value::String(text)) => text.clone(),
-            ("label", serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    serde_json::Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            (_, serde_json::Value::Null) => continue,
-            (_, other) => other.to_string(),
-        };
-        form.fields.push((name.clone(), text));
-    }
-    Ok(form)
-}
-
-/// Forms at least this large carry a file: their place in the embedding pool is taken before their body is
-/// read (a form with a clip id and no file is a few hundred bytes).
-const SURELY_A_FILE: u64 = 64 * 1024;
-
-/// A place in the embedding pool for a request whose stated length says it carries audio, taken before its body
-/// is read: when the pool is full it is refused (503) at once, without reading megabytes it would not use.
-/// `None` for a small request, or when the server has no weights (its upload gets that 503 instead).
-pub fn early_place(server: &Server, headers: &HeaderMap) -> Result<Option<Permit>, ApiError> {
+/// Refuses at once (503), before its body is read, an upload that would find the embedding pool full: a
+/// multipart request that is large or states no length (chunked). Nothing is taken: the upload's place is
+/// taken when its body has been read ([`embed`]), so a slow upload holds no place while it trickles in.
+/// Small forms (a clip id, a few hundred bytes) and servers without weights pass.
+pub fn refuse_if_full(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
     let stated = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match (&server.embedding, stated) {
-        // Only a form can carry a file: a large JSON body (an embedding of many rows) is a question by embedding.
-        (Ok(pool), Some(length)) if length >= SURELY_A_FILE && upload::is_multipart(headers) => {
-            pool.admit().map(Some)
+    match &server.embedding {
+        Ok(pool)
+            if stated.is_none_or(|length| length >= SURELY_A_FILE)
+                && upload::is_multipart(headers) =>
+        {
+            pool.refuse_if_full(stated.unwrap_or(0))
         }
-        _ => Ok(None),
+        _ => Ok(()),
     }
 }
 
-/// The question's answer: its name and its hits. `place` is the upload's place in the embedding pool if one was
-/// taken before its body was read.
-pub async fn answer(
-    server: &Shared,
-    question: Question,
-    place: Option<Permit>,
-) -> Result<(String, Vec<Hit>), ApiError> {
+/// Forms at least this large carry a file (a form with a clip id and no file is a few hundred bytes).
+const SURELY_A_FILE: u64 = 64 * 1024;
+
+/// The question's answer: its name and its hits.
+pub async fn answer(server: &Shared, question: Question) -> Result<(String, Vec<Hit>), ApiError> {
     let name = question.name();
     let Question { asked, options } = question;
     let hits = match asked {
@@ -172,7 +173,7 @@ pub async fn answer(
                 .await?
         }
         Asked::Audio { upload, window } => {
-            let embedded = embed(server, upload, window, place).await?;
+            let embedded = embed(server, upload, window).await?;
             server
                 .with_index(move |index| index.recommend_audio(&embedded, None, &options))
                 .await?
@@ -181,23 +182,15 @@ pub async fn answer(
     Ok((name, hits))
 }
 
-/// An upload's embedding within `window`, on the embedding pool (in `place`, or in one taken now).
-pub async fn embed(
-    server: &Server,
-    upload: Upload,
-    window: Window,
-    place: Option<Permit>,
-) -> Result<Embedded, ApiError> {
+/// An upload's embedding within `window`, on the embedding pool, in a place taken now (or 503).
+pub async fn embed(server: &Server, upload: Upload, window: Window) -> Result<Embedded, ApiError> {
     let pool = server.embedding.as_ref().map_err(|why| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("this server cannot embed audio: {why}"),
         )
     })?;
-    let place = match place {
-        Some(place) => place,
-        None => pool.admit()?,
-    };
+    let place = pool.admit(&upload, window)?;
     pool.run(place, move |source, logmel| {
         let audio = upload::decode(&upload, window)?;
         source

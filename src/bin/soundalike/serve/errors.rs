@@ -55,7 +55,7 @@ impl From<axum::extract::multipart::MultipartError> for ApiError {
         // Its status is 413 when the body passed the limit, 400 for a malformed form.
         let status = error.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the upload is larger than the server takes (--max-upload)".to_string()
+            "the request is larger than this server takes".to_string()
         } else {
             format!("cannot read the form: {}", error.body_text())
         };

@@ -2,13 +2,22 @@
 //!
 //! One [`reload::LiveIndex`] (one index handle, reopened when a rebuild swaps a new index in) and one
 //! [`queue::Embedding`] pool (the weights loaded once) are shared by every request. axum and tokio carry the
-//! HTTP; the searches and the network run off tokio's threads: a question about the index on tokio's blocking
-//! pool, an embedding on the pool of [`queue`], so a question by id never waits behind an upload. SIGINT and
-//! SIGTERM stop the listener, let the requests in flight finish, and end the run with exit code 0.
+//! HTTP ([`listen`] runs the connections, with their deadlines); the searches and the network run off tokio's
+//! threads: a question about the index on tokio's blocking pool, an embedding on the pool of [`queue`], so a
+//! question by id never waits behind an upload. SIGINT, SIGTERM and SIGHUP stop the listener, let the requests in
+//! flight finish within the grace, and end the run with exit code 0.
+//!
+//! What one request may hold is bounded at each step: its head by hyper's buffer, its body by `--max-upload`
+//! (`--max-json` for JSON) and the rate and budget of [`body`], its audio by `--max-seconds` of 16 kHz mono
+//! once decoded, and the requests at once by the embedding pool's places and the JSON permits.
 
 mod api;
 mod ask;
+mod body;
 mod errors;
+mod json;
+mod listen;
+mod max;
 mod page;
 mod queue;
 mod reload;
@@ -17,6 +26,7 @@ mod upload;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -40,6 +50,14 @@ pub struct ServeArgs {
     pub max_upload: usize,
     /// The most seconds of audio an upload may hold.
     pub max_seconds: f64,
+    /// The largest JSON body, in bytes.
+    pub max_json: usize,
+    /// A request's head and a kept-alive connection's next one must come within this.
+    pub header_timeout: Duration,
+    /// A body must come at this many bytes a second or faster, after the head's deadline.
+    pub min_rate: u64,
+    /// How long the requests in flight may take to finish once a signal has come.
+    pub grace: Duration,
     /// No warnings or notes on stderr (the listening line and errors still are).
     pub quiet: bool,
 }
@@ -47,10 +65,21 @@ pub struct ServeArgs {
 /// What every handler shares.
 pub struct Server {
     index: LiveIndex,
+    /// The index's directory as given (for taking it out of answers).
+    dir: PathBuf,
     /// The network, or why there is none (the 503's message).
     embedding: std::result::Result<Embedding, String>,
     max_upload: usize,
     max_seconds: f64,
+    max_json: usize,
+    /// JSON bodies parsed at once: each may hold `max_json` and its rows.
+    json_permits: tokio::sync::Semaphore,
+    pace: body::Pace,
+    /// The bytes of all the bodies being read.
+    reading: Arc<body::Budget>,
+    /// Requests being answered, and whether one with a body (or an upload) came since memory was last given back.
+    in_flight: AtomicUsize,
+    heavy: AtomicBool,
 }
 
 type Shared = Arc<Server>;
@@ -72,23 +101,35 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .thread_name("serve")
         .build()
         .context("cannot start the server's threads")?;
-    runtime.block_on(async move {
+    let stopped = runtime.block_on(async move {
         // Bound before the weights load, so that a port in use is said at once; connections made meanwhile
         // wait in the listen queue.
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let embedding = load_embedding(&args.source, args.quiet)?;
+        let embedding = load_embedding(&args.source, args.max_seconds, args.quiet)?;
+        let places = embedding.as_ref().map_or(1, Embedding::capacity);
         let server = Arc::new(Server {
             index,
+            dir: args.dir.clone(),
             embedding,
             max_upload: args.max_upload,
             max_seconds: args.max_seconds,
+            max_json: args.max_json,
+            json_permits: tokio::sync::Semaphore::new(places),
+            pace: body::Pace {
+                min_rate: args.min_rate,
+                grace: args.header_timeout,
+            },
+            // As many bytes being read as the embedding pool holds uploads: what is read, is read for a place.
+            reading: Arc::new(body::Budget::new(places * args.max_upload)),
+            in_flight: AtomicUsize::new(0),
+            heavy: AtomicBool::new(false),
         });
         // Received from here on: a signal before the listening line is said would otherwise kill the process
         // (the default action) instead of stopping it.
-        let stop = interrupted().context("cannot receive SIGINT and SIGTERM")?;
+        let signals = signals().context("cannot receive SIGINT, SIGTERM and SIGHUP")?;
         say!("listening on http://{address}");
         let quiet = args.quiet;
         if let Err(why) = &server.embedding
@@ -96,14 +137,41 @@ pub fn run(args: ServeArgs) -> Result<()> {
         {
             say!("warning: audio queries are off: {why}");
         }
-        tokio::spawn(watch_index(Arc::clone(&server), quiet));
-        axum::serve(listener, router(Arc::clone(&server)))
-            .with_graceful_shutdown(stop)
-            .await
-            .context("the server failed")?;
-        say!("stopped: every request in flight was answered");
-        Ok(())
-    })
+        tokio::spawn(watch(Arc::clone(&server), quiet));
+        let deadlines = listen::Deadlines {
+            header: args.header_timeout,
+            grace: args.grace,
+        };
+        let mut waited = 0;
+        let stopped = listen::serve(
+            listener,
+            router(Arc::clone(&server)),
+            deadlines,
+            move || {
+                waited += 1;
+                let said = if waited == 1 {
+                    "stopping: finishing the requests in flight"
+                } else {
+                    "stopping now: dropping the requests in flight"
+                };
+                let mut counted = signals.clone();
+                let wanted = waited;
+                Box::pin(async move {
+                    let _ = counted.wait_for(|n| *n >= wanted).await;
+                    say!("{said}");
+                })
+            },
+        )
+        .await;
+        anyhow::Ok(stopped)
+    })?;
+    // Work still running on the blocking threads (a search, a reopen) is not waited for: the grace is over.
+    runtime.shutdown_background();
+    match stopped.dropped {
+        0 => say!("stopped: every request in flight was answered"),
+        n => say!("stopped: {n} connection(s) still open were dropped"),
+    }
+    Ok(())
 }
 
 /// The network, loaded once; without weights the server still answers by id and by embedding, and the
@@ -111,6 +179,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 /// asked for them.
 fn load_embedding(
     source: &SourceOptions,
+    max_seconds: f64,
     quiet: bool,
 ) -> Result<std::result::Result<Embedding, String>> {
     let located = match source.locate() {
@@ -126,28 +195,35 @@ fn load_embedding(
             say!("warning: {warning}");
         }
     })?;
-    Ok(Ok(Embedding::new(loaded)?))
+    Ok(Ok(Embedding::new(loaded, max_seconds)?))
 }
 
-/// A future that resolves when SIGINT or SIGTERM arrives (the first one; the listener then closes and the
-/// requests in flight finish). The command line's own signal thread (`process::remove_on_interrupt`) exits at
-/// once and is for writers; `serve` writes nothing and never installs it, so these signals are tokio's to
-/// receive here. The handlers are installed when this is called, not when the future is first polled.
-fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// SIGINT, SIGTERM and SIGHUP, received by tokio and counted: each stops the server the same way (a closed
+/// terminal or a supervisor's signal must not drop the uploads in flight). The command line's own signal thread
+/// (`process::remove_on_interrupt`) exits at once and is for writers; `serve` writes nothing and never installs
+/// it. The handlers are installed when this is made, not when it is first waited on.
+fn signals() -> std::io::Result<tokio::sync::watch::Receiver<u32>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    let (count, counted) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            count.send_modify(|n| *n += 1);
         }
-        say!("stopping: finishing the requests in flight");
-    })
+    });
+    Ok(counted)
 }
 
-/// Looks for a rebuilt index now and then, and reopens it (see [`LiveIndex::reopen_if_replaced`]).
-async fn watch_index(server: Shared, quiet: bool) {
+/// Looks for a rebuilt index now and then and reopens it (see [`LiveIndex::reopen_if_replaced`]), and gives
+/// freed memory back to the system once a burst of uploads or bodies is over.
+async fn watch(server: Shared, quiet: bool) {
     let mut ticks = tokio::time::interval(RELOAD_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -159,6 +235,11 @@ async fn watch_index(server: Shared, quiet: bool) {
         {
             say!("{line}");
         }
+        if server.in_flight.load(Ordering::SeqCst) == 0
+            && server.heavy.swap(false, Ordering::SeqCst)
+        {
+            let _ = tokio::task::spawn_blocking(crate::process::give_back_freed_memory).await;
+        }
     }
 }
 
@@ -168,13 +249,38 @@ fn router(server: Shared) -> Router {
     Router::new()
         .merge(page::routes())
         .merge(api::routes())
+        .merge(max::routes())
         .fallback(api::no_such_endpoint)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&server),
+            body::meter,
+        ))
         .with_state(server)
 }
 
+/// A request being answered (see [`Server::in_flight`]).
+pub struct InFlight(Shared);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Server {
+    /// Counts a request as in flight until the guard is dropped.
+    fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Says that a request held memory worth giving back once the server is idle.
+    fn held_memory(&self) {
+        self.heavy.store(true, Ordering::SeqCst);
+    }
+
     /// `query` asked of the index on tokio's blocking threads (a search is CPU work; the async threads keep
     /// accepting and answering meanwhile).
     async fn recommend(
@@ -192,8 +298,39 @@ impl Server {
         work: impl FnOnce(&Index) -> soundalike::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let server = Arc::clone(self);
-        tokio::task::spawn_blocking(move || server.index.with(work))
+        let answered = tokio::task::spawn_blocking(move || server.index.with(work))
             .await
-            .map_err(|_| ApiError::internal("the query's thread failed"))?
+            .map_err(|_| ApiError::internal("the query's thread failed"))?;
+        answered.map_err(|error| ApiError {
+            message: self.without_paths(&error.message),
+            ..error
+        })
+    }
+
+    /// The index's folder by its name alone, as answers show it.
+    fn index_name(&self) -> String {
+        self.dir.file_name().map_or_else(
+            || "the index".into(),
+            |name| name.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// `message` with the index's path on this machine (as given, and as the file system resolves it) put as
+    /// its folder's name: the library's messages name paths for a person at a shell, and a client of the
+    /// server has no business knowing the server's layout.
+    fn without_paths(&self, message: &str) -> String {
+        let name = self.index_name();
+        let mut paths = vec![self.dir.display().to_string()];
+        if let Ok(real) = std::fs::canonicalize(&self.dir) {
+            paths.push(real.display().to_string());
+        }
+        // The longest first, so that a path that holds another is replaced whole.
+        paths.sort_by_key(|path| std::cmp::Reverse(path.len()));
+        paths
+            .iter()
+            .filter(|path| !path.is_empty())
+            .fold(message.to_string(), |text, path| {
+                text.replace(path.as_str(), &name)
+            })
     }
 }

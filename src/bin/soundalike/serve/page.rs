@@ -31,13 +31,13 @@ async fn show(
     Query(fields): Query<Vec<(String, String)>>,
 ) -> Response {
     let form = Form {
-        audio: None,
         fields,
+        ..Form::default()
     };
     let values = Values::from(&form);
     let asked = form.get("id").is_some() || form.get("embedding").is_some();
     let answer = if asked {
-        Some(answer(&server, form, None).await)
+        Some(answer(&server, form).await)
     } else {
         None
     };
@@ -52,13 +52,10 @@ async fn ask_by_form(
     request: Request,
 ) -> Response {
     let part_only = params.iter().any(|(k, v)| k == "part" && v == "answer");
-    let place = match ask::early_place(&server, request.headers()) {
-        Ok(place) => place,
-        Err(busy) => {
-            upload::discard_body(request, server.max_upload).await;
-            return render(&server, &Values::default(), Some(Err(busy)), part_only);
-        }
-    };
+    if let Err(busy) = ask::refuse_if_full(&server, request.headers()) {
+        upload::discard_body(request, server.max_upload).await;
+        return render(&server, &Values::default(), Some(Err(busy)), part_only);
+    }
     let form = match upload::read_form(request, server.max_upload).await {
         Ok(form) => form,
         Err(error) => {
@@ -66,7 +63,7 @@ async fn ask_by_form(
         }
     };
     let values = Values::from(&form);
-    let answer = answer(&server, form, place).await;
+    let answer = answer(&server, form).await;
     render(&server, &values, Some(answer), part_only)
 }
 
@@ -99,13 +96,9 @@ struct Shown {
     hits: Vec<Hit>,
 }
 
-async fn answer(
-    server: &Shared,
-    form: Form,
-    place: Option<super::queue::Permit>,
-) -> Result<Shown, ApiError> {
+async fn answer(server: &Shared, form: Form) -> Result<Shown, ApiError> {
     let question = Question::from_form(form, server.max_seconds)?;
-    let (name, hits) = ask::answer(server, question, place).await?;
+    let (name, hits) = ask::answer(server, question).await?;
     Ok(Shown { name, hits })
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use soundalike::audio::decode::{self, Audio, DecodeError, Window};
 
+use super::body::Verdict;
 use super::errors::ApiError;
 
 /// An uploaded file, held in memory.
@@ -21,15 +22,18 @@ pub struct Upload {
 pub struct Form {
     pub audio: Option<Upload>,
     pub fields: Vec<(String, String)>,
+    /// An embedding sent as JSON rows, parsed straight into numbers (see [`super::json`]).
+    pub rows: Option<Vec<Vec<f32>>>,
 }
 
 impl Form {
-    /// The first non-empty value of the text field `name`.
+    /// The first value of the text field `name` that is not blank, as sent: an id is taken as given (a clip's id
+    /// may hold any characters), and each reader of a number trims its own field.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(n, v)| n == name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim())
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -49,7 +53,7 @@ pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
-            "the upload is larger than the {} MB this server takes (--max-upload)",
+            "the request is larger than the {} MB this server takes",
             limit / 1_000_000
         ),
     )
@@ -61,6 +65,7 @@ pub fn too_large(limit: usize) -> ApiError {
 /// asked to be told before sending (`Expect: 100-continue`, as curl does for large bodies) sends nothing more.
 pub async fn discard_body(request: Request, limit: usize) {
     use http_body_util::BodyExt;
+    Verdict::of(&request).dropping();
     let expects = request
         .headers()
         .get(header::EXPECT)
@@ -78,18 +83,23 @@ pub async fn discard_body(request: Request, limit: usize) {
     }
 }
 
+/// The request's media type (`type/subtype`, lower case, without parameters), if it states one that parses.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let parsed: mime::Mime = value.parse().ok()?;
+    Some(parsed.essence_str().to_ascii_lowercase())
+}
+
 /// Whether the request says it is a multipart form.
 pub fn is_multipart(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("multipart/form-data"))
+    media_type(headers).is_some_and(|t| t == "multipart/form-data")
 }
 
 /// Reads a multipart form whole into memory. An empty file field (a form sent without choosing a file) is no
 /// file.
 pub async fn read_form(request: Request, limit: usize) -> Result<Form, ApiError> {
     check_length(request.headers(), limit)?;
+    let verdict = Verdict::of(&request);
     if !is_multipart(request.headers()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,11 +113,14 @@ pub async fn read_form(request: Request, limit: usize) -> Result<Form, ApiError>
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|e| read_error(e, limit))?
+        .map_err(|e| verdict.or(read_error(e, limit)))?
     {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
-        let bytes = field.bytes().await.map_err(|e| read_error(e, limit))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| verdict.or(read_error(e, limit)))?;
         if name == "audio" {
             if !bytes.is_empty() && form.audio.is_none() {
                 form.audio = Some(Upload {
@@ -151,7 +164,18 @@ pub fn decode(upload: &Upload, window: Window) -> Result<Audio, ApiError> {
             }
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, format!("{}: {error}", upload.name))
+        // The library's words name the command line's options; a request has fields.
+        let words = match error {
+            DecodeError::StartPastEnd { start, length } => {
+                format!("start {start} is past the end of the audio ({length:.2} s long)")
+            }
+            DecodeError::TooLong { seconds, max } => format!(
+                "{seconds:.0} s of audio or more is longer than the {max} s this server takes (send start \
+                 and end to ask about a part)"
+            ),
+            other => other.to_string(),
+        };
+        ApiError::new(status, format!("{}: {words}", upload.name))
     })?;
     if let Some(why) = soundalike::audio::source::too_short(&audio) {
         return Err(ApiError::bad(format!("{}: {why}", upload.name)));
