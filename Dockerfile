@@ -35,4 +35,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["soundalike"]
-CMD ["serve", "--index", "/data/index", "--listen", "0.0.0.0:8080"]
+# --grace 8: `docker stop` sends SIGTERM and kills 10 s later; the requests in flight get 8 of them, and the
+# server exits 0 before the kill (run with `docker stop -t 35` and `--grace 30` for long uploads).
+CMD ["serve", "--index", "/data/index", "--listen", "0.0.0.0:8080", "--grace", "8"]

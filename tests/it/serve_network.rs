@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::*;
 use crate::serve::{Served, formula_args, multipart, plain, shared_index, tone_wav, with_weights};
 
 /// A raw answer read off a socket.

@@ -100,12 +100,16 @@ async fn read_json(server: &Shared, request: Request) -> Result<Form, ApiError> 
         )
     };
     upload::check_length(request.headers(), limit).map_err(|_| too_large())?;
-    let _permit = server.json_permits.try_acquire().map_err(|_| ApiError {
-        retry_after: Some(1),
-        ..ApiError::unavailable(
-            "the server is reading as many JSON bodies as it takes at once; try again in 1 s",
-        )
-    })?;
+    let Ok(_permit) = server.json_permits.try_acquire() else {
+        // Read and dropped, so that a client still sending reads the refusal rather than a broken pipe.
+        upload::discard_body(request, limit).await;
+        return Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::unavailable(
+                "the server is reading as many JSON bodies as it takes at once; try again in 1 s",
+            )
+        });
+    };
     let verdict = Verdict::of(&request);
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await

@@ -125,6 +125,9 @@ pub struct Metered {
     due: Pin<Box<Sleep>>,
     budget: Arc<Budget>,
     held: usize,
+    /// The budget was spent: the rest of the body is being read and dropped, up to `drain_limit` bytes.
+    over_budget: bool,
+    drain_limit: u64,
     verdict: Verdict,
 }
 
@@ -144,36 +147,51 @@ impl http_body::Body for Metered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len();
-                    if !this.verdict.0.dropping.load(Ordering::Relaxed) {
-                        if !this.budget.take(n) {
-                            return this.refuse(Refusal::Busy {
-                                limit: this.budget.limit,
-                            });
-                        }
-                        this.held += n;
-                    }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
                     this.received += n as u64;
                     let due = this.pace.grace
                         + Duration::from_secs_f64(
                             this.received as f64 / this.pace.min_rate.max(1) as f64,
                         );
                     this.due.as_mut().reset(this.arrived + due);
+                    if this.over_budget {
+                        // Draining: dropped as it comes, up to the largest body a request may have.
+                        if this.received > this.drain_limit {
+                            return this.refuse(Refusal::Busy {
+                                limit: this.budget.limit,
+                            });
+                        }
+                        continue;
+                    }
+                    if !this.verdict.0.dropping.load(Ordering::Relaxed) {
+                        if !this.budget.take(n) {
+                            // The rest is read and dropped before the refusal, so that a client still sending
+                            // reads the 503 rather than a connection reset under its feet.
+                            this.over_budget = true;
+                            continue;
+                        }
+                        this.held += n;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Pending => {
-                if this.due.as_mut().poll(cx).is_ready() {
-                    return this.refuse(Refusal::TooSlow {
-                        min_rate: this.pace.min_rate,
+                Poll::Pending => {
+                    if this.due.as_mut().poll(cx).is_ready() {
+                        return this.refuse(Refusal::TooSlow {
+                            min_rate: this.pace.min_rate,
+                        });
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) if this.over_budget => {
+                    return this.refuse(Refusal::Busy {
+                        limit: this.budget.limit,
                     });
                 }
-                Poll::Pending
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -223,6 +241,8 @@ pub async fn meter(State(server): State<Shared>, mut request: Request, next: Nex
                 due: Box::pin(tokio::time::sleep_until(arrived + server.pace.grace)),
                 budget: Arc::clone(&server.reading),
                 held: 0,
+                over_budget: false,
+                drain_limit: server.max_upload as u64,
                 verdict,
             })
         });

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::Deserialize;
+use soundalike::tfrecord::sequence_example::FRAME_LEN;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::errors::ApiError;
@@ -145,6 +146,15 @@ impl<'de> Deserialize<'de> for Rows {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
                 let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(row) = seq.next_element::<Vec<f32>>()? {
+                    // Said at the first wrong row rather than after all are held: a body of short rows
+                    // ("[[0],[0],...]") would otherwise cost ten times its size in row headers.
+                    if row.len() != FRAME_LEN {
+                        return Err(de::Error::custom(format!(
+                            "embedding row {} has {} values, not {FRAME_LEN}",
+                            rows.len(),
+                            row.len()
+                        )));
+                    }
                     rows.push(row);
                 }
                 Ok(Rows(rows))
