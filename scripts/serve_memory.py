@@ -134,7 +134,7 @@ def main():
     wav_file(short, 10)
     flac = os.path.join(WORK, "hostile.flac")
     if not os.path.exists(flac):
-        subprocess.run(["sox", "-n", "-r", "192000", "-c", "8", "-b", "16", flac, "trim", "0", "599"], check=True)
+        subprocess.run(["sox", "-D", "-n", "-r", "192000", "-c", "8", "-b", "16", flac, "trim", "0", "599"], check=True)
     big_form, short_form, flac_form = form(song), form(short), form(flac)
     multipart = f"multipart/form-data; boundary={BOUNDARY}"
     row = [round(i + 0.123456, 6) for i in range(128)]

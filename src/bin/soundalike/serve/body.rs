@@ -1,5 +1,6 @@
 //! Request bodies as they arrive: each must keep up a least rate, and the bytes of all the bodies being read
-//! share one budget, counted as they are read (a chunked body, which states no length, counts the same).
+//! share one budget: a body is charged as it comes for its first 64 KB, then for its whole length (the most a
+//! body may be when it is chunked and states none), so a trickling client holds next to nothing.
 //!
 //! tower-http's body timeout resets at every frame, so a client sending a byte every few seconds keeps a body
 //! open for ever; what bounds a slow client is a rate over the whole body (as Apache's `mod_reqtimeout`
@@ -125,13 +126,38 @@ pub struct Metered {
     due: Pin<Box<Sleep>>,
     budget: Arc<Budget>,
     held: usize,
+    /// The body's stated length (`None`: chunked).
+    stated: Option<u64>,
     /// The budget was spent: the rest of the body is being read and dropped, up to `drain_limit` bytes.
     over_budget: bool,
     drain_limit: u64,
     verdict: Verdict,
 }
 
+/// What a body is charged as it arrives before its whole length is: a client trickling bytes holds no more.
+const PROBE: u64 = 64 * 1024;
+
 impl Metered {
+    /// Charges the budget for what has been received: as it comes up to [`PROBE`] bytes, then the whole body
+    /// at once (its stated length, or the largest a body may be when it states none), so that once a burst
+    /// spends the budget the bodies already reserved finish and the rest are refused, rather than every body
+    /// stalling halfway. False when the budget cannot hold it.
+    fn charge(&mut self) -> bool {
+        let whole = if self.received <= PROBE {
+            self.received
+        } else {
+            self.received.max(self.stated.unwrap_or(self.drain_limit))
+        };
+        let want = usize::try_from(whole).unwrap_or(usize::MAX);
+        if want > self.held {
+            if !self.budget.take(want - self.held) {
+                return false;
+            }
+            self.held = want;
+        }
+        true
+    }
+
     fn refuse(&self, refusal: Refusal) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let _ = self.verdict.0.refusal.set(refusal);
         Poll::Ready(Some(Err(axum::Error::new(format!("{refusal:?}")))))
@@ -166,14 +192,11 @@ impl http_body::Body for Metered {
                         }
                         continue;
                     }
-                    if !this.verdict.0.dropping.load(Ordering::Relaxed) {
-                        if !this.budget.take(n) {
-                            // The rest is read and dropped before the refusal, so that a client still sending
-                            // reads the 503 rather than a connection reset under its feet.
-                            this.over_budget = true;
-                            continue;
-                        }
-                        this.held += n;
+                    if !this.verdict.0.dropping.load(Ordering::Relaxed) && !this.charge() {
+                        // The rest is read and dropped before the refusal, so that a client still sending
+                        // reads the 503 rather than a connection reset under its feet.
+                        this.over_budget = true;
+                        continue;
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -232,6 +255,11 @@ pub async fn meter(State(server): State<Shared>, mut request: Request, next: Nex
         let verdict = Verdict::default();
         request.extensions_mut().insert(verdict.clone());
         let arrived = Instant::now();
+        let stated = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         request = request.map(|inner| {
             Body::new(Metered {
                 inner,
@@ -241,6 +269,7 @@ pub async fn meter(State(server): State<Shared>, mut request: Request, next: Nex
                 due: Box::pin(tokio::time::sleep_until(arrived + server.pace.grace)),
                 budget: Arc::clone(&server.reading),
                 held: 0,
+                stated,
                 over_budget: false,
                 drain_limit: server.max_upload as u64,
                 verdict,

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use serde::Deserialize;
-use soundalike::tfrecord::sequence_example::FRAME_LEN;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use soundalike::tfrecord::sequence_example::FRAME_LEN;
 
 use super::errors::ApiError;
 use super::upload::Form;
