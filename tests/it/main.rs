@@ -29,4 +29,5 @@ mod projection;
 mod real_weights;
 mod recommend;
 mod serve;
+mod serve_health;
 mod writers;
