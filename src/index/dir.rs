@@ -34,9 +34,12 @@ pub fn holds_index(dir: &Path) -> bool {
 }
 
 /// Refuses, with one line naming what is in the way, to let a rebuild replace `dir` unless it is missing, an
-/// empty directory, or a soundalike index (of any format version: its settings say so) holding nothing but its
-/// own files. A folder that merely holds a file named `data.mdb`, or an index with the user's notes beside its
-/// files, is the user's, and a rebuild would delete it.
+/// empty directory, or a soundalike index holding nothing but its own files. An index is known for ours by its
+/// data file's table names, read without mapping the file (see [`store::names_our_tables`]: so a damaged or
+/// cut-short index, which the errors tell the user to rebuild, is rebuilt rather than refused), or else by its
+/// settings naming a format version (any version). A folder that merely holds a file named `data.mdb`, another
+/// program's LMDB environment, or an index with the user's notes beside its files, is the user's, and a rebuild
+/// would delete it.
 pub fn check_replaceable(dir: &Path) -> Result<()> {
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(meta) => meta,
@@ -85,9 +88,13 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
     let has = |own: &str| names.iter().any(|(n, f, _)| n == own && *f);
     // Why `data.mdb` is not a soundalike index's; `None` when it is one.
     let not_ours = if has(OWN_FILES[0]) {
-        store::recorded_format_version(dir)
-            .err()
-            .map(|why| format!("{why:#}"))
+        if store::names_our_tables(&dir.join(OWN_FILES[0])) {
+            None
+        } else {
+            store::recorded_format_version(dir)
+                .err()
+                .map(|why| format!("{why:#}"))
+        }
     } else {
         Some("no data.mdb".to_string())
     };
@@ -120,10 +127,37 @@ pub fn check_replaceable(dir: &Path) -> Result<()> {
             dir.display()
         );
     }
+    // Nothing but what an index holds, none of it known for ours (an index damaged past its table names): the
+    // user may know better, and is told how to go ahead.
+    let only_own = names
+        .iter()
+        .all(|(n, f, _)| *f && OWN_FILES.contains(&n.as_str()));
+    let how = if only_own {
+        format!(
+            " (if it is an index you built, delete its files with `rm -f {} {}` and run `soundalike index` \
+             again)",
+            shell_word(&dir.join(OWN_FILES[0])),
+            shell_word(&dir.join(OWN_FILES[1]))
+        )
+    } else {
+        String::new()
+    };
     bail!(
-        "{} is not a soundalike index: it holds {listed}; refusing to replace it",
+        "{} is not a soundalike index: it holds {listed}; refusing to replace it{how}",
         dir.display()
     );
+}
+
+/// `path` as one word of a POSIX shell's command line: as it is when it holds only characters no shell treats
+/// specially, else in single quotes (a quote within written `'\''`).
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// Deletes an old index: its own files, then the directory, which is then empty unless someone put a file there

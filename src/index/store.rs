@@ -287,8 +287,9 @@ fn shared_env(
     dir: &Path,
     existing: u64,
     input: Option<u64>,
-    write: bool,
+    access: Access,
 ) -> Result<Arc<SharedEnv>> {
+    let write = access == Access::Write;
     use std::os::unix::fs::MetadataExt;
     let key = std::fs::canonicalize(dir)
         .with_context(|| format!("cannot open index {}", dir.display()))?;
@@ -321,7 +322,7 @@ fn shared_env(
     } else {
         file_mappings(&data_path).unwrap_or_default()
     };
-    let env = open_env(dir, existing, input, write)?;
+    let env = open_env(dir, existing, input, access)?;
     // Readers only: in a write transaction, the pages it has changed live in LMDB's own heap memory, not in the
     // map, so their values would all look out of bounds; an append checks the whole index (overflow pages
     // included) before it writes instead.
@@ -344,7 +345,26 @@ fn shared_env(
     Ok(env)
 }
 
-fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Result<Env> {
+/// How an environment is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// To write, with room for an append.
+    Write,
+    /// To read, registered in LMDB's lock file as every reader is (unless it may not write it, see
+    /// [`shared_read_only`]).
+    Read,
+    /// To read without the lock file: a check of an index another process may have open, which must neither
+    /// change that process's lock table nor be misled by it. LMDB's readers take the last commit's number from
+    /// the lock file, and a data file moved in under a lock file left from the one before would be read at a
+    /// commit of its own that the number happens to name, or at one whose pages were since reused. Without it,
+    /// LMDB reads the newest commit the data file's own header names. The cost is the one said at
+    /// `shared_read_only`: an append committing meanwhile could reuse pages under the check, which then fails
+    /// and is made again when the file next changes.
+    Check,
+}
+
+fn open_env(dir: &Path, existing: u64, input: Option<u64>, access: Access) -> Result<Env> {
+    let write = access == Access::Write;
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
         .map_size(map_size(existing, input))
@@ -359,7 +379,7 @@ fn open_env(dir: &Path, existing: u64, input: Option<u64>, write: bool) -> Resul
     unsafe {
         if !write {
             let mut flags = heed::EnvFlags::READ_ONLY;
-            if shared_read_only(dir) {
+            if access == Access::Check || shared_read_only(dir) {
                 flags |= heed::EnvFlags::NO_LOCK;
             }
             options.flags(flags);
@@ -456,7 +476,7 @@ fn apply_umask(dir: &Path) -> Result<()> {
 impl Store {
     /// Creates the tables in a new, empty directory, with room for `input` bytes of clips (see [`map_size`]).
     pub fn create(dir: &Path, input: Option<u64>) -> Result<Store> {
-        let env = shared_env(dir, 0, input, true)?;
+        let env = shared_env(dir, 0, input, Access::Write)?;
         apply_umask(dir)?;
         let wtxn = env.write_txn()?;
         let (tables, frames) = env
@@ -496,18 +516,23 @@ impl Store {
     /// Opens an existing index for reading, with clear errors for a missing directory, a directory that is not
     /// an index, and an index of another format version.
     pub fn open(dir: &Path) -> Result<(Store, Settings)> {
-        Self::open_env_and_tables(dir, Some(0), false)
+        Self::open_env_and_tables(dir, Some(0), Access::Read)
+    }
+
+    /// Opens an existing index for a check that leaves its lock file alone (see [`Access::Check`]).
+    pub fn open_to_check(dir: &Path) -> Result<(Store, Settings)> {
+        Self::open_env_and_tables(dir, Some(0), Access::Check)
     }
 
     /// Opens an existing index with room for `input` more bytes of clips (see [`map_size`]).
     pub fn open_with_room(dir: &Path, input: Option<u64>) -> Result<(Store, Settings)> {
-        Self::open_env_and_tables(dir, input, true)
+        Self::open_env_and_tables(dir, input, Access::Write)
     }
 
     fn open_env_and_tables(
         dir: &Path,
         input: Option<u64>,
-        write: bool,
+        access: Access,
     ) -> Result<(Store, Settings)> {
         if dir.exists() && !dir.is_dir() {
             bail!(
@@ -531,7 +556,7 @@ impl Store {
             Err(_) => bail!("{} is not a soundalike index (no data.mdb)", dir.display()),
         }
         let existing = std::fs::metadata(dir.join("data.mdb")).map_or(0, |m| m.len());
-        let env = shared_env(dir, existing, input, write)?;
+        let env = shared_env(dir, existing, input, access)?;
         check_not_cut_short(&env, dir, existing)?;
         let rtxn = env.read_txn()?;
         let (opened, frames) = env
@@ -1300,7 +1325,7 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
         // This process has the index open already (a library host rebuilding the index it reads): heed hands
         // out that environment to the same options a reader used.
         Err(heed::Error::EnvAlreadyOpened) => {
-            let shared = shared_env(dir, size, Some(0), false)?;
+            let shared = shared_env(dir, size, Some(0), Access::Read)?;
             Env::clone(&shared)
         }
         opened => opened?,
@@ -1327,6 +1352,126 @@ pub fn recorded_format_version(dir: &Path) -> Result<u64> {
         .ok()
         .and_then(|v| v["format_version"].as_u64())
         .ok_or_else(|| anyhow!("its settings name no format version"))
+}
+
+/// Whether the data file `data` names exactly soundalike's tables, read from the file with plain reads, never
+/// through a memory map, so that a file cut short or damaged answers without faulting: what tells a damaged
+/// index, whose settings cannot be read, from another program's LMDB environment. LMDB keeps the names of an
+/// environment's tables as the keys of its main database, whose root page each of the two meta pages at the
+/// start of the file names; the root of ours is one leaf (nine keys). Every index since format version 4 holds
+/// the eight [`TABLES`] and [`FRAMES_TABLE`], created in its first commit. The root is written again at every
+/// commit, near the end of the file (page 705 of the fixture index's 707), so a partial copy lacks it; earlier
+/// commits' copies of it are left in pages since freed, which a page-by-page pass over the file finds.
+pub fn names_our_tables(data: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    // LMDB's layout on a 64-bit build (mdb.c): a page header of 16 bytes (page number 8, padding 2, flags 2,
+    // then a leaf's lower and upper bounds of free space, 2 each), then on a meta page MDB_meta: magic 4,
+    // version 4, address 8, map size 8, the free list's MDB_db (48 bytes; its first 4 the page size) and the
+    // main database's (its root at byte 40).
+    const HEADER: usize = 16;
+    const MAGIC: u32 = 0xBEEF_C0DE;
+    const MAIN_DB: usize = HEADER + 24 + 48;
+    const P_LEAF: u16 = 0x02;
+    const P_META: u16 = 0x08;
+    let Ok(file) = std::fs::File::open(data) else {
+        return false;
+    };
+    let read = |at: u64, len: usize| -> Option<Vec<u8>> {
+        let mut bytes = vec![0; len];
+        file.read_exact_at(&mut bytes, at).ok()?;
+        Some(bytes)
+    };
+    // Each meta page's (main root, page size); the second lies one page in.
+    let meta = |at: u64| -> Option<(u64, u64)> {
+        let page = read(at, MAIN_DB + 48)?;
+        if page_u16(&page, 10)? & P_META == 0 || page_u32(&page, HEADER)? != MAGIC {
+            return None;
+        }
+        let size = u64::from(page_u32(&page, HEADER + 24)?);
+        let root = page_u64(&page, MAIN_DB + 40)?;
+        (size.is_power_of_two() && size >= 512).then_some((root, size))
+    };
+    let first = meta(0);
+    let size = first.map_or(env_page_size(), |(_, size)| size);
+    let Ok(page_len) = usize::try_from(size) else {
+        return false;
+    };
+    let mut ours: Vec<&[u8]> = TABLES
+        .iter()
+        .chain([&FRAMES_TABLE])
+        .map(|n| n.as_bytes())
+        .collect();
+    ours.sort_unstable();
+    // Whether `page`, page number `number`, is a leaf whose keys are our tables' names.
+    let names_ours = |page: &[u8], number: u64| -> bool {
+        let keys = || -> Option<Vec<&[u8]>> {
+            if page_u64(page, 0)? != number || page_u16(page, 10)? & P_LEAF == 0 {
+                return None;
+            }
+            let count = usize::from(page_u16(page, 12)?).checked_sub(HEADER)? / 2;
+            if count != ours.len() {
+                return None;
+            }
+            (0..count)
+                .map(|i| {
+                    // A node: data size 4, flags 2, key size 2, then the key.
+                    let at = usize::from(page_u16(page, HEADER + 2 * i)?);
+                    let key_len = usize::from(page_u16(page, at + 6)?);
+                    page.get(at + 8..at + 8 + key_len)
+                })
+                .collect()
+        };
+        keys().is_some_and(|mut keys| {
+            keys.sort_unstable();
+            keys == ours
+        })
+    };
+    let metas = [first, meta(size)];
+    if metas.into_iter().flatten().any(|(root, size)| {
+        root.checked_mul(size)
+            .and_then(|at| read(at, page_len))
+            .is_some_and(|page| names_ours(&page, root))
+    }) {
+        return true;
+    }
+    // Neither root is in the file (a partial copy) or reads as ours: a copy of it from an earlier commit, in a
+    // file that is LMDB's at least.
+    if metas.iter().all(Option::is_none) {
+        return false;
+    }
+    let chunk = page_len * 256;
+    let mut buffer = vec![0; chunk];
+    let mut at = 0u64;
+    loop {
+        let got = match file.read_at(&mut buffer, at) {
+            Ok(0) | Err(_) => return false,
+            Ok(got) => got,
+        };
+        for (i, page) in buffer[..got].chunks_exact(page_len).enumerate() {
+            if names_ours(page, at / size + i as u64) {
+                return true;
+            }
+        }
+        // A short read ends on a page boundary only by chance: read on from the last whole page.
+        let whole = got - got % page_len;
+        if whole == 0 {
+            return false;
+        }
+        at += whole as u64;
+    }
+}
+
+/// The integer at `at` in an LMDB page, in the machine's byte order (LMDB writes its pages in it).
+fn page_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(*bytes.get(at..)?.first_chunk()?))
+}
+
+fn page_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(*bytes.get(at..)?.first_chunk()?))
+}
+
+fn page_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(*bytes.get(at..)?.first_chunk()?))
 }
 
 /// Runs `$body` with `$d` bound to the arroy distance type of `$metric`.

@@ -29,5 +29,6 @@ mod projection;
 mod real_weights;
 mod recommend;
 mod serve;
+mod serve_health;
 mod serve_network;
 mod writers;

@@ -512,12 +512,17 @@ fn a_rebuild_replaces_only_a_soundalike_index_and_nothing_else() {
     rebuild(&parts, &dir).assert_ok();
     assert_eq!(clip_count(&dir), 30);
 
-    // A partial copy of an index: its settings cannot be read, so it is not known to be ours.
+    // A partial copy of an index: its settings cannot be read, but its data file names soundalike's tables, so
+    // it is ours, and rebuilt (the errors say to rebuild it). One cut so short that nothing shows it is ours is
+    // refused, saying how to go ahead (serve_health::index_rebuilds_over_a_damaged_index_...).
     let cut = parts.temp.path().join("cut.idx");
     std::fs::create_dir(&cut).unwrap();
     let data = std::fs::read(dir.join("data.mdb")).unwrap();
     std::fs::write(cut.join("data.mdb"), &data[..data.len() / 2]).unwrap();
-    assert_rebuild_refused(&parts, &cut, &["data.mdb", "cut short"]);
+    rebuild(&parts, &cut).assert_ok();
+    assert_eq!(clip_count(&cut), 30);
+    std::fs::write(cut.join("data.mdb"), &data[..8192]).unwrap();
+    assert_rebuild_refused(&parts, &cut, &["data.mdb", "cut short", "rm -f "]);
 
     // A file where the index would go.
     let file = parts.temp.path().join("file.idx");

@@ -163,7 +163,8 @@ const RECOMMEND_EXAMPLES: &str = "Examples:
 
 const INFO_EXAMPLES: &str = "Examples:
   soundalike info --index music.idx
-  soundalike info --index music.idx --json";
+  soundalike info --index music.idx --json
+  soundalike info --index music.idx --check";
 
 const EVALUATE_EXAMPLES: &str = "Examples:
   soundalike evaluate --index music.idx
@@ -525,6 +526,14 @@ pub struct InfoArgs {
     #[command(flatten)]
     pub json: Json,
 
+    /// Also read what a question reads, and fail (exit 1) naming the damage if it cannot be read.
+    ///
+    /// Every table a question maps (each block against the data file), the first clip's record and one
+    /// question by its id; the index is opened without its lock file, so the check changes nothing. `serve`
+    /// runs it on a replaced index before it answers from it.
+    #[arg(long)]
+    pub check: bool,
+
     /// Accepted for scripts that pass -q to every subcommand.
     ///
     /// `info` writes nothing to stderr but errors.
@@ -764,7 +773,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet: args.quiet.quiet,
             })
         }
-        Command::Info(args) => info::run(&args.index.index, args.json.json),
+        Command::Info(args) => info::run(&args.index.index, args.json.json, args.check),
         Command::Serve(args) => serve::run(serve::ServeArgs {
             dir: args.index.index,
             listen: args.listen,

@@ -6,9 +6,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use soundalike::{Index, Info, labels};
 
-pub fn run(dir: &Path, as_json: bool) -> Result<()> {
+/// `check`: read what a question reads first (`Index::check_dir`), and fail if it cannot be read.
+pub fn run(dir: &Path, as_json: bool, check: bool) -> Result<()> {
     crate::bus_error::report_for(dir);
-    let info = Index::open(dir)?.info()?;
+    let info = if check {
+        Index::check_dir(dir)?
+    } else {
+        Index::open(dir)?.info()?
+    };
     // Written, not printed: println! panics when stdout is closed (`info | true`) or full; an error here ends
     // the run quietly (a closed pipe) or with one `error:` line.
     let mut out = io::BufWriter::new(io::stdout().lock());

@@ -195,15 +195,19 @@ async fn labels() -> Json<Value> {
     Json(Value::Array(all))
 }
 
-/// `GET /healthz`: 200 while the index answers, 503 when it cannot be read.
+/// `GET /healthz`: 200 once the index has answered a question (the first clip's record and one search, through
+/// the paths every question takes: `Index::check`), 503 with the reason when it cannot. `refused`: why a
+/// data file swapped into the index's directory is not answered from (the one before still is).
 async fn health(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
     let clips = server
-        .with_index(|index| index.len())
+        .with_index(|index| index.check())
         .await
         .map_err(|e| ApiError::unavailable(e.message))?;
-    Ok(Json(
-        json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()}),
-    ))
+    let mut answer = json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()});
+    if let Some(why) = server.index.refused() {
+        answer["refused"] = why.into();
+    }
+    Ok(Json(answer))
 }
 
 async fn openapi() -> impl IntoResponse {
