@@ -205,7 +205,7 @@ async fn health(State(server): State<Shared>) -> Result<Json<Value>, ApiError> {
         .map_err(|e| ApiError::unavailable(e.message))?;
     let mut answer = json!({"status": "ok", "clips": clips, "audio": server.embedding.is_ok()});
     if let Some(why) = server.index.refused() {
-        answer["refused"] = why.into();
+        answer["refused"] = server.without_paths(&why).into();
     }
     Ok(Json(answer))
 }

@@ -132,6 +132,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let signals = signals().context("cannot receive SIGINT, SIGTERM and SIGHUP")?;
         say!("listening on http://{address}");
         let quiet = args.quiet;
+        // A damaged index still serves (its `/healthz` says 503 and why), but its operator hears of it now.
+        if let Err(why) = server.index.with(|index| index.check())
+            && !quiet
+        {
+            say!(
+                "warning: the index cannot answer: {}",
+                server.without_paths(&why.message)
+            );
+        }
         if let Err(why) = &server.embedding
             && !quiet
         {
