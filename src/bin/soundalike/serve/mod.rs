@@ -136,10 +136,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if let Err(why) = server.index.with(|index| index.check())
             && !quiet
         {
-            say!(
-                "warning: the index cannot answer: {}",
-                server.without_paths(&why.message)
-            );
+            say!("warning: the index cannot answer: {}", why.message);
         }
         if let Err(why) = &server.embedding
             && !quiet
