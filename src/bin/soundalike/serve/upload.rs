@@ -146,9 +146,9 @@ pub fn decode(upload: &Upload, window: Window) -> Result<Audio, ApiError> {
             DecodeError::NotAudio | DecodeError::Unsupported(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            DecodeError::TooLong { .. } | DecodeError::RateTooLow(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            DecodeError::TooLong { .. }
+            | DecodeError::RateTooLow(_)
+            | DecodeError::RateTooHigh(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, format!("{}: {error}", upload.name))
