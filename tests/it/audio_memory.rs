@@ -141,7 +141,9 @@ fn the_hostile_flac_decodes_to_16_khz_through_the_library() {
         .sum::<f64>()
         / 8.0;
     let middle = (16_384 + 8_192) / 12;
-    assert!((audio.samples[middle] - expected).abs() < 1e-4);
+    // Within the filter's gain at 0 Hz; the neighbouring blocks' means are 0.009 away.
+    let got = audio.samples[middle];
+    assert!((got - expected).abs() < 1e-3, "{got} for {expected}");
     // Refused from its header, before a sample is decoded, when it is longer than allowed.
     let shorter = Window {
         max_seconds: Some(598.0),
