@@ -1,10 +1,15 @@
-//! Audio files to mono samples: symphonia's demuxers and decoders (WAV, FLAC, MP3, Ogg Vorbis), every channel
-//! averaged, in f64.
+//! Audio files to 16 kHz mono samples: symphonia's demuxers and decoders (WAV, FLAC, MP3, Ogg Vorbis), every
+//! channel averaged, in f64, resampled as they are decoded.
 //!
 //! The reference (`vggish_input.wavfile_to_examples`) reads 16-bit PCM and divides by 32768; symphonia converts
 //! i16 to f64 the same way (`s / 32768.0`), so a WAV decodes to exactly the samples the reference sees. Other
 //! sample formats use symphonia's conversion to [-1, 1). Channels are averaged before resampling, as the
 //! reference does (`np.mean(data, axis=1)`).
+//!
+//! Each packet is averaged to mono and handed to a [`Sink`] as it is decoded, never gathered at the file's own
+//! rate: a FLAC of 194 KB can claim 599 s of 8 channels at 192 kHz, 0.9 GB as f64, where the same 599 s at
+//! 16 kHz are 77 MB. [`decode`] and [`decode_bytes`] feed a [`Resampler`], which keeps only the inputs its filter
+//! still reaches and returns, bit for bit, what resampling the whole file at once would.
 
 use std::fs::File;
 use std::path::Path;
@@ -16,17 +21,72 @@ use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
-/// A decoded file: mono samples and their rate.
+use super::SAMPLE_RATE;
+use super::resample::Resampler;
+
+/// Decoded audio: mono samples, their rate, and the length of the stretch of the source they hold.
 #[derive(Debug, Clone)]
 pub struct Audio {
     pub samples: Vec<f64>,
     pub sample_rate: u32,
+    seconds: f64,
 }
 
 impl Audio {
-    /// Length in seconds.
+    /// Audio of `samples` at `sample_rate`.
+    pub fn new(samples: Vec<f64>, sample_rate: u32) -> Audio {
+        let seconds = samples.len() as f64 / f64::from(sample_rate);
+        Audio {
+            samples,
+            sample_rate,
+            seconds,
+        }
+    }
+
+    /// Length in seconds: the source's frames over its own rate. Resampling rounds the count of samples down to
+    /// a whole number at the new rate; the length said (and the clip's end time) does not move with it.
     pub fn seconds(&self) -> f64 {
-        self.samples.len() as f64 / f64::from(self.sample_rate)
+        self.seconds
+    }
+}
+
+/// Where a decode's samples go: each packet's frames inside the window, averaged to mono, as they are decoded.
+pub trait Sink {
+    fn push(&mut self, mono: &[f64]);
+}
+
+/// Resampled to the rate the resampler was made for.
+impl Sink for Resampler {
+    fn push(&mut self, mono: &[f64]) {
+        Resampler::push(self, mono);
+    }
+}
+
+/// Kept at the file's own rate: all of the window, 8 bytes a frame whatever the channels (for a host that
+/// needs the file's own samples and has bounded the window).
+impl Sink for Vec<f64> {
+    fn push(&mut self, mono: &[f64]) {
+        self.extend_from_slice(mono);
+    }
+}
+
+/// Dropped: only the length is wanted.
+impl Sink for () {
+    fn push(&mut self, _: &[f64]) {}
+}
+
+/// What a [`decode_with`] decoded: the sink that took the samples, the file's rate, and the frames of the
+/// window at that rate.
+pub struct Decoded<S> {
+    pub sink: S,
+    pub rate: u32,
+    pub frames: usize,
+}
+
+impl<S> Decoded<S> {
+    /// The window's length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.frames as f64 / f64::from(self.rate)
     }
 }
 
@@ -40,14 +100,20 @@ pub struct Window {
 }
 
 /// The longest stretch of audio decoded when no other limit is given: 20 minutes, more than nearly any song.
-/// Decoded samples take 8 bytes each, and resampling and framing several times that: a file's header can claim
-/// 28 hours in 200 KB (a rate of 1 Hz), or a 6-hour WAV would need about 5 GB, so a file past the limit is
-/// refused, from its header where it states its length, before its samples are held.
+/// A second of audio is held as 16,000 samples of 8 bytes (128 KB) whatever the file's rate and channels, and its
+/// log-mel frames and examples take 0.6 times that again: 20 minutes hold about 250 MB. A file's header can
+/// claim 28 hours in 200 KB, so a file past the limit is refused, from its header where it states its length,
+/// before a sample is decoded.
 pub const DEFAULT_MAX_SECONDS: f64 = 1200.0;
 
 /// The lowest sample rate taken: below it a file is not audio VGGish can hear (its bands reach 7.5 kHz), and a
 /// rate of 1 Hz would stretch 200 KB into a day of 16 kHz samples once resampled.
 pub const MIN_SAMPLE_RATE: u32 = 4000;
+
+/// The highest sample rate taken, the highest any audio interface records at. Resampling's filter reaches
+/// 50 / 16,000 s either side of each output, so its cost grows with the rate: at 768 kHz 4,800 multiplications
+/// a 16 kHz sample, and a header claiming 4 GHz would ask for 27 million.
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
 
 impl Window {
     /// The most seconds of audio decoded.
@@ -101,6 +167,8 @@ pub enum DecodeError {
     /// A sample rate below [`MIN_SAMPLE_RATE`], refused from the header (a rate of 1 Hz would make a short
     /// file hours of audio).
     RateTooLow(u32),
+    /// A sample rate above [`MAX_SAMPLE_RATE`], refused from the header.
+    RateTooHigh(u32),
     /// `--start` is at or past the end of the audio.
     StartPastEnd { start: f64, length: f64 },
     /// More audio than [`Window::max_seconds`] allows: at least `seconds`.
@@ -120,6 +188,10 @@ impl std::fmt::Display for DecodeError {
                 f,
                 "unsupported audio: a sample rate of {rate} Hz (soundalike takes {MIN_SAMPLE_RATE} Hz or more)"
             ),
+            DecodeError::RateTooHigh(rate) => write!(
+                f,
+                "unsupported audio: a sample rate of {rate} Hz (soundalike takes {MAX_SAMPLE_RATE} Hz at most)"
+            ),
             DecodeError::StartPastEnd { start, length } => write!(
                 f,
                 "--start {start} is past the end of the audio ({length:.2} s long)"
@@ -135,20 +207,22 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Refuses a sample rate below [`MIN_SAMPLE_RATE`].
+/// Refuses a sample rate outside [`MIN_SAMPLE_RATE`] to [`MAX_SAMPLE_RATE`].
 fn check_rate(rate: u32) -> Result<(), DecodeError> {
     if rate < MIN_SAMPLE_RATE {
         return Err(DecodeError::RateTooLow(rate));
     }
+    if rate > MAX_SAMPLE_RATE {
+        return Err(DecodeError::RateTooHigh(rate));
+    }
     Ok(())
 }
 
-/// Decodes `path` (or the part of it inside `window`) to mono f64 samples at the file's own rate.
+/// Decodes `path` (or the part of it inside `window`) to mono f64 samples at 16 kHz, VGGish's rate, resampled
+/// as they are decoded (see the module's note): the memory held is the window's seconds at 16 kHz, not at the
+/// file's own rate and channels.
 pub fn decode(path: &Path, window: Window) -> Result<Audio, DecodeError> {
-    let file = File::open(path).map_err(DecodeError::Io)?;
-    // The extension only orders the probe's guesses; the content decides.
-    let extension = path.extension().and_then(|e| e.to_str());
-    decode_source(Box::new(file), extension, window)
+    decode_with(path, window, resampler).map(audio)
 }
 
 /// Decodes audio held in memory, as [`decode`] decodes a file: for a host that must not write what it was
@@ -158,14 +232,42 @@ pub fn decode_bytes<B>(bytes: B, window: Window) -> Result<Audio, DecodeError>
 where
     B: AsRef<[u8]> + Send + Sync + 'static,
 {
-    decode_source(Box::new(std::io::Cursor::new(bytes)), None, window)
+    let source = Box::new(std::io::Cursor::new(bytes));
+    decode_source(source, None, window, resampler).map(audio)
 }
 
-fn decode_source(
+/// Decodes `path` within `window` into the sink `make` returns for the file's sample rate: the same checks and
+/// errors as [`decode`], for a host that wants the samples otherwise (at the file's own rate, or not at all).
+pub fn decode_with<S: Sink>(
+    path: &Path,
+    window: Window,
+    make: impl FnOnce(u32) -> S,
+) -> Result<Decoded<S>, DecodeError> {
+    let file = File::open(path).map_err(DecodeError::Io)?;
+    // The extension only orders the probe's guesses; the content decides.
+    let extension = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), extension, window, make)
+}
+
+fn resampler(rate: u32) -> Resampler {
+    Resampler::new(rate, SAMPLE_RATE)
+}
+
+fn audio(decoded: Decoded<Resampler>) -> Audio {
+    let seconds = decoded.seconds();
+    Audio {
+        samples: decoded.sink.finish(),
+        sample_rate: SAMPLE_RATE,
+        seconds,
+    }
+}
+
+fn decode_source<S: Sink>(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,
     window: Window,
-) -> Result<Audio, DecodeError> {
+    make: impl FnOnce(u32) -> S,
+) -> Result<Decoded<S>, DecodeError> {
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(extension) = extension {
@@ -226,21 +328,24 @@ fn decode_source(
         }
     }
 
+    // One packet's frames averaged to mono; only the window's part of them goes on to the sink, made once the
+    // rate is known (the header's, or the first packet's).
     let mut mono: Vec<f64> = Vec::new();
-    // Samples before `--start` are dropped as they come: a window an hour into a file holds only the window.
-    let mut dropped = 0usize;
     let mut planes: Vec<Vec<f64>> = Vec::new();
-    let mut limit: Option<usize> = None;
+    let mut sink: Option<S> = None;
+    let mut make = Some(make);
+    // Frames decoded from the file's start, those before `--start` included.
+    let mut decoded = 0usize;
     let mut stopped_early = false;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
-            // A stream that stops mid-packet: what came before is kept to say how much there was.
+            // A stream that stops mid-packet: what came before is counted to say how much there was.
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(DecodeError::Truncated(format!(
                     "the stream ends after {:.2} s",
-                    (dropped + mono.len()) as f64 / f64::from(rate.unwrap_or(1).max(1))
+                    decoded as f64 / f64::from(rate.unwrap_or(1).max(1))
                 )));
             }
             Err(SymphoniaError::IoError(e)) => return Err(DecodeError::Io(e)),
@@ -259,34 +364,37 @@ fn decode_source(
             }
             Err(e) => return Err(DecodeError::Truncated(e.to_string())),
         };
-        let spec_rate = buffer.spec().rate();
-        if rate.is_none() {
-            check_rate(spec_rate)?;
-            rate = Some(spec_rate);
-        }
+        let packet_rate = match rate {
+            Some(rate) => rate,
+            None => {
+                let spec_rate = buffer.spec().rate();
+                check_rate(spec_rate)?;
+                rate = Some(spec_rate);
+                spec_rate
+            }
+        };
         buffer.copy_to_vecs_planar::<f64>(&mut planes);
         let channels = planes.len().max(1) as f64;
         let frames = planes.first().map_or(0, Vec::len);
+        mono.clear();
         mono.extend((0..frames).map(|i| planes.iter().map(|p| p[i]).sum::<f64>() / channels));
-        // Stop decoding once past --end: a 10-second window of a long file needs only its start decoded.
-        if limit.is_none() {
-            limit = window.samples(spec_rate).1;
-        }
-        let (first, _) = window.samples(spec_rate);
-        if dropped < first {
-            let drop = (first - dropped).min(mono.len());
-            mono.drain(..drop);
-            dropped += drop;
-        }
-        let decoded = dropped + mono.len();
-        let kept = mono.len() as f64 / f64::from(spec_rate.max(1));
-        if kept > window.max_seconds() && limit.is_none_or(|end| end > decoded) {
+        // Frames before --start are dropped as they come, and those past --end are not kept: a window an hour
+        // into a file holds only the window.
+        let (first, end) = window.samples(packet_rate);
+        let from = first.clamp(decoded, decoded + frames) - decoded;
+        let to = end.map_or(frames, |end| end.clamp(decoded, decoded + frames) - decoded);
+        let sink = sink.get_or_insert_with(|| (make.take().expect("made once"))(packet_rate));
+        sink.push(&mono[from..to.max(from)]);
+        decoded += frames;
+        let kept = decoded.saturating_sub(first) as f64 / f64::from(packet_rate);
+        if kept > window.max_seconds() && end.is_none_or(|end| end > decoded) {
             return Err(DecodeError::TooLong {
                 seconds: kept,
                 max: window.max_seconds(),
             });
         }
-        if limit.is_some_and(|end| decoded >= end) {
+        // Stop decoding once past --end: a 10-second window of a long file needs only its start decoded.
+        if end.is_some_and(|end| decoded >= end) {
             stopped_early = true;
             break;
         }
@@ -301,7 +409,6 @@ fn decode_source(
     };
     // A container that states its length (WAV's data chunk, FLAC's STREAMINFO) and delivered fewer frames was
     // cut short; symphonia's readers end such streams quietly.
-    let decoded = dropped + mono.len();
     if let Some(expected) = expected_frames
         && !stopped_early
         && (decoded as u64) < expected
@@ -321,10 +428,13 @@ fn decode_source(
         });
     }
     let end = end.unwrap_or(decoded).min(decoded);
-    mono.truncate(end.saturating_sub(dropped));
-    mono.drain(..first.saturating_sub(dropped));
-    Ok(Audio {
-        samples: mono,
-        sample_rate,
+    let sink = match sink {
+        Some(sink) => sink,
+        None => (make.take().expect("made once"))(sample_rate),
+    };
+    Ok(Decoded {
+        sink,
+        rate: sample_rate,
+        frames: end.saturating_sub(first),
     })
 }

@@ -3,8 +3,8 @@
 //! It copies the TensorFlow reference step by step, because small departures (another resampler, a symmetric
 //! window, power instead of magnitude) move the 8-bit embeddings that AudioSet's index holds. `resample` brings
 //! any rate to 16 kHz as resampy's `kaiser_best` does, and `logmel` turns 16 kHz audio into 0.96 s examples.
-//! `decode` reads audio files to mono samples; `source` turns a file into its embedding, in-process or through
-//! the MAX `service`.
+//! `decode` reads audio files to 16 kHz mono samples, resampling as it decodes; `source` turns a file into its
+//! embedding, in-process or through the MAX `service`.
 
 pub mod decode;
 pub mod logmel;

@@ -5,14 +5,16 @@
 //!
 //! The service reads 16-bit PCM WAV only, so every input is decoded here first (any format `embed` reads, the
 //! same errors for a bad file) and sent as a mono 16-bit WAV at its own rate; the service resamples it as the
-//! reference does. For a WAV of 16-bit samples this is the file's own samples, channels averaged. Plain HTTP
-//! only: the container serves HTTP, and TLS would add a TLS stack to every build.
+//! reference does. For a WAV of 16-bit samples this is the file's own samples, channels averaged. They are
+//! quantized to 16 bits as they are decoded ([`Pcm16`]), so a file is held at 2 bytes a frame of its window,
+//! as the WAV sent, whatever its channels. Plain HTTP only: the container serves HTTP, and TLS would add a TLS
+//! stack to every build.
 
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::decode::Audio;
+use super::decode::Sink;
 use super::weights::EMBEDDING_LEN;
 
 /// The MAX model's endpoint, added to a URL given without a path.
@@ -85,11 +87,11 @@ impl Service {
         &self.url
     }
 
-    /// The service's 8-bit rows for `audio`. Errors say what went wrong with the service, for the caller to
-    /// prefix with the file's name.
-    pub fn embed(&self, audio: &Audio) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
+    /// The service's 8-bit rows for `audio`, mono samples at `rate`. Errors say what went wrong with the
+    /// service, for the caller to prefix with the file's name.
+    pub fn embed(&self, audio: &Pcm16, rate: u32) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
         let url = &self.url;
-        let body = multipart_wav(&wav_bytes(audio));
+        let body = multipart_wav(audio, rate);
         let mut response = self
             .agent
             .post(url)
@@ -168,10 +170,38 @@ fn service_message(text: &str) -> String {
     }
 }
 
-/// A mono 16-bit PCM WAV of the samples: the format the service reads.
-pub fn wav_bytes(audio: &Audio) -> Vec<u8> {
-    let data_len = audio.samples.len() * 2;
-    let mut wav = Vec::with_capacity(44 + data_len);
+/// Mono samples as 16-bit integers, the service's input.
+#[derive(Debug, Default)]
+pub struct Pcm16(pub Vec<i16>);
+
+impl Pcm16 {
+    pub fn from_samples(samples: &[f64]) -> Pcm16 {
+        let mut pcm = Pcm16::default();
+        pcm.push(samples);
+        pcm
+    }
+}
+
+/// Quantized as decoded: the inverse of decoding's s / 32768, so a 16-bit WAV goes out as it came in.
+impl Sink for Pcm16 {
+    fn push(&mut self, mono: &[f64]) {
+        self.0.extend(
+            mono.iter()
+                .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
+        );
+    }
+}
+
+/// A mono 16-bit PCM WAV of the samples at `rate`: the format the service reads.
+pub fn wav_bytes(audio: &Pcm16, rate: u32) -> Vec<u8> {
+    let mut wav = Vec::with_capacity(44 + audio.0.len() * 2);
+    write_wav(&mut wav, audio, rate);
+    wav
+}
+
+/// Appends [`wav_bytes`] to `wav`.
+fn write_wav(wav: &mut Vec<u8>, audio: &Pcm16, rate: u32) {
+    let data_len = audio.0.len() * 2;
     let mut put = |bytes: &[u8]| wav.extend_from_slice(bytes);
     put(b"RIFF");
     put(&(36 + data_len as u32).to_le_bytes());
@@ -179,30 +209,28 @@ pub fn wav_bytes(audio: &Audio) -> Vec<u8> {
     put(&16u32.to_le_bytes());
     put(&1u16.to_le_bytes()); // PCM
     put(&1u16.to_le_bytes()); // mono
-    put(&audio.sample_rate.to_le_bytes());
-    put(&(audio.sample_rate * 2).to_le_bytes()); // bytes per second
+    put(&rate.to_le_bytes());
+    put(&(rate * 2).to_le_bytes()); // bytes per second
     put(&2u16.to_le_bytes()); // bytes per frame
     put(&16u16.to_le_bytes());
     put(b"data");
     put(&(data_len as u32).to_le_bytes());
-    for &s in &audio.samples {
-        // The inverse of decoding's s / 32768, so a 16-bit WAV goes out as it came in.
-        let v = (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+    for &v in &audio.0 {
         wav.extend_from_slice(&v.to_le_bytes());
     }
-    wav
 }
 
-/// The multipart/form-data body with `wav` as the field `audio`.
-fn multipart_wav(wav: &[u8]) -> Vec<u8> {
+/// The multipart/form-data body with the WAV of `audio` as the field `audio`, written in place: one copy of
+/// the samples beside the decoded ones, not two.
+fn multipart_wav(audio: &Pcm16, rate: u32) -> Vec<u8> {
     let head = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"audio.wav\"\r\n\
          Content-Type: audio/wav\r\n\r\n"
     );
     let tail = format!("\r\n--{BOUNDARY}--\r\n");
-    let mut body = Vec::with_capacity(head.len() + wav.len() + tail.len());
+    let mut body = Vec::with_capacity(head.len() + 44 + audio.0.len() * 2 + tail.len());
     body.extend_from_slice(head.as_bytes());
-    body.extend_from_slice(wav);
+    write_wav(&mut body, audio, rate);
     body.extend_from_slice(tail.as_bytes());
     body
 }
@@ -241,11 +269,8 @@ mod tests {
 
     #[test]
     fn a_wav_is_16_bit_mono_at_the_audios_rate() {
-        let audio = Audio {
-            samples: vec![0.0, 0.5, -1.0, 1.0],
-            sample_rate: 44_100,
-        };
-        let wav = wav_bytes(&audio);
+        let audio = Pcm16::from_samples(&[0.0, 0.5, -1.0, 1.0]);
+        let wav = wav_bytes(&audio, 44_100);
         assert_eq!(wav.len(), 44 + 8);
         assert_eq!(&wav[24..28], &44_100u32.to_le_bytes());
         let samples: Vec<i16> = wav[44..]

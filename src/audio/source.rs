@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 
 use super::decode::{self, Window};
-use super::service::Service;
+use super::service::{Pcm16, Service};
 use super::weights::{self, EMBEDDING_LEN};
 use super::{Embedder, LogMel};
 use crate::error::UsageError;
@@ -113,36 +113,39 @@ impl Located {
 }
 
 /// Decodes `path` within `window` and checks there is enough audio for one example; returns its length in
-/// seconds. Errors name the file. A cheap first pass: decoding is a few percent of embedding's cost.
+/// seconds. Errors name the file. A cheap first pass: the samples are decoded and dropped, neither resampled
+/// nor held, and decoding is a few percent of embedding's cost.
 pub fn check(path: &Path, window: Window) -> Result<f64> {
-    Ok(decode_checked(path, window)?.seconds())
-}
-
-fn decode_checked(path: &Path, window: Window) -> Result<decode::Audio> {
-    let audio = decode::decode(path, window).map_err(|e| {
-        let message = format!("{}: {e}", path.display());
-        // A file that is not there is marked so (a host's FileNotFoundError); every other failure is the
-        // file's content or its reading.
-        match &e {
-            decode::DecodeError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                crate::error::not_found(message)
-            }
-            _ => anyhow!(message),
-        }
-    })?;
-    if let Some(why) = too_short(&audio) {
+    let seconds = decode::decode_with(path, window, |_| ())
+        .map_err(|e| file_error(path, e))?
+        .seconds();
+    if let Some(why) = short(seconds) {
         anyhow::bail!("{}: {why}", path.display());
     }
-    Ok(audio)
+    Ok(seconds)
+}
+
+/// A decoding error as the message a user sees, naming the file.
+fn file_error(path: &Path, error: decode::DecodeError) -> anyhow::Error {
+    let message = format!("{}: {error}", path.display());
+    // A file that is not there is marked so (a host's FileNotFoundError); every other failure is the file's
+    // content or its reading.
+    match &error {
+        decode::DecodeError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            crate::error::not_found(message)
+        }
+        _ => anyhow!(message),
+    }
 }
 
 /// Why `audio` is too short to embed, if it is.
 pub fn too_short(audio: &decode::Audio) -> Option<String> {
-    (audio.seconds() < SHORTEST).then(|| {
-        format!(
-            "{:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)",
-            audio.seconds()
-        )
+    short(audio.seconds())
+}
+
+fn short(seconds: f64) -> Option<String> {
+    (seconds < SHORTEST).then(|| {
+        format!("{seconds:.3} s of audio is shorter than one 0.96 s example (VGGish needs 0.975 s)")
     })
 }
 
@@ -154,16 +157,36 @@ impl Source {
         path: &Path,
         window: Window,
         logmel: &LogMel,
-        done: impl FnMut(usize),
+        mut done: impl FnMut(usize),
     ) -> Result<Embedded> {
-        let audio = decode_checked(path, window)?;
-        self.embed_audio(&audio, window.start.unwrap_or(0.0), logmel, done)
-            .map_err(|e| anyhow!("{}: {e:#}", path.display()))
+        let start = window.start.unwrap_or(0.0);
+        let embedded = match self {
+            Source::Local(_) => {
+                let audio = decode::decode(path, window).map_err(|e| file_error(path, e))?;
+                if let Some(why) = too_short(&audio) {
+                    anyhow::bail!("{}: {why}", path.display());
+                }
+                self.embed_audio(&audio, start, logmel, done)
+            }
+            // The service is sent the file at its own rate and resamples it itself, as the reference does.
+            Source::Service(service) => {
+                let decoded = decode::decode_with(path, window, |_| Pcm16::default())
+                    .map_err(|e| file_error(path, e))?;
+                if let Some(why) = short(decoded.seconds()) {
+                    anyhow::bail!("{}: {why}", path.display());
+                }
+                service.embed(&decoded.sink, decoded.rate).and_then(|rows| {
+                    done(rows.len());
+                    embedded(rows, start, decoded.seconds())
+                })
+            }
+        };
+        embedded.map_err(|e| anyhow!("{}: {e:#}", path.display()))
     }
 
     /// The embedding of audio already decoded (by [`decode::decode_bytes`], for a server that holds an upload in
-    /// memory), which starts `start` seconds into its source. Errors do not name the audio: the caller knows
-    /// what it was.
+    /// memory), which starts `start` seconds into its source; a service is sent it at its rate. Errors do not
+    /// name the audio: the caller knows what it was.
     pub fn embed_audio(
         &self,
         audio: &decode::Audio,
@@ -180,18 +203,24 @@ impl Source {
                 embedder.embed(&examples, done)?
             }
             Source::Service(service) => {
-                let rows = service.embed(audio)?;
+                let rows =
+                    service.embed(&Pcm16::from_samples(&audio.samples), audio.sample_rate)?;
                 done(rows.len());
                 rows
             }
         };
-        if rows.is_empty() {
-            anyhow::bail!("no embedding rows for {:.3} s of audio", audio.seconds());
-        }
-        Ok(Embedded {
-            rows,
-            start,
-            seconds: audio.seconds(),
-        })
+        embedded(rows, start, audio.seconds())
     }
+}
+
+/// The embedding of `seconds` of audio from `start`, refused when it has no rows.
+fn embedded(rows: Vec<[u8; EMBEDDING_LEN]>, start: f64, seconds: f64) -> Result<Embedded> {
+    if rows.is_empty() {
+        anyhow::bail!("no embedding rows for {seconds:.3} s of audio");
+    }
+    Ok(Embedded {
+        rows,
+        start,
+        seconds,
+    })
 }

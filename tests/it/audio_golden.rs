@@ -149,10 +149,24 @@ fn fixture_path(name: &str) -> PathBuf {
 #[test]
 fn decoding_a_wav_gives_the_references_samples() {
     let (expected, rate) = read_wav_mono("tone.wav");
-    let audio = decode::decode(&fixture_path("tone.wav"), Window::default()).unwrap();
-    assert_eq!(audio.sample_rate, rate);
+    let native =
+        decode::decode_with(&fixture_path("tone.wav"), Window::default(), |_| Vec::new()).unwrap();
+    assert_eq!(native.rate, rate);
     // Bit for bit: symphonia's i16 to f64 is the reference's / 32768, and the mean is taken the same way.
-    assert_eq!(audio.samples, expected);
+    assert_eq!(native.sink, expected);
+    // Resampled as it is decoded, packet by packet, to what resampling the whole of it gives, bit for bit.
+    let audio = decode::decode(&fixture_path("tone.wav"), Window::default()).unwrap();
+    assert_eq!(audio.sample_rate, 16_000);
+    let whole = resample::resample(&expected, rate, 16_000);
+    assert_eq!(audio.samples.len(), whole.len());
+    assert!(
+        audio
+            .samples
+            .iter()
+            .zip(&whole)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    assert_eq!(audio.seconds(), 5.0);
 }
 
 #[test]

@@ -233,16 +233,26 @@ fn best_correlation(a: &[f64], b: &[f64], max_lag: usize) -> f64 {
         .fold(f64::MIN, f64::max)
 }
 
+/// A file's mono samples within `window` at its own rate, not resampled, and the rate.
+fn decode_native(
+    path: &Path,
+    window: soundalike::audio::decode::Window,
+) -> soundalike::audio::decode::Audio {
+    use soundalike::audio::decode::{Audio, decode_with};
+    let decoded = decode_with(path, window, |_| Vec::new()).unwrap();
+    Audio::new(decoded.sink, decoded.rate)
+}
+
 #[test]
 fn flac_mp3_and_ogg_decode_to_the_wav_they_were_made_from() {
-    use soundalike::audio::decode::{Window, decode};
-    let wav = decode(&audio_fixture("source.wav"), Window::default()).unwrap();
+    use soundalike::audio::decode::Window;
+    let wav = decode_native(&audio_fixture("source.wav"), Window::default());
     assert_eq!((wav.sample_rate, wav.samples.len()), (22_050, 44_100));
-    let flac = decode(&audio_fixture("source.flac"), Window::default()).unwrap();
+    let flac = decode_native(&audio_fixture("source.flac"), Window::default());
     assert_eq!(flac.sample_rate, 22_050);
     assert_eq!(flac.samples, wav.samples, "FLAC is lossless");
     for name in ["source.mp3", "source.ogg"] {
-        let lossy = decode(&audio_fixture(name), Window::default()).unwrap();
+        let lossy = decode_native(&audio_fixture(name), Window::default());
         assert_eq!(lossy.sample_rate, 22_050, "{name}");
         let length = lossy.samples.len() as f64 / 22_050.0;
         // Within one MP3 granule pair of padding either way.
@@ -256,23 +266,36 @@ fn flac_mp3_and_ogg_decode_to_the_wav_they_were_made_from() {
 #[test]
 fn a_window_decodes_only_its_samples() {
     use soundalike::audio::decode::{Window, decode};
-    let whole = decode(&audio_fixture("source.flac"), Window::default()).unwrap();
+    use soundalike::audio::resample::resample;
+    let whole = decode_native(&audio_fixture("source.flac"), Window::default());
     let window = Window {
         start: Some(0.5),
         end: Some(1.25),
         ..Window::default()
     };
-    let part = decode(&audio_fixture("source.flac"), window).unwrap();
+    let part = decode_native(&audio_fixture("source.flac"), window);
     // Seconds to samples by flooring: 11025 to 27562.
     assert_eq!(part.samples, whole.samples[11_025..27_562]);
+    // Resampled as decoded: the window's samples resampled, as if they were all the file held.
+    let resampled = decode(&audio_fixture("source.flac"), window).unwrap();
+    assert_eq!(
+        resampled.samples,
+        resample(&whole.samples[11_025..27_562], 22_050, 16_000)
+    );
+    assert_eq!(resampled.seconds(), (27_562 - 11_025) as f64 / 22_050.0);
     // An --end past the end keeps what there is.
     let tail = Window {
         start: Some(1.5),
         end: Some(9.0),
         ..Window::default()
     };
-    let part = decode(&audio_fixture("source.flac"), tail).unwrap();
+    let part = decode_native(&audio_fixture("source.flac"), tail);
     assert_eq!(part.samples, whole.samples[33_075..]);
+    let resampled = decode(&audio_fixture("source.flac"), tail).unwrap();
+    assert_eq!(
+        resampled.samples,
+        resample(&whole.samples[33_075..], 22_050, 16_000)
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod common;
 
 mod adversarial;
 mod audio_golden;
+mod audio_memory;
 mod audio_query;
 mod audio_weights;
 mod bad_input;

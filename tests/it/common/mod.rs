@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: they drive the built binary on real AudioSet files.
 
 pub mod formula;
+pub mod hostile_audio;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

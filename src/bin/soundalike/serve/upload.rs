@@ -159,9 +159,9 @@ pub fn decode(upload: &Upload, window: Window) -> Result<Audio, ApiError> {
             DecodeError::NotAudio | DecodeError::Unsupported(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            DecodeError::TooLong { .. } | DecodeError::RateTooLow(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            DecodeError::TooLong { .. }
+            | DecodeError::RateTooLow(_)
+            | DecodeError::RateTooHigh(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         // The library's words name the command line's options; a request has fields.
