@@ -518,3 +518,28 @@ fn the_max_metadata_and_swagger_description_are_maxs() {
     assert_eq!(invalid.status, 400, "{}", invalid.body);
     assert_eq!(invalid.json()["status"], "error");
 }
+
+#[test]
+fn an_upload_of_8_channels_at_192_khz_is_held_as_16_khz_mono() {
+    let served = with_weights();
+    // Warm: the network's working memory belongs to the baseline.
+    let wav = tone_wav(5.0, 16_000);
+    let warm = served.post_form("/model/predict", &[("audio", Some("warm.wav"), &wav)]);
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    let dir = tempfile::tempdir().unwrap();
+    let flac = std::fs::read(crate::common::hostile_audio::write_hostile_flac(dir.path())).unwrap();
+    std::fs::write(format!("/proc/{}/clear_refs", served.pid()), "5").unwrap();
+    let (before, _) = memory_mb(&served);
+    let answer = served.post_form("/model/predict", &[("audio", Some("hostile.flac"), &flac)]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let rows = answer.json()["embedding"].as_array().unwrap().len();
+    assert_eq!(rows, 623, "599 s is 623 rows of 0.96 s");
+    let (_, peak) = memory_mb(&served);
+    // A decode holds its seconds of 16 kHz mono (8 bytes a sample) and its frames, about 205 KB a second
+    // (docs/design.md), whatever the file's rate and channels; held at its own rate it was over 900 MB.
+    let bound = 599.0 * 0.205 + 120.0;
+    assert!(
+        peak - before < bound,
+        "peak {peak:.0} MB over {before:.0} MB before the upload; the bound is +{bound:.0} MB"
+    );
+}
