@@ -54,14 +54,18 @@ pub fn bad_argument(message: impl Into<String>) -> PyErr {
     PyValueError::new_err(message.into())
 }
 
-/// Runs `work` with the interpreter's lock released (other Python threads run meanwhile), its error and any
-/// panic turned into exceptions.
+/// Runs `work` on the package's pool ([`crate::pool`]) with the interpreter's lock released (other Python
+/// threads run meanwhile), its error and any panic turned into exceptions.
 pub fn run<T: Send>(
     py: Python<'_>,
     asked: Asked,
     work: impl FnOnce() -> soundalike::Result<T> + Send,
 ) -> PyResult<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+    match py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            crate::pool::install(work).and_then(|done| done)
+        }))
+    }) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(to_py(&error, asked)),
         Err(panic) => Err(internal(panic)),
