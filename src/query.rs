@@ -54,7 +54,7 @@ pub enum Query {
     /// A clip of the index, by its video_id (it is never among its own neighbours).
     Id(String),
     /// An embedding's rows (128 values of 0 to 255 each, one per 0.96 s), used from row `start` on: as many
-    /// rows as the index's clips have frames, or for an index of mean vectors at least one.
+    /// rows as the index's clips have frames (later rows are ignored), for mean vectors as for flat ones.
     Embedding { rows: Vec<Vec<f32>>, start: usize },
 }
 

@@ -21,7 +21,7 @@ use soundalike::clip::ClipRecord;
 use soundalike::ingest::{Ingest, IngestEvent, IngestOptions, Stats};
 use soundalike::labels::LabelSet;
 
-use crate::errors::{Asked, bad_argument, internal, run, to_py};
+use crate::errors::{Asked, bad_argument, internal, run_here, to_py};
 use crate::pool;
 
 /// What the ingest thread sends: clips as JSON lines (whole lines, many at a time), or a warning.
@@ -103,7 +103,7 @@ pub fn read_tfrecords(
         ..IngestOptions::default()
     };
     // Opened here, so that a missing input raises now rather than at the first clip.
-    let ingest = run(py, Asked::Files, || Ingest::open(&inputs))?;
+    let ingest = run_here(py, Asked::Files, || Ingest::open(&inputs))?;
     // A few batches of decoded clips in flight: enough to keep the decoder busy while the notebook reads.
     let (sender, messages) = sync_channel(4);
     let worker = std::thread::Builder::new()

@@ -31,17 +31,21 @@ OPERA = "xtGmrLOsjHk"
 
 def questions(index, ids, embeddings):
     """What a child asks: a batch of ids and one of embeddings, both over 64 queries (the exact scan's groups
-    of 64 then run in parallel), the exact scan and a graph walk for one clip, and the index's length."""
+    of 64 then run in parallel, on the package's pool), and what runs on the calling thread: the exact scan, a
+    graph walk and an embedding for one clip, the index's length and its info."""
     batch_ids, batch_scores = index.recommend_batch(ids, k=10)
     rows_ids, rows_scores = index.recommend_batch(embeddings, k=5, exact=True)
-    exact = index.recommend(id=OPERA, k=10, exact=True)
-    walk = index.recommend(id=OPERA, k=10, ef=40)
+    hits = {
+        "exact": index.recommend(id=OPERA, k=10, exact=True),
+        "walk": index.recommend(id=OPERA, k=10, ef=40),
+        "embedding": index.recommend(embedding=embeddings[0], k=10),
+    }
     return {
         "batch": (batch_ids.tolist(), batch_scores.tolist()),
         "embeddings": (rows_ids.tolist(), rows_scores.tolist()),
-        "exact": [(hit["video_id"], hit["distance"]) for hit in exact],
-        "walk": [(hit["video_id"], hit["distance"]) for hit in walk],
+        **{name: [(hit["video_id"], hit["distance"]) for hit in found] for name, found in hits.items()},
         "len": len(index),
+        "info": index.info(),
     }
 
 
@@ -101,8 +105,10 @@ def test_a_forked_child_answers_as_its_parent(asked):
     index, ids, embeddings, expected = asked
     assert in_child(lambda: questions(index, ids, embeddings)) == expected
     # And a grandchild, forked from a child that has asked.
-    assert in_child(lambda: [questions(index, ids, embeddings), in_child(lambda: questions(index, ids, embeddings))]) \
-        == [expected, expected]
+    def ask_and_fork_again():
+        return [questions(index, ids, embeddings), in_child(lambda: questions(index, ids, embeddings))]
+
+    assert in_child(ask_and_fork_again) == [expected, expected]
     # The parent goes on answering after its children have come and gone.
     assert questions(index, ids, embeddings) == expected
 
