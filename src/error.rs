@@ -109,7 +109,16 @@ fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
         match error {
             heed::Error::Mdb(mdb) => matches!(
                 mdb,
-                Corrupted | PageNotFound | Invalid | VersionMismatch | BadValSize | BadTxn
+                Corrupted
+                    | PageNotFound
+                    | Invalid
+                    | VersionMismatch
+                    | BadValSize
+                    | BadTxn
+                    // A B-tree deeper than LMDB ever makes one, and a table whose flags are not its own: what
+                    // overwritten pages read as (a reader never changes a table).
+                    | CursorFull
+                    | Incompatible
             ),
             heed::Error::Decoding(_) => true,
             _ => false,

@@ -12,7 +12,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use anyhow::{Context, anyhow};
 use roaring::RoaringBitmap;
@@ -38,6 +39,8 @@ pub struct Index {
     data_file: Option<(u64, u64)>,
     /// Readers kept between questions (see [`Index::with_reader`]), at most [`KEPT_READERS`].
     kept: Mutex<Vec<Reader>>,
+    /// The process that began the readers in `kept`: in a child forked since, another (see [`Index::adopt`]).
+    kept_by: AtomicU32,
 }
 
 /// The read transactions an [`Index`] keeps open between questions: one per question asked at once, up to
@@ -51,7 +54,7 @@ pub enum Query {
     /// A clip of the index, by its video_id (it is never among its own neighbours).
     Id(String),
     /// An embedding's rows (128 values of 0 to 255 each, one per 0.96 s), used from row `start` on: as many
-    /// rows as the index's clips have frames, or for an index of mean vectors at least one.
+    /// rows as the index's clips have frames (later rows are ignored), for mean vectors as for flat ones.
     Embedding { rows: Vec<Vec<f32>>, start: usize },
 }
 
@@ -203,6 +206,7 @@ impl Index {
             store: Arc::new(store),
             data_file,
             kept: Mutex::new(Vec::new()),
+            kept_by: AtomicU32::new(std::process::id()),
         })
     }
 
@@ -323,6 +327,12 @@ impl Index {
         options: &QueryOptions,
         work: impl FnOnce(&Reader) -> Result<T>,
     ) -> Result<T> {
+        if !self.adopt() {
+            // A forked child whose list another thread holds: this question reads alone.
+            let mut reader = Reader::open(&self.store)?;
+            reader.load(options)?;
+            return work(&reader);
+        }
         // The last commit is read from LMDB's meta page: no transaction, no lock.
         let last = self.store.env.info().last_txn_id;
         let kept = {
@@ -342,6 +352,31 @@ impl Index {
             kept.push(reader);
         }
         answer
+    }
+
+    /// Whether this process may take and keep readers in `kept`: always in the process that opened the index;
+    /// in a child forked from it (a `multiprocessing` worker), once the child has made the list its own.
+    ///
+    /// The parent's readers are then forgotten, neither used nor ended: a read transaction's slot in LMDB's
+    /// reader table lives in the lock file the processes share, so ending the parent's transaction here would
+    /// end it under the parent, whose snapshot an append could then overwrite. The child's own readers begin in
+    /// its copy of the environment, as LMDB's readers of one process do. The list's lock is only tried: a
+    /// thread of the parent may have held it at the fork, and that thread does not exist here to release it.
+    fn adopt(&self) -> bool {
+        let pid = std::process::id();
+        if self.kept_by.load(Ordering::Acquire) == pid {
+            return true;
+        }
+        let mut kept = match self.kept.try_lock() {
+            Ok(kept) => kept,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        if self.kept_by.load(Ordering::Acquire) != pid {
+            kept.drain(..).for_each(std::mem::forget);
+            self.kept_by.store(pid, Ordering::Release);
+        }
+        true
     }
 
     /// The `options.count` nearest clips to `query`, nearest first.
@@ -385,6 +420,17 @@ impl Index {
                 session.recommend_audio(audio, file)
             })
         })
+    }
+}
+
+impl Drop for Index {
+    /// In a forked child that never asked a question, the kept readers are still the parent's: forgotten, not
+    /// ended (see [`Index::adopt`]).
+    fn drop(&mut self) {
+        if *self.kept_by.get_mut() != std::process::id() {
+            let kept = self.kept.get_mut().unwrap_or_else(|p| p.into_inner());
+            kept.drain(..).for_each(std::mem::forget);
+        }
     }
 }
 

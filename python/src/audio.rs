@@ -1,8 +1,9 @@
 //! Audio files to embedding rows, in-process: VGGish's weights are loaded once per process (a second call with
 //! the same files reuses them; 288 MB and about a second to load), or a MAX service is asked.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use pyo3::prelude::*;
 use soundalike::UsageError;
@@ -12,6 +13,7 @@ use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
 
 use crate::convert;
 use crate::errors::{Asked, run};
+use crate::pool::PerProcess;
 
 /// Where the embedding comes from and which stretch of the file: the keyword arguments `embed` and
 /// `Index.recommend(audio=...)` share.
@@ -33,7 +35,11 @@ enum Loaded {
 }
 
 /// The source loaded last. One, not a cache of many: a process embeds with one set of weights.
-static SOURCE: Mutex<Option<(Loaded, Arc<Source>)>> = Mutex::new(None);
+type Held = Mutex<Option<(Loaded, Arc<Source>)>>;
+
+/// Each process's own lock ([`PerProcess`]): a child forked while a thread of its parent loaded weights
+/// would otherwise find the lock held for ever. A child starts from what its parent had loaded, when it can.
+static SOURCE: PerProcess<Held> = PerProcess::new();
 
 impl AudioArgs {
     /// The keyword arguments as Python passed them: `path` (named `what` in errors), and the weights' and PCA's
@@ -96,9 +102,9 @@ fn source(options: &SourceOptions, warnings: &mut Vec<String>) -> soundalike::Re
     };
     // Held while loading: a second thread asking for the same weights waits for them rather than loading them
     // again. A poisoned lock only means a load panicked; what it holds is still whole.
-    let mut loaded = SOURCE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Ok(held) =
+        SOURCE.get(|parent| Ok::<Held, Infallible>(Mutex::new(parent.and_then(inherited))));
+    let mut loaded = held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((held, source)) = loaded.as_ref()
         && *held == key
     {
@@ -107,4 +113,13 @@ fn source(options: &SourceOptions, warnings: &mut Vec<String>) -> soundalike::Re
     let source = Arc::new(located.load(|warning| warnings.push(warning))?);
     *loaded = Some((key, Arc::clone(&source)));
     Ok(source)
+}
+
+/// What a forked child's parent had loaded, unless the parent's lock was held at the fork.
+fn inherited(parent: &Held) -> Option<(Loaded, Arc<Source>)> {
+    match parent.try_lock() {
+        Ok(loaded) => loaded.clone(),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().clone(),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }

@@ -16,6 +16,7 @@ use soundalike::{BuildOptions, Built, ClipInput, Form, IndexBuilder, Metric, Pro
 
 use crate::convert;
 use crate::errors::{Asked, bad_argument, internal, to_py};
+use crate::pool;
 
 /// Builds an index at `path` from clips, as `soundalike index` does, and returns what it did (a dict: clips,
 /// read, added, replaced, trees, bytes).
@@ -82,16 +83,27 @@ pub fn build_index<'py>(
     };
     let source = Clips::given(clips)?;
     let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    // The build runs on the package's pool; this thread meanwhile looks for Ctrl-C, which only the main thread
+    // sees, and a KeyboardInterrupt stops the reading of the clips at the next one.
     let built = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let builder = IndexBuilder::new(&dir).options(options);
-            let inputs = source.inputs(&failed);
-            if append {
-                builder.append(inputs)
-            } else {
-                builder.rebuild(inputs)
-            }
-        }))
+        pool::install_watched(
+            || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let builder = IndexBuilder::new(&dir).options(options);
+                    let inputs = source.inputs(&failed);
+                    if append {
+                        builder.append(inputs)
+                    } else {
+                        builder.rebuild(inputs)
+                    }
+                }))
+            },
+            || {
+                if let Err(error) = Python::attach(|py| py.check_signals()) {
+                    lock(&failed).get_or_insert(error);
+                }
+            },
+        )
     });
     // The iterable's own exception (a generator that raised, KeyboardInterrupt) is what the caller should see,
     // rather than the build's report of a reader that failed.
@@ -99,8 +111,9 @@ pub fn build_index<'py>(
         return Err(error);
     }
     let built = match built {
-        Ok(result) => result.map_err(|e| to_py(&e, Asked::Files))?,
-        Err(panic) => return Err(internal(panic)),
+        Ok(Ok(result)) => result.map_err(|e| to_py(&e, Asked::Files))?,
+        Ok(Err(panic)) => return Err(internal(panic)),
+        Err(error) => return Err(to_py(&error, Asked::Files)),
     };
     built_dict(py, &built)
 }
@@ -174,10 +187,13 @@ impl ClipLines<'_> {
     /// Takes the next clip from the iterator as a line, or notes that there is none; an exception from the
     /// iterator or a dict that is not a clip is kept for the caller and ends the reading with an error.
     fn refill(&mut self) -> std::io::Result<()> {
+        // A KeyboardInterrupt the calling thread saw (see `build_index`), or the iterable's error: Ctrl-C is
+        // seen between clips, whatever the iterable (a list's iterator runs no Python code that would see it),
+        // and the build then stops and leaves the index as it was.
+        if lock(self.failed).is_some() {
+            return Err(std::io::Error::other("interrupted"));
+        }
         let next = Python::attach(|py| -> PyResult<Option<Vec<u8>>> {
-            // Ctrl-C is seen here, between clips, whatever the iterable (a list's iterator runs no Python code
-            // that would see it): the build then stops and leaves the index as it was.
-            py.check_signals()?;
             let mut iterator = self.iterator.bind(py).clone();
             let Some(item) = iterator.next().transpose()? else {
                 return Ok(None);
@@ -198,7 +214,7 @@ impl ClipLines<'_> {
                 Ok(())
             }
             Err(error) => {
-                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                *lock(self.failed) = Some(error);
                 Err(std::io::Error::other(
                     "the clips' iterable raised an exception",
                 ))
@@ -275,6 +291,12 @@ impl BufRead for ClipLines<'_> {
     fn consume(&mut self, amount: usize) {
         self.at = (self.at + amount).min(self.line.len());
     }
+}
+
+/// The iterable's error, kept for the caller.
+fn lock(failed: &std::sync::Mutex<Option<PyErr>>) -> std::sync::MutexGuard<'_, Option<PyErr>> {
+    // A poisoned lock only means a panic elsewhere; the error it holds is whole.
+    failed.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn built_dict<'py>(py: Python<'py>, built: &Built) -> PyResult<Bound<'py, PyDict>> {

@@ -54,9 +54,25 @@ pub fn bad_argument(message: impl Into<String>) -> PyErr {
     PyValueError::new_err(message.into())
 }
 
-/// Runs `work` with the interpreter's lock released (other Python threads run meanwhile), its error and any
-/// panic turned into exceptions.
+/// Runs `work` on the package's pool ([`crate::pool`]) with the interpreter's lock released (other Python
+/// threads run meanwhile), its error and any panic turned into exceptions. For any work that may run in
+/// parallel: a batch, audio, an ingest.
 pub fn run<T: Send>(
+    py: Python<'_>,
+    asked: Asked,
+    work: impl FnOnce() -> soundalike::Result<T> + Send,
+) -> PyResult<T> {
+    run_here(py, asked, || {
+        crate::pool::install(work).and_then(|done| done)
+    })
+}
+
+/// [`run`] on the calling thread, without the handoff to the pool and back (measured at about 20 µs a call,
+/// a fifth of one question's time): only for what the library does on one thread (opening an index or input
+/// files, an index's length and settings, one question by id or embedding). Parallel work here would start
+/// rayon's global pool, which a forked child inherits without its threads; tests/test_fork.py asks each of
+/// these in a child after its parent has.
+pub fn run_here<T: Send>(
     py: Python<'_>,
     asked: Asked,
     work: impl FnOnce() -> soundalike::Result<T> + Send,

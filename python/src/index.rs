@@ -12,7 +12,7 @@ use soundalike::{Hit, Query};
 
 use crate::audio::AudioArgs;
 use crate::convert::{self, Search};
-use crate::errors::{Asked, bad_argument, exception, run};
+use crate::errors::{Asked, bad_argument, exception, run, run_here};
 
 /// An index made by `soundalike index` or `soundalike.build_index`, opened once.
 ///
@@ -31,7 +31,7 @@ impl PyIndex {
     #[new]
     fn new(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Self> {
         let path = convert::path(path, "path")?;
-        let index = run(py, Asked::Files, || soundalike::Index::open(&path))?;
+        let index = run_here(py, Asked::Files, || soundalike::Index::open(&path))?;
         Ok(PyIndex { index, path })
     }
 
@@ -43,7 +43,7 @@ impl PyIndex {
 
     /// How many clips the index holds.
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let clips = run(py, Asked::Files, || self.index.len())?;
+        let clips = run_here(py, Asked::Files, || self.index.len())?;
         Ok(usize::try_from(clips).unwrap_or(usize::MAX))
     }
 
@@ -58,7 +58,7 @@ impl PyIndex {
     /// The index's settings, size on disk and ten most common labels: the dict `soundalike info --json`
     /// writes (keys "index", "settings", "size_bytes", "top_labels").
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let info = run(py, Asked::Files, || self.index.info())?;
+        let info = run_here(py, Asked::Files, || self.index.info())?;
         // Through Python's own JSON reader: the dict is then exactly what `info --json` parses to.
         py.import("json")?
             .call_method1("loads", (info.to_json().to_string(),))
@@ -153,7 +153,7 @@ impl PyIndex {
                         "start= goes with embedding= (a row) or audio= (seconds)",
                     ));
                 }
-                run(py, Asked::Ids, || {
+                run_here(py, Asked::Ids, || {
                     self.index.recommend(&Query::Id(id), &options)
                 })?
             }
@@ -162,7 +162,7 @@ impl PyIndex {
                     rows: convert::rows(embedding)?,
                     start: start_row(start)?,
                 };
-                run(py, Asked::Files, || self.index.recommend(&query, &options))?
+                run_here(py, Asked::Files, || self.index.recommend(&query, &options))?
             }
             (None, None, None) => one_query_needed()?,
         };

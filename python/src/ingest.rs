@@ -14,13 +14,15 @@ use std::thread::JoinHandle;
 
 use numpy::PyArray2;
 use numpy::ndarray::Array2;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use soundalike::clip::ClipRecord;
 use soundalike::ingest::{Ingest, IngestEvent, IngestOptions, Stats};
 use soundalike::labels::LabelSet;
 
-use crate::errors::{Asked, bad_argument, internal, run, to_py};
+use crate::errors::{Asked, bad_argument, internal, run_here, to_py};
+use crate::pool;
 
 /// What the ingest thread sends: clips as JSON lines (whole lines, many at a time), or a warning.
 enum Message {
@@ -60,6 +62,8 @@ struct Reading {
     pending: Vec<u8>,
     next: usize,
     stats: Option<Stats>,
+    /// The process whose thread the ingest runs on: a process forked since has a copy without that thread.
+    pid: u32,
 }
 
 /// Reads AudioSet embedding TFRecords and yields their music clips as dicts, in input order.
@@ -99,19 +103,23 @@ pub fn read_tfrecords(
         ..IngestOptions::default()
     };
     // Opened here, so that a missing input raises now rather than at the first clip.
-    let ingest = run(py, Asked::Files, || Ingest::open(&inputs))?;
+    let ingest = run_here(py, Asked::Files, || Ingest::open(&inputs))?;
     // A few batches of decoded clips in flight: enough to keep the decoder busy while the notebook reads.
     let (sender, messages) = sync_channel(4);
     let worker = std::thread::Builder::new()
         .name("soundalike-ingest".into())
         .spawn(move || {
             let warnings = sender.clone();
-            ingest.run(&options, &mut ChannelWriter(sender), |event| {
-                if let IngestEvent::Skipped { input, problem } = event {
-                    let _ =
-                        warnings.send(Message::Skipped(format!("{input}: {problem} (skipped)")));
-                }
+            // Decoding in parallel on the package's pool (see crate::pool), not rayon's global one.
+            pool::install(|| {
+                ingest.run(&options, &mut ChannelWriter(sender), |event| {
+                    if let IngestEvent::Skipped { input, problem } = event {
+                        let _ = warnings
+                            .send(Message::Skipped(format!("{input}: {problem} (skipped)")));
+                    }
+                })
             })
+            .and_then(|stats| stats)
         })
         .map_err(|e| bad_argument(format!("cannot start the ingest thread: {e}")))?;
     Ok(ClipReader {
@@ -121,6 +129,7 @@ pub fn read_tfrecords(
             pending: Vec::new(),
             next: 0,
             stats: None,
+            pid: std::process::id(),
         }),
     })
 }
@@ -200,14 +209,25 @@ impl ClipReader {
 impl ClipReader {
     /// The reader's state, or a `ValueError` while another thread is in `__next__` (as a generator says it is
     /// already executing): waiting for it here, holding the interpreter's lock it needs to finish, would hang.
+    /// In a process forked after the reader was made, a `RuntimeError`: the ingest's thread stayed in the
+    /// parent, and waiting here for its clips would wait for ever.
     fn reading(&self) -> PyResult<std::sync::MutexGuard<'_, Reading>> {
-        match self.state.try_lock() {
-            Ok(state) => Ok(state),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(bad_argument(
-                "ClipReader already executing: another thread is reading from it",
-            )),
+        let state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(bad_argument(
+                    "ClipReader already executing: another thread is reading from it",
+                ));
+            }
+        };
+        if state.pid != std::process::id() {
+            return Err(PyRuntimeError::new_err(
+                "this ClipReader was made in the process this one was forked from, where its reading \
+                 thread runs: call soundalike.read_tfrecords in this process",
+            ));
         }
+        Ok(state)
     }
 }
 
@@ -230,6 +250,13 @@ impl Drop for Reading {
     /// Stops the ingest: with the channel closed its next write fails and it ends; it is waited for, so that
     /// no thread outlives the iterator reading files.
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A forked copy: the thread is the parent's (joining it here would wait for one that does not
+            // exist), and so is the channel's other end.
+            std::mem::forget(self.worker.take());
+            std::mem::forget(self.messages.take());
+            return;
+        }
         self.messages = None;
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();

@@ -11,6 +11,7 @@ mod convert;
 mod errors;
 mod index;
 mod ingest;
+mod pool;
 
 use numpy::PyArray2;
 use numpy::ndarray::Array2;

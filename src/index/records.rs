@@ -118,7 +118,7 @@ impl<'t> Records<'t> {
     /// The record of `item`.
     pub fn get(&self, item: u32) -> anyhow::Result<ClipMeta> {
         self.find(item)?
-            .ok_or_else(|| anyhow::anyhow!("index {} has no clip {item}", self.index.display()))
+            .ok_or_else(|| damaged(&self.index, &format!("no clip {item}")))
     }
 
     fn find(&self, item: u32) -> anyhow::Result<Option<ClipMeta>> {

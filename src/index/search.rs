@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
-use crate::error::{UsageError, damaged};
+use crate::error::{UsageError, damaged, in_index};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::entry::{self, Layers};
 use crate::index::graph::{self, Graph, Walk};
@@ -328,7 +328,13 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     fn reader(&mut self) -> Result<&arroy::Reader<'t, D>> {
         if self.reader.is_none() {
             let reader = arroy::Reader::<D>::open(self.rtxn, ARROY_INDEX, self.store.arroy::<D>())
-                .map_err(|e| anyhow!("cannot read index {}: {e}", self.store.dir.display()))?;
+                // arroy's error kept whole: its missing metadata or tree is damage (see `error::in_index`).
+                .map_err(|e| {
+                    in_index(
+                        &self.store.dir,
+                        anyhow::Error::new(e).context("its forest is unreadable"),
+                    )
+                })?;
             self.reader = Some(reader);
         }
         self.reader

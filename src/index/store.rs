@@ -597,17 +597,13 @@ impl Store {
             .settings
             .remap_data_type::<Bytes>()
             .get(rtxn, SETTINGS_KEY)?;
-        let raw = raw
-            .ok_or_else(|| anyhow!("{} is not a soundalike index (no settings)", dir.display()))?;
+        // Its tables are there (they were opened), so it is an index of ours: settings missing or unreadable are
+        // damage, as a damaged table's are.
+        let raw = raw.ok_or_else(|| damaged(dir, "its settings are missing"))?;
         let version = serde_json::from_slice::<serde_json::Value>(raw)
             .ok()
             .and_then(|v| v["format_version"].as_u64())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} is not a soundalike index (unreadable settings)",
-                    dir.display()
-                )
-            })?;
+            .ok_or_else(|| damaged(dir, "its settings are unreadable"))?;
         if !(u64::from(OLDEST_FORMAT_VERSION)..=u64::from(FORMAT_VERSION)).contains(&version) {
             bail!(
                 "index {} has format version {version}; this soundalike reads versions \
@@ -617,7 +613,7 @@ impl Store {
             );
         }
         serde_json::from_slice::<Settings>(raw)
-            .map_err(|e| anyhow!("{} has unreadable settings: {e}", dir.display()))
+            .map_err(|e| damaged(dir, format!("its settings are unreadable: {e}")))
     }
 
     pub fn arroy<D: arroy::Distance>(&self) -> arroy::Database<'static, D> {
@@ -631,7 +627,9 @@ impl Store {
     /// The items carrying a label.
     pub fn label_items(&self, rtxn: &RoTxn, label: u16) -> Result<RoaringBitmap> {
         match self.labels.get(rtxn, &label)? {
-            Some(bytes) => RoaringBitmap::deserialize_from(bytes).context("damaged label table"),
+            Some(bytes) => {
+                RoaringBitmap::deserialize_from(bytes).map_err(|e| self.damaged_labels(e))
+            }
             None => Ok(RoaringBitmap::new()),
         }
     }
@@ -644,11 +642,15 @@ impl Store {
             counts.push((
                 label,
                 RoaringBitmap::deserialize_from(bytes)
-                    .context("damaged label table")?
+                    .map_err(|e| self.damaged_labels(e))?
                     .len(),
             ));
         }
         Ok(counts)
+    }
+
+    fn damaged_labels(&self, error: std::io::Error) -> anyhow::Error {
+        damaged(&self.dir, format!("its label table is unreadable: {error}"))
     }
 
     /// Adds `items` to (or, with `remove`, takes them out of) each label's set.
@@ -660,7 +662,7 @@ impl Store {
         for (&label, (added, removed)) in changes {
             let mut items = match self.labels.get(wtxn, &label)? {
                 Some(bytes) => {
-                    RoaringBitmap::deserialize_from(bytes).context("damaged label table")?
+                    RoaringBitmap::deserialize_from(bytes).map_err(|e| self.damaged_labels(e))?
                 }
                 None => RoaringBitmap::new(),
             };
