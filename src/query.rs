@@ -202,12 +202,17 @@ impl Index {
         // too often.
         let data_file = data_file_id(dir.as_ref());
         let (store, _) = Store::open(dir.as_ref())?;
-        Ok(Index {
+        Ok(Index::of(store, data_file))
+    }
+
+    /// A handle on an opened store, keeping no read transactions yet.
+    fn of(store: Store, data_file: Option<(u64, u64)>) -> Index {
+        Index {
             store: Arc::new(store),
             data_file,
             kept: Mutex::new(Vec::new()),
             kept_by: AtomicU32::new(std::process::id()),
-        })
+        }
     }
 
     /// Checks the index in `dir` as a host should before it answers from it, and says what it holds: its data
@@ -221,11 +226,7 @@ impl Index {
         let dir = dir.as_ref();
         let data_file = data_file_id(dir);
         let (store, _) = Store::open_to_check(dir)?;
-        let index = Index {
-            store: Arc::new(store),
-            data_file,
-            kept: Mutex::new(Vec::new()),
-        };
+        let index = Index::of(store, data_file);
         index.check()?;
         index.info()
     }
