@@ -86,8 +86,11 @@ async fn read_body(server: &Shared, request: Request) -> Result<Form, ApiError> 
     }
 }
 
-/// A JSON body, within `--max-json` and with one of the JSON permits (a large embedding's text and rows are
-/// held while it is parsed and asked), parsed straight into its fields off the async threads.
+/// JSON bodies up to this size need no permit.
+const SMALL_JSON: u64 = 64 * 1024;
+
+/// A JSON body, within `--max-json` and, when large, with one of the JSON permits while it is read and parsed,
+/// parsed straight into its fields off the async threads.
 async fn read_json(server: &Shared, request: Request) -> Result<Form, ApiError> {
     let limit = server.max_json;
     let too_large = || {
@@ -100,16 +103,29 @@ async fn read_json(server: &Shared, request: Request) -> Result<Form, ApiError> 
         )
     };
     upload::check_length(request.headers(), limit).map_err(|_| too_large())?;
-    let Ok(_permit) = server.json_permits.try_acquire() else {
+    // A question by id or a short embedding is a few KB and needs no permit: only large bodies (or ones that
+    // state no length) are counted, as only they make memory.
+    let small = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length <= SMALL_JSON);
+    let permit = if small {
+        None
+    } else {
+        server.json_permits.try_acquire().ok()
+    };
+    if !small && permit.is_none() {
         // Read and dropped, so that a client still sending reads the refusal rather than a broken pipe.
         upload::discard_body(request, limit).await;
         return Err(ApiError {
             retry_after: Some(1),
             ..ApiError::unavailable(
-                "the server is reading as many JSON bodies as it takes at once; try again in 1 s",
+                "the server is reading as many large JSON bodies as it takes at once; try again in 1 s",
             )
         });
-    };
+    }
     let verdict = Verdict::of(&request);
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
