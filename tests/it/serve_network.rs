@@ -25,11 +25,10 @@ impl Raw {
 
     fn error(&self, status: u16) -> String {
         assert_eq!(self.status, status, "{}\n{}", self.head, self.body);
-        let error = self.json()["error"]
+        self.json()["error"]
             .as_str()
             .unwrap_or_else(|| panic!("an error field: {}", self.body))
-            .to_string();
-        error
+            .to_string()
     }
 }
 

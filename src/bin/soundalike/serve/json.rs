@@ -15,11 +15,7 @@ use super::upload::Form;
 /// MAX answer, or any of those as a string), `start`, `k` (numbers or their text), `label` (a string
 /// "Jazz,Blues" or an array of names and indices). Other fields are ignored, as a form's are.
 pub fn form(body: &[u8]) -> Result<Form, ApiError> {
-    if !body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
-    {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad(
             "the body is not a JSON object ({\"id\": ...} or {\"embedding\": [[...]], \"start\": 0})",
         ));
