@@ -241,7 +241,7 @@ where
 pub fn decode_with<S: Sink>(
     path: &Path,
     window: Window,
-    make: impl FnOnce(u32) -> S,
+    make: impl FnMut(u32) -> S,
 ) -> Result<Decoded<S>, DecodeError> {
     let file = File::open(path).map_err(DecodeError::Io)?;
     // The extension only orders the probe's guesses; the content decides.
@@ -266,7 +266,7 @@ fn decode_source<S: Sink>(
     source: Box<dyn MediaSource>,
     extension: Option<&str>,
     window: Window,
-    make: impl FnOnce(u32) -> S,
+    mut make: impl FnMut(u32) -> S,
 ) -> Result<Decoded<S>, DecodeError> {
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
@@ -333,7 +333,6 @@ fn decode_source<S: Sink>(
     let mut mono: Vec<f64> = Vec::new();
     let mut planes: Vec<Vec<f64>> = Vec::new();
     let mut sink: Option<S> = None;
-    let mut make = Some(make);
     // Frames decoded from the file's start, those before `--start` included.
     let mut decoded = 0usize;
     let mut stopped_early = false;
@@ -383,7 +382,7 @@ fn decode_source<S: Sink>(
         let (first, end) = window.samples(packet_rate);
         let from = first.clamp(decoded, decoded + frames) - decoded;
         let to = end.map_or(frames, |end| end.clamp(decoded, decoded + frames) - decoded);
-        let sink = sink.get_or_insert_with(|| (make.take().expect("made once"))(packet_rate));
+        let sink = sink.get_or_insert_with(|| make(packet_rate));
         sink.push(&mono[from..to.max(from)]);
         decoded += frames;
         let kept = decoded.saturating_sub(first) as f64 / f64::from(packet_rate);
@@ -428,10 +427,7 @@ fn decode_source<S: Sink>(
         });
     }
     let end = end.unwrap_or(decoded).min(decoded);
-    let sink = match sink {
-        Some(sink) => sink,
-        None => (make.take().expect("made once"))(sample_rate),
-    };
+    let sink = sink.unwrap_or_else(|| make(sample_rate));
     Ok(Decoded {
         sink,
         rate: sample_rate,

@@ -231,6 +231,14 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> i32 {
     }
 }
 
+/// An HTTP client for a thread of its own that reads error statuses as answers.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// A multipart/form-data body and its content type.
 pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     const BOUNDARY: &str = "soundalike-test-boundary-7Hq2xZ";
@@ -801,10 +809,7 @@ fn a_full_embedding_queue_is_refused_at_once_and_id_queries_do_not_wait() {
             let url = served.url.clone();
             std::thread::spawn(move || {
                 let (content_type, body) = multipart(&[("audio", Some("tone.wav"), &wav)]);
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
+                let agent = client();
                 let sent = Instant::now();
                 let response = agent
                     .post(format!("{url}/model/predict"))
@@ -862,10 +867,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     let url = served.url.clone();
     let upload = std::thread::spawn(move || {
         let (content_type, body) = multipart(&[("audio", Some("tone.wav"), &wav)]);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = client();
         let answer = Served::finish(
             agent
                 .post(format!("{url}/api/recommend"))
@@ -936,10 +938,7 @@ fn a_rebuilt_or_appended_index_is_answered_from_without_a_restart() {
     let early: Value = serde_json::from_str(&first[0]).unwrap();
     let early_id = early["video_id"].as_str().unwrap().to_string();
     let asker = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = client();
         let mut statuses = Vec::new();
         while keep_asking.load(std::sync::atomic::Ordering::SeqCst) {
             let answer = Served::finish(

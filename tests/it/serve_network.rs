@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::serve::{Served, formula_args, multipart, plain, shared_index, tone_wav, with_weights};
+use crate::serve::{
+    Served, client, formula_args, multipart, plain, shared_index, tone_wav, with_weights,
+};
 
 /// A raw answer read off a socket.
 struct Raw {
@@ -307,10 +309,7 @@ fn a_burst_of_chunked_uploads_and_large_json_bodies_stay_within_their_memory_bou
             let url = served.url.clone();
             let question = question.clone();
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
+                let agent = client();
                 Served::finish(
                     agent
                         .post(format!("{url}/api/recommend"))
@@ -350,10 +349,7 @@ fn sighup_finishes_the_upload_in_flight_and_exits_0() {
     let url = served.url.clone();
     let upload = std::thread::spawn(move || {
         let (content_type, body) = multipart(&[("audio", Some("tone.wav"), &wav)]);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = client();
         Served::finish(
             agent
                 .post(format!("{url}/model/predict"))

@@ -105,12 +105,7 @@ async fn read_json(server: &Shared, request: Request) -> Result<Form, ApiError> 
     upload::check_length(request.headers(), limit).map_err(|_| too_large())?;
     // A question by id or a short embedding is a few KB and needs no permit: only large bodies (or ones that
     // state no length) are counted, as only they make memory.
-    let small = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|length| length <= SMALL_JSON);
+    let small = upload::stated_length(request.headers()).is_some_and(|length| length <= SMALL_JSON);
     let permit = if small {
         None
     } else {

@@ -2,7 +2,7 @@
 //! command line checks its options, and its answer from the library. The API and the page both ask through here
 //! and differ only in how they show the answer.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::Embedded;
 use soundalike::{Hit, Query, QueryOptions, clip, labels};
@@ -143,10 +143,7 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
 /// taken when its body has been read ([`embed`]), so a slow upload holds no place while it trickles in.
 /// Small forms (a clip id, a few hundred bytes) and servers without weights pass.
 pub fn refuse_if_full(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
-    let stated = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let stated = upload::stated_length(headers);
     match &server.embedding {
         Ok(pool)
             if stated.is_none_or(|length| length >= SURELY_A_FILE)

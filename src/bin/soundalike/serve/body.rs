@@ -255,11 +255,7 @@ pub async fn meter(State(server): State<Shared>, mut request: Request, next: Nex
         let verdict = Verdict::default();
         request.extensions_mut().insert(verdict.clone());
         let arrived = Instant::now();
-        let stated = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let stated = super::upload::stated_length(request.headers());
         request = request.map(|inner| {
             Body::new(Metered {
                 inner,

@@ -37,13 +37,17 @@ impl Form {
     }
 }
 
-/// Refuses a request whose stated length is past the limit before any of its body is read.
-pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let stated = headers
+/// The body's length as the request states it (`None`: chunked, or not a number).
+pub fn stated_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match stated {
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Refuses a request whose stated length is past the limit before any of its body is read.
+pub fn check_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    match stated_length(headers) {
         Some(length) if length > limit as u64 => Err(too_large(limit)),
         _ => Ok(()),
     }
