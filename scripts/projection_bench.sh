@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The held-out label precision of the projection and the re-rank (issue 13), as in BENCHMARKS.md's
-# "Projection and re-rank" section (scripts/projection_bench.md). Needs the release binary and the real
+# The held-out label precision of the projection and the re-rank (issue 13), as in BENCHMARKS.md's "Label
+# precision" table and docs/bench-log.md's "Projection and re-rank" section. Needs the release binary and the real
 # bal_train split; about a minute on two cores.
 #
 #   bash scripts/projection_bench.sh [AUDIOSET_DIR] [WORK_DIR]

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Id queries against two `soundalike serve` binaries, alternated in one run (BENCHMARKS.md, "serve on the open
-# network"): each round starts each binary in turn on INDEX (no weights), warms it for 3 s, then runs
+# Id queries against two `soundalike serve` binaries, alternated in one run (BENCHMARKS.md, "serve"; docs/bench-log.md,
+# "serve on the open network"): each round starts each binary in turn on INDEX (no weights), warms it for 3 s, then runs
 # `wrk -t1 -c16 --latency -s scripts/serve_ids.lua` for SECONDS, and prints requests/s and the latencies.
 #
 #   scripts/serve_ids_ab.sh BEFORE AFTER INDEX WORKDIR [ROUNDS] [SECONDS]

@@ -1,4 +1,4 @@
-"""`soundalike serve`'s memory under hostile bursts, for BENCHMARKS.md ("serve on the open network", issue 33).
+"""`soundalike serve`'s memory under hostile bursts, for BENCHMARKS.md ("serve"; issue 33).
 
 python3 scripts/serve_memory.py BIN INDEX WEIGHTS PCA WORKDIR [ROUNDS]
 
