@@ -82,10 +82,11 @@ pub fn output_len(n: usize, sr_orig: u32, sr_new: u32) -> usize {
 /// apart in a 6 MB table). The rates' ratio is rational, so the output's position between input samples repeats
 /// every `sr_new / gcd` samples (160 for 44.1 kHz to 16 kHz): the interpolated filter of each of those phases is
 /// computed once, from the exact phase, and every output sample is then two dot products over contiguous
-/// samples. That took a 3.5-minute 44.1 kHz song's resampling from about 4 s of CPU to a few tenths
-/// (BENCHMARKS.md, "Audio in"). The filter and its interpolation are resampy's; the sums are accumulated in four
-/// lanes rather than one, and the phase is exact rather than `t * increment` in floating point, which moves
-/// the output by at most a few 1e-12 (3.5e-12 on the golden signal, whose target is 1e-6).
+/// samples. Computing each phase's filter once, rather than for every output sample, is what keeps resampling
+/// a small share of `embed`'s time (docs/bench-log.md, "Audio in: `embed` against torchvggish", its table of
+/// stages). The filter and its interpolation are resampy's; the sums are accumulated in four lanes rather than
+/// one, and the phase is exact rather than `t * increment` in floating point, which moves the output by at most
+/// a few 1e-12 (3.5e-12 on the golden signal, whose target is 1e-6).
 ///
 /// [`Resampler`] computes the same samples from input given in pieces, holding only the filter's reach of it.
 pub fn resample(x: &[f64], sr_orig: u32, sr_new: u32) -> Vec<f64> {

@@ -6,9 +6,10 @@
 //!
 //! The convolutions run channels-last (as TensorFlow's do): each is our own im2col, which gathers a pixel's 3x3
 //! neighbourhood as nine contiguous runs of channels, then one candle matrix product with the kernel laid out
-//! to match. candle 0.11's own `conv2d` (a tiled im2col over channels-first tensors) spent a quarter of a song's
-//! embedding time gathering; this gathers in a few percent (BENCHMARKS.md, "Audio in"). Channels-last also
-//! makes the final flatten TensorFlow's order with no permute.
+//! to match. candle 0.11's own `conv2d` (a tiled im2col over channels-first tensors) spent a large share of a
+//! song's embedding time gathering, and this one spends a small share (docs/bench-log.md, "Audio in: `embed`
+//! against torchvggish", its table of stages). Channels-last also makes the final flatten TensorFlow's order
+//! with no permute.
 
 use anyhow::{Context, Result, anyhow};
 use candle_core::{D, Device, Module, Tensor};
@@ -19,7 +20,8 @@ use super::logmel::{EXAMPLE_FRAMES, Example, MEL_BANDS};
 use super::weights::{EMBEDDING_LEN, Weights};
 
 /// Examples per forward pass. Large batches amortise the fully connected layers' weight reads (72M parameters,
-/// read once per batch); 32 was the fastest in a trial on 2 cores, and keeps activations under ~300 MB.
+/// read once per batch); 32 was the fastest size in a trial, made before the convolutions took `CONV_CHUNK`
+/// examples at a time. Time a change with `scripts/bench_audio.py` (BENCHMARKS.md, "Audio in: `embed`").
 pub const BATCH: usize = 32;
 
 /// Examples per pass through the convolutions: at 8 the largest buffer (the second layer's im2col, 28 MB) stays

@@ -684,7 +684,8 @@ pub fn locate(
 
 /// For a file named as torch hub names its downloads (`NAME-<first 8 hex digits of its SHA-256>.EXT`), whether
 /// its content has that hash: `Some(actual prefix)` when it does not, `None` when it does or the name holds no
-/// hash. Reads the whole file (0.2 s for the 288 MB weights with the CPU's SHA instructions).
+/// hash. Reads the whole file: with the CPU's SHA instructions that takes less time than loading the weights,
+/// beside which `Located::load` runs it.
 pub fn hash_mismatch(path: &Path) -> Result<Option<(String, String)>> {
     use sha2::{Digest, Sha256};
     let Some(expected) = path

@@ -1,9 +1,10 @@
 //! The vectors as 8-bit codes, one byte per dimension, for the graph walk to compare with.
 //!
 //! Why: a walk compares the query with a few hundred clips scattered over the map, and waiting for their rows
-//! was most of its time (BENCHMARKS.md). A code row is a quarter of a float row (128 bytes: two cache lines
-//! rather than eight), and the walk only needs to tell near from far; the best of the clips it keeps are then
-//! compared again on their exact vectors, so the distances reported (and their order) are exact.
+//! was most of its time (docs/bench-log.md, "Where the time goes (recommend with the graph)"). A code row is a
+//! quarter of a float row (128 bytes: two cache lines rather than eight), and the walk only needs to tell near
+//! from far; the best of the clips it keeps are then compared again on their exact vectors, so the distances
+//! reported (and their order) are exact.
 //!
 //! Each dimension is quantized on its own range over the index's vectors (scalar quantization, as FAISS's
 //! SQ8): value = offset + step x code. Vectors appended later outside that range are clamped to it.

@@ -2,22 +2,23 @@
 //! starts: the upper layers, small neighbour graphs over every 8th clip, every 64th, and so on, walked from the
 //! top down (from a few pivots of the top one) to find the clips nearest the query, as HNSW's upper layers are.
 //!
-//! Why: a walk that starts next to the query's true neighbours needs a breadth of 32 for recall@10 0.95, the
-//! same as hnswlib; one that starts from the nearest of 1,024 pivots needed 64, and spent its breadth crossing
-//! the space (200,000 spread-out clips, 1,000 held out; BENCHMARKS.md, "A new song's query"). Starting from the
-//! exact nearest of every 8th clip did as well as starting from the true nearest; a walk over a graph of every
-//! 8th clip finds those for a fraction of the main walk's cost, and the layer above it finds its start the same
-//! way. Each layer is a stride through the clips, which are laid out in the order of a random-projection tree's
-//! leaves, so it covers every part of the space; node `j` of a layer of stride `s` is clip `j * s`, so a layer
-//! needs no table of which clips it holds.
+//! Why: a walk that starts next to the query's true neighbours reaches about hnswlib's recall at the same
+//! breadth; one that starts from the nearest of 1,024 pivots needed twice the breadth, and spent it crossing the
+//! space (docs/bench-log.md, "A new song's query: upper layers, side by side with hnswlib at 200,000 and
+//! 1,000,000 clips", its "Why the start"). Starting from the exact nearest of every 8th clip did as well as
+//! starting from the true nearest; a walk over a graph of every 8th clip finds those for a fraction of the main
+//! walk's cost, and the layer above it finds its start the same way. Each layer is a stride through the clips,
+//! which are laid out in the order of a random-projection tree's leaves, so it covers every part of the space;
+//! node `j` of a layer of stride `s` is clip `j * s`, so a layer needs no table of which clips it holds.
 //!
 //! Each layer also keeps a copy of its nodes' codes, in node order, and the top layer one of its pivots' (about
 //! 14% of the clips' codes at a million clips). Why: a process that asks one question (`recommend --embedding`)
 //! pays a page fault for every page of the map it reads first, and the upper walks' nodes, 8 and 64 clips
-//! apart, each had a page of the clips' codes to themselves: the pivots and the upper walks were 45% of such a
-//! process's page faults at a million clips (BENCHMARKS.md, "one-shot"). In their own tables the pivots fill 8
-//! pages and the top layer 2 MB. The copies are written from the clips' codes, so a walk over them takes the
-//! same steps as one over the clips' codes would.
+//! apart, each had a page of the clips' codes to themselves: the pivots and the upper walks were the largest
+//! share of such a process's page faults at a million clips (docs/bench-log.md, "The one-shot embedding query at
+//! a million clips, before and after", its "What changed"). In their own tables the pivots fill 8 pages and the
+//! top layer 2 MB. The copies are written from the clips' codes, so a walk over them takes the same steps as one
+//! over the clips' codes would.
 //!
 //! An index without layers (built before them, or too small to need one) starts from the pivots alone; one
 //! with layers but without their codes (built before those) reads the clips' codes.
@@ -38,8 +39,8 @@ pub const DEGREE: usize = 24;
 /// of a layer this small are near enough to its nodes for a walk.
 const TOP_NODES: usize = 16 * 1024;
 /// Nodes of the top layer compared with a query to find where the walks start: every n-th of them. Their codes
-/// are read in place, with no B-tree lookup (the forest's descent was 87% of a held-out query's time at 200,000
-/// clips).
+/// are read in place, with no B-tree lookup: the forest's descent, B-tree lookups for each tree node, was most
+/// of a held-out query's time (docs/bench-log.md, "A new song's query: where the walk starts").
 const PIVOTS: usize = 256;
 /// Clips compared with a query to find where the walk starts in an index without layers: the pivots must then
 /// be near enough to the query for the walk itself.

@@ -2,9 +2,10 @@
 //! AudioSet's music labels, whose probabilities become the dimensions the index compares.
 //!
 //! Why this model: label precision is about sharing a label, and a clip's probabilities of the 149 music labels
-//! say that directly. Fit on half of bal_train's music clips and measured on the other half (BENCHMARKS.md),
-//! the mean of the frames' probabilities reaches label precision@10 0.329 (0.340 with the frame-level re-rank),
-//! against 0.293 for raw VGGish and 0.307 (0.315) for the LDA projection to 32 dimensions this replaced.
+//! say that directly. Fit on half of bal_train's music clips and measured on the other half, the mean of the
+//! frames' probabilities scores a higher label precision@10 than raw VGGish or the LDA projection to 32
+//! dimensions this replaced, with and without the frame-level re-rank (BENCHMARKS.md, "Label precision";
+//! docs/bench-log.md, "Projection and re-rank (issue 13)").
 //!
 //! The fit, one model per label, all solved together: a clip's input is the mean of its de-quantized frames,
 //! standardised (each dimension centred and divided by its spread over the fitting clips); its target is 1
@@ -29,8 +30,8 @@ use crate::tfrecord::sequence_example::FRAME_LEN;
 
 /// Output dimensions: one per music label of the ontology other than "Music" itself.
 pub const DIMENSIONS: usize = 149;
-/// scikit-learn's `C`: measured on the half split (numpy prototype), 0.01 gave 0.320, 0.02 0.326, 0.03 0.330, 0.05 0.331,
-/// 0.1 0.327, 0.3 0.314 (before the re-rank).
+/// scikit-learn's `C`: the best of the values from 0.01 to 0.3 tried on the half split (numpy prototype, before
+/// the re-rank; docs/bench-log.md, "Projection and re-rank (issue 13)"; `scripts/prototypes/`).
 pub const INVERSE_REGULARISATION: f64 = 0.05;
 pub const ITERATIONS: usize = 200;
 /// Clips a label needs, carrying it and not carrying it, to get a model.

@@ -3,7 +3,8 @@
 //!
 //! Why a graph: a forest asks many trees for candidates and compares them all; a walk starts at (or near) the
 //! query and moves only towards closer clips, so it compares a few hundred clips where the trees compare
-//! thousands, and it touches a few pages of the map rather than a B-tree lookup per node (BENCHMARKS.md).
+//! thousands, and it touches a few pages of the map rather than a B-tree lookup per node (docs/bench-log.md,
+//! "Where the time goes (recommend with the trees, 1,000,000 clips; the default before the graph)").
 //!
 //! The lists come from the NN-descent k-nearest-neighbour graph (`nndescent`), pruned as PyNNDescent and
 //! HNSW do: a neighbour is dropped when a nearer kept neighbour is closer to it than the clip is (the path
@@ -21,7 +22,8 @@ use crate::index::rptree;
 use crate::index::scan::{Matrix, PairDistance, pair_distance};
 
 /// Neighbours per clip found by NN-descent, and slots per clip in the stored lists (after pruning, plus the
-/// reverse edges). Chosen by measurement on the spread-out synthetic sets (BENCHMARKS.md).
+/// reverse edges). Chosen by measurement on the spread-out synthetic sets (docs/bench-log.md, "Choosing the
+/// default search").
 pub const NEIGHBOURS: usize = 30;
 pub const DEGREE: usize = 32;
 /// How readily pruning keeps a neighbour: it is dropped only when a kept neighbour is this many times nearer

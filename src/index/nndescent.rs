@@ -279,9 +279,10 @@ impl Heaps {
     ) -> u64 {
         // The updates a block finds are held until they are applied, and in the first rounds most of a
         // clip's ~1,300 pairs are updates (12 bytes each, and each thread copies its share to sort): 16,384
-        // clips a block held hundreds of MB at once. At 200,000 clips, 4,096 took the build's peak RSS from
-        // 1,104 MB to 939 MB, and its time from 69.5 s to 62.6 s. The lists come out the same whatever the
-        // block: an update that fresher lists would filter out here is one they refuse when it is applied.
+        // clips a block held hundreds of MB at once; 4,096 lowered both the build's peak memory and its time
+        // (docs/bench-log.md, "Again, after the joins' blocks and the heap given back"). The lists come out the
+        // same whatever the block: an update that fresher lists would filter out here is one they refuse when
+        // it is applied.
         const BLOCK: usize = 4096;
         let mut changed = 0;
         let count = self.count();

@@ -1,6 +1,7 @@
 //! Clip records (video_id, labels, times) stored in blocks of [`BLOCK_ROWS`] items, like the vectors: a batch
-//! reads ten records per query, and one B-tree lookup each took a quarter of a 100,000-clip batch's time
-//! (BENCHMARKS.md). A reader borrows the blocks from the memory map once and finds a record by arithmetic.
+//! reads ten records per query, and a B-tree lookup per record was a large share of a batch's time
+//! (docs/bench-log.md, "Where the time goes (recommend with the graph)"). A reader borrows the blocks from the
+//! memory map once and finds a record by arithmetic.
 //!
 //! A block is `n` (u32), then the end offset of each of its `n` records (u32 each, from the start of the
 //! payload), then the payload: each record in bincode, item `block * BLOCK_ROWS + i` as record `i`. All

@@ -10,9 +10,10 @@
 use std::borrow::Cow;
 
 /// Candidates re-ranked by default (`recommend --rerank`): on bal_train (fit on one half, measured on the other)
-/// label precision@10 with the default projection is 0.329 without re-ranking, 0.329 at 10 (the order of the
-/// ten alone changes nothing), 0.340 at 20, 0.342 at 30, 0.343 at 50, 0.342 at 100: 20 takes most of the gain
-/// at the least cost (the graph walk's breadth is at least 1.5 times the candidates asked for).
+/// label precision@10 with the default projection does not move at 10 candidates (the order of the ten alone
+/// changes nothing), rises at 20 and hardly moves past it, so 20 takes most of the gain at the least cost
+/// (docs/bench-log.md, "Projection and re-rank (issue 13)", its "Re-rank depth"). The graph walk's breadth is at
+/// least 1.5 times the candidates asked for.
 pub const DEFAULT_RERANK: usize = 20;
 
 /// Every clip's frame codes, borrowed from the memory map: `frames x dimensions` bytes per clip.
@@ -97,8 +98,8 @@ fn dot_portable(a: &[i8], b: &[i8]) -> i32 {
 }
 
 /// SSE2 (every x86-64 CPU has it): bytes widened to 16 bits, multiplied and added in pairs (`pmaddwd`), 16 bytes
-/// at a time. Without it the compiler multiplied in 32-bit lanes, which SSE2 lacks: 2.4 us a candidate
-/// at 10 x 10 frames of 32 dimensions, against about 0.3 us here.
+/// at a time. Without it the compiler multiplied in 32-bit lanes, which SSE2 lacks, several times more slowly
+/// (this code's cost a candidate: docs/bench-log.md, "Projection and re-rank (issue 13)").
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use std::arch::x86_64::*;

@@ -1,5 +1,6 @@
 //! The exact scan: every vector against the query, the ground truth for `--exact` and `evaluate`, and at
-//! AudioSet's bal_train size also faster than the trees (BENCHMARKS.md).
+//! AudioSet's bal_train size also faster than the trees (docs/bench-log.md, "index and recommend (real bal_train
+//! music clips)").
 //!
 //! Vectors sit in one contiguous `f32` array, row `i` holding item `i`, already in search form (unit length for
 //! the angular metric, so a distance is one dot product). Distances run in SIMD lanes, with AVX2 and FMA when the
@@ -224,8 +225,9 @@ impl TopK {
 
 /// Each query's dot products with every row of `rows` (`dimensions` floats each), into `out` (one list per
 /// query): the exact scan's tile kernel, with AVX2 and FMA where the CPU has them. A projection applies its
-/// matrix to a clip's frames with it; one frame at a time in scalar code, that was 27% of a build's time and
-/// most of its reading, on one thread.
+/// matrix to a clip's frames with it; one frame at a time in scalar code, that was a large share of a build's
+/// time and most of its reading, on one thread (docs/bench-log.md, "The build at a million clips: where the
+/// time goes, before and after").
 pub fn dot_products(rows: &[f32], dimensions: usize, queries: &[&[f32]], out: &mut [Vec<f32>]) {
     // The dot metric's kernel gives the negated products, a distance.
     let negated = kernel(Metric::Dot);

@@ -1,11 +1,11 @@
 //! The tables a search reads in place (vectors, codes, lists, upper layers, frames, records), mapped from one
 //! read transaction and kept beside it.
 //!
-//! Mapping a table walks its blocks with an LMDB cursor: at 200,000 clips about 200 values a table, some 100 us
-//! for a question by the graph, which itself takes 20 to 30 us. A host asking many questions (the server, a
-//! notebook) keeps the mapped tables with its read transaction between questions (`query::Index`), so that only
-//! the first question on a transaction pays. A searcher takes what the tables hold and maps what they lack for
-//! itself ([`table`]).
+//! Mapping a table walks its blocks with an LMDB cursor, which costs a question by the graph several times the
+//! search itself (docs/bench-log.md, "Id queries again on a quiet machine" and "One call's cost"), and grows
+//! with the index. A host asking many questions (the server, a notebook) keeps the mapped tables with its read
+//! transaction between questions (`query::Index`), so that only the first question on a transaction pays. A
+//! searcher takes what the tables hold and maps what they lack for itself ([`table`]).
 
 use std::borrow::Cow;
 

@@ -129,8 +129,8 @@ impl Output {
     /// power loss: ext4 (with `auto_da_alloc`) flushes a file renamed over another before the rename commits, but
     /// not one renamed to a new name, and XFS does not, so the renamed file could come back empty. Syncing first
     /// makes the result the old file or the whole new one in both cases, as an index's commits are (LMDB syncs
-    /// them). It costs a sixth of a bal_train ingest to a file (0.07 to 0.10 s of 0.5 s for 41 MB on ext4 over
-    /// virtio; scripts/bench_notes.md), which durability is worth.
+    /// them). It costs a modest share of an ingest to a file (docs/bench-log.md, "Where the time goes (ingest)"),
+    /// which durability is worth.
     pub fn finish(self) -> Result<()> {
         match self {
             Output::Stdout(mut writer) => writer.flush().context("cannot write to stdout"),

@@ -56,9 +56,9 @@ pub fn remove_on_interrupt() {
 
 /// Keeps freed blocks of up to 32 MB in the heap for reuse, for the runs that embed audio. By default glibc
 /// gives every freed block over its mmap threshold back to the kernel, and a VGGish forward pass allocates and
-/// frees about a GB in such blocks: the kernel then zeroes fresh pages for every pass, which was a quarter of
-/// the system and user time in a trial (sys 4.5 s of 14 for a 3.5-minute song). Process-wide, so set here by
-/// the program that owns the process, not by the library.
+/// frees about a GB in such blocks: the kernel then zeroes fresh pages for every pass, a large share of an
+/// embedding's time (docs/bench-log.md, "Audio in: `embed` against torchvggish", the page-fault row of its
+/// table). Process-wide, so set here by the program that owns the process, not by the library.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; glibc serialises it with allocation, and the values are
