@@ -1,63 +1,80 @@
 #!/usr/bin/env bash
-# Two builds of soundalike side by side on one machine, in alternating rounds: evaluate's queries per second on
-# a spread-out synthetic index of 100,000 clips (1,000 sampled queries by id, and 1,000 held-out clips asked by
-# their embeddings), and the wall time of `recommend --batch` of every clip id of bal_train on its index. Prints
-# each round and the medians, and the ratio new / old.
+# Two builds of soundalike side by side on one machine, in alternating rounds, on a spread-out synthetic index
+# (`synth --mix 2 --noise 16`, SIZE clips, default 200,000, built once with the defaults by the new binary: both
+# read the same format):
+#
+# - by id: the wall time of `recommend --batch` of 2,000 clip ids of the index (one process, one thread's
+#   session, as a script asks);
+# - held out: the same for the 1,000 clips generated after the indexed ones, asked by their embeddings;
+# - one-shot: the median wall time of 21 `recommend --id` processes, each a whole process (a shell's question).
+#
+# Prints each round and the medians, and the ratio new / old (below 1: the new build is faster). The batches are
+# timed by wall clock around whole processes, so opening the index is in them (a few milliseconds).
 #
 #   scripts/compare_builds.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
 # Needs ../shared/audioset (or $SOUNDALIKE_SHARED/audioset) and target/release/examples/synth (cargo build
-# --release --example synth). Data goes to ${WORK:-target/compare}; the indexes are built once, by the new
-# binary (both read the same format).
+# --release --example synth), unless $WORK already holds synth-index.jsonl and held.jsonl. Data goes to
+# ${WORK:-target/compare}. serve's id queries are scripts/serve_ids_ab.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$(realpath "$1")
 new=$(realpath "$2")
 rounds=${3:-5}
+size=${SIZE:-200000}
 shared=${SOUNDALIKE_SHARED:-../shared}/audioset/real/audioset_v1_embeddings
 work=${WORK:-target/compare}
 mkdir -p "$work"
 
-if [ ! -d "$work/synth.idx" ]; then
-    target/release/examples/synth "$shared/bal_train" "$shared/eval" "$work/synth" 101000 \
+if [ ! -f "$work/synth-index.jsonl" ] || [ ! -f "$work/held.jsonl" ]; then
+    target/release/examples/synth "$shared/bal_train" "$shared/eval" "$work/synth" $((size + 1000)) \
         --music-only --tar --mix 2 --noise 16
     "$new" ingest -q "$work/synth/features.tar.gz" -o "$work/synth.jsonl"
-    # The first 100,000 clips are indexed; the last 1,000 are held out.
-    head -n 100000 "$work/synth.jsonl" > "$work/synth-index.jsonl"
+    head -n "$size" "$work/synth.jsonl" > "$work/synth-index.jsonl"
     tail -n 1000 "$work/synth.jsonl" > "$work/held.jsonl"
+fi
+if [ ! -d "$work/synth.idx" ]; then
     "$new" index -q --index "$work/synth.idx" "$work/synth-index.jsonl"
 fi
-if [ ! -d "$work/bal.idx" ]; then
-    "$new" ingest -q "$shared/bal_train" -o "$work/bal.jsonl"
-    "$new" index -q --index "$work/bal.idx" "$work/bal.jsonl"
+if [ ! -f "$work/ids.txt" ]; then
+    # Every n-th clip's id: spread over the index, the same on every run.
     python3 -c 'import json,sys
-for line in open(sys.argv[1]): print(json.loads(line)["video_id"])' "$work/bal.jsonl" > "$work/bal-ids.txt"
+lines = open(sys.argv[1]).readlines()
+for line in lines[:: max(1, len(lines) // 2000)][:2000]: print(json.loads(line)["video_id"])' \
+        "$work/synth-index.jsonl" > "$work/ids.txt"
 fi
 
-qps() { "$1" evaluate --index "$work/synth.idx" "${@:2}" --json -q | python3 -c 'import json,sys; print(json.load(sys.stdin)["qps"])'; }
-batch() {
+seconds() {
     local start end
     start=$(date +%s.%N)
-    "$1" recommend --index "$work/bal.idx" --batch "$work/bal-ids.txt" --json -q > /dev/null
+    "$@" > /dev/null
     end=$(date +%s.%N)
-    python3 -c "print(round($end - $start, 3))"
+    python3 -c "print(round($end - $start, 4))"
+}
+one_shot() {
+    local times=() id
+    for id in $(head -n 21 "$work/ids.txt"); do
+        times+=("$(seconds "$1" recommend --index "$work/synth.idx" --id "$id" --json -q)")
+    done
+    python3 -c 'import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:]) * 1000, 2))' \
+        "${times[@]}"
 }
 
 declare -A results
 for round in $(seq "$rounds"); do
     for which in old new; do
         bin=${!which}
-        by_id=$(qps "$bin" --queries 1000)
-        held=$(qps "$bin" --queries "$work/held.jsonl")
-        seconds=$(batch "$bin")
-        echo "round $round $which: evaluate by id $by_id q/s, held out $held q/s, batch of bal_train $seconds s"
+        by_id=$(seconds "$bin" recommend --index "$work/synth.idx" --batch "$work/ids.txt" --json -q)
+        held=$(seconds "$bin" recommend --index "$work/synth.idx" --batch "$work/held.jsonl" --json -q)
+        shot=$(one_shot "$bin")
+        echo "round $round $which: by id $by_id s, held out $held s (batches), one-shot $shot ms (median of 21)"
         results[$which-id]+="$by_id "
         results[$which-held]+="$held "
-        results[$which-batch]+="$seconds "
+        results[$which-shot]+="$shot "
     done
 done
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' $1; }
-for key in id held batch; do
+for key in id held shot; do
     o=$(median "${results[old-$key]}")
     n=$(median "${results[new-$key]}")
     echo "median $key: old $o, new $n, new/old $(python3 -c "print(round($n / $o, 3))")"
