@@ -55,11 +55,10 @@ def song():
 def formula_weights():
     path = WORK / "formula.safetensors"
     if not path.exists():
-        env = dict(os.environ, FORMULA_WEIGHTS=str(path))
         subprocess.run(
-            ["cargo", "test", "--release", "--locked", "-q", "--test", "audio_golden", "--",
-             "--ignored", "write_formula_weights"],
-            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+            ["cargo", "run", "--release", "--locked", "-q", "--example", "test_inputs", "--",
+             "formula-weights", str(path)],
+            cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
         )
     return path
 

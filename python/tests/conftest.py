@@ -16,12 +16,26 @@ WAV = FIXTURES / "audio" / "source.wav"
 GOLDEN = FIXTURES / "vggish-golden"
 
 
+def target_dir():
+    """Cargo's target directory, as cargo itself resolves it: `target/` unless CARGO_TARGET_DIR or a
+    configuration file says otherwise, which is common on developers' machines."""
+    metadata = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return Path(json.loads(metadata.stdout)["target_directory"])
+
+
 def cli_path():
     """The release binary `cargo test --release` built (or $SOUNDALIKE_BIN); built here when absent."""
     given = os.environ.get("SOUNDALIKE_BIN")
     if given:
         return Path(given)
-    binary = REPO / "target" / "release" / "soundalike"
+    binary = target_dir() / "release" / "soundalike"
     if not binary.exists():
         subprocess.run(
             ["cargo", "build", "--release", "--locked", "--bin", "soundalike"],
