@@ -31,8 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from cargo_target import target_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "soundalike"
+BIN = target_dir() / "release" / "soundalike"
 
 
 def summary_mb(stderr):
@@ -323,7 +325,7 @@ def synthetic(sources, data_dir, size):
     if not tarball.exists():
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--example", "synth"], cwd=ROOT,
                        check=True)
-        subprocess.run([ROOT / "target/release/examples/synth", *sources, tarball.parent, str(size),
+        subprocess.run([BIN.parent / "examples" / "synth", *sources, tarball.parent, str(size),
                         "--music-only", "--tar", "--mix", "2", "--noise", str(MIX_NOISE)], check=True)
     return tarball
 

@@ -25,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from cargo_target import target_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "soundalike"
+BIN = target_dir() / "release" / "soundalike"
 WORK = ROOT / "target" / "bench-audio"
 SONG_SECONDS = 210.0
 

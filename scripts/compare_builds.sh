@@ -6,7 +6,7 @@
 #
 #   scripts/compare_builds.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
-# Needs ../shared/audioset (or $SOUNDALIKE_SHARED/audioset) and target/release/examples/synth (cargo build
+# Needs ../shared/audioset (or $SOUNDALIKE_SHARED/audioset) and the synth example (cargo build
 # --release --example synth). Data goes to ${WORK:-target/compare}; the indexes are built once, by the new
 # binary (both read the same format).
 set -euo pipefail
@@ -19,7 +19,7 @@ work=${WORK:-target/compare}
 mkdir -p "$work"
 
 if [ ! -d "$work/synth.idx" ]; then
-    target/release/examples/synth "$shared/bal_train" "$shared/eval" "$work/synth" 101000 \
+    "$(python3 scripts/cargo_target.py)/release/examples/synth" "$shared/bal_train" "$shared/eval" "$work/synth" 101000 \
         --music-only --tar --mix 2 --noise 16
     "$new" ingest -q "$work/synth/features.tar.gz" -o "$work/synth.jsonl"
     # The first 100,000 clips are indexed; the last 1,000 are held out.

@@ -4,6 +4,7 @@ ingested and indexed by it, and VGGish's formula weights (fixtures/vggish-golden
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,8 @@ RECORDS = FIXTURES / "audioset_v1_embeddings"
 WAV = FIXTURES / "audio" / "source.wav"
 GOLDEN = FIXTURES / "vggish-golden"
 
-
-def target_dir():
-    """Cargo's target directory, as cargo itself resolves it: `target/` unless CARGO_TARGET_DIR or a
-    configuration file says otherwise, which is common on developers' machines."""
-    metadata = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return Path(json.loads(metadata.stdout)["target_directory"])
+sys.path.insert(0, str(REPO / "scripts"))
+from cargo_target import target_dir  # noqa: E402
 
 
 def cli_path():

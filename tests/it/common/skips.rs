@@ -26,12 +26,15 @@ pub fn skip(need: &str, why: impl Display) {
     // libtest names each test's thread after the test, so no test repeats its own name here.
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
-    let line = format!("skipped: {test}: needs {need} ({why})");
+    let what = format!("{test}: needs {need} ({why})");
     assert!(
         !required(need),
-        "{line}, and SOUNDALIKE_REQUIRE says this machine provides it"
+        "{what}, which SOUNDALIKE_REQUIRE says this machine provides"
     );
-    eprintln!("{line}");
+    let line = format!("skipped: {what}");
+    // Straight to stderr, past libtest's capture (which holds a passing test's output back): a skip is seen in
+    // `cargo test`'s output, not only in the file.
+    let _ = writeln!(std::io::stderr(), "{line}");
     // One short write to a file opened for appending: the lines of tests skipping at once do not interleave.
     let log = skip_log();
     let written = std::fs::OpenOptions::new()
