@@ -241,9 +241,13 @@ fn four_slow_uploads_do_not_stop_a_fifth_from_being_answered() {
         }
         slow
     });
-    // A question answered on a connection made after the four: the server has accepted them, in the order they
-    // came, and reads their heads before the fifth upload comes.
-    served.assert_alive("four slow uploads begun");
+    // A question answered on a new connection made after the four: the server has accepted them, in the order
+    // they came, and reads their heads before the fifth upload comes.
+    let health = exchange(
+        &served,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(health.status, 200, "{}", health.body);
     let fifth = served.post("/model/predict", &content_type, &body);
     assert_eq!(fifth.status, 200, "{}", fifth.body);
     assert_eq!(fifth.json()["status"], "ok");
