@@ -40,10 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from cargo_target import target_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 # --help shows the docstring without its usage paragraph (argparse writes its own).
 DESCRIPTION = "\n\n".join(part for i, part in enumerate(__doc__.split("\n\n")) if i != 1)
-BIN = ROOT / "target" / "release" / "soundalike"
+BIN = target_dir() / "release" / "soundalike"
 
 
 def summary_mb(stderr):
@@ -402,7 +404,7 @@ def synthetic(sources, data_dir, size):
     if not tarball.exists():
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--example", "synth"], cwd=ROOT,
                        check=True)
-        subprocess.run([ROOT / "target/release/examples/synth", *sources, tarball.parent, str(size),
+        subprocess.run([BIN.parent / "examples" / "synth", *sources, tarball.parent, str(size),
                         "--music-only", "--tar", "--mix", "2", "--noise", str(MIX_NOISE)], check=True)
     return tarball
 

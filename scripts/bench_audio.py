@@ -25,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from cargo_target import target_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "soundalike"
+BIN = target_dir() / "release" / "soundalike"
 WORK = ROOT / "target" / "bench-audio"
 SONG_SECONDS = 210.0
 
@@ -55,11 +57,10 @@ def song():
 def formula_weights():
     path = WORK / "formula.safetensors"
     if not path.exists():
-        env = dict(os.environ, FORMULA_WEIGHTS=str(path))
         subprocess.run(
-            ["cargo", "test", "--release", "--locked", "-q", "--test", "audio_golden", "--",
-             "--ignored", "write_formula_weights"],
-            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+            ["cargo", "run", "--release", "--locked", "-q", "--example", "test_inputs", "--",
+             "formula-weights", str(path)],
+            cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
         )
     return path
 

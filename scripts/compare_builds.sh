@@ -13,7 +13,7 @@
 #
 #   scripts/compare_builds.sh OLD_BINARY NEW_BINARY [ROUNDS]
 #
-# Needs ../shared/audioset (or $SOUNDALIKE_SHARED/audioset) and target/release/examples/synth (cargo build
+# Needs ../shared/audioset (or $SOUNDALIKE_SHARED/audioset) and the synth example (cargo build
 # --release --example synth), unless $WORK already holds synth-index.jsonl and held.jsonl. Data goes to
 # ${WORK:-target/compare}. serve's id queries are scripts/serve_ids_ab.sh's.
 set -euo pipefail
@@ -27,7 +27,7 @@ work=${WORK:-target/compare}
 mkdir -p "$work"
 
 if [ ! -f "$work/synth-index.jsonl" ] || [ ! -f "$work/held.jsonl" ]; then
-    target/release/examples/synth "$shared/bal_train" "$shared/eval" "$work/synth" $((size + 1000)) \
+    "$(python3 scripts/cargo_target.py)/release/examples/synth" "$shared/bal_train" "$shared/eval" "$work/synth" $((size + 1000)) \
         --music-only --tar --mix 2 --noise 16
     "$new" ingest -q "$work/synth/features.tar.gz" -o "$work/synth.jsonl"
     head -n "$size" "$work/synth.jsonl" > "$work/synth-index.jsonl"

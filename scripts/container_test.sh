@@ -11,15 +11,15 @@
 # as that plus gcc and this machine's Rust toolchain.
 #
 # Environment: SOUNDALIKE_IMAGE (default localhost/soundalike:test) the tag to build; SOUNDALIKE_TEST_WEIGHTS a
-# VGGish weights file to upload with (default target/tmp/formula.safetensors, the formula weights `cargo test`
-# writes; without it the upload is checked only as the 503 of a server with no weights); KEEP=1 keeps the work
-# directory.
+# VGGish weights file to upload with (default tmp/formula.safetensors in cargo's target directory, the formula
+# weights `cargo test` writes; without it the upload is checked only as the 503 of a server with no weights);
+# KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec < /dev/null
 
 IMAGE=${SOUNDALIKE_IMAGE:-localhost/soundalike:test}
-WEIGHTS=${SOUNDALIKE_TEST_WEIGHTS:-target/tmp/formula.safetensors}
+WEIGHTS=${SOUNDALIKE_TEST_WEIGHTS:-$(python3 scripts/cargo_target.py)/tmp/formula.safetensors}
 BASE=docker.io/library/debian:bookworm-slim
 RUST=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" && $4 == "build" { print $2 }' Dockerfile)
 # crun fails on this kind of machine; runc works.
@@ -195,7 +195,7 @@ EOF
     [ "$(podman inspect -f '{{.State.ExitCode}}' "$c")" = 0 ] || fail "exit code after podman stop"
     ok "podman stop: exit 0"
 else
-    echo "skipped: no weights at $WEIGHTS (cargo test writes target/tmp/formula.safetensors; or set SOUNDALIKE_TEST_WEIGHTS)"
+    echo "skipped: no weights at $WEIGHTS (cargo test writes them; or set SOUNDALIKE_TEST_WEIGHTS)"
 fi
 
 say "all checks passed in $((SECONDS - began)) s"

@@ -13,7 +13,7 @@
 # compiled default (fit on all of bal_train), against the whole of bal_train.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin="$root/target/release/soundalike"
+bin="$(python3 "$root/scripts/cargo_target.py")/release/soundalike"
 data=${1:-$root/../shared/audioset/real/audioset_v1_embeddings}
 work=${2:-$root/target/projection-bench}
 mkdir -p "$work"

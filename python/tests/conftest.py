@@ -4,6 +4,7 @@ ingested and indexed by it, and VGGish's formula weights (fixtures/vggish-golden
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,16 @@ RECORDS = FIXTURES / "audioset_v1_embeddings"
 WAV = FIXTURES / "audio" / "source.wav"
 GOLDEN = FIXTURES / "vggish-golden"
 
+sys.path.insert(0, str(REPO / "scripts"))
+from cargo_target import target_dir  # noqa: E402
+
 
 def cli_path():
     """The release binary `cargo test --release` built (or $SOUNDALIKE_BIN); built here when absent."""
     given = os.environ.get("SOUNDALIKE_BIN")
     if given:
         return Path(given)
-    binary = REPO / "target" / "release" / "soundalike"
+    binary = target_dir() / "release" / "soundalike"
     if not binary.exists():
         subprocess.run(
             ["cargo", "build", "--release", "--locked", "--bin", "soundalike"],

@@ -41,10 +41,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ann_peers import load_clips, option  # noqa: E402
+from cargo_target import target_dir  # noqa: E402
 
 K = 10
-ROOT = Path(__file__).resolve().parents[2]
 HNSW_M, EF_CONSTRUCTION, ANNOY_TREES = 16, 200, 100
 ANNOY_SEARCH_K = (1000, 4000, 16000, 64000)
 
@@ -173,7 +174,7 @@ def soundalike_round(binary, index, held, efs, rerank):
 def main():
     index = option("--index", None, str)
     index_default = option("--index-default", None, str)
-    binary = option("--soundalike", str(ROOT / "target" / "release" / "soundalike"), str)
+    binary = option("--soundalike", str(target_dir() / "release" / "soundalike"), str)
     efs = option("--ef", (16, 24, 32, 48, 64, 96, 128), lambda v: tuple(int(x) for x in v.split(",")))
     rounds = option("--rounds", 3, int)
     peers = option("--peers", tuple(BUILDERS), lambda v: tuple(x for x in v.split(",") if x))

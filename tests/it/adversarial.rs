@@ -210,10 +210,11 @@ fn terminal_escapes_from_input_are_shown_escaped() {
 fn a_silent_embedding_service_times_out() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        // Accept and hold the connection without a word.
+        // Accept and hold the connection without a word until the client has given up.
         let held: Vec<_> = listener.incoming().take(1).collect();
-        std::thread::sleep(std::time::Duration::from_secs(6));
+        let _ = finished.recv();
         drop(held);
     });
     let started = std::time::Instant::now();
@@ -229,6 +230,7 @@ fn a_silent_embedding_service_times_out() {
         .output()
         .unwrap();
     let run = finish(output);
+    drop(done);
     run.assert_error(1, &["127.0.0.1", "did not answer within 2 s"]);
     assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     holder.join().unwrap();
@@ -264,7 +266,10 @@ fn an_interrupted_ingest_marks_its_stream_incomplete() {
     writer
         .write_all(&std::fs::read(fixture_data().join("bal_train/a2.tfrecord")).unwrap())
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Signalled once its handler is in place: before, SIGTERM ends it by the default action, with no marker.
+    wait_until("ingest handles SIGTERM", || {
+        wait::catches_signal(child.id(), libc::SIGTERM)
+    });
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

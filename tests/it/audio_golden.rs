@@ -3,7 +3,7 @@
 //! 1e-4, the raw embedding within 1e-4 relative, the 8-bit embedding equal on at least 99% of values and never off
 //! by more than 1; checked through the library and through the binary's `embed --weights`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common::{self, formula};
 use soundalike::audio::decode::{self, Window};
@@ -413,14 +413,4 @@ fn a_weight_file_whose_name_promises_another_hash_is_warned_about() {
         "{}",
         run.stderr
     );
-}
-
-/// Not a test: writes the formula weights to $FORMULA_WEIGHTS for timing `embed` by hand
-/// (`cargo test --release --test it -- --ignored audio_golden::write_formula_weights`).
-#[test]
-#[ignore]
-fn write_formula_weights() {
-    if let Some(path) = std::env::var_os("FORMULA_WEIGHTS") {
-        formula::write_safetensors(Path::new(&path));
-    }
 }

@@ -176,13 +176,3 @@ fn a_rate_past_the_highest_is_refused_from_the_header() {
         }
     }
 }
-
-/// Not a test: writes the hostile FLAC into $HOSTILE_DIR for measuring `embed` by hand
-/// (`cargo test --release --test it -- --ignored audio_memory::write_hostile_flac_for_timing`).
-#[test]
-#[ignore]
-fn write_hostile_flac_for_timing() {
-    if let Some(dir) = std::env::var_os("HOSTILE_DIR") {
-        eprintln!("{}", write_hostile_flac(Path::new(&dir)).display());
-    }
-}

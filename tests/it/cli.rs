@@ -287,9 +287,12 @@ fn ingest_summary_counts_in_words_that_fit() {
 
 #[test]
 fn index_with_a_terminal_on_stdin_and_no_input_is_a_usage_error() {
-    // `script` gives the command a terminal; without it (util-linux), say so and skip.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script` command to give the binary a terminal");
+    // `script` gives the command a terminal.
+    if let Err(e) = Command::new("script").arg("--version").output() {
+        common::skip(
+            "script",
+            format_args!("to give the binary a terminal (Debian's bsdutils): {e}"),
+        );
         return;
     }
     let temp = tempfile::tempdir().unwrap();

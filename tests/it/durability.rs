@@ -83,6 +83,7 @@ fn a_killed_ingest_leaves_the_output_file_whole() {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        // A fixed wait on purpose: the kill lands at a fraction of a whole run, wherever the run then is.
         std::thread::sleep(duration.mul_f64(fraction));
         let status = kill(child);
         let now = std::fs::read(&out).unwrap();
@@ -312,6 +313,7 @@ fn a_killed_append_leaves_the_index_as_before_or_as_after() {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        // A fixed wait on purpose: the kill lands at a fraction of a whole append, wherever it then is.
         std::thread::sleep(duration.mul_f64(fraction));
         let status = kill(child);
         if check_recovers(&dir, status, &format!("killed at {fraction} of the append")) {
@@ -336,7 +338,7 @@ fn a_killed_append_leaves_the_index_as_before_or_as_after() {
         .unwrap();
     let mut pipe = child.stdin.take().unwrap();
     pipe.write_all(&text.as_bytes()[..text.len() / 2]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("index reads the half written", || wait::unread(&pipe) == 0);
     let status = kill(child);
     drop(pipe);
     assert!(check_recovers(&dir, status, "killed while reading"));

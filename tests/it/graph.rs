@@ -82,7 +82,7 @@ fn the_graph_agrees_with_the_exact_scan() {
 
 #[test]
 fn the_graph_agrees_with_the_exact_scan_on_real_clips() {
-    let Some(shared) = shared_audioset("the_graph_agrees_with_the_exact_scan_on_real_clips") else {
+    let Some(shared) = shared_audioset() else {
         return;
     };
     let real = shared.join("real/audioset_v1_embeddings");

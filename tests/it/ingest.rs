@@ -90,7 +90,7 @@ fn fixtures_default_keeps_music_clips() {
 
 #[test]
 fn bal_train_agrees_with_tensorflow() {
-    let Some(shared) = shared_audioset("bal_train_agrees_with_tensorflow") else {
+    let Some(shared) = shared_audioset() else {
         return;
     };
     let bal_train = shared.join("real/audioset_v1_embeddings/bal_train");
@@ -129,7 +129,7 @@ fn bal_train_agrees_with_tensorflow() {
 
 #[test]
 fn bal_train_tarball_gives_identical_bytes() {
-    let Some(shared) = shared_audioset("bal_train_tarball_gives_identical_bytes") else {
+    let Some(shared) = shared_audioset() else {
         return;
     };
     let bal_train = shared.join("real/audioset_v1_embeddings/bal_train");

@@ -6,8 +6,7 @@ use crate::common;
 
 #[test]
 fn music_list_is_the_ontology_subtree_of_music() {
-    let Some(shared) = common::shared_audioset("music_list_is_the_ontology_subtree_of_music")
-    else {
+    let Some(shared) = common::shared_audioset() else {
         return;
     };
     let ontology: Vec<serde_json::Value> =

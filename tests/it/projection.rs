@@ -45,7 +45,7 @@ fn fit(jsonl: &[u8]) -> Projection {
 
 #[test]
 fn the_compiled_projection_is_a_fit_on_bal_train() {
-    let Some(shared) = shared_audioset("the_compiled_projection_is_a_fit_on_bal_train") else {
+    let Some(shared) = shared_audioset() else {
         return;
     };
     let bal_train = shared.join("real/audioset_v1_embeddings/bal_train");

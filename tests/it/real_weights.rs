@@ -1,7 +1,7 @@
 //! The smoke check of the TensorFlow reference (`vggish_smoke_test.py`), run only where the real weights are:
 //! `SOUNDALIKE_WEIGHTS` and `SOUNDALIKE_PCA` naming torchvggish's `vggish-10086976.pth` and Google's
-//! `vggish_pca_params.npz` (they cannot be downloaded on the build machines, so elsewhere this test prints why it
-//! skips). 3 s of a 1 kHz sine at 16 kHz must give a raw embedding of mean 0.000657 and std 0.343, and an 8-bit
+//! `vggish_pca_params.npz` (they cannot be downloaded on the build machines, so elsewhere this test reports a skip,
+//! `needs weights`). 3 s of a 1 kHz sine at 16 kHz must give a raw embedding of mean 0.000657 and std 0.343, and an 8-bit
 //! one of mean 126.0 and std 89.3, within 10% (fixtures/vggish-golden/README.md).
 
 use std::path::PathBuf;
@@ -19,9 +19,9 @@ fn real_weights() -> Option<(PathBuf, PathBuf)> {
     match (var("SOUNDALIKE_WEIGHTS"), var("SOUNDALIKE_PCA")) {
         (Some(weights), Some(pca)) => Some((weights, pca)),
         _ => {
-            eprintln!(
-                "skipping the real-weights smoke test: set SOUNDALIKE_WEIGHTS and SOUNDALIKE_PCA to \
-                 vggish-10086976.pth and vggish_pca_params.npz"
+            common::skip(
+                "weights",
+                "set SOUNDALIKE_WEIGHTS and SOUNDALIKE_PCA to vggish-10086976.pth and vggish_pca_params.npz",
             );
             None
         }

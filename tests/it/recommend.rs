@@ -498,6 +498,7 @@ fn a_killed_rebuild_leaves_the_old_index_whole() {
             ])
             .spawn()
             .unwrap();
+        // A fixed wait on purpose: kills at three moments of a build, whichever step each lands in.
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();

@@ -20,6 +20,8 @@ pub struct Served {
     child: Child,
     pub url: String,
     stderr: Arc<Mutex<String>>,
+    /// The thread collecting stderr, which ends when the server's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
     agent: ureq::Agent,
 }
 
@@ -99,7 +101,7 @@ impl Served {
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         let stderr = Arc::new(Mutex::new(String::new()));
         let kept = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut line = String::new();
             while lines.read_line(&mut line).unwrap_or(0) > 0 {
                 kept.lock().unwrap().push_str(&line);
@@ -115,6 +117,7 @@ impl Served {
             child,
             url,
             stderr,
+            reader: Some(reader),
             agent,
         }
     }
@@ -173,6 +176,21 @@ impl Served {
         self.child.id()
     }
 
+    /// The CPU time the server has used so far, once its start (the index's check) is over: it has answered.
+    pub fn idle_cpu_time(&self) -> Duration {
+        self.assert_alive("its start");
+        wait::cpu_time(self.pid())
+    }
+
+    /// Waits until the server has used a fifth of a second of CPU more than `idle` (its
+    /// [`Served::idle_cpu_time`] before an upload was sent): it is embedding the upload, as an idle server does
+    /// nothing that costs as much, and an upload of many seconds of audio takes several times as long to embed.
+    pub fn wait_embedding(&self, idle: Duration) {
+        wait_until("the server embeds the upload", || {
+            wait::cpu_time(self.pid()) >= idle + Duration::from_millis(200)
+        });
+    }
+
     /// The server's address, `127.0.0.1:PORT`.
     pub fn address(&self) -> &str {
         self.url.trim_start_matches("http://")
@@ -207,8 +225,10 @@ impl Served {
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         let status = wait_with_timeout(&mut self.child, Duration::from_secs(60));
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(100));
+        // The reader has taken the last lines once it ends, at the end of the exited server's stderr.
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
         (status, self.stderr())
     }
 }
@@ -803,10 +823,12 @@ fn a_full_embedding_queue_is_refused_at_once_and_id_queries_do_not_wait() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let uploads = 4 * cores + 2;
     let started = Instant::now();
+    let (statuses, status) = std::sync::mpsc::channel();
     let threads: Vec<_> = (0..uploads)
         .map(|_| {
             let wav = wav.clone();
             let url = served.url.clone();
+            let statuses = statuses.clone();
             std::thread::spawn(move || {
                 let (content_type, body) = multipart(&[("audio", Some("tone.wav"), &wav)]);
                 let agent = client();
@@ -816,12 +838,15 @@ fn a_full_embedding_queue_is_refused_at_once_and_id_queries_do_not_wait() {
                     .content_type(content_type)
                     .send(&body[..]);
                 let answer = Served::finish(response);
+                let _ = statuses.send(answer.status);
                 (answer, sent.elapsed(), Instant::now())
             })
         })
         .collect();
-    // While the uploads are embedded, a question by id is answered.
-    std::thread::sleep(Duration::from_millis(300));
+    drop(statuses);
+    // While the uploads are embedded, a question by id is answered. A refusal says the pool is full, so that
+    // uploads are being embedded; if none comes, every upload has been answered and the asserts below say so.
+    while status.recv().is_ok_and(|status| status != 503) {}
     let asked = Instant::now();
     let by_id = served.get("/api/recommend?id=xtGmrLOsjHk");
     let id_answered = Instant::now();
@@ -865,6 +890,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
     let served = Served::start(shared_index(), &formula_args());
     let wav = tone_wav(30.0, 16_000);
     let url = served.url.clone();
+    let idle = served.idle_cpu_time();
     let upload = std::thread::spawn(move || {
         let (content_type, body) = multipart(&[("audio", Some("tone.wav"), &wav)]);
         let agent = client();
@@ -877,7 +903,7 @@ fn sigterm_finishes_the_request_in_flight_and_exits_0() {
         (answer, Instant::now())
     });
     // The upload is sent and being embedded (30 s of audio takes a while) when the signal comes.
-    std::thread::sleep(Duration::from_millis(500));
+    served.wait_embedding(idle);
     let url = served.url.clone();
     let signalled = Instant::now();
     let (code, stderr) = served.stop(libc::SIGTERM);
@@ -933,8 +959,10 @@ fn a_rebuilt_or_appended_index_is_answered_from_without_a_restart() {
 
     // A rebuild swaps a new index in; questions asked meanwhile are all answered, from one index or the other.
     let asking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = served.url.clone();
     let keep_asking = Arc::clone(&asking);
+    let counted = Arc::clone(&answered);
     let early: Value = serde_json::from_str(&first[0]).unwrap();
     let early_id = early["video_id"].as_str().unwrap().to_string();
     let asker = std::thread::spawn(move || {
@@ -947,6 +975,7 @@ fn a_rebuilt_or_appended_index_is_answered_from_without_a_restart() {
                     .call(),
             );
             statuses.push(answer.status);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         statuses
     });
@@ -959,7 +988,11 @@ fn a_rebuilt_or_appended_index_is_answered_from_without_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // A few questions asked of the new index too, however fast or slow this machine answers.
+    let noticed = answered.load(std::sync::atomic::Ordering::SeqCst);
+    wait_until("questions answered after the swap", || {
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= noticed + 3
+    });
     asking.store(false, std::sync::atomic::Ordering::SeqCst);
     let statuses = asker.join().unwrap();
     assert!(statuses.len() > 5, "asked during the rebuild: {statuses:?}");

@@ -128,7 +128,8 @@ fn a_damaged_data_file_moved_in_leaves_the_old_index_answering() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Looked at again and again (every half second), refused once and said once.
+        // Looked at again and again (every half second), refused once and said once. A fixed wait on purpose:
+        // a repeat is the absence of an event, seen only by watching three of those looks go by.
         std::thread::sleep(Duration::from_millis(1500));
         let stderr = served.stderr();
         assert_eq!(

@@ -2,6 +2,11 @@
 
 pub mod formula;
 pub mod hostile_audio;
+pub mod skips;
+pub mod wait;
+
+pub use skips::{permissions_are_bypassed, skip};
+pub use wait::{PATIENCE, wait_until};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,9 +24,9 @@ pub fn fixture_data() -> PathBuf {
     fixtures().join("audioset_v1_embeddings")
 }
 
-/// The team's shared AudioSet folder (`../shared/audioset`, or `$SOUNDALIKE_SHARED`), or `None` with a printed
-/// reason, so tests that need the whole bal_train split skip rather than fail where it is absent.
-pub fn shared_audioset(test: &str) -> Option<PathBuf> {
+/// The team's shared AudioSet folder (`../shared/audioset`, or `$SOUNDALIKE_SHARED`), or `None` after reporting
+/// the skip: tests that need the whole bal_train split cannot run on a fresh clone, which lacks it.
+pub fn shared_audioset() -> Option<PathBuf> {
     let dir = std::env::var_os("SOUNDALIKE_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
@@ -29,9 +34,12 @@ pub fn shared_audioset(test: &str) -> Option<PathBuf> {
     if dir.join("real/audioset_v1_embeddings/bal_train").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "skipping {test}: {} is absent (it holds the full bal_train split)",
-            dir.display()
+        skip(
+            "shared-data",
+            format_args!(
+                "{} is absent; it holds the full bal_train split",
+                dir.display()
+            ),
         );
         None
     }
