@@ -27,7 +27,8 @@ work=${WORK:-target/compare}
 mkdir -p "$work"
 
 if [ ! -f "$work/synth-index.jsonl" ] || [ ! -f "$work/held.jsonl" ]; then
-    "$(python3 scripts/cargo_target.py)/release/examples/synth" "$shared/bal_train" "$shared/eval" "$work/synth" $((size + 1000)) \
+    "$(python3 scripts/cargo_target.py)/release/examples/synth" "$shared/bal_train" "$shared/eval" "$work/synth" \
+        $((size + 1000)) \
         --music-only --tar --mix 2 --noise 16
     "$new" ingest -q "$work/synth/features.tar.gz" -o "$work/synth.jsonl"
     head -n "$size" "$work/synth.jsonl" > "$work/synth-index.jsonl"
