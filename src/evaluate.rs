@@ -43,10 +43,8 @@ pub enum QueryCount {
 pub struct EvaluateOptions {
     pub queries: QueryCount,
     pub count: usize,
-    /// Tree searches to measure besides the default.
-    pub search_k: Vec<NonZeroUsize>,
-    /// Graph walks to measure besides the default.
-    pub ef: Vec<NonZeroUsize>,
+    /// Searches to measure besides the default (tree searches, graph walks), in this order.
+    pub searches: Vec<SearchMethod>,
     pub seed: u64,
     /// Candidates re-ranked by their frames; `None`: the index's default (as a question's).
     pub rerank: Option<usize>,
@@ -80,7 +78,8 @@ pub struct Report {
     pub search_k: Option<usize>,
     /// The graph walk's breadth as asked (`--ef`); `None` for the other searches.
     pub ef: Option<usize>,
-    /// The breadth the walk used: `ef`, or more when a re-rank needs more candidates (see `Searcher::walk_breadth`).
+    /// The breadth the walk used: `ef`, or more when a re-rank needs more candidates or the queries are held
+    /// out (see [`crate::SearchPlan`]).
     pub walk: Option<usize>,
     /// Whether this is what `recommend` does without `--exact` or `--search-k`.
     pub default: bool,
@@ -146,23 +145,16 @@ fn run(
     let truth = truth_session.nearest(&resolved)?;
     let records = truth_session.records();
 
-    let mut searches = vec![SearchMethod::Default];
-    searches.extend(
-        options
-            .search_k
-            .iter()
-            .map(|&k| SearchMethod::Trees { search_k: k }),
-    );
-    searches.extend(options.ef.iter().map(|&ef| SearchMethod::Graph { ef }));
-    let mut reports = Vec::with_capacity(searches.len());
-    for (n, &method) in searches.iter().enumerate() {
+    let held_out = matches!(options.queries, QueryCount::File(_));
+    let searches = std::iter::once(SearchMethod::Default).chain(options.searches.iter().copied());
+    let mut reports = Vec::with_capacity(options.searches.len() + 1);
+    for method in searches {
         let mut session = reader.session(&asked(method))?;
-        let search = session.method();
+        let plan = *session.plan();
         events(EvaluateEvent::Stage(&format!(
             "timing the search: {}",
-            search.describe()
+            plan.describe(held_out)
         )));
-        let rerank = session.rerank_depth();
         // One query untimed first: it maps the index's pages into this process, a cost each one-shot question
         // pays once and a batch pays once in total, not per query.
         session.nearest(&resolved[..1])?;
@@ -183,28 +175,20 @@ fn run(
         reports.push(Report {
             k: options.count,
             queries: clips.len(),
-            search: search.kind(),
-            search_k: match search {
+            search: plan.search.kind(),
+            search_k: match plan.search {
                 Search::Trees(k) => Some(k.get()),
                 _ => None,
             },
-            ef: match search {
-                Search::Graph(ef) => Some(ef.get()),
-                _ => None,
-            },
-            walk: match search {
-                Search::Graph(ef) => Some(
-                    session.walk_breadth(ef.get(), matches!(options.queries, QueryCount::File(_))),
-                ),
-                _ => None,
-            },
-            default: n == 0,
+            ef: plan.breadth.map(|b| b.asked),
+            walk: plan.walk(held_out),
+            default: plan.default,
             recall: recall(&answers, &truth),
             label_precision: label_precision(records, &clips, &answers, &truth)?,
             latency_ms: percentiles(&mut latencies),
             qps: (clips.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE)).round(),
-            rerank,
-            held_out: matches!(options.queries, QueryCount::File(_)),
+            rerank: plan.rerank,
+            held_out,
             projection: settings.projection.describe(),
             queries_in_projection_fit: in_fit,
         });

@@ -56,6 +56,8 @@ pub use index::build::{
 pub use index::dir::holds_index;
 pub use index::store::Settings;
 pub use index::vector::{Form, Metric};
+pub use index::plan::{Breadth, SearchPlan};
+pub use index::search::Search;
 pub use query::{Hit, Index, Info, Query, QueryOptions, Reader, SearchMethod, Session};
 
 /// Ingests the bundled fixture records and indexes their music clips once per process, for the crate's

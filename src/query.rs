@@ -25,7 +25,8 @@ use crate::clip;
 use crate::error::{Result, UsageError, not_found};
 use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
-use crate::index::search::{self, Searcher, Target};
+use crate::index::plan::SearchPlan;
+use crate::index::search::{Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
 use crate::index::tables::{Tables, held_or_load};
 use crate::index::vector::{Form, Metric};
@@ -101,16 +102,21 @@ pub struct QueryOptions {
     pub rerank: Option<usize>,
 }
 
-impl SearchMethod {
-    /// The search this method means for `count` neighbours on an index of `settings`.
-    fn resolve(self, count: usize, settings: &Settings) -> search::Search {
-        let (exact, search_k, ef) = match self {
-            SearchMethod::Default => (false, None, None),
-            SearchMethod::Exact => (true, None, None),
-            SearchMethod::Graph { ef } => (false, None, Some(ef)),
-            SearchMethod::Trees { search_k } => (false, Some(search_k), None),
-        };
-        search::Search::choose(exact, search_k, ef, count, settings)
+impl QueryOptions {
+    /// Refuses options no index can answer: a count of no neighbours.
+    pub fn check(&self) -> Result<()> {
+        if self.count == 0 {
+            return Err(anyhow::Error::new(UsageError::new(
+                "the count of neighbours must be at least 1",
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The plan these options make on an index of `settings` (see [`SearchPlan::resolve`]).
+    pub fn plan(&self, settings: &Settings) -> Result<SearchPlan> {
+        SearchPlan::resolve(self, settings, 0)
     }
 }
 
@@ -492,15 +498,15 @@ impl Reader {
     /// Maps the tables a session with `options` reads, if they are not yet: its sessions then borrow them.
     fn load(&mut self, options: &QueryOptions) -> Result<()> {
         self.0.with_dependent_mut(|snapshot, tables| {
-            let settings = &snapshot.settings;
-            let method = options.search.resolve(options.count, settings);
-            // An impossible re-rank reads no frames: the session refuses it.
-            let rerank = search::rerank_depth(options.rerank, settings.metric).unwrap_or(0);
+            // An impossible plan reads nothing: the session refuses it.
+            let Ok(plan) = SearchPlan::resolve(options, &snapshot.settings, 0) else {
+                return Ok(());
+            };
             tables.load(
                 &snapshot.store,
                 &snapshot.rtxn,
-                settings,
-                method.needs(rerank),
+                &snapshot.settings,
+                plan.needs(),
             )?;
             Ok(())
         })
@@ -540,14 +546,9 @@ impl Reader {
 
     /// A session whose searches find `spare` more than asked, for answers that may drop some.
     fn open_session(&self, options: &QueryOptions, spare: usize) -> Result<Session<'_>> {
-        if options.count == 0 {
-            return Err(anyhow::Error::new(UsageError::new(
-                "the count of neighbours must be at least 1",
-            ))
-            .into());
-        }
         let snapshot = self.snapshot();
         let (store, rtxn, settings) = (&*snapshot.store, &*snapshot.rtxn, &snapshot.settings);
+        let plan = SearchPlan::resolve(options, settings, spare)?;
         let tables = self.0.borrow_dependent();
         let labels = if options.labels.is_empty() {
             None
@@ -558,14 +559,8 @@ impl Reader {
             }
             Some(items)
         };
-        let method = options.search.resolve(options.count, settings);
-        // No answer holds more clips than the index has: a count of usize::MAX must not size a heap by it.
-        let count = options.count.min(settings.next_item as usize).max(1);
-        let per_query = count + spare;
         let searcher = with_distance!(settings.metric, D => AnySearcher::from(
-            Searcher::<D>::open(store, rtxn, tables, settings, method, per_query, labels)?
-                .with_rerank(options.rerank, settings)?
-                .with_default_breadth(options.search == SearchMethod::Default, settings)
+            Searcher::<D>::open(store, rtxn, tables, settings, plan, labels)?
         ));
         let records = held_or_load(tables.records.as_ref(), || {
             store.load_records(rtxn, settings)
@@ -574,8 +569,7 @@ impl Reader {
             snapshot,
             searcher,
             records,
-            count,
-            method,
+            plan,
         })
     }
 }
@@ -615,23 +609,6 @@ impl AnySearcher<'_> {
         }
     }
 
-    fn rerank_depth(&self) -> usize {
-        match self {
-            AnySearcher::Cosine(s) => s.rerank_depth(),
-            AnySearcher::Euclidean(s) => s.rerank_depth(),
-            AnySearcher::Manhattan(s) => s.rerank_depth(),
-            AnySearcher::Dot(s) => s.rerank_depth(),
-        }
-    }
-
-    fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        match self {
-            AnySearcher::Cosine(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Euclidean(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Manhattan(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Dot(s) => s.walk_breadth(ef, by_rows),
-        }
-    }
 }
 
 /// One query as resolved against the index: a clip of it, or a vector in its terms.
@@ -655,8 +632,7 @@ pub struct Session<'r> {
     snapshot: &'r Snapshot,
     searcher: AnySearcher<'r>,
     records: Cow<'r, Records<'r>>,
-    count: usize,
-    method: search::Search,
+    plan: SearchPlan,
 }
 
 impl<'r> Session<'r> {
@@ -729,7 +705,7 @@ impl<'r> Session<'r> {
             .map(|(item, (distance, at))| (item, distance, at))
             .collect();
         merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        merged.truncate(self.count);
+        merged.truncate(self.plan.count);
         let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
         self.hits(merged.iter().map(|&(i, d, _)| (i, d)).collect(), Some(&at))
     }
@@ -774,7 +750,7 @@ impl<'r> Session<'r> {
         let metric = self.snapshot.settings.metric;
         found
             .into_iter()
-            .take(self.count)
+            .take(self.plan.count)
             .enumerate()
             .map(|(rank, (item, distance))| {
                 let meta = self.records.get(item)?;
@@ -798,22 +774,9 @@ impl<'r> Session<'r> {
             .collect()
     }
 
-    /// The candidates re-ranked per answer (0: none).
-    pub fn rerank_depth(&self) -> usize {
-        self.searcher.rerank_depth()
-    }
-
-    /// How this session searches, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
-    pub fn describe(&self) -> String {
-        self.method.describe()
-    }
-
-    pub(crate) fn method(&self) -> search::Search {
-        self.method
-    }
-
-    pub(crate) fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        self.searcher.walk_breadth(ef, by_rows)
+    /// How this session searches: the plan its options made on this index.
+    pub fn plan(&self) -> &SearchPlan {
+        &self.plan
     }
 
     pub(crate) fn records(&self) -> &Records<'r> {

@@ -9,15 +9,16 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
-use crate::error::{UsageError, damaged, in_index};
+use crate::error::{damaged, in_index};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::entry::{self, Layers};
 use crate::index::graph::{self, Graph, Walk};
 use crate::index::projection::QueryVector;
+use crate::index::plan::SearchPlan;
 use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
-use crate::index::tables::{Needs, Tables, held_or_load, table};
+use crate::index::tables::{Needs, Tables, table};
 use crate::index::vector::Metric;
 
 /// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
@@ -70,27 +71,6 @@ pub enum Search {
 }
 
 impl Search {
-    /// `--exact`, `--search-k` or `--ef`, or by the index's size (and `count`, the neighbours asked for).
-    pub fn choose(
-        exact: bool,
-        search_k: Option<NonZeroUsize>,
-        ef: Option<NonZeroUsize>,
-        count: usize,
-        settings: &Settings,
-    ) -> Search {
-        match (exact, search_k, ef) {
-            (true, _, _) => Search::Exact,
-            (false, Some(k), _) => Search::Trees(k),
-            (false, None, Some(ef)) => Search::Graph(ef),
-            (false, None, None)
-                if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT =>
-            {
-                Search::Exact
-            }
-            (false, None, None) => Search::Graph(default_ef(count)),
-        }
-    }
-
     /// The tables this search reads to answer, with `rerank` candidates re-ranked (0: none).
     pub fn needs(self, rerank: usize) -> Needs {
         Needs {
@@ -154,10 +134,7 @@ struct Filter {
 pub struct Searcher<'t, D: arroy::Distance> {
     store: &'t Store,
     rtxn: &'t RoTxn<'t>,
-    /// The tables mapped before (a kept read transaction's); what they lack, this searcher maps for itself.
-    tables: &'t Tables<'t>,
-    search: Search,
-    count: usize,
+    plan: SearchPlan,
     /// The forest, opened on first use: a walk from a clip of the index never needs it.
     reader: Option<arroy::Reader<'t, D>>,
     matrix: Option<Cow<'t, Matrix<'t>>>,
@@ -168,29 +145,22 @@ pub struct Searcher<'t, D: arroy::Distance> {
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
-    /// The least breadth of a walk for a query given by its rows, when the search's breadth is the default
-    /// (see [`default_ef_new`]); 0 otherwise.
-    new_vector_ef: usize,
     filter: Option<Filter>,
-    /// Candidates re-ranked by their frames (0: none); the search then looks for this many, or `keep`.
-    rerank: usize,
-    /// The neighbours each answer keeps.
-    keep: usize,
     frames: Option<Cow<'t, FrameCodes<'t>>>,
 }
 
 impl<'t, D: arroy::Distance> Searcher<'t, D> {
-    /// A searcher for `count` neighbours, among the clips carrying one of `labels` when that is given.
+    /// A searcher following `plan`, among the clips carrying one of `labels` when that is given.
     pub fn open(
         store: &'t Store,
         rtxn: &'t RoTxn<'t>,
+        // The tables mapped before (a kept read transaction's); what they lack, this searcher maps for itself.
         tables: &'t Tables<'t>,
         settings: &Settings,
-        search: Search,
-        count: usize,
+        plan: SearchPlan,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let needs = search.needs(0);
+        let needs = plan.needs();
         let matrix = table(tables.vectors.as_ref(), needs.vectors, || {
             store.load_vectors(rtxn, settings)
         })?;
@@ -204,6 +174,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             store.load_layers(rtxn, settings)
         })?
         .unwrap_or_default();
+        let frames = table(tables.frames.as_ref(), needs.frames, || {
+            store.load_frames(rtxn, settings)
+        })?;
         // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
         let filter = labels.map(|items| {
             let mut keep = vec![false; settings.next_item as usize];
@@ -217,9 +190,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(Searcher {
             store,
             rtxn,
-            tables,
-            search,
-            count,
+            plan,
             reader: None,
             matrix,
             codes,
@@ -228,74 +199,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             metric: settings.metric,
             distance: pair_distance(settings.metric),
             walk: Walk::default(),
-            new_vector_ef: 0,
             filter,
-            rerank: 0,
-            keep: count,
-            frames: None,
+            frames,
         })
-    }
-
-    /// Re-ranks the top `rerank` candidates of each answer by their frames (`rerank::DEFAULT_RERANK` when
-    /// `None`; 0 turns it off). Frames are compared by cosine, so only an angular index re-ranks: on another
-    /// metric `None` means 0, and a number is a usage error.
-    pub fn with_rerank(mut self, rerank: Option<usize>, settings: &Settings) -> Result<Self> {
-        let Some(rerank) = rerank_depth(rerank, settings.metric) else {
-            return Err(UsageError::new(format!(
-                "a re-rank compares frames by cosine; index {} uses the {} metric: ask for a re-rank of 0 \
-                 (--rerank 0)",
-                self.store.dir.display(),
-                settings.metric
-            ))
-            .into());
-        };
-        if rerank > 0 {
-            let (store, rtxn) = (self.store, self.rtxn);
-            self.frames = Some(held_or_load(self.tables.frames.as_ref(), || {
-                store.load_frames(rtxn, settings)
-            })?);
-            self.count = self.keep.max(rerank);
-        }
-        self.rerank = rerank;
-        Ok(self)
-    }
-
-    /// Says that the search's breadth is the default, not asked for: a query given by its rows then walks at
-    /// least [`default_ef_new`] wide. After [`Searcher::with_rerank`], on which the breadth depends.
-    pub fn with_default_breadth(mut self, default: bool, settings: &Settings) -> Self {
-        self.new_vector_ef = if default {
-            default_ef_new(settings.clips, self.rerank > 0)
-        } else {
-            0
-        };
-        self
-    }
-
-    /// The candidates re-ranked per answer (0: none).
-    pub fn rerank_depth(&self) -> usize {
-        self.rerank
-    }
-
-    /// The breadth a walk asked for with `ef` uses (before a label filter widens it), for reports: for queries
-    /// by id, or (`by_rows`) for queries given by their rows.
-    pub fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        let ef = if by_rows {
-            ef.max(self.new_vector_ef)
-        } else {
-            ef
-        };
-        ef.max(self.walk_floor())
-    }
-
-    /// The narrowest walk: the candidates wanted, and with a re-rank some margin. At a breadth of exactly the 20
-    /// re-ranked, the walk's twenty missed enough of the exact scan's that recall@10 after the re-rank fell to
-    /// 0.957 at 100,000 clips; at 1.5 times, 0.98 (BENCHMARKS.md).
-    fn walk_floor(&self) -> usize {
-        if self.rerank > 0 {
-            self.count + self.count / 2
-        } else {
-            self.count
-        }
     }
 
     /// The `count` nearest clips of each target, nearest first, with distances on the metric's scale (after a
@@ -306,7 +212,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let Some(frames) = &self.frames else {
             return Ok(found);
         };
-        let keep = self.keep;
+        let keep = self.plan.keep;
         targets
             .iter()
             .zip(found)
@@ -344,7 +250,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
 
     /// The search's `count` candidates for each target, before any re-rank.
     fn search_all(&mut self, targets: &[Target]) -> Result<Vec<Vec<(u32, f32)>>> {
-        if let (Search::Exact, Some(matrix)) = (self.search, &self.matrix) {
+        if let (Search::Exact, Some(matrix)) = (self.plan.search, &self.matrix) {
             let queries: Vec<scan::Query> = targets
                 .iter()
                 .map(|t| match t {
@@ -356,24 +262,24 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
                 })
                 .collect::<Result<_>>()?;
             let keep = self.filter.as_ref().map(|f| f.keep.as_slice());
-            return Ok(matrix.nearest(&queries, self.count, keep));
+            return Ok(matrix.nearest(&queries, self.plan.candidates, keep));
         }
         targets.iter().map(|t| self.nearest_one(t)).collect()
     }
 
     fn nearest_one(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
-        match self.search {
+        match self.plan.search {
             Search::Exact => Ok(self
                 .search_all(std::slice::from_ref(target))?
                 .pop()
                 .unwrap_or_default()),
             Search::Trees(search_k) => self.trees(target, search_k),
-            Search::Graph(ef) => self.walk(target, ef.get()),
+            Search::Graph(_) => self.walk(target),
         }
     }
 
     fn trees(&mut self, target: &Target, search_k: NonZeroUsize) -> Result<Vec<(u32, f32)>> {
-        let (count, rtxn) = (self.count, self.rtxn);
+        let (count, rtxn) = (self.plan.candidates, self.rtxn);
         self.reader()?;
         let (Some(reader), candidates) = (&self.reader, self.filter.as_ref().map(|f| &f.items))
         else {
@@ -405,7 +311,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(hits)
     }
 
-    fn walk(&mut self, target: &Target, ef: usize) -> Result<Vec<(u32, f32)>> {
+    fn walk(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
         let (query, exclude, entries) = match target {
             Target::Item(item) => {
                 let matrix = self.matrix.as_ref().ok_or_else(|| anyhow!("no vectors"))?;
@@ -423,7 +329,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         else {
             return Ok(Vec::new());
         };
-        let (count, distance) = (self.count, self.distance);
+        let (count, distance) = (self.plan.candidates, self.distance);
         let filter = match &self.filter {
             Some(filter) if filter.items.len() <= FILTER_SCAN_LIMIT => {
                 return Ok(compare_each(
@@ -441,12 +347,10 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let share = filter.map_or(1, |f| {
             (graph.nodes() as u64).div_ceil(f.items.len().max(1)) as usize
         });
-        let ef = match target {
-            Target::Vector(_) => ef.max(self.new_vector_ef),
-            Target::Item(_) => ef,
-        };
-        let ef = ef
-            .max(self.walk_floor())
+        let ef = self
+            .plan
+            .walk(matches!(target, Target::Vector(_)))
+            .unwrap_or(count)
             .saturating_mul(share)
             .min(graph.nodes().max(1));
         let accept = |n: u32| {

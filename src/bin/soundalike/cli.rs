@@ -810,8 +810,12 @@ pub fn run(cli: Cli) -> Result<()> {
             options: EvaluateOptions {
                 queries: args.queries,
                 count: args.count.count as usize,
-                search_k: args.search_k.iter().map(|&k| nonzero(k)).collect(),
-                ef: args.ef.iter().map(|&ef| nonzero(ef)).collect(),
+                searches: (args.search_k.iter())
+                    .map(|&k| SearchMethod::Trees {
+                        search_k: nonzero(k),
+                    })
+                    .chain(args.ef.iter().map(|&ef| SearchMethod::Graph { ef: nonzero(ef) }))
+                    .collect(),
                 seed: args.seed,
                 rerank: args.rerank.map(|n| n as usize),
             },
