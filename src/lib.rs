@@ -31,6 +31,7 @@
 pub mod audio;
 pub mod clip;
 mod error;
+mod hit;
 pub mod evaluate;
 pub mod fs;
 #[cfg(feature = "fuzzing")]
@@ -58,7 +59,10 @@ pub use index::store::Settings;
 pub use index::vector::{Form, Metric};
 pub use index::plan::{Breadth, SearchPlan};
 pub use index::search::Search;
-pub use query::{Hit, Index, Info, Query, QueryOptions, Reader, SearchMethod, Session};
+pub use hit::{Answer, Hit, Ranked};
+pub use query::{
+    Index, Info, NotOneQuery, Query, QueryKind, QueryOptions, Reader, SearchMethod, Session,
+};
 
 /// Ingests the bundled fixture records and indexes their music clips once per process, for the crate's
 /// documentation examples (which run as tests; the fixtures are AudioSet files, see fixtures/README.md).

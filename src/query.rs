@@ -23,6 +23,7 @@ use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};
+use crate::hit::Hit;
 use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
 use crate::index::plan::SearchPlan;
@@ -57,6 +58,43 @@ pub enum Query {
     /// An embedding's rows (128 values of 0 to 255 each, one per 0.96 s), used from row `start` on: as many
     /// rows as the index's clips have frames (later rows are ignored), for mean vectors as for flat ones.
     Embedding { rows: Vec<Vec<f32>>, start: usize },
+    /// An embedded audio file ([`crate::audio::source::Source::embed_file`]), from its window's start on
+    /// (`audio.start`). Each window of the index's frames (10 of 0.96 s: about 10 s) is asked and the answers
+    /// merged, a clip scoring its best window, whose start in the file each hit's `matched_at` says. The file's
+    /// own clip (`file`'s `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
+    Audio {
+        audio: Embedded,
+        file: Option<PathBuf>,
+    },
+}
+
+/// The kinds of [`Query`], for a client's check of what its caller gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Id,
+    Embedding,
+    Audio,
+}
+
+/// Why a client's arguments are not one query: none given, or several (the first two, in the order given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotOneQuery {
+    Nothing,
+    Several(QueryKind, QueryKind),
+}
+
+impl QueryKind {
+    /// The one kind a caller gave, from each kind and whether it was given, in the client's order: the one
+    /// check of "exactly one query" that every client makes (each words the refusal in its own terms, and a
+    /// client may choose to take the first of several).
+    pub fn one_given(given: &[(QueryKind, bool)]) -> std::result::Result<QueryKind, NotOneQuery> {
+        let mut kinds = given.iter().filter(|(_, g)| *g).map(|(kind, _)| *kind);
+        match (kinds.next(), kinds.next()) {
+            (None, _) => Err(NotOneQuery::Nothing),
+            (Some(kind), None) => Ok(kind),
+            (Some(first), Some(second)) => Err(NotOneQuery::Several(first, second)),
+        }
+    }
 }
 
 impl Query {
@@ -72,6 +110,28 @@ impl Query {
             return Ok(Query::Embedding { rows, start });
         }
         Ok(Query::Id(text.to_string()))
+    }
+
+    /// The first embedding row `start` names, when it is one: a whole number from 0 to 2^32 - 1 (clients that
+    /// take one number for an audio file's seconds and an embedding's row read it as a float).
+    pub fn start_row(start: f64) -> Option<usize> {
+        (start >= 0.0 && start.fract() == 0.0 && start <= f64::from(u32::MAX)).then_some(start as usize)
+    }
+
+    pub fn kind(&self) -> QueryKind {
+        match self {
+            Query::Id(_) => QueryKind::Id,
+            Query::Embedding { .. } => QueryKind::Embedding,
+            Query::Audio { .. } => QueryKind::Audio,
+        }
+    }
+
+    /// Neighbours a search finds beyond those asked, for an answer that may drop some: an audio file's own clip.
+    fn spare(&self) -> usize {
+        match self {
+            Query::Audio { .. } => 1,
+            _ => 0,
+        }
     }
 }
 
@@ -103,6 +163,10 @@ pub struct QueryOptions {
 }
 
 impl QueryOptions {
+    /// The most neighbours a client lets one question ask for (the command line's `-k`, a server's `k`): an
+    /// answer past it is no longer a recommendation, and its JSON grows without use.
+    pub const MAX_COUNT: usize = 10_000;
+
     /// Refuses options no index can answer: a count of no neighbours.
     pub fn check(&self) -> Result<()> {
         if self.count == 0 {
@@ -128,39 +192,6 @@ impl Default for QueryOptions {
             search: SearchMethod::Default,
             rerank: None,
         }
-    }
-}
-
-/// One neighbour, owned: nothing in it borrows the index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Hit {
-    pub video_id: String,
-    /// On the index's metric's scale; after a re-rank, the frames' angular distance.
-    pub distance: f32,
-    /// Cosine similarity, for the angular metric: (1 - 2 x distance), what people read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub similarity: Option<f32>,
-    /// AudioSet class indices.
-    pub labels: Vec<i64>,
-    pub start_time: f64,
-    pub end_time: f64,
-    /// For an audio query: where in the file (seconds) the window this clip matched best starts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched_at: Option<f64>,
-}
-
-impl Hit {
-    /// The labels' display names, in the stored order.
-    pub fn label_names(&self) -> Vec<&'static str> {
-        self.labels
-            .iter()
-            .filter_map(|&l| labels::class_name(l))
-            .collect()
-    }
-
-    /// Where the clip can be played: YouTube at its second, or a `file://` link for a clip `embed` made.
-    pub fn url(&self) -> String {
-        clip::clip_url(&self.video_id, self.start_time)
     }
 }
 
@@ -390,7 +421,7 @@ impl Index {
     pub fn recommend(&self, query: &Query, options: &QueryOptions) -> Result<Vec<Hit>> {
         self.within(|| {
             self.with_reader(options, |reader| {
-                let mut session = reader.session(options)?;
+                let mut session = reader.open_session(options, query.spare())?;
                 session.recommend(query)
             })
         })
@@ -407,24 +438,6 @@ impl Index {
             self.with_reader(options, |reader| {
                 let mut session = reader.session(options)?;
                 session.recommend_many(queries)
-            })
-        })
-    }
-
-    /// The nearest clips to an embedded audio file ([`crate::audio::source::Source::embed_file`]). Each window of the
-    /// index's frames (10 of 0.96 s: about 10 s) is asked and the answers merged, a clip scoring its best
-    /// window, whose start in the file each hit's `matched_at` says. The file's own clip (`file`'s
-    /// `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
-    pub fn recommend_audio(
-        &self,
-        audio: &Embedded,
-        file: Option<&Path>,
-        options: &QueryOptions,
-    ) -> Result<Vec<Hit>> {
-        self.within(|| {
-            self.with_reader(options, |reader| {
-                let mut session = reader.open_session(options, 1)?;
-                session.recommend_audio(audio, file)
             })
         })
     }
@@ -638,6 +651,9 @@ pub struct Session<'r> {
 impl<'r> Session<'r> {
     /// The `count` nearest clips to `query`, nearest first.
     pub fn recommend(&mut self, query: &Query) -> Result<Vec<Hit>> {
+        if let Query::Audio { audio, file } = query {
+            return self.recommend_audio(audio, file.as_deref());
+        }
         let resolved = self.resolve(query)?;
         let found = self.nearest(std::slice::from_ref(&resolved))?;
         self.hits(found.into_iter().next().unwrap_or_default(), None)
@@ -667,8 +683,8 @@ impl<'r> Session<'r> {
         Ok(answers)
     }
 
-    /// [`Index::recommend_audio`]'s work, in a session that finds one spare neighbour per window (the file's own
-    /// clip may be among them, and is dropped).
+    /// An audio query's answer ([`Query::Audio`]). In a session that finds one spare neighbour per window
+    /// ([`Index::recommend`] opens one) the file's own clip, when among them, is dropped and leaves no gap.
     fn recommend_audio(&mut self, audio: &Embedded, file: Option<&Path>) -> Result<Vec<Hit>> {
         let windows = audio_windows(audio, &self.snapshot.form).map_err(|e| match file {
             Some(path) => anyhow!("{}: {e}", path.display()),
@@ -733,6 +749,11 @@ impl<'r> Session<'r> {
             Query::Embedding { rows, start } => {
                 Ok(Resolved::Vector(reader.form.query(rows, *start)?))
             }
+            // Many windows, merged: not one vector to ask among others.
+            Query::Audio { .. } => Err(anyhow::Error::new(UsageError::new(
+                "an audio file is asked on its own (Index::recommend), not in a batch",
+            ))
+            .into()),
         }
     }
 
