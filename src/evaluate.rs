@@ -21,8 +21,8 @@ use roaring::RoaringBitmap;
 use serde::Serialize;
 
 use crate::clip::{self, ClipRecord};
+use crate::index::plan::Search;
 use crate::index::records::Records;
-use crate::index::search::Search;
 use crate::labels::{self, LabelSet};
 use crate::query::{Index, QueryOptions, Reader, Resolved, SearchMethod};
 

@@ -31,11 +31,11 @@
 pub mod audio;
 pub mod clip;
 mod error;
-mod hit;
 pub mod evaluate;
 pub mod fs;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod hit;
 mod index;
 pub mod ingest;
 pub mod labels;
@@ -51,15 +51,15 @@ pub mod projection {
 
 pub use audio::Embedder;
 pub use error::{Error, ErrorKind, Result, UsageError};
+pub use hit::{Answer, Hit, Ranked};
 pub use index::build::{
     BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice,
 };
 pub use index::dir::holds_index;
+pub use index::plan::Search;
+pub use index::plan::{Breadth, SearchPlan};
 pub use index::store::Settings;
 pub use index::vector::{Form, Metric};
-pub use index::plan::{Breadth, SearchPlan};
-pub use index::search::Search;
-pub use hit::{Answer, Hit, Ranked};
 pub use query::{
     Index, Info, NotOneQuery, Query, QueryKind, QueryOptions, Reader, SearchMethod, Session,
 };

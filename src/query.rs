@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
@@ -24,9 +23,10 @@ use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};
 use crate::hit::Hit;
+use crate::index::plan::SearchPlan;
+pub use crate::index::plan::{QueryOptions, SearchMethod};
 use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
-use crate::index::plan::SearchPlan;
 use crate::index::search::{Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
 use crate::index::tables::{Tables, held_or_load};
@@ -115,7 +115,8 @@ impl Query {
     /// The first embedding row `start` names, when it is one: a whole number from 0 to 2^32 - 1 (clients that
     /// take one number for an audio file's seconds and an embedding's row read it as a float).
     pub fn start_row(start: f64) -> Option<usize> {
-        (start >= 0.0 && start.fract() == 0.0 && start <= f64::from(u32::MAX)).then_some(start as usize)
+        (start >= 0.0 && start.fract() == 0.0 && start <= f64::from(u32::MAX))
+            .then_some(start as usize)
     }
 
     pub fn kind(&self) -> QueryKind {
@@ -131,66 +132,6 @@ impl Query {
         match self {
             Query::Audio { .. } => 1,
             _ => 0,
-        }
-    }
-}
-
-/// How a search finds its candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SearchMethod {
-    /// By the index's size: the exact scan up to about 16,000 clips, the neighbour graph above.
-    #[default]
-    Default,
-    /// Every vector compared: the ground truth.
-    Exact,
-    /// The neighbour graph, walked with this breadth (hnswlib's ef).
-    Graph { ef: NonZeroUsize },
-    /// The random-projection forest, inspecting this many nodes (Annoy's search_k).
-    Trees { search_k: NonZeroUsize },
-}
-
-/// How a question is answered; every field has a default (`QueryOptions::default()`: ten neighbours, any
-/// label, the index's default search and re-rank).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryOptions {
-    /// Neighbours per answer (at least 1).
-    pub count: usize,
-    /// Only clips carrying one of these AudioSet labels (class indices; see [`crate::labels`]); empty: any.
-    pub labels: Vec<u16>,
-    pub search: SearchMethod,
-    /// Candidates re-ranked by their frames; `None`: 20 on an angular index, none on others; `Some(0)`: none.
-    pub rerank: Option<usize>,
-}
-
-impl QueryOptions {
-    /// The most neighbours a client lets one question ask for (the command line's `-k`, a server's `k`): an
-    /// answer past it is no longer a recommendation, and its JSON grows without use.
-    pub const MAX_COUNT: usize = 10_000;
-
-    /// Refuses options no index can answer: a count of no neighbours.
-    pub fn check(&self) -> Result<()> {
-        if self.count == 0 {
-            return Err(anyhow::Error::new(UsageError::new(
-                "the count of neighbours must be at least 1",
-            ))
-            .into());
-        }
-        Ok(())
-    }
-
-    /// The plan these options make on an index of `settings` (see [`SearchPlan::resolve`]).
-    pub fn plan(&self, settings: &Settings) -> Result<SearchPlan> {
-        SearchPlan::resolve(self, settings, 0)
-    }
-}
-
-impl Default for QueryOptions {
-    fn default() -> Self {
-        QueryOptions {
-            count: 10,
-            labels: Vec::new(),
-            search: SearchMethod::Default,
-            rerank: None,
         }
     }
 }
@@ -621,7 +562,6 @@ impl AnySearcher<'_> {
             AnySearcher::Dot(s) => s.nearest(targets),
         }
     }
-
 }
 
 /// One query as resolved against the index: a clip of it, or a vector in its terms.

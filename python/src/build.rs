@@ -195,9 +195,10 @@ impl Iterator for TakenClips<'_> {
             Ok(None) => None,
             Err(error) => {
                 *lock(self.failed) = Some(error);
-                Some(Err(
-                    anyhow::anyhow!("the clips' iterable raised an exception").into()
-                ))
+                Some(Err(anyhow::anyhow!(
+                    "the clips' iterable raised an exception"
+                )
+                .into()))
             }
         }
     }

@@ -140,7 +140,11 @@ impl PyIndex {
                 let start = start_row(start)?;
                 (Query::Embedding { rows, start }, Asked::Files)
             }
-            _ => return Err(bad_argument("give exactly one query: id=, embedding= or audio=")),
+            _ => {
+                return Err(bad_argument(
+                    "give exactly one query: id=, embedding= or audio=",
+                ));
+            }
         };
         // An audio file's windows are asked in parallel, on the package's pool; one question on this thread.
         let hits = if kind == QueryKind::Audio {

@@ -1,5 +1,5 @@
-//! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph; which of them answers by
-//! default; and the searcher that `recommend` and `evaluate` share, so both measure what users get.
+//! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph, as a question's
+//! [`SearchPlan`] says; the searcher that `recommend` and `evaluate` share, so both measure what users get.
 
 use std::borrow::Cow;
 use std::collections::BinaryHeap;
@@ -13,39 +13,13 @@ use crate::error::{damaged, in_index};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::entry::{self, Layers};
 use crate::index::graph::{self, Graph, Walk};
+use crate::index::plan::{Search, SearchPlan};
 use crate::index::projection::QueryVector;
-use crate::index::plan::SearchPlan;
-use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
+use crate::index::rerank::{self, FrameCodes};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
-use crate::index::tables::{Needs, Tables, table};
+use crate::index::tables::{Tables, table};
 use crate::index::vector::Metric;
-
-/// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
-/// together) the default search is the exact scan; above it, the graph. Below it the scan costs about 0.15 ms a
-/// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
-pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
-
-/// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that reached
-/// recall@10 0.95 on the spread-out synthetic sets from 100,000 to 1,000,000 clips (ef 10; BENCHMARKS.md). It
-/// never goes below the neighbours asked for, as in hnswlib.
-pub const DEFAULT_EF: usize = 16;
-
-/// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
-/// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
-/// 1,000,000), or 16 more when the candidates are `reranked` (64 at 1,000,000). Its walk starts from the upper
-/// layers' nearest clips (`entry`) rather than from itself, and the same queries need a wider walk as the index
-/// grows: held out among 1,000,000 spread-out clips, recall@10 with `--projection none --rerank 0` reached 0.953
-/// at ef 96 (hnswlib needed 64 there), and with the defaults (re-ranked) 0.978 at ef 64 and 0.986 at 96; among
-/// 200,000, 0.956 and 0.961 at ef 32 (BENCHMARKS.md, "A new song's query"). The re-ranked walk is narrower
-/// because each ef of breadth costs a one-shot process page faults (BENCHMARKS.md, "one-shot"), and past 0.95
-/// the re-rank's own choice among its candidates limits recall more than the walk does. A query by id keeps
-/// [`DEFAULT_EF`].
-pub fn default_ef_new(clips: u64, reranked: bool) -> usize {
-    let doublings = (clips as f64 / 250_000.0).log2().max(0.0);
-    let per_doubling = if reranked { 16.0 } else { 32.0 };
-    (32.0 + per_doubling * doublings).round() as usize
-}
 
 /// A walk's best this many times the answer's count (by their codes) are compared again on their exact vectors;
 /// the rest of its breadth only steered the walk. Held out among 1,000,000 spread-out clips, re-comparing all 96
@@ -58,62 +32,6 @@ const EXACT_PER_ANSWER: usize = 2;
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
 /// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
 const FILTER_SCAN_LIMIT: u64 = 50_000;
-
-/// How neighbours are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
-    /// Every vector compared: the ground truth.
-    Exact,
-    /// The arroy forest, inspecting this many nodes.
-    Trees(NonZeroUsize),
-    /// The neighbour graph, walked with this breadth (hnswlib's ef).
-    Graph(NonZeroUsize),
-}
-
-impl Search {
-    /// The tables this search reads to answer, with `rerank` candidates re-ranked (0: none).
-    pub fn needs(self, rerank: usize) -> Needs {
-        Needs {
-            vectors: matches!(self, Search::Exact | Search::Graph(_)),
-            walk: matches!(self, Search::Graph(_)),
-            frames: rerank > 0,
-        }
-    }
-
-    /// "exact", "trees" or "graph", as `evaluate --json` reports it.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Search::Exact => "exact",
-            Search::Trees(_) => "trees",
-            Search::Graph(_) => "graph",
-        }
-    }
-
-    /// The setting, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
-    pub fn describe(self) -> String {
-        match self {
-            Search::Exact => "exact scan".into(),
-            Search::Trees(k) => format!("trees, search_k {k}"),
-            Search::Graph(ef) => format!("graph, ef {ef}"),
-        }
-    }
-}
-
-/// The candidates re-ranked per answer when `asked` (`None`: [`DEFAULT_RERANK`] on an angular index, none on
-/// others); `None` when a re-rank is asked of an index of another metric, whose frames cannot be compared.
-pub fn rerank_depth(asked: Option<usize>, metric: Metric) -> Option<usize> {
-    match (asked, metric) {
-        (None, Metric::Angular) => Some(DEFAULT_RERANK),
-        (None, _) | (Some(0), _) => Some(0),
-        (Some(n), Metric::Angular) => Some(n),
-        (Some(_), _) => None,
-    }
-}
-
-/// The default walk breadth for `count` neighbours.
-pub fn default_ef(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(DEFAULT_EF.max(count)).unwrap_or(NonZeroUsize::MIN)
-}
 
 /// What to find neighbours of.
 pub enum Target<'q> {
@@ -421,22 +339,4 @@ pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<sc
         vector,
         exclude: Some(item),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_ef_new;
-
-    #[test]
-    fn a_new_vector_walks_wider_as_the_index_grows() {
-        let clips = [1_000, 200_000, 250_000, 500_000, 1_000_000, 2_000_000];
-        let breadths = |reranked| -> Vec<usize> {
-            clips
-                .into_iter()
-                .map(|n| default_ef_new(n, reranked))
-                .collect()
-        };
-        assert_eq!(breadths(false), [32, 32, 32, 64, 96, 128]);
-        assert_eq!(breadths(true), [32, 32, 32, 48, 64, 80]);
-    }
 }

@@ -810,7 +810,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     .map(|&k| SearchMethod::Trees {
                         search_k: nonzero(k),
                     })
-                    .chain(args.ef.iter().map(|&ef| SearchMethod::Graph { ef: nonzero(ef) }))
+                    .chain(
+                        args.ef
+                            .iter()
+                            .map(|&ef| SearchMethod::Graph { ef: nonzero(ef) }),
+                    )
                     .collect(),
                 seed: args.seed,
                 rerank: args.rerank.map(|n| n as usize),
