@@ -96,6 +96,8 @@ impl PyIndex {
     /// search and re-rank, a `Search` (Search(ef=40), Search(exact=True, rerank=0); None: the index's default).
     #[pyo3(signature = (*, id=None, embedding=None, audio=None, k=10, labels=None, search=None, start=None,
         end=None))]
+    // The eight keywords Python sees, one query's kinds and window among them: a struct here would only move
+    // them into another list.
     #[allow(clippy::too_many_arguments)]
     fn recommend<'py>(
         &self,
