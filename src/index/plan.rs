@@ -1,8 +1,9 @@
-//! How a question searches: the options it asks with ([`QueryOptions`], [`SearchMethod`]), which search answers
-//! by default, and the search resolved once: what the options mean on one index (which search, how wide its walk for a
-//! clip of the index and for a vector given by its rows, how many candidates are re-ranked, which tables it
-//! reads). Made in [`SearchPlan::resolve`] and nowhere else; the searcher follows it, and every client (the
-//! command line, `serve`, Python, `evaluate`) reports it as it is, so that what is shown is what was walked.
+//! How a question searches: the options it asks with ([`QueryOptions`], [`SearchMethod`]), which search
+//! answers by default, and the search resolved once: what the options mean on one index (which search, how
+//! wide its walk for a clip of the index and for a vector given by its rows, how many candidates are
+//! re-ranked, which tables it reads). Made in [`SearchPlan::resolve`] and nowhere else; the searcher follows
+//! it, and every client (the command line, `serve`, Python, `evaluate`) reports it as it is, so that what is
+//! shown is what was walked.
 
 use std::num::NonZeroUsize;
 
