@@ -21,8 +21,8 @@ use roaring::RoaringBitmap;
 use serde::Serialize;
 
 use crate::clip::{self, ClipRecord};
+use crate::index::plan::Search;
 use crate::index::records::Records;
-use crate::index::search::Search;
 use crate::labels::{self, LabelSet};
 use crate::query::{Index, QueryOptions, Reader, Resolved, SearchMethod};
 
@@ -43,10 +43,8 @@ pub enum QueryCount {
 pub struct EvaluateOptions {
     pub queries: QueryCount,
     pub count: usize,
-    /// Tree searches to measure besides the default.
-    pub search_k: Vec<NonZeroUsize>,
-    /// Graph walks to measure besides the default.
-    pub ef: Vec<NonZeroUsize>,
+    /// Searches to measure besides the default (tree searches, graph walks), in this order.
+    pub searches: Vec<SearchMethod>,
     pub seed: u64,
     /// Candidates re-ranked by their frames; `None`: the index's default (as a question's).
     pub rerank: Option<usize>,
@@ -80,7 +78,8 @@ pub struct Report {
     pub search_k: Option<usize>,
     /// The graph walk's breadth as asked (`--ef`); `None` for the other searches.
     pub ef: Option<usize>,
-    /// The breadth the walk used: `ef`, or more when a re-rank needs more candidates (see `Searcher::walk_breadth`).
+    /// The breadth the walk used: `ef`, or more when a re-rank needs more candidates or the queries are held
+    /// out (see [`crate::SearchPlan`]).
     pub walk: Option<usize>,
     /// Whether this is what `recommend` does without `--exact` or `--search-k`.
     pub default: bool,
@@ -146,28 +145,21 @@ fn run(
     let truth = truth_session.nearest(&resolved)?;
     let records = truth_session.records();
 
-    let mut searches = vec![SearchMethod::Default];
-    searches.extend(
-        options
-            .search_k
-            .iter()
-            .map(|&k| SearchMethod::Trees { search_k: k }),
-    );
-    searches.extend(options.ef.iter().map(|&ef| SearchMethod::Graph { ef }));
-    let mut reports = Vec::with_capacity(searches.len());
-    for (n, &method) in searches.iter().enumerate() {
+    let held_out = matches!(options.queries, QueryCount::File(_));
+    let searches = std::iter::once(SearchMethod::Default).chain(options.searches.iter().copied());
+    let mut reports = Vec::with_capacity(options.searches.len() + 1);
+    for method in searches {
         let mut session = reader.session(&asked(method))?;
-        let search = session.method();
+        let plan = *session.plan();
         events(EvaluateEvent::Stage(&format!(
             "timing the search: {}",
-            search.describe()
+            plan.describe(held_out)
         )));
-        let rerank = session.rerank_depth();
         // Every query once untimed first: it maps the pages of the index this search reads into the process, a
         // cost a batch or a server pays once in total, not per query (one-shot questions are measured apart).
         // With a single query untimed, the first graph search timed (the default) paid for mapping most of the
         // graph and codes of a large index and looked slower than a wider walk timed after it
-        // (BENCHMARKS.md, "the default measured first").
+        // (BENCHMARKS.md, "A new song's query (held out) against the peers", note (e)).
         session.nearest(&resolved)?;
         let mut latencies = Vec::with_capacity(clips.len());
         let mut answers = Vec::with_capacity(clips.len());
@@ -186,28 +178,20 @@ fn run(
         reports.push(Report {
             k: options.count,
             queries: clips.len(),
-            search: search.kind(),
-            search_k: match search {
+            search: plan.search.kind(),
+            search_k: match plan.search {
                 Search::Trees(k) => Some(k.get()),
                 _ => None,
             },
-            ef: match search {
-                Search::Graph(ef) => Some(ef.get()),
-                _ => None,
-            },
-            walk: match search {
-                Search::Graph(ef) => Some(
-                    session.walk_breadth(ef.get(), matches!(options.queries, QueryCount::File(_))),
-                ),
-                _ => None,
-            },
-            default: n == 0,
+            ef: plan.breadth.map(|b| b.asked),
+            walk: plan.walk(held_out),
+            default: plan.default,
             recall: recall(&answers, &truth),
             label_precision: label_precision(records, &clips, &answers, &truth)?,
             latency_ms: percentiles(&mut latencies),
             qps: (clips.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE)).round(),
-            rerank,
-            held_out: matches!(options.queries, QueryCount::File(_)),
+            rerank: plan.rerank,
+            held_out,
             projection: settings.projection.describe(),
             queries_in_projection_fit: in_fit,
         });

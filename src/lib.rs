@@ -35,6 +35,7 @@ pub mod evaluate;
 pub mod fs;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod hit;
 mod index;
 pub mod ingest;
 pub mod labels;
@@ -50,13 +51,18 @@ pub mod projection {
 
 pub use audio::Embedder;
 pub use error::{Error, ErrorKind, Result, UsageError};
+pub use hit::{Answer, Hit, Ranked};
 pub use index::build::{
     BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice,
 };
 pub use index::dir::holds_index;
+pub use index::plan::Search;
+pub use index::plan::{Breadth, SearchPlan};
 pub use index::store::Settings;
 pub use index::vector::{Form, Metric};
-pub use query::{Hit, Index, Info, Query, QueryOptions, Reader, SearchMethod, Session};
+pub use query::{
+    Index, Info, NotOneQuery, Query, QueryKind, QueryOptions, Reader, SearchMethod, Session,
+};
 
 /// Ingests the bundled fixture records and indexes their music clips once per process, for the crate's
 /// documentation examples (which run as tests; the fixtures are AudioSet files, see fixtures/README.md).

@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
@@ -23,9 +22,12 @@ use crate::audio::logmel::EXAMPLE_SECONDS;
 use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};
+use crate::hit::Hit;
+use crate::index::plan::SearchPlan;
+pub use crate::index::plan::{QueryOptions, SearchMethod};
 use crate::index::projection::{ClipForm, QueryVector};
 use crate::index::records::Records;
-use crate::index::search::{self, Searcher, Target};
+use crate::index::search::{Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
 use crate::index::tables::{Tables, held_or_load};
 use crate::index::vector::{Form, Metric};
@@ -56,6 +58,43 @@ pub enum Query {
     /// An embedding's rows (128 values of 0 to 255 each, one per 0.96 s), used from row `start` on: as many
     /// rows as the index's clips have frames (later rows are ignored), for mean vectors as for flat ones.
     Embedding { rows: Vec<Vec<f32>>, start: usize },
+    /// An embedded audio file ([`crate::audio::source::Source::embed_file`]), from its window's start on
+    /// (`audio.start`). Each window of the index's frames (10 of 0.96 s: about 10 s) is asked and the answers
+    /// merged, a clip scoring its best window, whose start in the file each hit's `matched_at` says. The file's
+    /// own clip (`file`'s `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
+    Audio {
+        audio: Embedded,
+        file: Option<PathBuf>,
+    },
+}
+
+/// The kinds of [`Query`], for a client's check of what its caller gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Id,
+    Embedding,
+    Audio,
+}
+
+/// Why a client's arguments are not one query: none given, or several (the first two, in the order given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotOneQuery {
+    Nothing,
+    Several(QueryKind, QueryKind),
+}
+
+impl QueryKind {
+    /// The one kind a caller gave, from each kind and whether it was given, in the client's order: the one
+    /// check of "exactly one query" that every client makes (each words the refusal in its own terms, and a
+    /// client may choose to take the first of several).
+    pub fn one_given(given: &[(QueryKind, bool)]) -> std::result::Result<QueryKind, NotOneQuery> {
+        let mut kinds = given.iter().filter(|(_, g)| *g).map(|(kind, _)| *kind);
+        match (kinds.next(), kinds.next()) {
+            (None, _) => Err(NotOneQuery::Nothing),
+            (Some(kind), None) => Ok(kind),
+            (Some(first), Some(second)) => Err(NotOneQuery::Several(first, second)),
+        }
+    }
 }
 
 impl Query {
@@ -72,89 +111,28 @@ impl Query {
         }
         Ok(Query::Id(text.to_string()))
     }
-}
 
-/// How a search finds its candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SearchMethod {
-    /// By the index's size: the exact scan up to about 16,000 clips, the neighbour graph above.
-    #[default]
-    Default,
-    /// Every vector compared: the ground truth.
-    Exact,
-    /// The neighbour graph, walked with this breadth (hnswlib's ef).
-    Graph { ef: NonZeroUsize },
-    /// The random-projection forest, inspecting this many nodes (Annoy's search_k).
-    Trees { search_k: NonZeroUsize },
-}
-
-/// How a question is answered; every field has a default (`QueryOptions::default()`: ten neighbours, any
-/// label, the index's default search and re-rank).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryOptions {
-    /// Neighbours per answer (at least 1).
-    pub count: usize,
-    /// Only clips carrying one of these AudioSet labels (class indices; see [`crate::labels`]); empty: any.
-    pub labels: Vec<u16>,
-    pub search: SearchMethod,
-    /// Candidates re-ranked by their frames; `None`: 20 on an angular index, none on others; `Some(0)`: none.
-    pub rerank: Option<usize>,
-}
-
-impl SearchMethod {
-    /// The search this method means for `count` neighbours on an index of `settings`.
-    fn resolve(self, count: usize, settings: &Settings) -> search::Search {
-        let (exact, search_k, ef) = match self {
-            SearchMethod::Default => (false, None, None),
-            SearchMethod::Exact => (true, None, None),
-            SearchMethod::Graph { ef } => (false, None, Some(ef)),
-            SearchMethod::Trees { search_k } => (false, Some(search_k), None),
-        };
-        search::Search::choose(exact, search_k, ef, count, settings)
+    /// The first embedding row `start` names, when it is one: a whole number from 0 to 2^32 - 1 (clients that
+    /// take one number for an audio file's seconds and an embedding's row read it as a float).
+    pub fn start_row(start: f64) -> Option<usize> {
+        (start >= 0.0 && start.fract() == 0.0 && start <= f64::from(u32::MAX))
+            .then_some(start as usize)
     }
-}
 
-impl Default for QueryOptions {
-    fn default() -> Self {
-        QueryOptions {
-            count: 10,
-            labels: Vec::new(),
-            search: SearchMethod::Default,
-            rerank: None,
+    pub fn kind(&self) -> QueryKind {
+        match self {
+            Query::Id(_) => QueryKind::Id,
+            Query::Embedding { .. } => QueryKind::Embedding,
+            Query::Audio { .. } => QueryKind::Audio,
         }
     }
-}
 
-/// One neighbour, owned: nothing in it borrows the index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Hit {
-    pub video_id: String,
-    /// On the index's metric's scale; after a re-rank, the frames' angular distance.
-    pub distance: f32,
-    /// Cosine similarity, for the angular metric: (1 - 2 x distance), what people read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub similarity: Option<f32>,
-    /// AudioSet class indices.
-    pub labels: Vec<i64>,
-    pub start_time: f64,
-    pub end_time: f64,
-    /// For an audio query: where in the file (seconds) the window this clip matched best starts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched_at: Option<f64>,
-}
-
-impl Hit {
-    /// The labels' display names, in the stored order.
-    pub fn label_names(&self) -> Vec<&'static str> {
-        self.labels
-            .iter()
-            .filter_map(|&l| labels::class_name(l))
-            .collect()
-    }
-
-    /// Where the clip can be played: YouTube at its second, or a `file://` link for a clip `embed` made.
-    pub fn url(&self) -> String {
-        clip::clip_url(&self.video_id, self.start_time)
+    /// Neighbours a search finds beyond those asked, for an answer that may drop some: an audio file's own clip.
+    fn spare(&self) -> usize {
+        match self {
+            Query::Audio { .. } => 1,
+            _ => 0,
+        }
     }
 }
 
@@ -384,7 +362,7 @@ impl Index {
     pub fn recommend(&self, query: &Query, options: &QueryOptions) -> Result<Vec<Hit>> {
         self.within(|| {
             self.with_reader(options, |reader| {
-                let mut session = reader.session(options)?;
+                let mut session = reader.open_session(options, query.spare())?;
                 session.recommend(query)
             })
         })
@@ -401,24 +379,6 @@ impl Index {
             self.with_reader(options, |reader| {
                 let mut session = reader.session(options)?;
                 session.recommend_many(queries)
-            })
-        })
-    }
-
-    /// The nearest clips to an embedded audio file ([`crate::audio::source::Source::embed_file`]). Each window of the
-    /// index's frames (10 of 0.96 s: about 10 s) is asked and the answers merged, a clip scoring its best
-    /// window, whose start in the file each hit's `matched_at` says. The file's own clip (`file`'s
-    /// `file:PATH` id, if `embed` made a clip of it and it was indexed) is left out.
-    pub fn recommend_audio(
-        &self,
-        audio: &Embedded,
-        file: Option<&Path>,
-        options: &QueryOptions,
-    ) -> Result<Vec<Hit>> {
-        self.within(|| {
-            self.with_reader(options, |reader| {
-                let mut session = reader.open_session(options, 1)?;
-                session.recommend_audio(audio, file)
             })
         })
     }
@@ -492,15 +452,15 @@ impl Reader {
     /// Maps the tables a session with `options` reads, if they are not yet: its sessions then borrow them.
     fn load(&mut self, options: &QueryOptions) -> Result<()> {
         self.0.with_dependent_mut(|snapshot, tables| {
-            let settings = &snapshot.settings;
-            let method = options.search.resolve(options.count, settings);
-            // An impossible re-rank reads no frames: the session refuses it.
-            let rerank = search::rerank_depth(options.rerank, settings.metric).unwrap_or(0);
+            // An impossible plan reads nothing: the session refuses it.
+            let Ok(plan) = SearchPlan::resolve(options, &snapshot.settings, 0) else {
+                return Ok(());
+            };
             tables.load(
                 &snapshot.store,
                 &snapshot.rtxn,
-                settings,
-                method.needs(rerank),
+                &snapshot.settings,
+                plan.needs(),
             )?;
             Ok(())
         })
@@ -540,14 +500,9 @@ impl Reader {
 
     /// A session whose searches find `spare` more than asked, for answers that may drop some.
     fn open_session(&self, options: &QueryOptions, spare: usize) -> Result<Session<'_>> {
-        if options.count == 0 {
-            return Err(anyhow::Error::new(UsageError::new(
-                "the count of neighbours must be at least 1",
-            ))
-            .into());
-        }
         let snapshot = self.snapshot();
         let (store, rtxn, settings) = (&*snapshot.store, &*snapshot.rtxn, &snapshot.settings);
+        let plan = SearchPlan::resolve(options, settings, spare)?;
         let tables = self.0.borrow_dependent();
         let labels = if options.labels.is_empty() {
             None
@@ -558,14 +513,8 @@ impl Reader {
             }
             Some(items)
         };
-        let method = options.search.resolve(options.count, settings);
-        // No answer holds more clips than the index has: a count of usize::MAX must not size a heap by it.
-        let count = options.count.min(settings.next_item as usize).max(1);
-        let per_query = count + spare;
         let searcher = with_distance!(settings.metric, D => AnySearcher::from(
-            Searcher::<D>::open(store, rtxn, tables, settings, method, per_query, labels)?
-                .with_rerank(options.rerank, settings)?
-                .with_default_breadth(options.search == SearchMethod::Default, settings)
+            Searcher::<D>::open(store, rtxn, tables, settings, plan, labels)?
         ));
         let records = held_or_load(tables.records.as_ref(), || {
             store.load_records(rtxn, settings)
@@ -574,8 +523,7 @@ impl Reader {
             snapshot,
             searcher,
             records,
-            count,
-            method,
+            plan,
         })
     }
 }
@@ -614,24 +562,6 @@ impl AnySearcher<'_> {
             AnySearcher::Dot(s) => s.nearest(targets),
         }
     }
-
-    fn rerank_depth(&self) -> usize {
-        match self {
-            AnySearcher::Cosine(s) => s.rerank_depth(),
-            AnySearcher::Euclidean(s) => s.rerank_depth(),
-            AnySearcher::Manhattan(s) => s.rerank_depth(),
-            AnySearcher::Dot(s) => s.rerank_depth(),
-        }
-    }
-
-    fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        match self {
-            AnySearcher::Cosine(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Euclidean(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Manhattan(s) => s.walk_breadth(ef, by_rows),
-            AnySearcher::Dot(s) => s.walk_breadth(ef, by_rows),
-        }
-    }
 }
 
 /// One query as resolved against the index: a clip of it, or a vector in its terms.
@@ -655,13 +585,15 @@ pub struct Session<'r> {
     snapshot: &'r Snapshot,
     searcher: AnySearcher<'r>,
     records: Cow<'r, Records<'r>>,
-    count: usize,
-    method: search::Search,
+    plan: SearchPlan,
 }
 
 impl<'r> Session<'r> {
     /// The `count` nearest clips to `query`, nearest first.
     pub fn recommend(&mut self, query: &Query) -> Result<Vec<Hit>> {
+        if let Query::Audio { audio, file } = query {
+            return self.recommend_audio(audio, file.as_deref());
+        }
         let resolved = self.resolve(query)?;
         let found = self.nearest(std::slice::from_ref(&resolved))?;
         self.hits(found.into_iter().next().unwrap_or_default(), None)
@@ -691,8 +623,8 @@ impl<'r> Session<'r> {
         Ok(answers)
     }
 
-    /// [`Index::recommend_audio`]'s work, in a session that finds one spare neighbour per window (the file's own
-    /// clip may be among them, and is dropped).
+    /// An audio query's answer ([`Query::Audio`]). In a session that finds one spare neighbour per window
+    /// ([`Index::recommend`] opens one) the file's own clip, when among them, is dropped and leaves no gap.
     fn recommend_audio(&mut self, audio: &Embedded, file: Option<&Path>) -> Result<Vec<Hit>> {
         let windows = audio_windows(audio, &self.snapshot.form).map_err(|e| match file {
             Some(path) => anyhow!("{}: {e}", path.display()),
@@ -729,7 +661,7 @@ impl<'r> Session<'r> {
             .map(|(item, (distance, at))| (item, distance, at))
             .collect();
         merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        merged.truncate(self.count);
+        merged.truncate(self.plan.count);
         let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
         self.hits(merged.iter().map(|&(i, d, _)| (i, d)).collect(), Some(&at))
     }
@@ -757,6 +689,11 @@ impl<'r> Session<'r> {
             Query::Embedding { rows, start } => {
                 Ok(Resolved::Vector(reader.form.query(rows, *start)?))
             }
+            // Many windows, merged: not one vector to ask among others.
+            Query::Audio { .. } => Err(anyhow::Error::new(UsageError::new(
+                "an audio file is asked on its own (Index::recommend), not in a batch",
+            ))
+            .into()),
         }
     }
 
@@ -774,7 +711,7 @@ impl<'r> Session<'r> {
         let metric = self.snapshot.settings.metric;
         found
             .into_iter()
-            .take(self.count)
+            .take(self.plan.count)
             .enumerate()
             .map(|(rank, (item, distance))| {
                 let meta = self.records.get(item)?;
@@ -798,22 +735,9 @@ impl<'r> Session<'r> {
             .collect()
     }
 
-    /// The candidates re-ranked per answer (0: none).
-    pub fn rerank_depth(&self) -> usize {
-        self.searcher.rerank_depth()
-    }
-
-    /// How this session searches, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
-    pub fn describe(&self) -> String {
-        self.method.describe()
-    }
-
-    pub(crate) fn method(&self) -> search::Search {
-        self.method
-    }
-
-    pub(crate) fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        self.searcher.walk_breadth(ef, by_rows)
+    /// How this session searches: the plan its options made on this index.
+    pub fn plan(&self) -> &SearchPlan {
+        &self.plan
     }
 
     pub(crate) fn records(&self) -> &Records<'r> {

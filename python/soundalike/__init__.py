@@ -7,7 +7,10 @@ with numpy arrays in and out, and no process started per question.
     >>> idx = soundalike.Index("music.idx")
     >>> idx.recommend(id="xtGmrLOsjHk", k=5)          # list of dicts, as `recommend --json` gives
     >>> ids, sims = idx.recommend_batch(["xtGmrLOsjHk", "dRvVBKLxCgU"], k=10)
-    >>> rows = soundalike.embed("song.wav", start=0, end=10)   # (rows, 128) uint8
+    >>> idx.recommend(id="xtGmrLOsjHk", search=soundalike.Search(ef=40, rerank=0))
+    >>> vggish = soundalike.Embedder()                  # VGGish's weights, loaded once
+    >>> rows = vggish.embed("song.wav", start=0, end=10)   # (rows, 128) uint8
+    >>> soundalike.Index("music.idx", embedder=vggish).recommend(audio="song.mp3", start=60, end=70)
 
 Errors are exceptions: FileNotFoundError (no index, no file, no weights), ValueError (bad input or option),
 KeyError (a video_id not in the index), soundalike.DamagedIndexError (an index to rebuild), each with the
@@ -18,21 +21,39 @@ run them in parallel.
 from ._soundalike import (
     ClipReader,
     DamagedIndexError,
+    Embedder,
     Index,
+    Search,
     __version__,
     build_index,
     class_names,
-    embed,
     read_tfrecords,
 )
 
 __all__ = [
     "ClipReader",
     "DamagedIndexError",
+    "Embedder",
     "Index",
+    "Search",
     "__version__",
     "build_index",
     "class_names",
     "embed",
     "read_tfrecords",
 ]
+
+
+def embed(path, *, start=None, end=None, max_seconds=None, weights=None, pca=None, service=None):
+    """The VGGish embedding of an audio file (WAV, FLAC, MP3, Ogg Vorbis): a (rows, 128) uint8 array, one row
+    per 0.96 s, as AudioSet's embeddings and `soundalike embed` give it.
+
+    A shorthand for Embedder(weights=..., pca=..., service=..., max_seconds=...).embed(path, start=, end=): the
+    weights are loaded once per process and reused while the same files are asked for. start, end: the stretch
+    of the file, in seconds; max_seconds: the most audio embedded (default 1200).
+
+    Raises FileNotFoundError when the file or the weights are missing (saying where to get them), ValueError
+    for audio that cannot be decoded or is too short.
+    """
+    embedder = Embedder(weights=weights, pca=pca, service=service, max_seconds=max_seconds)
+    return embedder.embed(path, start=start, end=end)

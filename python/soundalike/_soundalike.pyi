@@ -16,8 +16,31 @@ __version__: str
 
 class DamagedIndexError(Exception): ...
 
+class Search:
+    def __init__(
+        self,
+        *,
+        ef: Optional[int] = None,
+        search_k: Optional[int] = None,
+        exact: bool = False,
+        rerank: Optional[int] = None,
+    ) -> None: ...
+
+class Embedder:
+    def __init__(
+        self,
+        *,
+        weights: Optional[_Path] = None,
+        pca: Optional[_Path] = None,
+        service: Optional[str] = None,
+        max_seconds: Optional[float] = None,
+    ) -> None: ...
+    def embed(
+        self, path: _Path, *, start: Optional[float] = None, end: Optional[float] = None
+    ) -> npt.NDArray[np.uint8]: ...
+
 class Index:
-    def __init__(self, path: _Path) -> None: ...
+    def __init__(self, path: _Path, *, embedder: Optional[Embedder] = None) -> None: ...
     @property
     def path(self) -> pathlib.Path: ...
     def __len__(self) -> int: ...
@@ -30,16 +53,9 @@ class Index:
         audio: Optional[_Path] = None,
         k: int = 10,
         labels: Optional[_Labels] = None,
-        rerank: Optional[int] = None,
-        ef: Optional[int] = None,
-        exact: bool = False,
-        search_k: Optional[int] = None,
+        search: Optional[Search] = None,
         start: Optional[float] = None,
         end: Optional[float] = None,
-        max_seconds: Optional[float] = None,
-        weights: Optional[_Path] = None,
-        pca: Optional[_Path] = None,
-        service: Optional[str] = None,
     ) -> List[Hit]: ...
     def recommend_batch(
         self,
@@ -47,10 +63,7 @@ class Index:
         *,
         k: int = 10,
         labels: Optional[_Labels] = None,
-        rerank: Optional[int] = None,
-        ef: Optional[int] = None,
-        exact: bool = False,
-        search_k: Optional[int] = None,
+        search: Optional[Search] = None,
         start: Optional[int] = None,
         distances: bool = False,
     ) -> Tuple[npt.NDArray[np.object_], npt.NDArray[np.float32]]: ...
@@ -61,16 +74,6 @@ class ClipReader(Iterator[Clip]):
     @property
     def stats(self) -> Optional[dict]: ...
 
-def embed(
-    path: _Path,
-    *,
-    start: Optional[float] = None,
-    end: Optional[float] = None,
-    max_seconds: Optional[float] = None,
-    weights: Optional[_Path] = None,
-    pca: Optional[_Path] = None,
-    service: Optional[str] = None,
-) -> npt.NDArray[np.uint8]: ...
 def read_tfrecords(
     inputs: Union[_Path, Sequence[_Path]],
     *,

@@ -1,30 +1,137 @@
-//! Audio files to embedding rows, in-process: VGGish's weights are loaded once per process (a second call with
-//! the same files reuses them; 288 MB and about a second to load), or a MAX service is asked.
+//! Audio files to embedding rows, in-process: `soundalike.Embedder`, VGGish's weights loaded once per process
+//! (a second Embedder of the same files reuses them; 288 MB and about a second to load), or a MAX service.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, TryLockError};
 
+use numpy::PyArray2;
+use numpy::ndarray::Array2;
 use pyo3::prelude::*;
 use soundalike::UsageError;
 use soundalike::audio::LogMel;
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
+use soundalike::audio::weights::EMBEDDING_LEN;
 
 use crate::convert;
-use crate::errors::{Asked, run};
+use crate::errors::{Asked, bad_argument, run};
 use crate::pool::PerProcess;
 
-/// Where the embedding comes from and which stretch of the file: the keyword arguments `embed` and
-/// `Index.recommend(audio=...)` share.
-pub struct AudioArgs {
-    pub path: PathBuf,
-    pub start: Option<f64>,
-    pub end: Option<f64>,
-    pub max_seconds: Option<f64>,
-    pub weights: Option<PathBuf>,
-    pub pca: Option<PathBuf>,
-    pub service: Option<String>,
+/// An audio back end made once: VGGish's weights and PCA parameters loaded (or a MAX service's address), and the
+/// most audio it embeds. Every audio call goes through one, rather than naming the files on every call.
+///
+/// weights, pca: VGGish's weight file and PCA parameters (default: $SOUNDALIKE_WEIGHTS and $SOUNDALIKE_PCA,
+/// else the official files in ~/.local/share/soundalike), loaded when the Embedder is made (288 MB, about a
+/// second; a second Embedder of the same files in the process shares them). service: a MAX Audio Embedding
+/// Generator's URL instead of the weights. max_seconds: the most audio embedded from one file (default 1200).
+///
+/// Raises FileNotFoundError when the weights are missing, saying where to get them.
+#[pyclass(frozen, module = "soundalike", name = "Embedder")]
+pub struct PyEmbedder {
+    source: Arc<Source>,
+    max_seconds: Option<f64>,
+    /// For `repr`: the files or the service.
+    loaded: Loaded,
+}
+
+#[pymethods]
+impl PyEmbedder {
+    #[new]
+    #[pyo3(signature = (*, weights=None, pca=None, service=None, max_seconds=None))]
+    fn new(
+        py: Python<'_>,
+        weights: Option<&Bound<'_, PyAny>>,
+        pca: Option<&Bound<'_, PyAny>>,
+        service: Option<String>,
+        max_seconds: Option<f64>,
+    ) -> PyResult<Self> {
+        let options = SourceOptions {
+            weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
+            pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
+            service,
+        };
+        PyEmbedder::load(py, &options, max_seconds)
+    }
+
+    /// The VGGish embedding of an audio file (WAV, FLAC, MP3, Ogg Vorbis): a (rows, 128) uint8 array, one row
+    /// per 0.96 s, as AudioSet's embeddings and `soundalike embed` give it. start, end: the stretch of the
+    /// file, in seconds.
+    ///
+    /// Raises FileNotFoundError when the file is missing, ValueError for audio that cannot be decoded or is
+    /// too short.
+    #[pyo3(signature = (path, *, start=None, end=None))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        path: &Bound<'py, PyAny>,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> PyResult<Bound<'py, PyArray2<u8>>> {
+        let path = convert::path(path, "path")?;
+        let embedded = self.embed_file(py, &path, start, end)?;
+        let rows = embedded.rows.len();
+        let bytes: Vec<u8> = embedded.rows.iter().flatten().copied().collect();
+        let array = Array2::from_shape_vec((rows, EMBEDDING_LEN), bytes)
+            .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
+        Ok(PyArray2::from_owned_array(py, array))
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.loaded {
+            Loaded::Files(weights, pca) => format!(
+                "soundalike.Embedder(weights={:?}, pca={:?})",
+                weights.display().to_string(),
+                pca.display().to_string()
+            ),
+            Loaded::Service(url) => format!("soundalike.Embedder(service={url:?})"),
+        }
+    }
+}
+
+impl PyEmbedder {
+    /// The back end `options` name, loaded (or the one already loaded from the same files); its warnings (a
+    /// weight file whose name promises another hash) issued as Python warnings.
+    pub fn load(
+        py: Python<'_>,
+        options: &SourceOptions,
+        max_seconds: Option<f64>,
+    ) -> PyResult<PyEmbedder> {
+        let (source, loaded, warnings) = run(py, Asked::Files, || {
+            let mut warnings = Vec::new();
+            let (source, loaded) = source(options, &mut warnings)?;
+            Ok((source, loaded, warnings))
+        })?;
+        crate::index::warn(py, &warnings)?;
+        Ok(PyEmbedder {
+            source,
+            max_seconds,
+            loaded,
+        })
+    }
+
+    /// The file's embedding from `start` to `end` seconds, with the interpreter's lock released.
+    pub fn embed_file(
+        &self,
+        py: Python<'_>,
+        path: &Path,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> PyResult<Embedded> {
+        run(py, Asked::Files, || {
+            let window = Window {
+                start,
+                end,
+                max_seconds: self.max_seconds,
+            };
+            window
+                .check()
+                .map_err(|e| anyhow::Error::new(UsageError::new(e)))?;
+            Ok(self
+                .source
+                .embed_file(path, window, &LogMel::new(), |_| {})?)
+        })
+    }
 }
 
 /// What a loaded source was loaded from: the same files (or service) again reuse it.
@@ -41,60 +148,11 @@ type Held = Mutex<Option<(Loaded, Arc<Source>)>>;
 /// would otherwise find the lock held for ever. A child starts from what its parent had loaded, when it can.
 static SOURCE: PerProcess<Held> = PerProcess::new();
 
-impl AudioArgs {
-    /// The keyword arguments as Python passed them: `path` (named `what` in errors), and the weights' and PCA's
-    /// paths, as `str` or `os.PathLike`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_python(
-        path: &Bound<'_, PyAny>,
-        what: &str,
-        start: Option<f64>,
-        end: Option<f64>,
-        max_seconds: Option<f64>,
-        weights: Option<&Bound<'_, PyAny>>,
-        pca: Option<&Bound<'_, PyAny>>,
-        service: Option<String>,
-    ) -> PyResult<AudioArgs> {
-        Ok(AudioArgs {
-            path: convert::path(path, what)?,
-            start,
-            end,
-            max_seconds,
-            weights: weights.map(|w| convert::path(w, "weights")).transpose()?,
-            pca: pca.map(|p| convert::path(p, "pca")).transpose()?,
-            service,
-        })
-    }
-
-    /// Embeds the file; warnings (a weight file whose name promises another hash) come back for the caller to
-    /// issue as Python warnings once it holds the interpreter's lock again.
-    pub fn embed(&self, py: Python<'_>) -> PyResult<(Embedded, Vec<String>)> {
-        run(py, Asked::Files, || {
-            let window = Window {
-                start: self.start,
-                end: self.end,
-                max_seconds: self.max_seconds,
-            };
-            window
-                .check()
-                .map_err(|e| anyhow::Error::new(UsageError::new(e)))?;
-            let options = SourceOptions {
-                weights: self.weights.clone(),
-                pca: self.pca.clone(),
-                service: self.service.clone(),
-            };
-            let mut warnings = Vec::new();
-            let source = source(&options, &mut warnings)?;
-            let embedded = source
-                .embed_file(&self.path, window, &LogMel::new(), |_| {})
-                .map_err(soundalike::Error::from)?;
-            Ok((embedded, warnings))
-        })
-    }
-}
-
 /// The loaded source for `options`, loading it when none is, or another one was.
-fn source(options: &SourceOptions, warnings: &mut Vec<String>) -> soundalike::Result<Arc<Source>> {
+fn source(
+    options: &SourceOptions,
+    warnings: &mut Vec<String>,
+) -> soundalike::Result<(Arc<Source>, Loaded)> {
     let located = options.locate()?;
     let key = match (&located, &options.service) {
         (Located::Local { weights, pca }, _) => Loaded::Files(weights.clone(), pca.clone()),
@@ -108,11 +166,11 @@ fn source(options: &SourceOptions, warnings: &mut Vec<String>) -> soundalike::Re
     if let Some((held, source)) = loaded.as_ref()
         && *held == key
     {
-        return Ok(Arc::clone(source));
+        return Ok((Arc::clone(source), key));
     }
     let source = Arc::new(located.load(|warning| warnings.push(warning))?);
-    *loaded = Some((key, Arc::clone(&source)));
-    Ok(source)
+    *loaded = Some((key.clone(), Arc::clone(&source)));
+    Ok((source, key))
 }
 
 /// What a forked child's parent had loaded, unless the parent's lock was held at the fork.

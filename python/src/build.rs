@@ -1,17 +1,16 @@
 //! `soundalike.build_index`: clips in (a Python iterable of dicts, or files of clips), an index out, built by
 //! the library's `IndexBuilder` exactly as `soundalike index` builds it.
 //!
-//! The builder reads clips as JSON lines from any reader; here that reader pulls the next dict from the
-//! Python iterable (taking the interpreter's lock for that moment only) and writes it as the line `ingest`
-//! would. The build itself runs with the lock released, so a notebook's other threads go on meanwhile.
+//! The builder takes typed clips as well as JSON lines; here each clip is the next dict of the Python iterable
+//! (taken with the interpreter's lock for that moment only), its arrays read straight into the library's
+//! clip. The build itself runs with the lock released, so a notebook's other threads go on meanwhile.
 
-use std::io::{BufRead, Read};
 use std::path::PathBuf;
 
 use numpy::{AllowTypeChange, PyArrayLike2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyList, PyString, PyTuple};
-use serde::Serialize;
+use soundalike::clip::ClipRecord;
 use soundalike::{BuildOptions, Built, ClipInput, Form, IndexBuilder, Metric, ProjectionChoice};
 
 use crate::convert;
@@ -148,83 +147,65 @@ impl Clips {
     fn inputs<'a>(&'a self, failed: &'a std::sync::Mutex<Option<PyErr>>) -> Vec<ClipInput<'a>> {
         match self {
             Clips::Files(paths) => paths.iter().cloned().map(ClipInput::Path).collect(),
-            Clips::Iterable(iterator) => vec![ClipInput::Reader {
+            Clips::Iterable(iterator) => vec![ClipInput::Clips {
                 name: "clips".into(),
-                reader: Box::new(ClipLines {
+                clips: Box::new(TakenClips {
                     iterator,
-                    line: Vec::new(),
-                    at: 0,
                     taken: 0,
                     failed,
-                    done: false,
                 }),
             }],
         }
     }
 }
 
-/// The clips of a Python iterator as the JSON lines the builder reads.
-struct ClipLines<'a> {
+/// The clips of a Python iterator as the library's clips, each dict's arrays read as they are (no JSON).
+struct TakenClips<'a> {
     iterator: &'a Py<PyIterator>,
-    line: Vec<u8>,
-    at: usize,
     taken: usize,
     failed: &'a std::sync::Mutex<Option<PyErr>>,
-    done: bool,
 }
 
-/// One clip as `ingest` writes it.
-#[derive(Serialize)]
-struct ClipLine<'a> {
-    video_id: &'a str,
-    start_time: f64,
-    end_time: f64,
-    labels: Vec<i64>,
-    embedding: Vec<Vec<f32>>,
-}
+impl Iterator for TakenClips<'_> {
+    type Item = soundalike::Result<ClipRecord>;
 
-impl ClipLines<'_> {
-    /// Takes the next clip from the iterator as a line, or notes that there is none; an exception from the
-    /// iterator or a dict that is not a clip is kept for the caller and ends the reading with an error.
-    fn refill(&mut self) -> std::io::Result<()> {
+    /// The next clip, taking the interpreter's lock for that moment only; an exception from the iterator or a
+    /// dict that is not a clip is kept for the caller and ends the build with an error.
+    fn next(&mut self) -> Option<Self::Item> {
         // A KeyboardInterrupt the calling thread saw (see `build_index`), or the iterable's error: Ctrl-C is
         // seen between clips, whatever the iterable (a list's iterator runs no Python code that would see it),
         // and the build then stops and leaves the index as it was.
         if lock(self.failed).is_some() {
-            return Err(std::io::Error::other("interrupted"));
+            return Some(Err(anyhow::anyhow!("interrupted").into()));
         }
-        let next = Python::attach(|py| -> PyResult<Option<Vec<u8>>> {
+        let next = Python::attach(|py| -> PyResult<Option<ClipRecord>> {
             let mut iterator = self.iterator.bind(py).clone();
             let Some(item) = iterator.next().transpose()? else {
                 return Ok(None);
             };
-            let line = clip_line(&item)
+            let clip = clip_record(&item)
                 .map_err(|e| bad_argument(format!("clips[{}]: {}", self.taken, e.value(py))))?;
-            Ok(Some(line))
+            Ok(Some(clip))
         });
         match next {
-            Ok(Some(line)) => {
+            Ok(Some(clip)) => {
                 self.taken += 1;
-                self.line = line;
-                self.at = 0;
-                Ok(())
+                Some(Ok(clip))
             }
-            Ok(None) => {
-                self.done = true;
-                Ok(())
-            }
+            Ok(None) => None,
             Err(error) => {
                 *lock(self.failed) = Some(error);
-                Err(std::io::Error::other(
-                    "the clips' iterable raised an exception",
-                ))
+                Some(Err(anyhow::anyhow!(
+                    "the clips' iterable raised an exception"
+                )
+                .into()))
             }
         }
     }
 }
 
-/// A clip dict as one JSON line.
-fn clip_line(item: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+/// A clip dict as the library's clip.
+fn clip_record(item: &Bound<'_, PyAny>) -> PyResult<ClipRecord> {
     let clip = item
         .cast::<PyDict>()
         .map_err(|_| bad_argument("not a clip dict"))?;
@@ -254,43 +235,13 @@ fn clip_line(item: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .outer_iter()
         .map(|row| row.iter().copied().collect())
         .collect();
-    let line = ClipLine {
-        video_id: &video_id,
+    Ok(ClipRecord {
+        video_id,
         start_time: time("start_time")?,
         end_time: time("end_time")?,
         labels,
         embedding,
-    };
-    let mut bytes =
-        serde_json::to_vec(&line).map_err(|e| bad_argument(format!("cannot write it: {e}")))?;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-impl Read for ClipLines<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for ClipLines<'_> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.at == self.line.len() && !self.done {
-            self.refill()?;
-        }
-        if self.done {
-            return Ok(&[]);
-        }
-        Ok(&self.line[self.at..])
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.at = (self.at + amount).min(self.line.len());
-    }
+    })
 }
 
 /// The iterable's error, kept for the caller.

@@ -1,31 +1,41 @@
 //! Python values to the library's and back: label lists, search options, embedding rows, hits.
 //!
-//! The same options as `soundalike recommend` (`k`, `labels`, `ef`, `exact`, `search_k`, `rerank`), refused
-//! where the command line refuses them, so that an answer here equals its `--json` answer.
+//! The same options as `soundalike recommend` (`k`, `labels`, and in a `Search` `ef`, `exact`, `search_k`,
+//! `rerank`), refused where the command line refuses them, so that an answer here equals its `--json` answer.
 
 use std::num::NonZeroUsize;
 
 use numpy::{AllowTypeChange, PyArrayLikeDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
-use soundalike::{Hit, QueryOptions, SearchMethod, labels};
+use pyo3::types::{PyDict, PyString};
+use soundalike::{Answer, Hit, QueryOptions, SearchMethod, labels};
 
 use crate::errors::bad_argument;
 
-/// `k`, `labels`, `rerank`, `ef`, `exact` and `search_k` as one [`QueryOptions`].
-pub struct Search<'a, 'py> {
-    pub k: i64,
-    pub labels: Option<&'a Bound<'py, PyAny>>,
-    pub rerank: Option<i64>,
-    pub ef: Option<i64>,
-    pub exact: bool,
-    pub search_k: Option<i64>,
+/// How a question searches, as `soundalike recommend`'s flags say it, made once and passed as `search=`.
+///
+/// Give at most one of ef (walk the neighbour graph this wide), search_k (search the random-projection trees,
+/// inspecting this many nodes) and exact=True (scan every vector); none: the index's default (the exact scan
+/// up to about 16,000 clips, the graph above). rerank: the candidates re-ranked by their frames (None: the
+/// index's default, 20 on an angular index; 0: none).
+#[pyclass(frozen, module = "soundalike", name = "Search")]
+#[derive(Clone)]
+pub struct PySearch {
+    method: SearchMethod,
+    rerank: Option<usize>,
 }
 
-impl Search<'_, '_> {
-    pub fn options(&self) -> PyResult<QueryOptions> {
-        let count = positive("k", self.k)?;
-        let search = match (self.exact, self.search_k, self.ef) {
+#[pymethods]
+impl PySearch {
+    #[new]
+    #[pyo3(signature = (*, ef=None, search_k=None, exact=false, rerank=None))]
+    fn new(
+        ef: Option<i64>,
+        search_k: Option<i64>,
+        exact: bool,
+        rerank: Option<i64>,
+    ) -> PyResult<Self> {
+        let method = match (exact, search_k, ef) {
             (true, None, None) => SearchMethod::Exact,
             (false, Some(search_k), None) => SearchMethod::Trees {
                 search_k: positive("search_k", search_k)?,
@@ -40,23 +50,51 @@ impl Search<'_, '_> {
                 ));
             }
         };
-        let rerank = match self.rerank {
-            None => None,
-            Some(n) => Some(
+        let rerank = rerank
+            .map(|n| {
                 usize::try_from(n)
-                    .map_err(|_| bad_argument(format!("rerank={n}: 0 (none) or more")))?,
-            ),
-        };
-        Ok(QueryOptions {
-            count: count.get(),
-            labels: match self.labels {
-                None => Vec::new(),
-                Some(given) => label_indices(given)?,
-            },
-            search,
-            rerank,
-        })
+                    .map_err(|_| bad_argument(format!("rerank={n}: 0 (none) or more")))
+            })
+            .transpose()?;
+        Ok(PySearch { method, rerank })
     }
+
+    fn __repr__(&self) -> String {
+        let method = match self.method {
+            SearchMethod::Default => String::new(),
+            SearchMethod::Exact => "exact=True".into(),
+            SearchMethod::Graph { ef } => format!("ef={ef}"),
+            SearchMethod::Trees { search_k } => format!("search_k={search_k}"),
+        };
+        let rerank = self.rerank.map(|n| format!("rerank={n}"));
+        let fields: Vec<String> = [Some(method), rerank]
+            .into_iter()
+            .flatten()
+            .filter(|f| !f.is_empty())
+            .collect();
+        format!("soundalike.Search({})", fields.join(", "))
+    }
+}
+
+/// `k`, `labels` and `search=` as one [`QueryOptions`].
+pub fn options(
+    k: i64,
+    labels: Option<&Bound<'_, PyAny>>,
+    search: Option<&PySearch>,
+) -> PyResult<QueryOptions> {
+    let search = search.cloned().unwrap_or(PySearch {
+        method: SearchMethod::Default,
+        rerank: None,
+    });
+    Ok(QueryOptions {
+        count: positive("k", k)?.get(),
+        labels: match labels {
+            None => Vec::new(),
+            Some(given) => label_indices(given)?,
+        },
+        search: search.method,
+        rerank: search.rerank,
+    })
 }
 
 fn positive(name: &str, value: i64) -> PyResult<NonZeroUsize> {
@@ -124,32 +162,12 @@ pub fn rows(given: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
         .collect())
 }
 
-/// One hit as a dict with the keys of a `recommend --json` result, in its order.
-pub fn hit_dict<'py>(py: Python<'py>, rank: usize, hit: &Hit) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("rank", rank)?;
-    dict.set_item("video_id", &hit.video_id)?;
-    dict.set_item("distance", hit.distance)?;
-    if let Some(similarity) = hit.similarity {
-        dict.set_item("similarity", similarity)?;
-    }
-    dict.set_item("labels", PyList::new(py, &hit.labels)?)?;
-    dict.set_item("label_names", PyList::new(py, hit.label_names())?)?;
-    dict.set_item("start_time", hit.start_time)?;
-    dict.set_item("end_time", hit.end_time)?;
-    dict.set_item("url", hit.url())?;
-    if let Some(at) = hit.matched_at {
-        dict.set_item("matched_at", at)?;
-    }
-    Ok(dict)
-}
-
-pub fn hit_list<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for (rank, hit) in hits.iter().enumerate() {
-        list.append(hit_dict(py, rank + 1, hit)?)?;
-    }
-    Ok(list)
+/// Hits as a list of dicts with the keys of a `recommend --json` result, in its order: the library's one
+/// serialisation of a hit, read by Python's own JSON reader (as `Index.info` is), so that a dict here is what
+/// the command line's line parses to.
+pub fn hit_list<'py>(py: Python<'py>, hits: &[Hit]) -> PyResult<Bound<'py, PyAny>> {
+    let json = Answer::new("", hits).results_json();
+    py.import("json")?.call_method1("loads", (json,))
 }
 
 /// A path argument: a str or an os.PathLike.

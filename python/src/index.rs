@@ -7,11 +7,12 @@ use numpy::ndarray::Array2;
 use numpy::{AllowTypeChange, PyArray2, PyArrayLike3};
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
-use soundalike::{Hit, Query};
+use pyo3::types::{PyString, PyTuple};
+use soundalike::audio::source::SourceOptions;
+use soundalike::{Hit, Query, QueryKind};
 
-use crate::audio::AudioArgs;
-use crate::convert::{self, Search};
+use crate::audio::PyEmbedder;
+use crate::convert::{self, PySearch};
 use crate::errors::{Asked, bad_argument, exception, run, run_here};
 
 /// An index made by `soundalike index` or `soundalike.build_index`, opened once.
@@ -19,20 +20,35 @@ use crate::errors::{Asked, bad_argument, exception, run, run_here};
 /// Opening checks its format, settings and that its data file is whole. One Index serves every thread
 /// (searches release the interpreter's lock); a second Index of the same directory shares the first's files.
 ///
+/// embedder: the `Embedder` that embeds `recommend(audio=...)`'s files (default: one made at the first audio
+/// query, with the weights found as `soundalike embed` finds them).
+///
 /// Raises FileNotFoundError when there is no index at `path`, DamagedIndexError when its files are damaged.
 #[pyclass(frozen, module = "soundalike", name = "Index")]
 pub struct PyIndex {
     index: soundalike::Index,
     path: PathBuf,
+    /// The audio back end for `recommend(audio=...)`; none given: the default one (the weights found as
+    /// `soundalike embed` finds them), made at the first audio query.
+    embedder: Option<Py<PyEmbedder>>,
 }
 
 #[pymethods]
 impl PyIndex {
     #[new]
-    fn new(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, embedder=None))]
+    fn new(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        embedder: Option<Py<PyEmbedder>>,
+    ) -> PyResult<Self> {
         let path = convert::path(path, "path")?;
         let index = run_here(py, Asked::Files, || soundalike::Index::open(&path))?;
-        Ok(PyIndex { index, path })
+        Ok(PyIndex {
+            index,
+            path,
+            embedder,
+        })
     }
 
     /// The directory the index was opened from.
@@ -72,17 +88,16 @@ impl PyIndex {
     ///   id: a clip of the index, by its video_id (never among its own neighbours; KeyError when absent);
     ///   embedding: rows of 128 values, a (rows, 128) array (uint8 as AudioSet stores them), or a clip dict;
     ///     rows from `start` on are used;
-    ///   audio: an audio file (WAV, FLAC, MP3, Ogg Vorbis), embedded in-process with VGGish's weights (found
-    ///     as `soundalike embed` finds them, or given as weights= and pca=) or by a MAX service (service=);
-    ///     from `start` to `end` seconds, each window of the index's frames asked and the answers merged,
-    ///     each hit saying where it matched best (matched_at, seconds).
+    ///   audio: an audio file (WAV, FLAC, MP3, Ogg Vorbis), embedded in-process by the index's Embedder
+    ///     (Index(path, embedder=...)); from `start` to `end` seconds, each window of the index's frames asked
+    ///     and the answers merged, each hit saying where it matched best (matched_at, seconds).
     ///
-    /// k neighbours; labels: only clips with one of these labels (names or class indices); ef: walk the
-    /// graph this wide; search_k: search the random-projection trees; exact: scan every vector; rerank: the
-    /// candidates re-ranked by their frames (None: the index's default, 0: none).
-    #[pyo3(signature = (*, id=None, embedding=None, audio=None, k=10, labels=None, rerank=None, ef=None,
-        exact=false, search_k=None, start=None, end=None, max_seconds=None, weights=None, pca=None,
-        service=None))]
+    /// k neighbours; labels: only clips with one of these labels (names or class indices); search: how to
+    /// search and re-rank, a `Search` (Search(ef=40), Search(exact=True, rerank=0); None: the index's default).
+    #[pyo3(signature = (*, id=None, embedding=None, audio=None, k=10, labels=None, search=None, start=None,
+        end=None))]
+    // The eight keywords Python sees, one query's kinds and window among them: a struct here would only move
+    // them into another list.
     #[allow(clippy::too_many_arguments)]
     fn recommend<'py>(
         &self,
@@ -92,79 +107,52 @@ impl PyIndex {
         audio: Option<&Bound<'py, PyAny>>,
         k: i64,
         labels: Option<&Bound<'py, PyAny>>,
-        rerank: Option<i64>,
-        ef: Option<i64>,
-        exact: bool,
-        search_k: Option<i64>,
+        search: Option<PyRef<'py, PySearch>>,
         start: Option<f64>,
         end: Option<f64>,
-        max_seconds: Option<f64>,
-        weights: Option<&Bound<'py, PyAny>>,
-        pca: Option<&Bound<'py, PyAny>>,
-        service: Option<String>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let options = Search {
-            k,
-            labels,
-            rerank,
-            ef,
-            exact,
-            search_k,
-        }
-        .options()?;
-        let given = [id.is_some(), embedding.is_some(), audio.is_some()];
-        if given.iter().filter(|&&g| g).count() != 1 {
-            return one_query_needed();
-        }
-        let audio_only = [
-            (end.is_some(), "end="),
-            (max_seconds.is_some(), "max_seconds="),
-            (weights.is_some(), "weights="),
-            (pca.is_some(), "pca="),
-            (service.is_some(), "service="),
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = convert::options(k, labels, search.as_deref())?;
+        let given = [
+            (QueryKind::Id, id.is_some()),
+            (QueryKind::Embedding, embedding.is_some()),
+            (QueryKind::Audio, audio.is_some()),
         ];
-        if audio.is_none()
-            && let Some((_, name)) = audio_only.iter().find(|(given, _)| *given)
-        {
-            return Err(bad_argument(format!("{name} goes with audio=")));
+        let kind = QueryKind::one_given(&given)
+            .map_err(|_| bad_argument("give exactly one query: id=, embedding= or audio="))?;
+        if kind != QueryKind::Audio && end.is_some() {
+            return Err(bad_argument("end= goes with audio="));
         }
-        let hits = match (id, embedding, audio) {
-            (_, _, Some(audio)) => {
-                let args = AudioArgs::from_python(
-                    audio,
-                    "audio",
-                    start,
-                    end,
-                    max_seconds,
-                    weights,
-                    pca,
-                    service,
-                )?;
-                let (embedded, warnings) = args.embed(py)?;
-                warn(py, &warnings)?;
-                run(py, Asked::Files, || {
-                    self.index
-                        .recommend_audio(&embedded, Some(&args.path), &options)
-                })?
+        let (query, asked) = match (kind, id, embedding, audio) {
+            (QueryKind::Audio, _, _, Some(audio)) => {
+                let path = convert::path(audio, "audio")?;
+                let audio = self.embedder(py)?.get().embed_file(py, &path, start, end)?;
+                let file = Some(path);
+                (Query::Audio { audio, file }, Asked::Files)
             }
-            (Some(id), _, _) => {
+            (QueryKind::Id, Some(id), ..) => {
                 if start.is_some() {
                     return Err(bad_argument(
                         "start= goes with embedding= (a row) or audio= (seconds)",
                     ));
                 }
-                run_here(py, Asked::Ids, || {
-                    self.index.recommend(&Query::Id(id), &options)
-                })?
+                (Query::Id(id), Asked::Ids)
             }
-            (None, Some(embedding), None) => {
-                let query = Query::Embedding {
-                    rows: convert::rows(embedding)?,
-                    start: start_row(start)?,
-                };
-                run_here(py, Asked::Files, || self.index.recommend(&query, &options))?
+            (_, _, Some(embedding), _) => {
+                let rows = convert::rows(embedding)?;
+                let start = start_row(start)?;
+                (Query::Embedding { rows, start }, Asked::Files)
             }
-            (None, None, None) => one_query_needed()?,
+            _ => {
+                return Err(bad_argument(
+                    "give exactly one query: id=, embedding= or audio=",
+                ));
+            }
+        };
+        // An audio file's windows are asked in parallel, on the package's pool; one question on this thread.
+        let hits = if kind == QueryKind::Audio {
+            run(py, asked, || self.index.recommend(&query, &options))?
+        } else {
+            run_here(py, asked, || self.index.recommend(&query, &options))?
         };
         convert::hit_list(py, &hits)
     }
@@ -177,31 +165,18 @@ impl PyIndex {
     /// None where a query has fewer than k neighbours, as a label filter may leave) and their cosine similarities (float32; NaN where no
     /// neighbour), or their distances with distances=True (and always on an index whose metric has no
     /// cosine). A query that cannot be asked raises, naming its position (KeyError for an unknown id).
-    #[pyo3(signature = (queries, *, k=10, labels=None, rerank=None, ef=None, exact=false, search_k=None,
-        start=None, distances=false))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (queries, *, k=10, labels=None, search=None, start=None, distances=false))]
     fn recommend_batch<'py>(
         &self,
-        py: Python<'py>,
         queries: &Bound<'py, PyAny>,
         k: i64,
         labels: Option<&Bound<'py, PyAny>>,
-        rerank: Option<i64>,
-        ef: Option<i64>,
-        exact: bool,
-        search_k: Option<i64>,
+        search: Option<PyRef<'py, PySearch>>,
         start: Option<f64>,
         distances: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let options = Search {
-            k,
-            labels,
-            rerank,
-            ef,
-            exact,
-            search_k,
-        }
-        .options()?;
+        let py = queries.py();
+        let options = convert::options(k, labels, search.as_deref())?;
         let (queries, asked) = batch_queries(queries, start_row(start)?)?;
         let (answers, clips) = run(py, asked, || {
             Ok((
@@ -248,23 +223,25 @@ impl PyIndex {
     }
 }
 
-/// The error for a call that gives no query or more than one.
-fn one_query_needed<T>() -> PyResult<T> {
-    Err(bad_argument(
-        "give exactly one query: id=, embedding= or audio=",
-    ))
+impl PyIndex {
+    /// The Embedder for audio queries: the one given, else the default one, made now.
+    fn embedder<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyEmbedder>> {
+        match &self.embedder {
+            Some(embedder) => Ok(embedder.bind(py).clone()),
+            None => Bound::new(py, PyEmbedder::load(py, &SourceOptions::default(), None)?),
+        }
+    }
 }
 
 /// `start` as the first embedding row (the command line's `--start` with `--embedding`).
 fn start_row(start: Option<f64>) -> PyResult<usize> {
     match start {
         None => Ok(0),
-        Some(row) if row >= 0.0 && row.fract() == 0.0 && row <= f64::from(u32::MAX) => {
-            Ok(row as usize)
-        }
-        Some(row) => Err(bad_argument(format!(
-            "start={row}: with embedding= it is a row number (0, 1, ...)"
-        ))),
+        Some(row) => Query::start_row(row).ok_or_else(|| {
+            bad_argument(format!(
+                "start={row}: with embedding= it is a row number (0, 1, ...)"
+            ))
+        }),
     }
 }
 

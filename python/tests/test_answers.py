@@ -51,12 +51,12 @@ def test_answers_by_id_equal_the_clis(cli, index_dir, clips):
 @pytest.mark.parametrize(
     "flags, options",
     [
-        (["--exact", "--rerank", "0", "-k", "5"], dict(exact=True, rerank=0, k=5)),
+        (["--exact", "--rerank", "0", "-k", "5"], dict(search=soundalike.Search(exact=True, rerank=0), k=5)),
         (["--label", "Opera,Choir", "-k", "3"], dict(labels=["Opera", "Choir"], k=3)),
         (["--label", "Opera,28", "-k", "3"], dict(labels="Opera,28", k=3)),
-        (["--ef", "40", "-k", "4"], dict(ef=40, k=4)),
-        (["--search-k", "500", "-k", "6"], dict(search_k=500, k=6)),
-        (["--rerank", "50"], dict(rerank=50)),
+        (["--ef", "40", "-k", "4"], dict(search=soundalike.Search(ef=40), k=4)),
+        (["--search-k", "500", "-k", "6"], dict(search=soundalike.Search(search_k=500), k=6)),
+        (["--rerank", "50"], dict(search=soundalike.Search(rerank=50))),
     ],
 )
 def test_options_match_the_clis_flags(cli, index_dir, flags, options):
@@ -116,7 +116,7 @@ def test_batches_of_embeddings_equal_the_clis(cli, index_dir, clips, tmp_path):
     chosen = clips[5::40]
     rows = np.array([c["embedding"] for c in chosen], dtype=np.uint8)
     assert rows.shape == (len(chosen), 10, 128)
-    ids, sims = index.recommend_batch(rows, k=8, labels=["Pop music", "Rock music"], ef=30)
+    ids, sims = index.recommend_batch(rows, k=8, labels=["Pop music", "Rock music"], search=soundalike.Search(ef=30))
     lines = [json.dumps(c["embedding"]) for c in chosen]
     answers = cli_batch(cli, index_dir, lines, tmp_path, "-k", "8", "--label", "Pop music,Rock music", "--ef", "30")
     assert len(answers) == len(chosen)
@@ -152,17 +152,19 @@ def test_empty_batch_and_a_k_past_the_index(index_dir):
 
 def test_embed_and_audio_equal_the_clis(cli, index_dir, formula_weights):
     weights, pca = formula_weights
-    rows = soundalike.embed(WAV, weights=weights, pca=pca)
+    vggish = soundalike.Embedder(weights=weights, pca=pca)
+    rows = vggish.embed(WAV)
+    assert np.array_equal(rows, soundalike.embed(WAV, weights=weights, pca=pca)), "the shorthand"
     clip = cli.json_lines("embed", WAV, "--weights", weights, "--pca", pca, "-q")[0]
     assert rows.dtype == np.uint8
     np.testing.assert_array_equal(rows, np.array(clip["embedding"], dtype=np.uint8))
     # The same stretch asked by start and end.
-    part = soundalike.embed(WAV, start=1, end=2, weights=weights, pca=pca)
+    part = vggish.embed(WAV, start=1, end=2)
     clip = cli.json_lines("embed", WAV, "--start", "1", "--end", "2", "--weights", weights, "--pca", pca, "-q")[0]
     np.testing.assert_array_equal(part, np.array(clip["embedding"], dtype=np.uint8))
 
-    index = soundalike.Index(index_dir)
-    hits = index.recommend(audio=WAV, weights=weights, pca=pca, k=6)
+    index = soundalike.Index(index_dir, embedder=vggish)
+    hits = index.recommend(audio=WAV, k=6)
     answer = cli.json_lines(
         "recommend", "--index", index_dir, "--audio", WAV, "--weights", weights, "--pca", pca, "-k", "6", "--json", "-q"
     )[0]

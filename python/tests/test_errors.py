@@ -50,9 +50,16 @@ def test_bad_input_is_a_value_error(cli, index_dir, tmp_path):
     assert str(raised.value) in cli.run("recommend", "--index", index_dir, "--id", OPERA, "--label", "Jaz",
                                         check=False).stderr
 
-    for bad in [dict(k=0), dict(ef=0), dict(ef=5, exact=True), dict(rerank=-1), dict(start=2)]:
+    for bad in [dict(k=0), dict(start=2)]:
         with pytest.raises(ValueError):
             index.recommend(id=OPERA, **bad)
+    # A search is checked when it is made, before any question.
+    for bad in [dict(ef=0), dict(ef=5, exact=True), dict(rerank=-1)]:
+        with pytest.raises(ValueError):
+            soundalike.Search(**bad)
+    # The options of an audio back end go with the Embedder now, not with each question.
+    with pytest.raises(TypeError):
+        index.recommend(id=OPERA, weights="vggish.pth")
     with pytest.raises(ValueError, match="exactly one query"):
         index.recommend()
     with pytest.raises(ValueError, match="exactly one query"):
@@ -69,7 +76,7 @@ def test_audio_errors(cli, index_dir, tmp_path, monkeypatch, formula_weights):
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not a WAV at all")
     with pytest.raises(ValueError) as raised:
-        soundalike.embed(not_audio, weights=weights, pca=pca)
+        soundalike.Embedder(weights=weights, pca=pca).embed(not_audio)
     assert str(raised.value) == cli.error("embed", not_audio, "--weights", weights, "--pca", pca, "-q")
     # No such audio file.
     with pytest.raises(FileNotFoundError):

@@ -34,10 +34,10 @@ def questions(index, ids, embeddings):
     of 64 then run in parallel, on the package's pool), and what runs on the calling thread: the exact scan, a
     graph walk and an embedding for one clip, the index's length and its info."""
     batch_ids, batch_scores = index.recommend_batch(ids, k=10)
-    rows_ids, rows_scores = index.recommend_batch(embeddings, k=5, exact=True)
+    rows_ids, rows_scores = index.recommend_batch(embeddings, k=5, search=soundalike.Search(exact=True))
     hits = {
-        "exact": index.recommend(id=OPERA, k=10, exact=True),
-        "walk": index.recommend(id=OPERA, k=10, ef=40),
+        "exact": index.recommend(id=OPERA, k=10, search=soundalike.Search(exact=True)),
+        "walk": index.recommend(id=OPERA, k=10, search=soundalike.Search(ef=40)),
         "embedding": index.recommend(embedding=embeddings[0], k=10),
     }
     return {

@@ -11,13 +11,18 @@ import soundalike
 def test_help_shows_every_documented_name():
     text = pydoc.render_doc(soundalike, renderer=pydoc.plaintext)
     assert "recommend music by how it sounds" in text
-    for name in ["Index", "embed", "read_tfrecords", "build_index", "class_names", "DamagedIndexError"]:
+    for name in ["Index", "Embedder", "Search", "embed", "read_tfrecords", "build_index", "class_names",
+                 "DamagedIndexError"]:
         assert name in text
         assert getattr(soundalike, name).__doc__, f"{name} has a docstring"
     assert "Give exactly one query" in soundalike.Index.recommend.__doc__
     # Signatures with their keywords, as help() prints them.
     assert "k=10" in str(inspect.signature(soundalike.Index.recommend_batch))
     assert "projection=None" in str(inspect.signature(soundalike.build_index))
+    # The search and the audio back end are objects made once, not keywords of every question.
+    keywords = [p for p in inspect.signature(soundalike.Index.recommend).parameters.values()
+                if p.kind == inspect.Parameter.KEYWORD_ONLY]
+    assert len(keywords) <= 8, keywords
 
 
 def test_the_package_ships_its_stubs_and_one_abi3_module():

@@ -98,7 +98,7 @@ def test_python_runs_while_a_search_runs(index_dir, clips):
 
     def search():
         started.set()
-        index.recommend_batch(ids, k=10, exact=True, rerank=100)
+        index.recommend_batch(ids, k=10, search=soundalike.Search(exact=True, rerank=100))
         done.set()
 
     thread = threading.Thread(target=search)

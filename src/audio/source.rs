@@ -33,6 +33,7 @@ pub enum Source {
 }
 
 /// One file's embedding: 8-bit rows, one per 0.96 s, and the stretch of the file they cover.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Embedded {
     pub rows: Vec<[u8; EMBEDDING_LEN]>,
     /// Where the embedded audio starts in the file (`--start`, or 0), in seconds.

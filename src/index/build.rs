@@ -64,14 +64,21 @@ impl Default for BuildOptions {
     }
 }
 
-/// Where clips come from: a file of clips as `ingest` writes them (JSON Lines or JSON arrays), or any reader
-/// of the same (stdin, a pipe).
+/// Where clips come from: a file of clips as `ingest` writes them (JSON Lines or JSON arrays), any reader of
+/// the same (stdin, a pipe), or clips already in memory (a host's own values: the Python package's dicts),
+/// which are not written as text for the builder to parse back.
 pub enum ClipInput<'a> {
     Path(PathBuf),
     Reader {
         /// For messages: "<stdin>".
         name: String,
         reader: Box<dyn BufRead + 'a>,
+    },
+    Clips {
+        /// For messages: "clips" (a clip is then "clips[3]", from 0).
+        name: String,
+        /// Each clip in turn; an error ends the build with it.
+        clips: Box<dyn Iterator<Item = crate::Result<ClipRecord>> + 'a>,
     },
 }
 
@@ -518,6 +525,37 @@ fn each_clip(
     mut each: impl FnMut(Incoming) -> Result<()>,
 ) -> Result<()> {
     let progress = reading.progress;
+    // One clip in, wherever it came from; `at` says where, for messages ("clips.jsonl: line 3").
+    let mut take = |clip: ClipRecord, at: &dyn std::fmt::Display| -> Result<()> {
+        let located = |e: anyhow::Error| anyhow!("{at}: clip {}: {e}", clip.video_id);
+        let data = match form {
+            Some(form) => {
+                let ready = form.query(&clip.embedding, 0).map_err(located)?;
+                usable(&ready).map_err(located)?;
+                Data::Ready(ready)
+            }
+            None => {
+                vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
+                    .map_err(located)?;
+                let rows = &clip.embedding[..settings.frames];
+                if rows.iter().flatten().all(|v| v.fract() == 0.0) {
+                    Data::Bytes(rows.iter().flatten().map(|&v| v as u8).collect())
+                } else {
+                    Data::Floats(rows.iter().flatten().copied().collect())
+                }
+            }
+        };
+        each(Incoming {
+            meta: ClipMeta {
+                video_id: clip.video_id,
+                labels: clip.labels,
+                start_time: clip.start_time,
+                end_time: clip.end_time,
+            },
+            data,
+        })?;
+        progress.clip_read()
+    };
     for input in reading.inputs {
         let (mut reader, source): (Box<dyn BufRead>, String) = match input {
             ClipInput::Reader { name, reader } => (reader, name),
@@ -528,6 +566,22 @@ fn each_clip(
                     Box::new(BufReader::with_capacity(1 << 20, file)),
                     path.display().to_string(),
                 )
+            }
+            ClipInput::Clips { name, clips } => {
+                for (n, clip) in clips.enumerate() {
+                    let clip = clip.map_err(anyhow::Error::from)?;
+                    // The same check a clip read from text passes (`clip::read_clips`).
+                    match clip.check() {
+                        Err(problem) if clip.video_id.is_empty() => bail!("{name}[{n}]: {problem}"),
+                        Err(problem) => bail!(
+                            "{name}[{n}]: clip {}: {problem}",
+                            clip::shortened(&clip.video_id)
+                        ),
+                        Ok(()) => {}
+                    }
+                    take(clip, &format_args!("{name}[{n}]"))?;
+                }
+                continue;
             }
         };
         let head = reader
@@ -541,34 +595,7 @@ fn each_clip(
             );
         }
         clip::read_clips(reader, &source, |clip: ClipRecord, at| {
-            let located = |e: anyhow::Error| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id);
-            let data = match form {
-                Some(form) => {
-                    let ready = form.query(&clip.embedding, 0).map_err(located)?;
-                    usable(&ready).map_err(located)?;
-                    Data::Ready(ready)
-                }
-                None => {
-                    vector::from_rows(&clip.embedding, 0, settings.frames, settings.vector)
-                        .map_err(located)?;
-                    let rows = &clip.embedding[..settings.frames];
-                    if rows.iter().flatten().all(|v| v.fract() == 0.0) {
-                        Data::Bytes(rows.iter().flatten().map(|&v| v as u8).collect())
-                    } else {
-                        Data::Floats(rows.iter().flatten().copied().collect())
-                    }
-                }
-            };
-            each(Incoming {
-                meta: ClipMeta {
-                    video_id: clip.video_id,
-                    labels: clip.labels,
-                    start_time: clip.start_time,
-                    end_time: clip.end_time,
-                },
-                data,
-            })?;
-            progress.clip_read()
+            take(clip, &format_args!("{source}: {at}"))
         })?;
     }
     Ok(())
@@ -1200,7 +1227,7 @@ fn input_size(inputs: &[ClipInput]) -> Option<u64> {
         .iter()
         .map(|input| match input {
             ClipInput::Path(path) => Some(std::fs::metadata(path).map_or(0, |m| m.len())),
-            ClipInput::Reader { .. } => None,
+            ClipInput::Reader { .. } | ClipInput::Clips { .. } => None,
         })
         .sum()
 }

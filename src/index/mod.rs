@@ -10,6 +10,7 @@ pub mod fit;
 pub mod graph;
 pub mod hash;
 pub mod nndescent;
+pub mod plan;
 pub mod projection;
 pub mod records;
 pub mod rerank;

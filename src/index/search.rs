@@ -1,5 +1,5 @@
-//! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph; which of them answers by
-//! default; and the searcher that `recommend` and `evaluate` share, so both measure what users get.
+//! How neighbours are found: the exact scan, the arroy forest, or the neighbour graph, as a question's
+//! [`SearchPlan`] says; the searcher that `recommend` and `evaluate` share, so both measure what users get.
 
 use std::borrow::Cow;
 use std::collections::BinaryHeap;
@@ -9,42 +9,17 @@ use anyhow::{Result, anyhow};
 use heed::RoTxn;
 use roaring::RoaringBitmap;
 
-use crate::error::{UsageError, damaged, in_index};
+use crate::error::{damaged, in_index};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::entry::{self, Layers};
 use crate::index::graph::{self, Graph, Walk};
+use crate::index::plan::{Search, SearchPlan};
 use crate::index::projection::QueryVector;
-use crate::index::rerank::{self, DEFAULT_RERANK, FrameCodes};
+use crate::index::rerank::{self, FrameCodes};
 use crate::index::scan::{self, Matrix, PairDistance, pair_distance};
 use crate::index::store::{ARROY_INDEX, Settings, Store};
-use crate::index::tables::{Needs, Tables, held_or_load, table};
+use crate::index::tables::{Tables, table};
 use crate::index::vector::Metric;
-
-/// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
-/// together) the default search is the exact scan; above it, the graph. Below it the scan costs about 0.15 ms a
-/// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
-pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
-
-/// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that reached
-/// recall@10 0.95 on the spread-out synthetic sets from 100,000 to 1,000,000 clips (ef 10; BENCHMARKS.md). It
-/// never goes below the neighbours asked for, as in hnswlib.
-pub const DEFAULT_EF: usize = 16;
-
-/// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
-/// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
-/// 1,000,000), or 16 more when the candidates are `reranked` (64 at 1,000,000). Its walk starts from the upper
-/// layers' nearest clips (`entry`) rather than from itself, and the same queries need a wider walk as the index
-/// grows: held out among 1,000,000 spread-out clips, recall@10 with `--projection none --rerank 0` reached 0.953
-/// at ef 96 (hnswlib needed 64 there), and with the defaults (re-ranked) 0.978 at ef 64 and 0.986 at 96; among
-/// 200,000, 0.956 and 0.961 at ef 32 (BENCHMARKS.md, "A new song's query"). The re-ranked walk is narrower
-/// because each ef of breadth costs a one-shot process page faults (BENCHMARKS.md, "one-shot"), and past 0.95
-/// the re-rank's own choice among its candidates limits recall more than the walk does. A query by id keeps
-/// [`DEFAULT_EF`].
-pub fn default_ef_new(clips: u64, reranked: bool) -> usize {
-    let doublings = (clips as f64 / 250_000.0).log2().max(0.0);
-    let per_doubling = if reranked { 16.0 } else { 32.0 };
-    (32.0 + per_doubling * doublings).round() as usize
-}
 
 /// A walk's best this many times the answer's count (by their codes) are compared again on their exact vectors;
 /// the rest of its breadth only steered the walk. Held out among 1,000,000 spread-out clips, re-comparing all 96
@@ -57,83 +32,6 @@ const EXACT_PER_ANSWER: usize = 2;
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and
 /// cheaper than a walk that must pass over the clips the filter refuses); above it, by a wider walk.
 const FILTER_SCAN_LIMIT: u64 = 50_000;
-
-/// How neighbours are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
-    /// Every vector compared: the ground truth.
-    Exact,
-    /// The arroy forest, inspecting this many nodes.
-    Trees(NonZeroUsize),
-    /// The neighbour graph, walked with this breadth (hnswlib's ef).
-    Graph(NonZeroUsize),
-}
-
-impl Search {
-    /// `--exact`, `--search-k` or `--ef`, or by the index's size (and `count`, the neighbours asked for).
-    pub fn choose(
-        exact: bool,
-        search_k: Option<NonZeroUsize>,
-        ef: Option<NonZeroUsize>,
-        count: usize,
-        settings: &Settings,
-    ) -> Search {
-        match (exact, search_k, ef) {
-            (true, _, _) => Search::Exact,
-            (false, Some(k), _) => Search::Trees(k),
-            (false, None, Some(ef)) => Search::Graph(ef),
-            (false, None, None)
-                if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT =>
-            {
-                Search::Exact
-            }
-            (false, None, None) => Search::Graph(default_ef(count)),
-        }
-    }
-
-    /// The tables this search reads to answer, with `rerank` candidates re-ranked (0: none).
-    pub fn needs(self, rerank: usize) -> Needs {
-        Needs {
-            vectors: matches!(self, Search::Exact | Search::Graph(_)),
-            walk: matches!(self, Search::Graph(_)),
-            frames: rerank > 0,
-        }
-    }
-
-    /// "exact", "trees" or "graph", as `evaluate --json` reports it.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Search::Exact => "exact",
-            Search::Trees(_) => "trees",
-            Search::Graph(_) => "graph",
-        }
-    }
-
-    /// The setting, for people: "exact scan", "trees, search_k 2000", "graph, ef 32".
-    pub fn describe(self) -> String {
-        match self {
-            Search::Exact => "exact scan".into(),
-            Search::Trees(k) => format!("trees, search_k {k}"),
-            Search::Graph(ef) => format!("graph, ef {ef}"),
-        }
-    }
-}
-
-/// The candidates re-ranked per answer when `asked` (`None`: [`DEFAULT_RERANK`] on an angular index, none on
-/// others); `None` when a re-rank is asked of an index of another metric, whose frames cannot be compared.
-pub fn rerank_depth(asked: Option<usize>, metric: Metric) -> Option<usize> {
-    match (asked, metric) {
-        (None, Metric::Angular) => Some(DEFAULT_RERANK),
-        (None, _) | (Some(0), _) => Some(0),
-        (Some(n), Metric::Angular) => Some(n),
-        (Some(_), _) => None,
-    }
-}
-
-/// The default walk breadth for `count` neighbours.
-pub fn default_ef(count: usize) -> NonZeroUsize {
-    NonZeroUsize::new(DEFAULT_EF.max(count)).unwrap_or(NonZeroUsize::MIN)
-}
 
 /// What to find neighbours of.
 pub enum Target<'q> {
@@ -154,10 +52,7 @@ struct Filter {
 pub struct Searcher<'t, D: arroy::Distance> {
     store: &'t Store,
     rtxn: &'t RoTxn<'t>,
-    /// The tables mapped before (a kept read transaction's); what they lack, this searcher maps for itself.
-    tables: &'t Tables<'t>,
-    search: Search,
-    count: usize,
+    plan: SearchPlan,
     /// The forest, opened on first use: a walk from a clip of the index never needs it.
     reader: Option<arroy::Reader<'t, D>>,
     matrix: Option<Cow<'t, Matrix<'t>>>,
@@ -168,29 +63,22 @@ pub struct Searcher<'t, D: arroy::Distance> {
     metric: Metric,
     distance: PairDistance,
     walk: Walk,
-    /// The least breadth of a walk for a query given by its rows, when the search's breadth is the default
-    /// (see [`default_ef_new`]); 0 otherwise.
-    new_vector_ef: usize,
     filter: Option<Filter>,
-    /// Candidates re-ranked by their frames (0: none); the search then looks for this many, or `keep`.
-    rerank: usize,
-    /// The neighbours each answer keeps.
-    keep: usize,
     frames: Option<Cow<'t, FrameCodes<'t>>>,
 }
 
 impl<'t, D: arroy::Distance> Searcher<'t, D> {
-    /// A searcher for `count` neighbours, among the clips carrying one of `labels` when that is given.
+    /// A searcher following `plan`, among the clips carrying one of `labels` when that is given.
     pub fn open(
         store: &'t Store,
         rtxn: &'t RoTxn<'t>,
+        // The tables mapped before (a kept read transaction's); what they lack, this searcher maps for itself.
         tables: &'t Tables<'t>,
         settings: &Settings,
-        search: Search,
-        count: usize,
+        plan: SearchPlan,
         labels: Option<RoaringBitmap>,
     ) -> Result<Self> {
-        let needs = search.needs(0);
+        let needs = plan.needs();
         let matrix = table(tables.vectors.as_ref(), needs.vectors, || {
             store.load_vectors(rtxn, settings)
         })?;
@@ -204,6 +92,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             store.load_layers(rtxn, settings)
         })?
         .unwrap_or_default();
+        let frames = table(tables.frames.as_ref(), needs.frames, || {
+            store.load_frames(rtxn, settings)
+        })?;
         // The label filter as one flag per item: a lookup per scanned row must cost next to nothing.
         let filter = labels.map(|items| {
             let mut keep = vec![false; settings.next_item as usize];
@@ -217,9 +108,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(Searcher {
             store,
             rtxn,
-            tables,
-            search,
-            count,
+            plan,
             reader: None,
             matrix,
             codes,
@@ -228,74 +117,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             metric: settings.metric,
             distance: pair_distance(settings.metric),
             walk: Walk::default(),
-            new_vector_ef: 0,
             filter,
-            rerank: 0,
-            keep: count,
-            frames: None,
+            frames,
         })
-    }
-
-    /// Re-ranks the top `rerank` candidates of each answer by their frames (`rerank::DEFAULT_RERANK` when
-    /// `None`; 0 turns it off). Frames are compared by cosine, so only an angular index re-ranks: on another
-    /// metric `None` means 0, and a number is a usage error.
-    pub fn with_rerank(mut self, rerank: Option<usize>, settings: &Settings) -> Result<Self> {
-        let Some(rerank) = rerank_depth(rerank, settings.metric) else {
-            return Err(UsageError::new(format!(
-                "a re-rank compares frames by cosine; index {} uses the {} metric: ask for a re-rank of 0 \
-                 (--rerank 0)",
-                self.store.dir.display(),
-                settings.metric
-            ))
-            .into());
-        };
-        if rerank > 0 {
-            let (store, rtxn) = (self.store, self.rtxn);
-            self.frames = Some(held_or_load(self.tables.frames.as_ref(), || {
-                store.load_frames(rtxn, settings)
-            })?);
-            self.count = self.keep.max(rerank);
-        }
-        self.rerank = rerank;
-        Ok(self)
-    }
-
-    /// Says that the search's breadth is the default, not asked for: a query given by its rows then walks at
-    /// least [`default_ef_new`] wide. After [`Searcher::with_rerank`], on which the breadth depends.
-    pub fn with_default_breadth(mut self, default: bool, settings: &Settings) -> Self {
-        self.new_vector_ef = if default {
-            default_ef_new(settings.clips, self.rerank > 0)
-        } else {
-            0
-        };
-        self
-    }
-
-    /// The candidates re-ranked per answer (0: none).
-    pub fn rerank_depth(&self) -> usize {
-        self.rerank
-    }
-
-    /// The breadth a walk asked for with `ef` uses (before a label filter widens it), for reports: for queries
-    /// by id, or (`by_rows`) for queries given by their rows.
-    pub fn walk_breadth(&self, ef: usize, by_rows: bool) -> usize {
-        let ef = if by_rows {
-            ef.max(self.new_vector_ef)
-        } else {
-            ef
-        };
-        ef.max(self.walk_floor())
-    }
-
-    /// The narrowest walk: the candidates wanted, and with a re-rank some margin. At a breadth of exactly the 20
-    /// re-ranked, the walk's twenty missed enough of the exact scan's that recall@10 after the re-rank fell to
-    /// 0.957 at 100,000 clips; at 1.5 times, 0.98 (BENCHMARKS.md).
-    fn walk_floor(&self) -> usize {
-        if self.rerank > 0 {
-            self.count + self.count / 2
-        } else {
-            self.count
-        }
     }
 
     /// The `count` nearest clips of each target, nearest first, with distances on the metric's scale (after a
@@ -306,7 +130,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let Some(frames) = &self.frames else {
             return Ok(found);
         };
-        let keep = self.keep;
+        let keep = self.plan.keep;
         targets
             .iter()
             .zip(found)
@@ -344,7 +168,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
 
     /// The search's `count` candidates for each target, before any re-rank.
     fn search_all(&mut self, targets: &[Target]) -> Result<Vec<Vec<(u32, f32)>>> {
-        if let (Search::Exact, Some(matrix)) = (self.search, &self.matrix) {
+        if let (Search::Exact, Some(matrix)) = (self.plan.search, &self.matrix) {
             let queries: Vec<scan::Query> = targets
                 .iter()
                 .map(|t| match t {
@@ -356,24 +180,24 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
                 })
                 .collect::<Result<_>>()?;
             let keep = self.filter.as_ref().map(|f| f.keep.as_slice());
-            return Ok(matrix.nearest(&queries, self.count, keep));
+            return Ok(matrix.nearest(&queries, self.plan.candidates, keep));
         }
         targets.iter().map(|t| self.nearest_one(t)).collect()
     }
 
     fn nearest_one(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
-        match self.search {
+        match self.plan.search {
             Search::Exact => Ok(self
                 .search_all(std::slice::from_ref(target))?
                 .pop()
                 .unwrap_or_default()),
             Search::Trees(search_k) => self.trees(target, search_k),
-            Search::Graph(ef) => self.walk(target, ef.get()),
+            Search::Graph(_) => self.walk(target),
         }
     }
 
     fn trees(&mut self, target: &Target, search_k: NonZeroUsize) -> Result<Vec<(u32, f32)>> {
-        let (count, rtxn) = (self.count, self.rtxn);
+        let (count, rtxn) = (self.plan.candidates, self.rtxn);
         self.reader()?;
         let (Some(reader), candidates) = (&self.reader, self.filter.as_ref().map(|f| &f.items))
         else {
@@ -405,7 +229,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         Ok(hits)
     }
 
-    fn walk(&mut self, target: &Target, ef: usize) -> Result<Vec<(u32, f32)>> {
+    fn walk(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
         let (query, exclude, entries) = match target {
             Target::Item(item) => {
                 let matrix = self.matrix.as_ref().ok_or_else(|| anyhow!("no vectors"))?;
@@ -423,7 +247,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         else {
             return Ok(Vec::new());
         };
-        let (count, distance) = (self.count, self.distance);
+        let (count, distance) = (self.plan.candidates, self.distance);
         let filter = match &self.filter {
             Some(filter) if filter.items.len() <= FILTER_SCAN_LIMIT => {
                 return Ok(compare_each(
@@ -441,12 +265,10 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         let share = filter.map_or(1, |f| {
             (graph.nodes() as u64).div_ceil(f.items.len().max(1)) as usize
         });
-        let ef = match target {
-            Target::Vector(_) => ef.max(self.new_vector_ef),
-            Target::Item(_) => ef,
-        };
-        let ef = ef
-            .max(self.walk_floor())
+        let ef = self
+            .plan
+            .walk(matches!(target, Target::Vector(_)))
+            .unwrap_or(count)
             .saturating_mul(share)
             .min(graph.nodes().max(1));
         let accept = |n: u32| {
@@ -517,22 +339,4 @@ pub fn item_query<'m>(matrix: &'m Matrix, item: u32, store: &Store) -> Result<sc
         vector,
         exclude: Some(item),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_ef_new;
-
-    #[test]
-    fn a_new_vector_walks_wider_as_the_index_grows() {
-        let clips = [1_000, 200_000, 250_000, 500_000, 1_000_000, 2_000_000];
-        let breadths = |reranked| -> Vec<usize> {
-            clips
-                .into_iter()
-                .map(|n| default_ef_new(n, reranked))
-                .collect()
-        };
-        assert_eq!(breadths(false), [32, 32, 32, 64, 96, 128]);
-        assert_eq!(breadths(true), [32, 32, 32, 48, 64, 80]);
-    }
 }

@@ -31,7 +31,7 @@ pub struct Tables<'t> {
     pub records: Option<Records<'t>>,
 }
 
-/// Which tables a search reads (`search::Search::needs`).
+/// Which tables a search reads (`plan::Search::needs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
     /// The vectors (the exact scan; the graph walk's final exact distances).

@@ -17,7 +17,7 @@ use soundalike::evaluate::{EvaluateOptions, QueryCount};
 use soundalike::ingest::IngestOptions;
 use soundalike::labels::{self, LabelSet};
 use soundalike::{
-    BuildOptions, Form, Metric, ProjectionChoice, QueryOptions, SearchMethod, UsageError,
+    BuildOptions, Form, Metric, ProjectionChoice, Query, QueryOptions, SearchMethod, UsageError,
 };
 
 use crate::commands::embed::{self, EmbedOptions};
@@ -142,7 +142,7 @@ impl AudioSource {
 #[derive(Debug, Args)]
 pub struct Count {
     /// Neighbours per query.
-    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=QueryOptions::MAX_COUNT as i64))]
     pub count: u32,
 }
 
@@ -720,15 +720,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             // --start is seconds into an audio file, or a row of an embedding.
             let start_row = match args.start {
-                Some(row) if args.audio.is_none() => {
-                    if !(row >= 0.0 && row.fract() == 0.0 && row <= u32::MAX.into()) {
-                        return Err(UsageError::new(format!(
-                            "--start {row}: with --embedding or --batch it is a row number (0, 1, ...)"
-                        ))
-                        .into());
-                    }
-                    row as usize
-                }
+                Some(row) if args.audio.is_none() => Query::start_row(row).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "--start {row}: with --embedding or --batch it is a row number (0, 1, ...)"
+                    ))
+                })?,
                 _ => 0,
             };
             let query = match (args.id, args.embedding, args.batch, args.audio) {
@@ -810,8 +806,16 @@ pub fn run(cli: Cli) -> Result<()> {
             options: EvaluateOptions {
                 queries: args.queries,
                 count: args.count.count as usize,
-                search_k: args.search_k.iter().map(|&k| nonzero(k)).collect(),
-                ef: args.ef.iter().map(|&ef| nonzero(ef)).collect(),
+                searches: (args.search_k.iter())
+                    .map(|&k| SearchMethod::Trees {
+                        search_k: nonzero(k),
+                    })
+                    .chain(
+                        args.ef
+                            .iter()
+                            .map(|&ef| SearchMethod::Graph { ef: nonzero(ef) }),
+                    )
+                    .collect(),
                 seed: args.seed,
                 rerank: args.rerank.map(|n| n as usize),
             },

@@ -11,7 +11,7 @@ use soundalike::audio::LogMel;
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::clip::CappedLines;
-use soundalike::{Hit, Index, Query, QueryOptions, UsageError, clip, labels};
+use soundalike::{Answer, Hit, Index, Query, QueryOptions, Ranked, UsageError, clip, labels};
 
 use crate::progress::Progress;
 use crate::stderr::printable;
@@ -49,53 +49,6 @@ struct Failure<'a> {
     query: &'a str,
     line: usize,
     error: &'a str,
-}
-
-/// One result as `--json` writes it (and `serve` answers it): the library's hit, ranked, with its label names
-/// and link.
-#[derive(Serialize)]
-pub struct Shown<'a> {
-    rank: usize,
-    video_id: &'a str,
-    distance: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    similarity: Option<f32>,
-    labels: &'a [i64],
-    label_names: Vec<&'static str>,
-    start_time: f64,
-    end_time: f64,
-    url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    matched_at: Option<f64>,
-}
-
-/// One query's answer as `--json` writes it.
-#[derive(Serialize)]
-pub struct Answer<'a> {
-    pub query: &'a str,
-    pub results: Vec<Shown<'a>>,
-}
-
-impl<'a> Answer<'a> {
-    pub fn new(query: &'a str, hits: &'a [Hit]) -> Answer<'a> {
-        let results = hits
-            .iter()
-            .enumerate()
-            .map(|(rank, hit)| Shown {
-                rank: rank + 1,
-                video_id: &hit.video_id,
-                distance: hit.distance,
-                similarity: hit.similarity,
-                labels: &hit.labels,
-                label_names: hit.label_names(),
-                start_time: hit.start_time,
-                end_time: hit.end_time,
-                url: hit.url(),
-                matched_at: hit.matched_at,
-            })
-            .collect();
-        Answer { query, results }
-    }
 }
 
 pub fn run(args: &RecommendArgs) -> Result<()> {
@@ -143,7 +96,11 @@ pub fn run(args: &RecommendArgs) -> Result<()> {
             let embedded =
                 source.embed_file(path, *window, &LogMel::new(), |n| progress.inc(n as u64))?;
             progress.finish();
-            let hits = index.recommend_audio(&embedded, Some(path), &args.options)?;
+            let query = Query::Audio {
+                audio: embedded,
+                file: Some(path.clone()),
+            };
+            let hits = index.recommend(&query, &args.options)?;
             write_answer(&mut out, &path.display().to_string(), &hits, args)?;
         }
     }
@@ -266,8 +223,7 @@ fn write_answer(
 ) -> Result<()> {
     let answer = Answer::new(query, hits);
     if args.json {
-        serde_json::to_writer(&mut *out, &answer)?;
-        writeln!(out)?;
+        writeln!(out, "{}", answer.to_json())?;
     } else {
         write_table(out, &answer, &args.options.labels)?;
     }
@@ -315,7 +271,7 @@ fn label_width() -> usize {
 }
 
 /// A hit's label names for the table: the labels asked for with `--label` first, then the rest in stored order.
-fn label_column(hit: &Shown, asked: &[u16], width: usize) -> String {
+fn label_column(hit: &Ranked, asked: &[u16], width: usize) -> String {
     let is_asked = |label: &i64| asked.iter().any(|&a| i64::from(a) == *label);
     let ordered = hit
         .labels

@@ -17,7 +17,7 @@ use super::body::Verdict;
 use super::errors::ApiError;
 use super::json;
 use super::upload::{self, Form};
-use crate::commands::recommend::Answer;
+use soundalike::Answer;
 
 /// Every endpoint, described for clients and people (hand-written, compiled in).
 const OPENAPI: &str = include_str!("openapi.json");

@@ -5,19 +5,17 @@
 use axum::http::{HeaderMap, StatusCode};
 use soundalike::audio::decode::Window;
 use soundalike::audio::source::Embedded;
-use soundalike::{Hit, Query, QueryOptions, clip, labels};
+use soundalike::{Hit, NotOneQuery, Query, QueryKind, QueryOptions, clip, labels};
 
 use super::errors::ApiError;
 use super::upload::{self, Form, Upload};
 use super::{Server, Shared};
 
-/// The most neighbours one question may ask for, as `recommend -k` allows.
-const MAX_COUNT: usize = 10_000;
-
+/// What a request asks: a query ready for the index, or an upload to embed first (it becomes a
+/// [`Query::Audio`] on the embedding pool).
 pub enum Asked {
-    Id(String),
-    Embedding { rows: Vec<Vec<f32>>, start: usize },
-    Audio { upload: Upload, window: Window },
+    Query(Query),
+    Upload { upload: Upload, window: Window },
 }
 
 pub struct Question {
@@ -26,34 +24,50 @@ pub struct Question {
 }
 
 impl Question {
-    /// The question a form's fields ask: the file in `audio` (with `start` and `end` in seconds), else `id`,
-    /// else `embedding` (with `start`, a row); `k` and `label` as `recommend -k` and `--label` take them.
+    /// The question a form's fields ask: the file in `audio` (with `start` and `end` in seconds), `id`, or
+    /// `embedding` (with `start`, a row); `k` and `label` as `recommend -k` and `--label` take them. Of several,
+    /// the first in that order: the page's form keeps the last id typed beside a file chosen since.
     pub fn from_form(mut form: Form, max_seconds: f64) -> Result<Question, ApiError> {
         let options = options(&form)?;
-        let asked = if let Some(upload) = form.audio.take() {
-            Asked::Audio {
+        let given = [
+            (QueryKind::Audio, form.audio.is_some()),
+            (QueryKind::Id, form.get("id").is_some()),
+            (
+                QueryKind::Embedding,
+                form.rows.is_some() || form.get("embedding").is_some(),
+            ),
+        ];
+        let kind = match QueryKind::one_given(&given) {
+            Ok(kind) | Err(NotOneQuery::Several(kind, _)) => kind,
+            Err(NotOneQuery::Nothing) => {
+                return Err(ApiError::bad(
+                    "nothing to ask: give an audio file (audio), a clip id (id) or an embedding (embedding)",
+                ));
+            }
+        };
+        let asked = match (kind, form.audio.take(), form.rows.take()) {
+            (QueryKind::Audio, Some(upload), _) => Asked::Upload {
                 upload,
                 window: window(&form, max_seconds)?,
+            },
+            (QueryKind::Id, ..) => {
+                let id = form.get("id").unwrap_or_default();
+                clip::check_id(id).map_err(|problem| ApiError::bad(format!("id: {problem}")))?;
+                Asked::Query(Query::Id(id.to_string()))
             }
-        } else if let Some(id) = form.get("id") {
-            clip::check_id(id).map_err(|problem| ApiError::bad(format!("id: {problem}")))?;
-            Asked::Id(id.to_string())
-        } else if let Some(rows) = form.rows.take() {
-            Asked::Embedding {
+            (_, _, Some(rows)) => Asked::Query(Query::Embedding {
                 rows,
                 start: row(&form)?,
+            }),
+            _ => {
+                let text = form.get("embedding").unwrap_or_default();
+                let rows = clip::embedding_rows(text)
+                    .map_err(|e| ApiError::bad(format!("embedding: {e:#}")))?;
+                Asked::Query(Query::Embedding {
+                    rows,
+                    start: row(&form)?,
+                })
             }
-        } else if let Some(text) = form.get("embedding") {
-            let rows = clip::embedding_rows(text)
-                .map_err(|e| ApiError::bad(format!("embedding: {e:#}")))?;
-            Asked::Embedding {
-                rows,
-                start: row(&form)?,
-            }
-        } else {
-            return Err(ApiError::bad(
-                "nothing to ask: give an audio file (audio), a clip id (id) or an embedding (embedding)",
-            ));
         };
         Ok(Question { asked, options })
     }
@@ -61,9 +75,9 @@ impl Question {
     /// How the answer names its query, as `recommend --json` does: the id, the file's name, or "embedding".
     pub fn name(&self) -> String {
         match &self.asked {
-            Asked::Id(id) => id.clone(),
-            Asked::Embedding { .. } => "embedding".to_string(),
-            Asked::Audio { upload, .. } => upload.name.clone(),
+            Asked::Query(Query::Id(id)) => id.clone(),
+            Asked::Upload { upload, .. } => upload.name.clone(),
+            Asked::Query(_) => "embedding".to_string(),
         }
     }
 }
@@ -107,11 +121,16 @@ fn window(form: &Form, max_seconds: f64) -> Result<Window, ApiError> {
 fn row(form: &Form) -> Result<usize, ApiError> {
     match form.get("start") {
         None => Ok(0),
-        Some(row) => row.trim().parse::<u32>().map(|r| r as usize).map_err(|_| {
-            ApiError::bad(format!(
-                "start {row:?}: with an embedding it is a row number (0, 1, ...)"
-            ))
-        }),
+        Some(row) => row
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(Query::start_row)
+            .ok_or_else(|| {
+                ApiError::bad(format!(
+                    "start {row:?}: with an embedding it is a row number (0, 1, ...)"
+                ))
+            }),
     }
 }
 
@@ -123,10 +142,11 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
             .trim()
             .parse::<usize>()
             .ok()
-            .filter(|k| (1..=MAX_COUNT).contains(k))
+            .filter(|k| (1..=QueryOptions::MAX_COUNT).contains(k))
             .ok_or_else(|| {
                 ApiError::bad(format!(
-                    "k {k:?}: the count of neighbours is a number from 1 to {MAX_COUNT}"
+                    "k {k:?}: the count of neighbours is a number from 1 to {}",
+                    QueryOptions::MAX_COUNT
                 ))
             })?;
     }
@@ -162,20 +182,14 @@ const SURELY_A_FILE: u64 = 64 * 1024;
 pub async fn answer(server: &Shared, question: Question) -> Result<(String, Vec<Hit>), ApiError> {
     let name = question.name();
     let Question { asked, options } = question;
-    let hits = match asked {
-        Asked::Id(id) => server.recommend(Query::Id(id), options).await?,
-        Asked::Embedding { rows, start } => {
-            server
-                .recommend(Query::Embedding { rows, start }, options)
-                .await?
-        }
-        Asked::Audio { upload, window } => {
-            let embedded = embed(server, upload, window).await?;
-            server
-                .with_index(move |index| index.recommend_audio(&embedded, None, &options))
-                .await?
-        }
+    let query = match asked {
+        Asked::Query(query) => query,
+        Asked::Upload { upload, window } => Query::Audio {
+            audio: embed(server, upload, window).await?,
+            file: None,
+        },
     };
+    let hits = server.recommend(query, options).await?;
     Ok((name, hits))
 }
 
