@@ -39,6 +39,8 @@ pub fn run(args: &IndexArgs) -> Result<Built> {
     let report = |event: BuildEvent| match event {
         BuildEvent::ClipRead => progress.inc(1),
         BuildEvent::Stage(stage) => progress.stage(stage.to_string()),
+        // The build's peak memory: what it read, freed on one thread, stays in its RSS to the end otherwise.
+        BuildEvent::ClipsReleased => crate::process::give_back_freed_memory(),
         // Even with -q: a run that stops without a word looks hung.
         BuildEvent::Waiting => progress.say(&format!(
             "index: waiting for another `index` run on {dir} to finish"
