@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 use pyo3::prelude::*;
 use soundalike::UsageError;
 use soundalike::audio::LogMel;
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
 
 use crate::convert;
@@ -85,9 +85,7 @@ impl AudioArgs {
             };
             let mut warnings = Vec::new();
             let source = source(&options, &mut warnings)?;
-            let embedded = source
-                .embed_file(&self.path, window, &LogMel::new(), |_| {})
-                .map_err(soundalike::Error::from)?;
+            let embedded = source.embed_file(&self.path, window, &LogMel::new(), |_| {})?;
             Ok((embedded, warnings))
         })
     }

@@ -49,7 +49,7 @@ fn embed<'py>(
     index::warn(py, &warnings)?;
     let rows = embedded.rows.len();
     let bytes: Vec<u8> = embedded.rows.iter().flatten().copied().collect();
-    let array = Array2::from_shape_vec((rows, soundalike::audio::weights::EMBEDDING_LEN), bytes)
+    let array = Array2::from_shape_vec((rows, soundalike::audio::EMBEDDING_LEN), bytes)
         .map_err(|e| errors::bad_argument(format!("internal shape error: {e}")))?;
     Ok(PyArray2::from_owned_array(py, array))
 }

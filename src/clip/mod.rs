@@ -5,11 +5,13 @@ mod embedding;
 mod lines;
 mod link;
 
+/// Values in one row of a clip's embedding (one second of audio): VGGish's 128.
+pub use crate::tfrecord::sequence_example::FRAME_LEN;
 pub use embedding::embedding_rows;
 pub use lines::CappedLines;
 pub use link::{FILE_ID_PREFIX, clip_url, file_id, youtube_url};
 
-use crate::tfrecord::sequence_example::{FRAME_LEN, RawClip};
+use crate::tfrecord::sequence_example::RawClip;
 
 /// The decimal text of every byte value followed by a comma, and its length without the comma, so that writing
 /// an embedding (1,280 numbers a clip, almost all of ingest's output) is one fixed 4-byte copy per value.

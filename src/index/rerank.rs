@@ -159,7 +159,7 @@ impl Store {
     fn frames_table(&self) -> Result<Database<'static, U32<BE>, Bytes>> {
         self.frames.ok_or_else(|| {
             anyhow!(
-                "index {} has no frames table (rebuild it with `soundalike index`)",
+                "index {} has no frames table (rebuild it)",
                 self.dir.display()
             )
         })

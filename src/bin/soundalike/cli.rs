@@ -10,49 +10,20 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::evaluate::{EvaluateOptions, QueryCount};
-use soundalike::ingest::IngestOptions;
 use soundalike::labels::{self, LabelSet};
-use soundalike::{
-    BuildOptions, Form, Metric, ProjectionChoice, QueryOptions, SearchMethod, UsageError,
-};
+use soundalike::{QueryOptions, SearchMethod, UsageError};
 
+use crate::args::{Format, IndexDir, Json, Quiet};
 use crate::commands::embed::{self, EmbedOptions};
 use crate::commands::evaluate::{self, EvaluateArgs as Evaluate};
-use crate::commands::index::{self, IndexArgs as Index};
+use crate::commands::index::{self, IndexArgs};
 use crate::commands::info;
-use crate::commands::ingest::{self, IngestArgs as Ingest};
+use crate::commands::ingest::{self, IngestArgs};
 use crate::commands::recommend::{self, QueryArg, RecommendArgs as Recommend};
 use crate::serve;
-
-/// How clips are written: the `--format` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// One JSON object per line.
-    Jsonl,
-    /// One JSON array.
-    Json,
-}
-
-impl Format {
-    fn clips(self) -> soundalike::ingest::ClipFormat {
-        match self {
-            Format::Jsonl => soundalike::ingest::ClipFormat::Jsonl,
-            Format::Json => soundalike::ingest::ClipFormat::Json,
-        }
-    }
-}
-
-/// A parser for a library enum with names ([`Metric`], [`Form`]): clap lists the names in the help.
-fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
-where
-    T: Clone + Send + Sync + 'static + std::str::FromStr<Err = String>,
-{
-    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,34 +35,6 @@ where
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// The options several subcommands take, declared once so that they are spelled and explained alike.
-#[derive(Debug, Args)]
-pub struct IndexDir {
-    /// The index directory.
-    ///
-    /// One LMDB environment, made by `soundalike index`.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct Quiet {
-    /// No progress bar, warnings or summary on stderr.
-    ///
-    /// Errors are still reported.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-/// `--json`: results as JSON for scripts. (`ingest --format json` is another thing: the form of the clips it
-/// writes, a JSON array instead of JSON Lines.)
-#[derive(Debug, Args)]
-pub struct Json {
-    /// Results as JSON for scripts instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
@@ -268,81 +211,6 @@ pub struct EmbedArgs {
     /// jsonl: one clip per line; json: one JSON array.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
-}
-
-#[derive(Debug, Args)]
-pub struct IndexArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    /// Clips written by `ingest`; none or - reads stdin.
-    ///
-    /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin (a pipe or a file, not a
-    /// terminal). A rebuild replaces the index atomically.
-    #[arg(value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Distance between clip vectors.
-    #[arg(long, default_value_t = Metric::Angular, value_parser = named::<Metric>(Metric::ALL.iter().map(|m| m.name())))]
-    pub metric: Metric,
-
-    /// How a clip's frames become its vector.
-    ///
-    /// mean: the average of the de-quantized frames (128 dimensions); flat: the frames concatenated.
-    #[arg(long = "vector", default_value_t = Form::Mean, value_parser = named::<Form>(Form::ALL.iter().map(|f| f.name())))]
-    pub form: Form,
-
-    /// Frames per clip used for the vector.
-    ///
-    /// The first N rows; clips with fewer are refused. Goes with `ingest --frames`, which drops clips
-    /// shorter than its N.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
-    pub frames: u16,
-
-    /// Trees in the random-projection forest (default 10).
-    ///
-    /// The neighbour graph answers by default; the trees give its walks from an embedding their starting
-    /// points, and answer `recommend --search-k`.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub trees: Option<u32>,
-
-    /// Random seed for the trees.
-    ///
-    /// The same input and seed give the same index.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-
-    /// Add the clips to the existing index, in one transaction.
-    ///
-    /// Clips with the same video_id are replaced.
-    #[arg(long)]
-    pub append: bool,
-
-    /// Threads building the trees.
-    ///
-    /// More is faster, but the trees then depend on thread timing, so the same seed no longer gives the
-    /// same index.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: u16,
-
-    /// The projection applied to every frame [default: default].
-    ///
-    /// It is applied before the vectors are made. `default`: the compiled-in model of the 149 music labels
-    /// fit on AudioSet bal_train's music clips (a frame becomes its label probabilities); `learn`: the same
-    /// fit on the input's own clips with music labels other than Music (137); `none`: VGGish's 128
-    /// dimensions as they are; or FILE: a JSON projection ({"matrix": [[128 numbers], ...], "mean": [128
-    /// numbers], "bias": [...], "activation": "linear"|"logistic"}) or an index directory, whose projection
-    /// is taken (the index's own path keeps its projection through a rebuild; ./learn for a file named like
-    /// a keyword). An --append always applies the index's own.
-    #[arg(
-        long,
-        value_name = "none|default|learn|FILE",
-        conflicts_with = "append"
-    )]
-    pub projection: Option<String>,
 
     #[command(flatten)]
     pub quiet: Quiet,
@@ -623,89 +491,15 @@ fn parse_labels(text: &str) -> Result<LabelSet, String> {
     labels::parse_label_list(text).map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Args)]
-pub struct IngestArgs {
-    /// TFRecord files, directories, tar or tar.gz archives, or - for stdin.
-    ///
-    /// TFRecord files, directories (every *.tfrecord below, sorted by path), tar or tar.gz archives such as the
-    /// release's features.tar.gz (read as a stream), or - for stdin. Processed in the order given.
-    #[arg(required = true, value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Which clips are music: a rule or a list of labels.
-    ///
-    /// Which clips are music: "ontology" (Music and its ontology subtree, 150 labels), "names" (display name
-    /// contains "music", the original notebook's rule, 44 labels), "all", or a comma-separated list of label
-    /// indices and names, e.g. "Jazz,Blues,216".
-    #[arg(long, default_value = "ontology", value_name = "RULE", value_parser = parse_music)]
-    pub music: LabelSet,
-
-    /// Keep the first N one-second frames.
-    ///
-    /// Music clips with fewer are dropped.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub frames: u16,
-
-    /// Write here instead of stdout.
-    ///
-    /// Atomically: a failed run leaves any existing file untouched.
-    #[arg(short, long, default_value = "-", value_name = "PATH")]
-    pub output: PathBuf,
-
-    /// Form of the output.
-    ///
-    /// The form of the clips written: jsonl, one clip per line; json, one JSON array (what `index` and
-    /// `recommend --embedding` read either way).
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub format: Format,
-
-    /// Skip corrupt records instead of stopping at the first.
-    ///
-    /// They are counted and reported.
-    #[arg(long)]
-    pub skip_corrupt: bool,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
-}
-
-fn parse_music(spec: &str) -> Result<LabelSet, String> {
-    LabelSet::from_rule(spec).map_err(|e| e.to_string())
-}
-
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Ingest(args) => {
-            ingest::run(&Ingest {
-                inputs: args.inputs,
-                options: IngestOptions {
-                    music: args.music,
-                    frames: usize::from(args.frames),
-                    format: args.format.clips(),
-                    skip_corrupt: args.skip_corrupt,
-                },
-                output: Some(args.output),
-                quiet: args.quiet.quiet,
-            })?;
+            ingest::run(&args)?;
             Ok(())
         }
         Command::Index(args) => {
-            index::run(&Index {
-                dir: args.index.index,
-                inputs: args.inputs,
-                options: BuildOptions {
-                    metric: args.metric,
-                    form: args.form,
-                    frames: usize::from(args.frames),
-                    trees: args.trees.map(|t| t as usize),
-                    seed: args.seed,
-                    threads: usize::from(args.threads),
-                    projection: args.projection.as_deref().map(ProjectionChoice::parse),
-                },
-                append: args.append,
-                quiet: args.quiet.quiet,
-            })?;
+            index::run(&args)?;
             Ok(())
         }
         Command::Recommend(args) => {

@@ -242,7 +242,7 @@ impl Store {
             bail!(
                 "index {} has format version {version}; this soundalike reads versions \
                  {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION} \
-                 (rebuild it with `soundalike index`)",
+                 (rebuild it)",
                 dir.display()
             );
         }

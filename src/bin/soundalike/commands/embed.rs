@@ -13,9 +13,9 @@ use anyhow::Result;
 use rayon::prelude::*;
 
 use soundalike::UsageError;
+use soundalike::audio::EXAMPLE_SECONDS;
 use soundalike::audio::LogMel;
-use soundalike::audio::decode::Window;
-use soundalike::audio::logmel::EXAMPLE_SECONDS;
+use soundalike::audio::Window;
 use soundalike::audio::source::{self, SourceOptions};
 use soundalike::clip::file_id;
 use soundalike::ingest::ClipFormat as Format;
@@ -93,7 +93,7 @@ pub fn run(options: &EmbedOptions) -> Result<Stats> {
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .collect::<Result<Vec<f64>>>()?;
+        .collect::<soundalike::Result<Vec<f64>>>()?;
     progress.finish();
 
     let quiet = options.quiet;

@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::{Index, Query, QueryOptions, UsageError};
 
@@ -193,7 +193,7 @@ fn load_embedding(
         Err(why) if source.weights.is_none() && source.pca.is_none() => {
             return Ok(Err(format!("{why:#}")));
         }
-        Err(why) => return Err(why),
+        Err(why) => return Err(why.into()),
     };
     crate::process::keep_freed_memory();
     let loaded = located.load(|warning| {
