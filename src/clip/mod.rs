@@ -249,6 +249,17 @@ impl std::fmt::Display for Location {
 pub fn read_clips(
     reader: impl std::io::BufRead,
     source: &str,
+    mut each: impl FnMut(ClipRecord, Location) -> crate::Result<()>,
+) -> crate::Result<()> {
+    Ok(stream_clips(reader, source, |clip, at| {
+        Ok(each(clip, at)?)
+    })?)
+}
+
+/// [`read_clips`] for the crate's own readers, whose `each` fails with the crate's inner errors.
+pub(crate) fn stream_clips(
+    reader: impl std::io::BufRead,
+    source: &str,
     mut each: impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;

@@ -128,7 +128,12 @@ impl Fit {
     }
 
     /// The model. Fails unless at least two labels have [`MIN_CLIPS`] clips on each side.
-    pub fn finish(mut self) -> Result<Projection> {
+    pub fn finish(self) -> crate::Result<Projection> {
+        Ok(self.fit()?)
+    }
+
+    /// [`Fit::finish`], its errors as the crate makes them.
+    fn fit(mut self) -> Result<Projection> {
         self.keep_sample();
         let n = self.samples.len();
         let mut counts = vec![0usize; DIMENSIONS];

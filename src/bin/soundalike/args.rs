@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use soundalike::audio::source::SourceOptions;
 
 #[derive(Debug, Args)]
 pub struct IndexDir {
@@ -56,4 +57,50 @@ where
     T: Clone + Send + Sync + 'static + std::str::FromStr<Err = String>,
 {
     PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
+}
+
+/// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
+#[derive(Debug, Args)]
+pub struct AudioSource {
+    /// VGGish's weights, a .pth or safetensors file.
+    ///
+    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
+    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (vggish_pca_params.npz).
+    ///
+    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
+    /// vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// Embed through a MAX Audio Embedding Generator service at URL.
+    ///
+    /// Embed through a running IBM MAX Audio Embedding Generator (http://HOST:PORT; the audio is sent as a
+    /// 16-bit WAV to /model/predict) instead of in-process: no weight files needed.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["weights", "pca"])]
+    pub service: Option<String>,
+}
+
+impl AudioSource {
+    pub fn options(&self) -> SourceOptions {
+        SourceOptions {
+            weights: self.weights.clone(),
+            pca: self.pca.clone(),
+            service: self.service.clone(),
+        }
+    }
+
+    /// The first of these options given, for "--weights goes with --audio".
+    pub fn given(&self) -> Option<&'static str> {
+        [
+            (self.weights.is_some(), "--weights"),
+            (self.pca.is_some(), "--pca"),
+            (self.service.is_some(), "--service"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
 }

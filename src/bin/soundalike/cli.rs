@@ -8,22 +8,20 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use soundalike::audio::Window;
-use soundalike::audio::source::SourceOptions;
 use soundalike::evaluate::{EvaluateOptions, QueryCount};
 use soundalike::labels::{self, LabelSet};
 use soundalike::{QueryOptions, SearchMethod, UsageError};
 
-use crate::args::{Format, IndexDir, Json, Quiet};
-use crate::commands::embed::{self, EmbedOptions};
+use crate::args::{AudioSource, IndexDir, Json, Quiet};
+use crate::commands::embed::{self, EmbedArgs};
 use crate::commands::evaluate::{self, EvaluateArgs as Evaluate};
 use crate::commands::index::{self, IndexArgs};
-use crate::commands::info;
+use crate::commands::info::{self, InfoArgs};
 use crate::commands::ingest::{self, IngestArgs};
 use crate::commands::recommend::{self, QueryArg, RecommendArgs as Recommend};
-use crate::serve;
+use crate::serve::{self, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,51 +33,6 @@ use crate::serve;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
-#[derive(Debug, Args)]
-pub struct AudioSource {
-    /// VGGish's weights, a .pth or safetensors file.
-    ///
-    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
-    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// VGGish's PCA parameters (vggish_pca_params.npz).
-    ///
-    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
-    /// vggish_pca_params.npz in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub pca: Option<PathBuf>,
-
-    /// Embed through a MAX Audio Embedding Generator service at URL.
-    ///
-    /// Embed through a running IBM MAX Audio Embedding Generator (http://HOST:PORT; the audio is sent as a
-    /// 16-bit WAV to /model/predict) instead of in-process: no weight files needed.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["weights", "pca"])]
-    pub service: Option<String>,
-}
-
-impl AudioSource {
-    fn options(self) -> SourceOptions {
-        SourceOptions {
-            weights: self.weights,
-            pca: self.pca,
-            service: self.service,
-        }
-    }
-
-    fn given(&self) -> Option<&'static str> {
-        [
-            (self.weights.is_some(), "--weights"),
-            (self.pca.is_some(), "--pca"),
-            (self.service.is_some(), "--service"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
 }
 
 #[derive(Debug, Args)]
@@ -171,49 +124,6 @@ pub enum Command {
   soundalike manpage > ~/.local/share/man/man1/soundalike.1
   soundalike manpage | man -l -")]
     Manpage,
-}
-
-#[derive(Debug, Args)]
-pub struct EmbedArgs {
-    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
-    ///
-    /// One clip each, one 8-bit row per 0.96 s.
-    #[arg(required = true, value_name = "AUDIO")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Start this many seconds into each file.
-    #[arg(long, value_name = "S")]
-    pub start: Option<f64>,
-
-    /// Stop this many seconds into each file.
-    #[arg(long, value_name = "E")]
-    pub end: Option<f64>,
-
-    /// The most seconds of audio embedded per file [default: 1200].
-    ///
-    /// A file (or the part --start and --end take) longer than this is refused, from its header where it
-    /// states its length, before its samples are held: a header claiming a day of audio would otherwise take
-    /// gigabytes. Raise it for long recordings.
-    #[arg(long, value_name = "S")]
-    pub max_seconds: Option<f64>,
-
-    #[command(flatten)]
-    pub source: AudioSource,
-
-    /// Write here instead of stdout.
-    ///
-    /// Atomically: a failed run leaves any existing file untouched.
-    #[arg(short, long, default_value = "-", value_name = "PATH")]
-    pub output: PathBuf,
-
-    /// Form of the output.
-    ///
-    /// jsonl: one clip per line; json: one JSON array.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub format: Format,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -312,101 +222,6 @@ pub struct RecommendArgs {
 
     #[command(flatten)]
     pub quiet: Quiet,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    /// The address and port to listen on.
-    ///
-    /// The default answers this machine only. Another address (0.0.0.0:8080 for every interface) lets other
-    /// machines ask and upload: that is your explicit choice, and there is no authentication. Port 0 takes a
-    /// free port; the first line on stderr says which (`listening on http://ADDR:PORT`).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-
-    /// VGGish's weights, a .pth or safetensors file.
-    ///
-    /// As `embed --weights`; default: $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in
-    /// ~/.local/share/soundalike. Without weights the server still answers by clip id and by embedding, and
-    /// the audio endpoints answer 503 saying where to put them.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// VGGish's PCA parameters (vggish_pca_params.npz).
-    ///
-    /// As `embed --pca`; default: $SOUNDALIKE_PCA, else vggish_pca_params.npz in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub pca: Option<PathBuf>,
-
-    /// The largest request (an upload) taken, in MB.
-    ///
-    /// A larger one is refused with 413 before it is read.
-    #[arg(long, value_name = "MB", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4000))]
-    pub max_upload: u32,
-
-    /// The most seconds of audio an upload may hold.
-    ///
-    /// A longer one (or one whose header claims more, or a sample rate below 4 kHz) is refused with 422 before
-    /// its samples are decoded. An upload's audio is held as 16 kHz mono whatever its own rate and channels.
-    #[arg(long, value_name = "S", default_value_t = 600.0)]
-    pub max_seconds: f64,
-
-    /// The largest JSON body taken, in KB.
-    ///
-    /// A larger one is refused with 413. An embedding of the longest upload (--max-seconds of rows) is about
-    /// 500 KB of JSON.
-    #[arg(long, value_name = "KB", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_json: u32,
-
-    /// Seconds a request's head may take to arrive, and a kept-alive connection may stay idle.
-    ///
-    /// A connection past it is closed. A request's body has the same seconds before --min-rate counts.
-    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
-    pub header_timeout: u32,
-
-    /// The slowest a request's body may come, in KB/s on average (after --header-timeout seconds).
-    ///
-    /// A slower body is cut off with 408, and whatever it held is given back.
-    #[arg(long, value_name = "KB/S", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub min_rate: u32,
-
-    /// Seconds the requests in flight may take to finish after SIGTERM, SIGINT or SIGHUP.
-    ///
-    /// Connections still open then are dropped and the server exits 0; a second signal drops them at once.
-    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
-    pub grace: u32,
-
-    /// No warnings or notes on stderr.
-    ///
-    /// The first line, `listening on http://ADDR:PORT`, and errors are still written.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct InfoArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    #[command(flatten)]
-    pub json: Json,
-
-    /// Also read what a question reads, and fail (exit 1) naming the damage if it cannot be read.
-    ///
-    /// Every table a question maps (each block against the data file), the first clip's record and one
-    /// question by its id; the index is opened without its lock file, so the check changes nothing. `serve`
-    /// runs it on a replaced index before it answers from it.
-    #[arg(long)]
-    pub check: bool,
-
-    /// Accepted for scripts that pass -q to every subcommand.
-    ///
-    /// `info` writes nothing to stderr but errors.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -567,36 +382,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet: args.quiet.quiet,
             })
         }
-        Command::Info(args) => info::run(&args.index.index, args.json.json, args.check),
-        Command::Serve(args) => serve::run(serve::ServeArgs {
-            dir: args.index.index,
-            listen: args.listen,
-            source: SourceOptions {
-                weights: args.weights,
-                pca: args.pca,
-                service: None,
-            },
-            max_upload: args.max_upload as usize * 1_000_000,
-            max_seconds: args.max_seconds,
-            max_json: args.max_json as usize * 1000,
-            header_timeout: Duration::from_secs(args.header_timeout.into()),
-            min_rate: u64::from(args.min_rate) * 1000,
-            grace: Duration::from_secs(args.grace.into()),
-            quiet: args.quiet,
-        }),
+        Command::Info(args) => info::run(&args),
+        Command::Serve(args) => serve::run(args),
         Command::Embed(args) => {
-            embed::run(&EmbedOptions {
-                inputs: args.inputs,
-                window: Window {
-                    start: args.start,
-                    end: args.end,
-                    max_seconds: args.max_seconds,
-                },
-                source: args.source.options(),
-                output: Some(args.output),
-                format: args.format.clips(),
-                quiet: args.quiet.quiet,
-            })?;
+            embed::run(&args)?;
             Ok(())
         }
         Command::Evaluate(args) => evaluate::run(&Evaluate {

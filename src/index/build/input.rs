@@ -107,7 +107,7 @@ pub(super) fn each_clip(
                 reading.dir.display()
             );
         }
-        clip::read_clips(reader, &source, |clip: ClipRecord, at| {
+        clip::stream_clips(reader, &source, |clip: ClipRecord, at| {
             let located = |e: anyhow::Error| anyhow!("{source}: {at}: clip {}: {e}", clip.video_id);
             let data = match form {
                 Some(form) => {
