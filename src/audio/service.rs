@@ -89,7 +89,7 @@ impl Service {
 
     /// The service's 8-bit rows for `audio`, mono samples at `rate`. Errors say what went wrong with the
     /// service, for the caller to prefix with the file's name.
-    pub fn embed(&self, audio: &Pcm16, rate: u32) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
+    pub(crate) fn embed(&self, audio: &Pcm16, rate: u32) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
         let url = &self.url;
         let body = multipart_wav(audio, rate);
         let mut response = self
