@@ -52,7 +52,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// `url` as given, with [`PREDICT_PATH`] added when it has no path (`http://localhost:5000`). An error
+    /// `url` as given, with `/model/predict` added when it has no path (`http://localhost:5000`). An error
     /// (a usage error for the caller) when it is not an http:// URL.
     pub fn new(url: &str) -> Result<Service, String> {
         let rest = url

@@ -116,7 +116,7 @@ impl Fit {
         }
     }
 
-    /// Clips that took part so far (carried a label the fit uses), up to [`MAX_CLIPS`].
+    /// Clips that took part so far (carried a label the fit uses), up to `MAX_CLIPS` (100,000).
     pub fn clips(&self) -> u64 {
         self.samples.len().min(MAX_CLIPS) as u64
     }
@@ -127,7 +127,7 @@ impl Fit {
         self.samples.truncate(MAX_CLIPS);
     }
 
-    /// The model. Fails unless at least two labels have [`MIN_CLIPS`] clips on each side.
+    /// The model. Fails unless at least two labels have `MIN_CLIPS` (5) clips on each side.
     pub fn finish(self) -> crate::Result<Projection> {
         Ok(self.fit()?)
     }

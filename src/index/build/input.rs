@@ -22,7 +22,7 @@ use crate::tfrecord::record::masked_crc;
 pub enum ClipInput<'a> {
     Path(PathBuf),
     Reader {
-        /// For messages: "<stdin>".
+        /// For messages: `"<stdin>"`.
         name: String,
         reader: Box<dyn BufRead + 'a>,
     },
