@@ -121,7 +121,7 @@ impl<'t> Records<'t> {
     }
 
     /// The record of `item`.
-    pub fn get(&self, item: u32) -> anyhow::Result<ClipMeta> {
+    pub fn get(&self, item: u32) -> Result<ClipMeta> {
         self.find(item)?
             .ok_or_else(|| damaged(&self.index, &format!("no clip {item}")))
     }
