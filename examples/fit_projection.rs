@@ -51,5 +51,5 @@ pub fn fit(inputs: &[String]) -> Result<Projection> {
             Ok(())
         })?;
     }
-    fit.finish()
+    Ok(fit.finish()?)
 }

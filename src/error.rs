@@ -53,6 +53,9 @@ fn io_kind(cause: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
     if let Some(e) = cause.downcast_ref::<io::Error>() {
         return Some(e.kind());
     }
+    if let Some(e) = cause.downcast_ref::<Error>() {
+        return e.io_kind();
+    }
     // serde_json wraps the io error of a writer in its own; heed wraps LMDB's and the system's.
     if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
         return e.io_error_kind();
@@ -71,6 +74,12 @@ impl Error {
     }
 }
 
+impl From<UsageError> for Error {
+    fn from(usage: UsageError) -> Error {
+        Error::from(anyhow::Error::new(usage))
+    }
+}
+
 impl From<anyhow::Error> for Error {
     fn from(inner: anyhow::Error) -> Error {
         let kind = classify(&inner);
@@ -81,6 +90,11 @@ impl From<anyhow::Error> for Error {
 /// The kind of a chain: its outermost marker, else what it started as.
 fn classify(error: &anyhow::Error) -> ErrorKind {
     for cause in error.chain() {
+        // A public function's error that a caller inside the crate passed on: it was classified already, and
+        // hides the chain it was made from.
+        if let Some(error) = cause.downcast_ref::<Error>() {
+            return error.kind;
+        }
         if cause.is::<UsageError>() {
             return ErrorKind::Usage;
         }
@@ -140,7 +154,12 @@ fn is_damage(cause: &(dyn std::error::Error + 'static)) -> bool {
 /// `error` from reading or writing the index in `dir`, said to be its damage when LMDB or arroy found damage
 /// that no message of ours names yet ("MDB_PAGE_NOTFOUND" alone names neither the index nor what to do).
 pub(crate) fn in_index(dir: &std::path::Path, error: anyhow::Error) -> anyhow::Error {
-    let marked = error.chain().any(|cause| cause.is::<DamagedIndex>());
+    let marked = error.chain().any(|cause| {
+        cause.is::<DamagedIndex>()
+            || cause
+                .downcast_ref::<Error>()
+                .is_some_and(|e| e.kind == ErrorKind::DamagedIndex)
+    });
     if !marked && error.chain().any(is_damage) {
         return damaged(dir, format!("{error:#}"));
     }
@@ -194,10 +213,11 @@ impl fmt::Display for DamagedIndex {
 
 impl std::error::Error for DamagedIndex {}
 
-/// "index DIR is damaged: DETAIL (rebuild it with `soundalike index`)", marked as such.
+/// "index DIR is damaged: DETAIL", marked as such. What to do is the host's to say (the command line's
+/// `soundalike index`, Python's `build_index`): the kind tells it the index must be rebuilt.
 pub(crate) fn damaged(dir: &std::path::Path, detail: impl fmt::Display) -> anyhow::Error {
     anyhow::Error::new(DamagedIndex(format!(
-        "index {} is damaged: {detail} (rebuild it with `soundalike index`)",
+        "index {} is damaged: {detail}",
         dir.display()
     )))
 }

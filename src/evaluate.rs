@@ -257,7 +257,7 @@ fn held_out(reader: &Reader, path: &Path) -> Result<Vec<QueryClip>> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("cannot read {name}"))?;
     let mut clips = Vec::new();
-    clip::read_clips(BufReader::new(file), &name, |clip: ClipRecord, at| {
+    clip::stream_clips(BufReader::new(file), &name, |clip: ClipRecord, at| {
         if store.ids.get(rtxn, &clip.video_id)?.is_some() {
             bail!(
                 "{name}: {at}: clip {} is in index {}: held-out queries must be clips outside the index",

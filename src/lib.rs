@@ -21,12 +21,31 @@
 //! # }
 //! ```
 //!
-//! The data's path shows in the modules: AudioSet records come in through [`tfrecord`] and [`ingest`], become
+//! The data's path shows in the modules: AudioSet records come in through [`ingest`], become
 //! clips ([`clip`], [`labels`]), are stored by an [`IndexBuilder`] and asked through an [`Index`]; audio files
 //! become clips through [`audio`] ([`Embedder`], [`audio::source`]); [`evaluate`] measures answers. What a
 //! writer must not lose is guarded by [`fs`]: locks, the hidden siblings renamed into place, and the paths an
 //! interrupted run removes ([`fs::cleanup::remove_registered`], which a host calls from its own signal
 //! handling: the library installs none, never prints and never exits).
+
+/// Declares modules that the integration tests and the fuzz targets reach through the `fuzzing` feature (they
+/// check the audio front end against TensorFlow's and replay the TFRecord framing's saved inputs), and that are
+/// the crate's own otherwise: no part of the API, and out of `cargo doc`. Their items the crate itself does not
+/// use are the tests' alone, hence the allowance.
+macro_rules! internal_modules {
+    ($($(#[$meta:meta])* mod $name:ident;)*) => {
+        $(
+            $(#[$meta])*
+            #[cfg(feature = "fuzzing")]
+            pub mod $name;
+            $(#[$meta])*
+            #[cfg(not(feature = "fuzzing"))]
+            #[allow(dead_code)]
+            pub(crate) mod $name;
+        )*
+    };
+}
+pub(crate) use internal_modules;
 
 pub mod audio;
 pub mod clip;
@@ -40,7 +59,9 @@ mod index;
 pub mod ingest;
 pub mod labels;
 mod query;
-pub mod tfrecord;
+internal_modules! {
+    mod tfrecord;
+}
 
 /// The projection every frame goes through before it is indexed: the compiled-in model of AudioSet's music
 /// labels, one fit on other clips, or a matrix from a file (docs/design.md).

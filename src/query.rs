@@ -18,7 +18,7 @@ use anyhow::{Context, anyhow};
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
-use crate::audio::logmel::EXAMPLE_SECONDS;
+use crate::audio::EXAMPLE_SECONDS;
 use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};

@@ -10,9 +10,8 @@ use numpy::ndarray::Array2;
 use pyo3::prelude::*;
 use soundalike::UsageError;
 use soundalike::audio::LogMel;
-use soundalike::audio::decode::Window;
 use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
-use soundalike::audio::weights::EMBEDDING_LEN;
+use soundalike::audio::{EMBEDDING_LEN, Window};
 
 use crate::convert;
 use crate::errors::{Asked, bad_argument, run};
@@ -124,12 +123,8 @@ impl PyEmbedder {
                 end,
                 max_seconds: self.max_seconds,
             };
-            window
-                .check()
-                .map_err(|e| anyhow::Error::new(UsageError::new(e)))?;
-            Ok(self
-                .source
-                .embed_file(path, window, &LogMel::new(), |_| {})?)
+            window.check().map_err(UsageError::new)?;
+            self.source.embed_file(path, window, &LogMel::new(), |_| {})
         })
     }
 }

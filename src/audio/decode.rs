@@ -91,7 +91,7 @@ impl<S> Decoded<S> {
 }
 
 /// The part of a file to decode, in seconds from its start (`--start` and `--end`), and the most of it that
-/// may be decoded (`--max-seconds`; `None`: [`DEFAULT_MAX_SECONDS`]).
+/// may be decoded (`--max-seconds`; `None`: `DEFAULT_MAX_SECONDS`, 20 minutes).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Window {
     pub start: Option<f64>,
@@ -164,10 +164,10 @@ pub enum DecodeError {
     Unsupported(String),
     /// The stream ends before its container says it should, or its data is damaged.
     Truncated(String),
-    /// A sample rate below [`MIN_SAMPLE_RATE`], refused from the header (a rate of 1 Hz would make a short
+    /// A sample rate below `MIN_SAMPLE_RATE` (4 kHz), refused from the header (a rate of 1 Hz would make a short
     /// file hours of audio).
     RateTooLow(u32),
-    /// A sample rate above [`MAX_SAMPLE_RATE`], refused from the header.
+    /// A sample rate above `MAX_SAMPLE_RATE` (768 kHz), refused from the header.
     RateTooHigh(u32),
     /// `--start` is at or past the end of the audio.
     StartPastEnd { start: f64, length: f64 },

@@ -52,7 +52,7 @@ pub struct Service {
 }
 
 impl Service {
-    /// `url` as given, with [`PREDICT_PATH`] added when it has no path (`http://localhost:5000`). An error
+    /// `url` as given, with `/model/predict` added when it has no path (`http://localhost:5000`). An error
     /// (a usage error for the caller) when it is not an http:// URL.
     pub fn new(url: &str) -> Result<Service, String> {
         let rest = url
@@ -89,7 +89,7 @@ impl Service {
 
     /// The service's 8-bit rows for `audio`, mono samples at `rate`. Errors say what went wrong with the
     /// service, for the caller to prefix with the file's name.
-    pub fn embed(&self, audio: &Pcm16, rate: u32) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
+    pub(crate) fn embed(&self, audio: &Pcm16, rate: u32) -> Result<Vec<[u8; EMBEDDING_LEN]>> {
         let url = &self.url;
         let body = multipart_wav(audio, rate);
         let mut response = self

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::anyhow;
+
+use crate::Result;
 
 use super::decode::{self, Window};
 use super::service::{Pcm16, Service};
@@ -121,7 +123,7 @@ pub fn check(path: &Path, window: Window) -> Result<f64> {
         .map_err(|e| file_error(path, e))?
         .seconds();
     if let Some(why) = short(seconds) {
-        anyhow::bail!("{}: {why}", path.display());
+        return Err(anyhow!("{}: {why}", path.display()).into());
     }
     Ok(seconds)
 }
@@ -165,16 +167,17 @@ impl Source {
             Source::Local(_) => {
                 let audio = decode::decode(path, window).map_err(|e| file_error(path, e))?;
                 if let Some(why) = too_short(&audio) {
-                    anyhow::bail!("{}: {why}", path.display());
+                    return Err(anyhow!("{}: {why}", path.display()).into());
                 }
                 self.embed_audio(&audio, start, logmel, done)
+                    .map_err(anyhow::Error::from)
             }
             // The service is sent the file at its own rate and resamples it itself, as the reference does.
             Source::Service(service) => {
                 let decoded = decode::decode_with(path, window, |_| Pcm16::default())
                     .map_err(|e| file_error(path, e))?;
                 if let Some(why) = short(decoded.seconds()) {
-                    anyhow::bail!("{}: {why}", path.display());
+                    return Err(anyhow!("{}: {why}", path.display()).into());
                 }
                 service.embed(&decoded.sink, decoded.rate).and_then(|rows| {
                     done(rows.len());
@@ -182,7 +185,7 @@ impl Source {
                 })
             }
         };
-        embedded.map_err(|e| anyhow!("{}: {e:#}", path.display()))
+        Ok(embedded.map_err(|e| anyhow!("{}: {e:#}", path.display()))?)
     }
 
     /// The embedding of audio already decoded (by [`decode::decode_bytes`], for a server that holds an upload in
@@ -196,7 +199,7 @@ impl Source {
         mut done: impl FnMut(usize),
     ) -> Result<Embedded> {
         if let Some(why) = too_short(audio) {
-            anyhow::bail!(why);
+            return Err(anyhow!(why).into());
         }
         let rows = match self {
             Source::Local(embedder) => {
@@ -210,12 +213,12 @@ impl Source {
                 rows
             }
         };
-        embedded(rows, start, audio.seconds())
+        Ok(embedded(rows, start, audio.seconds())?)
     }
 }
 
 /// The embedding of `seconds` of audio from `start`, refused when it has no rows.
-fn embedded(rows: Vec<[u8; EMBEDDING_LEN]>, start: f64, seconds: f64) -> Result<Embedded> {
+fn embedded(rows: Vec<[u8; EMBEDDING_LEN]>, start: f64, seconds: f64) -> anyhow::Result<Embedded> {
     if rows.is_empty() {
         anyhow::bail!("no embedding rows for {seconds:.3} s of audio");
     }

@@ -1,7 +1,9 @@
 //! An embedding as text: the forms a query or a service's answer takes. Both `recommend --embedding` and the
 //! MAX service's client read them, so they live beside the clip rather than in either.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::anyhow;
+
+use crate::Result;
 
 /// The rows of an embedding given as a clip written by `ingest`, a 2-D array, or the IBM MAX Audio Embedding
 /// Generator's response (`{"status":"ok","embedding":[[...],...]}`).
@@ -16,13 +18,18 @@ pub fn embedding_rows(text: &str) -> Result<Vec<Vec<f32>>> {
                 .and_then(|s| s.as_str())
                 .filter(|s| *s != "ok")
             {
-                bail!("the embedding service answered status '{status}'");
+                return Err(anyhow!("the embedding service answered status '{status}'").into());
             }
             map.get("embedding")
                 .ok_or_else(|| anyhow!("no \"embedding\" key"))?
         }
-        _ => bail!("expected an embedding: a clip, a 2-D array, or an embedding service response"),
+        _ => {
+            return Err(anyhow!(
+                "expected an embedding: a clip, a 2-D array, or an embedding service response"
+            )
+            .into());
+        }
     };
-    serde_json::from_value::<Vec<Vec<f32>>>(rows.clone())
-        .map_err(|e| anyhow!("the embedding is not a 2-D array of numbers: {e}"))
+    Ok(serde_json::from_value::<Vec<Vec<f32>>>(rows.clone())
+        .map_err(|e| anyhow!("the embedding is not a 2-D array of numbers: {e}"))?)
 }

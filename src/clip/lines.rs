@@ -28,7 +28,13 @@ impl<R: BufRead> CappedLines<R> {
 
     /// The next line, an error for one too long or not UTF-8 (the lines after it can still be read), or
     /// `None` at the end. A read error ends the lines.
-    pub fn next_line(&mut self) -> Option<Result<String>> {
+    pub fn next_line(&mut self) -> Option<crate::Result<String>> {
+        self.read_line()
+            .map(|line| line.map_err(crate::Error::from))
+    }
+
+    /// [`CappedLines::next_line`], its errors as the crate makes them.
+    fn read_line(&mut self) -> Option<Result<String>> {
         if self.done {
             return None;
         }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::anyhow;
+
+use crate::Result;
 
 /// The prefix of a video_id that names a local file rather than a YouTube video.
 pub const FILE_ID_PREFIX: &str = "file:";

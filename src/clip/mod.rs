@@ -5,11 +5,13 @@ mod embedding;
 mod lines;
 mod link;
 
+/// Values in one row of a clip's embedding (one second of audio): VGGish's 128.
+pub use crate::tfrecord::sequence_example::FRAME_LEN;
 pub use embedding::embedding_rows;
 pub use lines::CappedLines;
 pub use link::{FILE_ID_PREFIX, clip_url, file_id, youtube_url};
 
-use crate::tfrecord::sequence_example::{FRAME_LEN, RawClip};
+use crate::tfrecord::sequence_example::RawClip;
 
 /// The decimal text of every byte value followed by a comma, and its length without the comma, so that writing
 /// an embedding (1,280 numbers a clip, almost all of ingest's output) is one fixed 4-byte copy per value.
@@ -245,6 +247,17 @@ impl std::fmt::Display for Location {
 /// `cat a.json b.json` makes), calling `each` with each clip and where it was, without holding more than one
 /// clip in memory. Every clip is checked ([`ClipRecord::check`]) before `each` sees it.
 pub fn read_clips(
+    reader: impl std::io::BufRead,
+    source: &str,
+    mut each: impl FnMut(ClipRecord, Location) -> crate::Result<()>,
+) -> crate::Result<()> {
+    Ok(stream_clips(reader, source, |clip, at| {
+        Ok(each(clip, at)?)
+    })?)
+}
+
+/// [`read_clips`] for the crate's own readers, whose `each` fails with the crate's inner errors.
+pub(crate) fn stream_clips(
     reader: impl std::io::BufRead,
     source: &str,
     mut each: impl FnMut(ClipRecord, Location) -> anyhow::Result<()>,

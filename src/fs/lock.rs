@@ -45,7 +45,7 @@ impl WriterLock {
     /// (a front end says so: a run that stops without a word looks hung), and takes it. `None` when the
     /// directory that would hold the index does not exist: there is then no index, and nothing for another
     /// writer to be doing there.
-    pub fn acquire(dir: &Path, waiting: impl FnOnce()) -> Result<Option<WriterLock>> {
+    pub(crate) fn acquire(dir: &Path, waiting: impl FnOnce()) -> Result<Option<WriterLock>> {
         let (parent, name) = beside(dir);
         let mut waiting = Some(waiting);
         let path = parent.join(format!(".{name}.lock"));

@@ -11,8 +11,15 @@
 
 use std::borrow::Cow;
 
+use anyhow::Result;
+use heed::types::Bytes;
+use heed::{RoTxn, RwTxn};
+
+use crate::error::damaged;
+
 use crate::index::graph::Space;
 use crate::index::scan::{Matrix, PairDistance};
+use crate::index::store::{QUANTIZER_KEY, Settings, Store, VECTOR_BLOCK_ROWS};
 use crate::index::vector::Metric;
 
 /// Each dimension's range, as value = offset + step x code (code 0 to 255).
@@ -328,6 +335,51 @@ mod avx2 {
             total += x * f32::from(c);
         }
         total
+    }
+}
+
+impl Store {
+    /// Every clip's code, borrowed from the memory map like the vectors.
+    pub fn load_codes<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Codes<'t>> {
+        let quantizer = self.quantizer(rtxn, settings)?;
+        let blocks = self.load_blocks(rtxn, self.codes, "code", settings.dimensions, settings)?;
+        Ok(Codes::new(quantizer, blocks, VECTOR_BLOCK_ROWS as usize))
+    }
+
+    pub(in crate::index) fn quantizer(
+        &self,
+        rtxn: &RoTxn,
+        settings: &Settings,
+    ) -> Result<Quantizer> {
+        self.settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, QUANTIZER_KEY)?
+            .and_then(|bytes| Quantizer::from_bytes(bytes, settings.dimensions))
+            .ok_or_else(|| damaged(&self.dir, "its codes' quantizer is missing or unreadable"))
+    }
+
+    /// Stores the codes of a new index's vectors (`rows`, as [`Store::write_vector_rows`] takes them) and their
+    /// quantizer, encoding a block at a time rather than the whole table at once.
+    pub fn write_code_rows(
+        &self,
+        wtxn: &mut RwTxn,
+        quantizer: &Quantizer,
+        rows: &[f32],
+    ) -> Result<()> {
+        self.settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, QUANTIZER_KEY, &quantizer.to_bytes())?;
+        let dimensions = quantizer.dimensions().max(1);
+        self.put_all_rows(
+            wtxn,
+            self.codes,
+            dimensions,
+            0..rows.len() / dimensions,
+            |item, block| {
+                quantizer.encode(&rows[item * dimensions..][..dimensions], block);
+                Ok(())
+            },
+        )
     }
 }
 

@@ -26,10 +26,17 @@
 use std::borrow::Cow;
 use std::collections::BinaryHeap;
 
+use anyhow::Result;
+use heed::types::Bytes;
+use heed::{RoTxn, RwTxn};
+
+use crate::error::damaged;
+
 use crate::index::codes::{CodedQuery, Codes};
 use crate::index::graph::{self, Graph, Near, Space, Walk};
 use crate::index::nndescent;
 use crate::index::scan::{Matrix, pair_distance};
+use crate::index::store::{LAYER_CODES_KEY, LAYERS_KEY, Settings, Store, le_word, span_end};
 
 /// Each layer holds one in this many of the nodes below it.
 const STRIDE: usize = 8;
@@ -238,6 +245,168 @@ fn nearest_pivots(space: &mut impl Space, pivots: usize) -> Vec<u32> {
         }
     }
     best.into_iter().map(|Near(_, node)| node).collect()
+}
+
+impl Store {
+    /// The upper layers (see [`entry`](crate::index::entry)), bottom first; none in an index without them.
+    /// Their lists and codes are borrowed from the memory map like the graph's. The lists are stored as one
+    /// value: the count of layers and their degree, each layer's stride and node count, then the lists (all
+    /// little-endian u32). The codes are another (see [`Store::write_layer_codes`]).
+    pub fn load_layers<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Layers<'t>> {
+        let Some(bytes) = self
+            .settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, LAYERS_KEY)?
+        else {
+            return Ok(Layers::default());
+        };
+        let damaged = || damaged(&self.dir, "its upper layers are unreadable");
+        let word = |at: usize| le_word(bytes, at);
+        let (count, degree) = word(0).zip(word(1)).ok_or_else(damaged)?;
+        let mut layers = Vec::with_capacity(count.min(8));
+        let mut at = (2 + 2 * count) * 4;
+        for layer in 0..count {
+            let (stride, nodes) = word(2 + 2 * layer)
+                .zip(word(3 + 2 * layer))
+                .ok_or_else(damaged)?;
+            let end = span_end(at, nodes, degree * 4).ok_or_else(damaged)?;
+            let lists = bytes.get(at..end).ok_or_else(damaged)?;
+            if stride == 0 || degree == 0 {
+                return Err(damaged());
+            }
+            at = end;
+            let lists: Cow<'t, [u32]> = match bytemuck::try_cast_slice::<u8, u32>(lists) {
+                Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
+                _ => Cow::Owned(
+                    lists
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            };
+            layers.push(Layer {
+                stride,
+                graph: Graph::new(degree, vec![lists], nodes),
+                codes: None,
+            });
+        }
+        let mut layers = Layers {
+            layers,
+            pivots: None,
+        };
+        self.load_layer_codes(rtxn, settings, &mut layers)?;
+        Ok(layers)
+    }
+
+    /// Lends `layers` their codes and the pivots', when the index has them: after a header of two little-endian
+    /// u32 (the count of layers, and which nodes of the top layer are pivots: every n-th), each layer's nodes'
+    /// codes in node order, bottom first, then the pivots'.
+    fn load_layer_codes<'t>(
+        &self,
+        rtxn: &'t RoTxn,
+        settings: &Settings,
+        layers: &mut Layers<'t>,
+    ) -> Result<()> {
+        let Some(bytes) = self
+            .settings
+            .remap_data_type::<Bytes>()
+            .get(rtxn, LAYER_CODES_KEY)?
+        else {
+            return Ok(());
+        };
+        let damaged = || damaged(&self.dir, "its upper layers' codes are unreadable");
+        let word = |at: usize| le_word(bytes, at);
+        let (count, every) = word(0).zip(word(1)).ok_or_else(damaged)?;
+        let top_nodes = layers.layers.last().map_or(0, |top| top.graph.nodes());
+        if count != layers.layers.len() || every == 0 || top_nodes == 0 {
+            return Err(damaged());
+        }
+        let quantizer = self.quantizer(rtxn, settings)?;
+        let row = settings.dimensions;
+        let mut at: usize = 8;
+        let mut take = |rows: usize| -> Result<Codes<'t>> {
+            let end = span_end(at, rows, row).ok_or_else(damaged)?;
+            let block = bytes.get(at..end).ok_or_else(damaged)?;
+            at = end;
+            Ok(Codes::new(
+                quantizer.clone(),
+                vec![Cow::Borrowed(block)],
+                rows,
+            ))
+        };
+        for layer in &mut layers.layers {
+            layer.codes = Some(take(layer.graph.nodes())?);
+        }
+        layers.pivots = Some(Pivots {
+            every,
+            codes: take(top_nodes.div_ceil(every))?,
+        });
+        if at != bytes.len() {
+            return Err(damaged());
+        }
+        Ok(())
+    }
+
+    /// Stores a copy of the upper layers' nodes' codes and of the top layer's pivots', taken from the clips'
+    /// codes as they are now (see [`entry`]; the form [`Store::load_layer_codes`] reads). A new index writes it
+    /// after its layers; an append that replaced clips writes it again, as a replaced clip's code changed.
+    pub fn write_layer_codes(&self, wtxn: &mut RwTxn, settings: &Settings) -> Result<()> {
+        let bytes = {
+            let layers = self.load_layers(wtxn, settings)?;
+            let Some(top) = layers.layers.last() else {
+                return Ok(());
+            };
+            let codes = self.load_codes(wtxn, settings)?;
+            let every = pivot_every(top.graph.nodes());
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&(layers.layers.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(every as u32).to_le_bytes());
+            let missing = || damaged(&self.dir, "an upper layer holds a clip without a code");
+            let mut copy = |item: usize| -> Result<()> {
+                let code = u32::try_from(item).ok().and_then(|i| codes.row(i));
+                bytes.extend_from_slice(code.ok_or_else(missing)?);
+                Ok(())
+            };
+            for layer in &layers.layers {
+                for node in 0..layer.graph.nodes() {
+                    copy(node * layer.stride)?;
+                }
+            }
+            for node in (0..top.graph.nodes()).step_by(every) {
+                copy(node * top.stride)?;
+            }
+            bytes
+        };
+        Ok(self
+            .settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, LAYER_CODES_KEY, &bytes)?)
+    }
+
+    /// Stores the upper layers: each one's stride and lists (`degree` slots per node), bottom first.
+    pub fn write_layers(
+        &self,
+        wtxn: &mut RwTxn,
+        degree: usize,
+        layers: &[(usize, Vec<u32>)],
+    ) -> Result<()> {
+        let words = layers.iter().map(|(_, lists)| lists.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity((2 + 2 * layers.len() + words) * 4);
+        let mut put = |v: usize| bytes.extend_from_slice(&(v as u32).to_le_bytes());
+        put(layers.len());
+        put(degree);
+        for (stride, lists) in layers {
+            put(*stride);
+            put(lists.len() / degree.max(1));
+        }
+        for (_, lists) in layers {
+            bytes.extend(lists.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Ok(self
+            .settings
+            .remap_data_type::<Bytes>()
+            .put(wtxn, LAYERS_KEY, &bytes)?)
+    }
 }
 
 #[cfg(test)]

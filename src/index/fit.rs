@@ -117,7 +117,7 @@ impl Fit {
         }
     }
 
-    /// Clips that took part so far (carried a label the fit uses), up to [`MAX_CLIPS`].
+    /// Clips that took part so far (carried a label the fit uses), up to `MAX_CLIPS` (100,000).
     pub fn clips(&self) -> u64 {
         self.samples.len().min(MAX_CLIPS) as u64
     }
@@ -128,8 +128,13 @@ impl Fit {
         self.samples.truncate(MAX_CLIPS);
     }
 
-    /// The model. Fails unless at least two labels have [`MIN_CLIPS`] clips on each side.
-    pub fn finish(mut self) -> Result<Projection> {
+    /// The model. Fails unless at least two labels have `MIN_CLIPS` (5) clips on each side.
+    pub fn finish(self) -> crate::Result<Projection> {
+        Ok(self.fit()?)
+    }
+
+    /// [`Fit::finish`], its errors as the crate makes them.
+    fn fit(mut self) -> Result<Projection> {
         self.keep_sample();
         let n = self.samples.len();
         let mut counts = vec![0usize; DIMENSIONS];

@@ -17,9 +17,15 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use anyhow::Result;
+use heed::{RoTxn, RwTxn};
+
+use crate::error::damaged;
+
 use crate::index::nndescent::{self, EMPTY, KnnGraph};
 use crate::index::rptree;
 use crate::index::scan::{Matrix, PairDistance, pair_distance};
+use crate::index::store::{Settings, Store, VECTOR_BLOCK_ROWS};
 
 /// Neighbours per clip found by NN-descent, and slots per clip in the stored lists (after pruning, plus the
 /// reverse edges). Chosen by measurement on the spread-out synthetic sets (docs/bench-log.md, "Choosing the
@@ -434,4 +440,59 @@ pub fn insert(
         changed.push(next);
     }
     changed
+}
+
+impl Store {
+    /// Every clip's neighbour list, borrowed from the memory map like the vectors.
+    pub fn load_graph<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Graph<'t>> {
+        if settings.graph_degree == 0 {
+            return Err(damaged(
+                &self.dir,
+                "its settings give no room for neighbours",
+            ));
+        }
+        let blocks =
+            self.load_blocks(rtxn, self.graph, "graph", settings.graph_degree, settings)?;
+        // A list naming a clip past the last is skipped by the walk, which finds no vector for it.
+        Ok(Graph::new(
+            settings.graph_degree,
+            blocks,
+            VECTOR_BLOCK_ROWS as usize,
+        ))
+    }
+
+    /// Stores the given blocks of `lists` (`degree` slots per clip, clip `i` at `i * degree`) in the graph table.
+    pub fn write_graph(
+        &self,
+        wtxn: &mut RwTxn,
+        degree: usize,
+        lists: &[u32],
+        blocks: impl IntoIterator<Item = u32>,
+    ) -> Result<()> {
+        let block_len = VECTOR_BLOCK_ROWS as usize * degree;
+        for block in blocks {
+            let start = block as usize * block_len;
+            let Some(values) = lists.get(start..(start + block_len).min(lists.len())) else {
+                continue;
+            };
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.graph.put(wtxn, &block, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Every clip's neighbour list as one owned array (for an append to change).
+    pub fn read_graph(&self, rtxn: &RoTxn, settings: &Settings) -> Result<Vec<u32>> {
+        let graph = self.load_graph(rtxn, settings)?;
+        let mut lists = Vec::with_capacity(graph.nodes() * settings.graph_degree);
+        for node in 0..graph.nodes() as u32 {
+            let list = graph.neighbours(node);
+            lists.extend_from_slice(list);
+            lists.extend(std::iter::repeat_n(
+                EMPTY,
+                settings.graph_degree - list.len(),
+            ));
+        }
+        Ok(lists)
+    }
 }

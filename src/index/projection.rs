@@ -285,7 +285,12 @@ impl Projection {
     /// [numbers], "activation": "linear" | "logistic"}` (1 to 1024 rows; `mean` and `bias` optional, zero by
     /// default; `activation` linear by default), or a bare 2-D array (the matrix). The error names what is
     /// wrong.
-    pub fn from_json_file(path: &Path) -> Result<Projection> {
+    pub fn from_json_file(path: &Path) -> crate::Result<Projection> {
+        Ok(Self::read_json_file(path)?)
+    }
+
+    /// [`Projection::from_json_file`], its errors as the crate makes them.
+    fn read_json_file(path: &Path) -> Result<Projection> {
         let name = path.display();
         let text = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
         if text.len() > 16 << 20 {

@@ -15,9 +15,14 @@ use heed::types::SerdeBincode;
 use heed::{BytesDecode, BytesEncode};
 use serde::{Deserialize, Serialize};
 
-/// Items per block, in this table and all the index's others (`store::VECTOR_BLOCK_ROWS`), so one item's data
-/// lives in the same block number everywhere.
-pub const BLOCK_ROWS: u32 = 1024;
+use anyhow::Result;
+use heed::{RoTxn, RwTxn};
+
+use crate::index::store::{Settings, Store, VECTOR_BLOCK_ROWS};
+
+/// Items per block, as in all the index's other tables, so one item's data lives in the same block number
+/// everywhere.
+pub const BLOCK_ROWS: u32 = VECTOR_BLOCK_ROWS;
 
 /// What the index keeps about a clip besides its vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +122,7 @@ impl<'t> Records<'t> {
     }
 
     /// The record of `item`.
-    pub fn get(&self, item: u32) -> anyhow::Result<ClipMeta> {
+    pub fn get(&self, item: u32) -> Result<ClipMeta> {
         self.find(item)?
             .ok_or_else(|| damaged(&self.index, &format!("no clip {item}")))
     }
@@ -181,6 +186,48 @@ pub fn updated_blocks<'a>(
         out.push((block, encode(records.iter())?));
     }
     Ok(out)
+}
+
+impl Store {
+    /// Every clip's record, borrowed from the memory map like the vectors.
+    pub fn load_records<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<Records<'t>> {
+        let mut blocks = Vec::new();
+        let bounds = self.env.bounds();
+        for (n, entry) in self.clips.iter(rtxn)?.enumerate() {
+            let (key, bytes) = entry?;
+            if let Some(bounds) = bounds {
+                bounds.check(bytes, &self.dir)?;
+            }
+            if key as usize != n {
+                return Err(crate::error::damaged(
+                    &self.dir,
+                    format!("its clip table skips block {n}"),
+                ));
+            }
+            blocks.push(bytes);
+        }
+        Ok(Records::new(blocks, settings.next_item, &self.dir))
+    }
+
+    /// Stores clip records (item, record; any order), rewriting only the blocks they fall in.
+    pub fn write_records<'m>(
+        &self,
+        wtxn: &mut RwTxn,
+        updates: impl IntoIterator<Item = (u32, Cow<'m, ClipMeta>)>,
+    ) -> Result<()> {
+        let blocks = updated_blocks(updates, |block| {
+            Ok(self
+                .clips
+                .get(wtxn, &block)
+                .map_err(|e| e.to_string())?
+                .map(<[u8]>::to_vec))
+        })
+        .map_err(|damage| damaged(&self.dir, &damage))?;
+        for (block, bytes) in blocks {
+            self.clips.put(wtxn, &block, &bytes)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,14 @@
 //! projection's 149 dimensions are 14,900 multiply-adds per candidate.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use anyhow::{Result, anyhow, bail};
+use heed::types::{Bytes, U32};
+use heed::{Database, RoTxn, RwTxn};
+
+use crate::index::store::{BE, Settings, Store, VECTOR_BLOCK_ROWS};
 
 /// Candidates re-ranked by default (`recommend --rerank`): on bal_train (fit on one half, measured on the other)
 /// label precision@10 with the default projection does not move at 10 candidates (the order of the ten alone
@@ -146,6 +154,61 @@ pub fn rerank(candidates: &[(u32, f32)], query: &[i8], codes: &FrameCodes) -> Ve
         .collect();
     scored.sort_by(|a, b| a.1.total_cmp(&b.1));
     scored
+}
+
+impl Store {
+    fn frames_table(&self) -> Result<Database<'static, U32<BE>, Bytes>> {
+        self.frames.ok_or_else(|| {
+            anyhow!(
+                "index {} has no frames table (rebuild it)",
+                self.dir.display()
+            )
+        })
+    }
+
+    /// Every clip's frame codes, borrowed from the memory map like the vectors.
+    pub fn load_frames<'t>(&self, rtxn: &'t RoTxn, settings: &Settings) -> Result<FrameCodes<'t>> {
+        let width = settings.frames * settings.projection.dimensions;
+        let blocks = self.load_blocks(rtxn, self.frames_table()?, "frame", width, settings)?;
+        Ok(FrameCodes::new(
+            blocks,
+            VECTOR_BLOCK_ROWS as usize,
+            settings.frames,
+            settings.projection.dimensions,
+        ))
+    }
+
+    /// Stores the frame codes of a new index's `items` (a range starting at a block's first item, see
+    /// [`FRAME_ROWS_PER_WRITE`]), `row(i)` giving item `i`'s (`width` codes).
+    pub fn write_frame_rows<'c>(
+        &self,
+        wtxn: &mut RwTxn,
+        width: usize,
+        items: Range<usize>,
+        row: impl Fn(usize) -> Result<&'c [i8]>,
+    ) -> Result<()> {
+        self.put_all_rows(wtxn, self.frames_table()?, width, items, |item, block| {
+            let codes = row(item)?;
+            if codes.len() != width {
+                bail!("item {item} has {} frame codes, not {width}", codes.len());
+            }
+            block.extend_from_slice(bytemuck::cast_slice(codes));
+            Ok(())
+        })
+    }
+
+    /// Stores appended or replaced clips' frame codes, rewriting only the blocks they fall in.
+    pub fn write_frames(
+        &self,
+        wtxn: &mut RwTxn,
+        width: usize,
+        updates: &BTreeMap<u32, Vec<i8>>,
+    ) -> Result<()> {
+        let rows = updates
+            .iter()
+            .map(|(&item, codes)| (item, bytemuck::cast_slice::<i8, u8>(codes).to_vec()));
+        self.put_rows(wtxn, self.frames_table()?, width, rows)
+    }
 }
 
 #[cfg(test)]

@@ -8,51 +8,20 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use soundalike::audio::decode::Window;
-use soundalike::audio::source::SourceOptions;
+use soundalike::audio::Window;
 use soundalike::evaluate::{EvaluateOptions, QueryCount};
-use soundalike::ingest::IngestOptions;
 use soundalike::labels::{self, LabelSet};
-use soundalike::{
-    BuildOptions, Form, Metric, ProjectionChoice, Query, QueryOptions, SearchMethod, UsageError,
-};
+use soundalike::{Query, QueryOptions, SearchMethod, UsageError};
 
-use crate::commands::embed::{self, EmbedOptions};
+use crate::args::{AudioSource, IndexDir, Json, Quiet};
+use crate::commands::embed::{self, EmbedArgs};
 use crate::commands::evaluate::{self, EvaluateArgs as Evaluate};
-use crate::commands::index::{self, IndexArgs as Index};
-use crate::commands::info;
-use crate::commands::ingest::{self, IngestArgs as Ingest};
+use crate::commands::index::{self, IndexArgs};
+use crate::commands::info::{self, InfoArgs};
+use crate::commands::ingest::{self, IngestArgs};
 use crate::commands::recommend::{self, QueryArg, RecommendArgs as Recommend};
-use crate::serve;
-
-/// How clips are written: the `--format` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// One JSON object per line.
-    Jsonl,
-    /// One JSON array.
-    Json,
-}
-
-impl Format {
-    fn clips(self) -> soundalike::ingest::ClipFormat {
-        match self {
-            Format::Jsonl => soundalike::ingest::ClipFormat::Jsonl,
-            Format::Json => soundalike::ingest::ClipFormat::Json,
-        }
-    }
-}
-
-/// A parser for a library enum with names ([`Metric`], [`Form`]): clap lists the names in the help.
-fn named<T>(names: impl IntoIterator<Item = &'static str>) -> impl TypedValueParser<Value = T>
-where
-    T: Clone + Send + Sync + 'static + std::str::FromStr<Err = String>,
-{
-    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
-}
+use crate::serve::{self, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,79 +33,6 @@ where
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// The options several subcommands take, declared once so that they are spelled and explained alike.
-#[derive(Debug, Args)]
-pub struct IndexDir {
-    /// The index directory.
-    ///
-    /// One LMDB environment, made by `soundalike index`.
-    #[arg(long, value_name = "DIR")]
-    pub index: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct Quiet {
-    /// No progress bar, warnings or summary on stderr.
-    ///
-    /// Errors are still reported.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-/// `--json`: results as JSON for scripts. (`ingest --format json` is another thing: the form of the clips it
-/// writes, a JSON array instead of JSON Lines.)
-#[derive(Debug, Args)]
-pub struct Json {
-    /// Results as JSON for scripts instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Where audio's embeddings come from: the network in-process, or a MAX Audio Embedding Generator service.
-#[derive(Debug, Args)]
-pub struct AudioSource {
-    /// VGGish's weights, a .pth or safetensors file.
-    ///
-    /// VGGish's weights (torchvggish's vggish-10086976.pth, a zip .pth or safetensors); default:
-    /// $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// VGGish's PCA parameters (vggish_pca_params.npz).
-    ///
-    /// VGGish's PCA parameters (Google's vggish_pca_params.npz); default: $SOUNDALIKE_PCA, else
-    /// vggish_pca_params.npz in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub pca: Option<PathBuf>,
-
-    /// Embed through a MAX Audio Embedding Generator service at URL.
-    ///
-    /// Embed through a running IBM MAX Audio Embedding Generator (http://HOST:PORT; the audio is sent as a
-    /// 16-bit WAV to /model/predict) instead of in-process: no weight files needed.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["weights", "pca"])]
-    pub service: Option<String>,
-}
-
-impl AudioSource {
-    fn options(self) -> SourceOptions {
-        SourceOptions {
-            weights: self.weights,
-            pca: self.pca,
-            service: self.service,
-        }
-    }
-
-    fn given(&self) -> Option<&'static str> {
-        [
-            (self.weights.is_some(), "--weights"),
-            (self.pca.is_some(), "--pca"),
-            (self.service.is_some(), "--service"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
 }
 
 #[derive(Debug, Args)]
@@ -228,124 +124,6 @@ pub enum Command {
   soundalike manpage > ~/.local/share/man/man1/soundalike.1
   soundalike manpage | man -l -")]
     Manpage,
-}
-
-#[derive(Debug, Args)]
-pub struct EmbedArgs {
-    /// Audio files: WAV, FLAC, MP3 or Ogg Vorbis.
-    ///
-    /// One clip each, one 8-bit row per 0.96 s.
-    #[arg(required = true, value_name = "AUDIO")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Start this many seconds into each file.
-    #[arg(long, value_name = "S")]
-    pub start: Option<f64>,
-
-    /// Stop this many seconds into each file.
-    #[arg(long, value_name = "E")]
-    pub end: Option<f64>,
-
-    /// The most seconds of audio embedded per file [default: 1200].
-    ///
-    /// A file (or the part --start and --end take) longer than this is refused, from its header where it
-    /// states its length, before its samples are held: a header claiming a day of audio would otherwise take
-    /// gigabytes. Raise it for long recordings.
-    #[arg(long, value_name = "S")]
-    pub max_seconds: Option<f64>,
-
-    #[command(flatten)]
-    pub source: AudioSource,
-
-    /// Write here instead of stdout.
-    ///
-    /// Atomically: a failed run leaves any existing file untouched.
-    #[arg(short, long, default_value = "-", value_name = "PATH")]
-    pub output: PathBuf,
-
-    /// Form of the output.
-    ///
-    /// jsonl: one clip per line; json: one JSON array.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub format: Format,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
-}
-
-#[derive(Debug, Args)]
-pub struct IndexArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    /// Clips written by `ingest`; none or - reads stdin.
-    ///
-    /// Clips written by `ingest` (JSON Lines or a JSON array); none or - reads stdin (a pipe or a file, not a
-    /// terminal). A rebuild replaces the index atomically.
-    #[arg(value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Distance between clip vectors.
-    #[arg(long, default_value_t = Metric::Angular, value_parser = named::<Metric>(Metric::ALL.iter().map(|m| m.name())))]
-    pub metric: Metric,
-
-    /// How a clip's frames become its vector.
-    ///
-    /// mean: the average of the de-quantized frames (128 dimensions); flat: the frames concatenated.
-    #[arg(long = "vector", default_value_t = Form::Mean, value_parser = named::<Form>(Form::ALL.iter().map(|f| f.name())))]
-    pub form: Form,
-
-    /// Frames per clip used for the vector.
-    ///
-    /// The first N rows; clips with fewer are refused. Goes with `ingest --frames`, which drops clips
-    /// shorter than its N.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
-    pub frames: u16,
-
-    /// Trees in the random-projection forest (default 10).
-    ///
-    /// The neighbour graph answers by default; the trees give its walks from an embedding their starting
-    /// points, and answer `recommend --search-k`.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub trees: Option<u32>,
-
-    /// Random seed for the trees.
-    ///
-    /// The same input and seed give the same index.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-
-    /// Add the clips to the existing index, in one transaction.
-    ///
-    /// Clips with the same video_id are replaced.
-    #[arg(long)]
-    pub append: bool,
-
-    /// Threads building the trees.
-    ///
-    /// More is faster, but the trees then depend on thread timing, so the same seed no longer gives the
-    /// same index.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: u16,
-
-    /// The projection applied to every frame [default: default].
-    ///
-    /// It is applied before the vectors are made. `default`: the compiled-in model of the 149 music labels
-    /// fit on AudioSet bal_train's music clips (a frame becomes its label probabilities); `learn`: the same
-    /// fit on the input's own clips with music labels other than Music (137); `none`: VGGish's 128
-    /// dimensions as they are; or FILE: a JSON projection ({"matrix": [[128 numbers], ...], "mean": [128
-    /// numbers], "bias": [...], "activation": "linear"|"logistic"}) or an index directory, whose projection
-    /// is taken (the index's own path keeps its projection through a rebuild; ./learn for a file named like
-    /// a keyword). An --append always applies the index's own.
-    #[arg(
-        long,
-        value_name = "none|default|learn|FILE",
-        conflicts_with = "append"
-    )]
-    pub projection: Option<String>,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
 }
 
 #[derive(Debug, Args)]
@@ -447,101 +225,6 @@ pub struct RecommendArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    /// The address and port to listen on.
-    ///
-    /// The default answers this machine only. Another address (0.0.0.0:8080 for every interface) lets other
-    /// machines ask and upload: that is your explicit choice, and there is no authentication. Port 0 takes a
-    /// free port; the first line on stderr says which (`listening on http://ADDR:PORT`).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-
-    /// VGGish's weights, a .pth or safetensors file.
-    ///
-    /// As `embed --weights`; default: $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in
-    /// ~/.local/share/soundalike. Without weights the server still answers by clip id and by embedding, and
-    /// the audio endpoints answer 503 saying where to put them.
-    #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
-
-    /// VGGish's PCA parameters (vggish_pca_params.npz).
-    ///
-    /// As `embed --pca`; default: $SOUNDALIKE_PCA, else vggish_pca_params.npz in ~/.local/share/soundalike.
-    #[arg(long, value_name = "FILE")]
-    pub pca: Option<PathBuf>,
-
-    /// The largest request (an upload) taken, in MB.
-    ///
-    /// A larger one is refused with 413 before it is read.
-    #[arg(long, value_name = "MB", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4000))]
-    pub max_upload: u32,
-
-    /// The most seconds of audio an upload may hold.
-    ///
-    /// A longer one (or one whose header claims more, or a sample rate below 4 kHz) is refused with 422 before
-    /// its samples are decoded. An upload's audio is held as 16 kHz mono whatever its own rate and channels.
-    #[arg(long, value_name = "S", default_value_t = 600.0)]
-    pub max_seconds: f64,
-
-    /// The largest JSON body taken, in KB.
-    ///
-    /// A larger one is refused with 413. An embedding of the longest upload (--max-seconds of rows) is about
-    /// 500 KB of JSON.
-    #[arg(long, value_name = "KB", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_json: u32,
-
-    /// Seconds a request's head may take to arrive, and a kept-alive connection may stay idle.
-    ///
-    /// A connection past it is closed. A request's body has the same seconds before --min-rate counts.
-    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
-    pub header_timeout: u32,
-
-    /// The slowest a request's body may come, in KB/s on average (after --header-timeout seconds).
-    ///
-    /// A slower body is cut off with 408, and whatever it held is given back.
-    #[arg(long, value_name = "KB/S", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub min_rate: u32,
-
-    /// Seconds the requests in flight may take to finish after SIGTERM, SIGINT or SIGHUP.
-    ///
-    /// Connections still open then are dropped and the server exits 0; a second signal drops them at once.
-    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
-    pub grace: u32,
-
-    /// No warnings or notes on stderr.
-    ///
-    /// The first line, `listening on http://ADDR:PORT`, and errors are still written.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct InfoArgs {
-    #[command(flatten)]
-    pub index: IndexDir,
-
-    #[command(flatten)]
-    pub json: Json,
-
-    /// Also read what a question reads, and fail (exit 1) naming the damage if it cannot be read.
-    ///
-    /// Every table a question maps (each block against the data file), the first clip's record and one
-    /// question by its id; the index is opened without its lock file, so the check changes nothing. `serve`
-    /// runs it on a replaced index before it answers from it.
-    #[arg(long)]
-    pub check: bool,
-
-    /// Accepted for scripts that pass -q to every subcommand.
-    ///
-    /// `info` writes nothing to stderr but errors.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct EvaluateArgs {
     #[command(flatten)]
     pub index: IndexDir,
@@ -623,89 +306,15 @@ fn parse_labels(text: &str) -> Result<LabelSet, String> {
     labels::parse_label_list(text).map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Args)]
-pub struct IngestArgs {
-    /// TFRecord files, directories, tar or tar.gz archives, or - for stdin.
-    ///
-    /// TFRecord files, directories (every *.tfrecord below, sorted by path), tar or tar.gz archives such as the
-    /// release's features.tar.gz (read as a stream), or - for stdin. Processed in the order given.
-    #[arg(required = true, value_name = "INPUT")]
-    pub inputs: Vec<PathBuf>,
-
-    /// Which clips are music: a rule or a list of labels.
-    ///
-    /// Which clips are music: "ontology" (Music and its ontology subtree, 150 labels), "names" (display name
-    /// contains "music", the original notebook's rule, 44 labels), "all", or a comma-separated list of label
-    /// indices and names, e.g. "Jazz,Blues,216".
-    #[arg(long, default_value = "ontology", value_name = "RULE", value_parser = parse_music)]
-    pub music: LabelSet,
-
-    /// Keep the first N one-second frames.
-    ///
-    /// Music clips with fewer are dropped.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub frames: u16,
-
-    /// Write here instead of stdout.
-    ///
-    /// Atomically: a failed run leaves any existing file untouched.
-    #[arg(short, long, default_value = "-", value_name = "PATH")]
-    pub output: PathBuf,
-
-    /// Form of the output.
-    ///
-    /// The form of the clips written: jsonl, one clip per line; json, one JSON array (what `index` and
-    /// `recommend --embedding` read either way).
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    pub format: Format,
-
-    /// Skip corrupt records instead of stopping at the first.
-    ///
-    /// They are counted and reported.
-    #[arg(long)]
-    pub skip_corrupt: bool,
-
-    #[command(flatten)]
-    pub quiet: Quiet,
-}
-
-fn parse_music(spec: &str) -> Result<LabelSet, String> {
-    LabelSet::from_rule(spec).map_err(|e| e.to_string())
-}
-
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Ingest(args) => {
-            ingest::run(&Ingest {
-                inputs: args.inputs,
-                options: IngestOptions {
-                    music: args.music,
-                    frames: usize::from(args.frames),
-                    format: args.format.clips(),
-                    skip_corrupt: args.skip_corrupt,
-                },
-                output: Some(args.output),
-                quiet: args.quiet.quiet,
-            })?;
+            ingest::run(&args)?;
             Ok(())
         }
         Command::Index(args) => {
-            index::run(&Index {
-                dir: args.index.index,
-                inputs: args.inputs,
-                options: BuildOptions {
-                    metric: args.metric,
-                    form: args.form,
-                    frames: usize::from(args.frames),
-                    trees: args.trees.map(|t| t as usize),
-                    seed: args.seed,
-                    threads: usize::from(args.threads),
-                    projection: args.projection.as_deref().map(ProjectionChoice::parse),
-                },
-                append: args.append,
-                quiet: args.quiet.quiet,
-            })?;
+            index::run(&args)?;
             Ok(())
         }
         Command::Recommend(args) => {
@@ -769,36 +378,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet: args.quiet.quiet,
             })
         }
-        Command::Info(args) => info::run(&args.index.index, args.json.json, args.check),
-        Command::Serve(args) => serve::run(serve::ServeArgs {
-            dir: args.index.index,
-            listen: args.listen,
-            source: SourceOptions {
-                weights: args.weights,
-                pca: args.pca,
-                service: None,
-            },
-            max_upload: args.max_upload as usize * 1_000_000,
-            max_seconds: args.max_seconds,
-            max_json: args.max_json as usize * 1000,
-            header_timeout: Duration::from_secs(args.header_timeout.into()),
-            min_rate: u64::from(args.min_rate) * 1000,
-            grace: Duration::from_secs(args.grace.into()),
-            quiet: args.quiet,
-        }),
+        Command::Info(args) => info::run(&args),
+        Command::Serve(args) => serve::run(args),
         Command::Embed(args) => {
-            embed::run(&EmbedOptions {
-                inputs: args.inputs,
-                window: Window {
-                    start: args.start,
-                    end: args.end,
-                    max_seconds: args.max_seconds,
-                },
-                source: args.source.options(),
-                output: Some(args.output),
-                format: args.format.clips(),
-                quiet: args.quiet.quiet,
-            })?;
+            embed::run(&args)?;
             Ok(())
         }
         Command::Evaluate(args) => evaluate::run(&Evaluate {

@@ -2,6 +2,7 @@
 //! (tables, JSON, progress bars, one `error:` line), owns the process (signals, exit codes, the allocator's
 //! settings) and asks the library for everything else.
 
+mod args;
 mod bus_error;
 mod cli;
 mod commands;
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             // One line: the error and its causes, outermost first.
-            stderr::line(&format!("error: {error:#}"));
+            stderr::line(&format!("error: {error:#}{}", hint(&error)));
             ExitCode::from(if is_usage(&error) {
                 exit::USAGE
             } else {
@@ -82,6 +83,20 @@ fn clap_exit(error: &clap::Error) -> ExitCode {
         }
     }
 }
+
+/// What the command line adds to the library's message: how to rebuild a damaged index (the library says only
+/// that it is damaged, its hosts rebuild in their own ways).
+pub fn hint(error: &anyhow::Error) -> &'static str {
+    let damaged = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<soundalike::Error>()
+            .is_some_and(|e| e.kind() == soundalike::ErrorKind::DamagedIndex)
+    });
+    if damaged { DAMAGED_HINT } else { "" }
+}
+
+/// Said after a damaged index's error, on the command line and by `serve`.
+pub const DAMAGED_HINT: &str = " (rebuild it with `soundalike index`)";
 
 /// Whether the command line asked for something impossible: exit code 2, like clap's own usage errors.
 fn is_usage(error: &anyhow::Error) -> bool {

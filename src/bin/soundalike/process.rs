@@ -71,7 +71,8 @@ pub fn keep_freed_memory() {
 
 /// Gives the heap's free memory back to the kernel, for a server once a burst is over: with the trim threshold
 /// [`keep_freed_memory`] sets, glibc would keep up to 1 GiB of it for ever (idle RSS grew with each burst).
-/// Called when nothing is in flight, so the embedding's reuse of freed blocks within a burst is kept.
+/// Called when nothing is in flight, so the embedding's reuse of freed blocks within a burst is kept; and by
+/// `index` when the build says its clips are released (`BuildEvent::ClipsReleased`).
 pub fn give_back_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; glibc serialises it with allocation.

@@ -1,13 +1,40 @@
 //! `info`: what an index holds: its settings, size, and most common labels.
 
 use std::io::{self, Write};
-use std::path::Path;
 
 use anyhow::{Context, Result};
+use clap::Args;
 use soundalike::{Index, Info, labels};
 
-/// `check`: read what a question reads first (`Index::check_dir`), and fail if it cannot be read.
-pub fn run(dir: &Path, as_json: bool, check: bool) -> Result<()> {
+use crate::args::{IndexDir, Json};
+
+/// `soundalike info`'s arguments.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub index: IndexDir,
+
+    #[command(flatten)]
+    pub json: Json,
+
+    /// Also read what a question reads, and fail (exit 1) naming the damage if it cannot be read.
+    ///
+    /// Every table a question maps (each block against the data file), the first clip's record and one
+    /// question by its id; the index is opened without its lock file, so the check changes nothing. `serve`
+    /// runs it on a replaced index before it answers from it.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Accepted for scripts that pass -q to every subcommand.
+    ///
+    /// `info` writes nothing to stderr but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--check`: read what a question reads first (`Index::check_dir`), and fail if it cannot be read.
+pub fn run(args: &InfoArgs) -> Result<()> {
+    let (dir, as_json, check) = (args.index.index.as_path(), args.json.json, args.check);
     crate::bus_error::report_for(dir);
     let info = if check {
         Index::check_dir(dir)?

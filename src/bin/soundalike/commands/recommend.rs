@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use soundalike::audio::LogMel;
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::clip::CappedLines;
 use soundalike::{Answer, Hit, Index, Query, QueryOptions, Ranked, UsageError, clip, labels};
@@ -67,7 +67,6 @@ pub fn run(args: &RecommendArgs) -> Result<()> {
         QueryArg::EmbeddingFile(path) => {
             let (text, name) = read_input(path)?;
             let hits = clip::embedding_rows(&text)
-                .map_err(soundalike::Error::from)
                 .and_then(|rows| {
                     let query = Query::Embedding {
                         rows,
@@ -186,7 +185,7 @@ fn answer_batch(
                 number,
                 name: String::new(),
                 text: String::new(),
-                query: Err(e.context("not a query")),
+                query: Err(anyhow::Error::from(e).context("not a query")),
             },
         };
         group.push(line);

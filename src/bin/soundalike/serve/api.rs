@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::labels::{self, LabelSet};
 
 use super::Shared;

@@ -3,7 +3,7 @@
 //! and differ only in how they show the answer.
 
 use axum::http::{HeaderMap, StatusCode};
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::Embedded;
 use soundalike::{Hit, NotOneQuery, Query, QueryKind, QueryOptions, clip, labels};
 

@@ -46,7 +46,11 @@ impl From<soundalike::Error> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, error.to_string())
+        let hint = match error.kind() {
+            ErrorKind::DamagedIndex => crate::DAMAGED_HINT,
+            _ => "",
+        };
+        ApiError::new(status, format!("{error}{hint}"))
     }
 }
 

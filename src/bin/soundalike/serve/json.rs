@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use soundalike::tfrecord::sequence_example::FRAME_LEN;
+use soundalike::clip::FRAME_LEN;
 
 use super::errors::ApiError;
 use super::upload::Form;

@@ -23,7 +23,6 @@ mod queue;
 mod reload;
 mod upload;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,33 +31,87 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use soundalike::audio::decode::Window;
+use clap::Args;
+use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::{Index, Query, QueryOptions, UsageError};
 
+use crate::args::IndexDir;
 use crate::stderr::say;
 use errors::ApiError;
 use queue::Embedding;
 use reload::LiveIndex;
 
+/// `soundalike serve`'s arguments.
+#[derive(Debug, Args)]
 pub struct ServeArgs {
-    pub dir: PathBuf,
-    pub listen: SocketAddr,
-    /// `--weights` and `--pca` as given (a service is not an option here).
-    pub source: SourceOptions,
-    /// The largest request body, in bytes.
-    pub max_upload: usize,
+    #[command(flatten)]
+    pub index: IndexDir,
+
+    /// The address and port to listen on.
+    ///
+    /// The default answers this machine only. Another address (0.0.0.0:8080 for every interface) lets other
+    /// machines ask and upload: that is your explicit choice, and there is no authentication. Port 0 takes a
+    /// free port; the first line on stderr says which (`listening on http://ADDR:PORT`).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// VGGish's weights, a .pth or safetensors file.
+    ///
+    /// As `embed --weights`; default: $SOUNDALIKE_WEIGHTS, else vggish-10086976.pth in
+    /// ~/.local/share/soundalike. Without weights the server still answers by clip id and by embedding, and
+    /// the audio endpoints answer 503 saying where to put them.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+
+    /// VGGish's PCA parameters (vggish_pca_params.npz).
+    ///
+    /// As `embed --pca`; default: $SOUNDALIKE_PCA, else vggish_pca_params.npz in ~/.local/share/soundalike.
+    #[arg(long, value_name = "FILE")]
+    pub pca: Option<PathBuf>,
+
+    /// The largest request (an upload) taken, in MB.
+    ///
+    /// A larger one is refused with 413 before it is read.
+    #[arg(long, value_name = "MB", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=4000))]
+    pub max_upload: u32,
+
     /// The most seconds of audio an upload may hold.
+    ///
+    /// A longer one (or one whose header claims more, or a sample rate below 4 kHz) is refused with 422 before
+    /// its samples are decoded. An upload's audio is held as 16 kHz mono whatever its own rate and channels.
+    #[arg(long, value_name = "S", default_value_t = 600.0)]
     pub max_seconds: f64,
-    /// The largest JSON body, in bytes.
-    pub max_json: usize,
-    /// A request's head and a kept-alive connection's next one must come within this.
-    pub header_timeout: Duration,
-    /// A body must come at this many bytes a second or faster, after the head's deadline.
-    pub min_rate: u64,
-    /// How long the requests in flight may take to finish once a signal has come.
-    pub grace: Duration,
-    /// No warnings or notes on stderr (the listening line and errors still are).
+
+    /// The largest JSON body taken, in KB.
+    ///
+    /// A larger one is refused with 413. An embedding of the longest upload (--max-seconds of rows) is about
+    /// 500 KB of JSON.
+    #[arg(long, value_name = "KB", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_json: u32,
+
+    /// Seconds a request's head may take to arrive, and a kept-alive connection may stay idle.
+    ///
+    /// A connection past it is closed. A request's body has the same seconds before --min-rate counts.
+    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub header_timeout: u32,
+
+    /// The slowest a request's body may come, in KB/s on average (after --header-timeout seconds).
+    ///
+    /// A slower body is cut off with 408, and whatever it held is given back.
+    #[arg(long, value_name = "KB/S", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub min_rate: u32,
+
+    /// Seconds the requests in flight may take to finish after SIGTERM, SIGINT or SIGHUP.
+    ///
+    /// Connections still open then are dropped and the server exits 0; a second signal drops them at once.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub grace: u32,
+
+    /// No warnings or notes on stderr.
+    ///
+    /// The first line, `listening on http://ADDR:PORT`, and errors are still written.
+    #[arg(short, long)]
     pub quiet: bool,
 }
 
@@ -88,14 +141,26 @@ type Shared = Arc<Server>;
 const RELOAD_EVERY: Duration = Duration::from_millis(500);
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    let dir = args.index.index.clone();
+    // A service is not an option here: the server embeds uploads itself.
+    let source = SourceOptions {
+        weights: args.weights.clone(),
+        pca: args.pca.clone(),
+        service: None,
+    };
+    let max_upload = args.max_upload as usize * 1_000_000;
+    let max_json = args.max_json as usize * 1000;
+    let header_timeout = Duration::from_secs(args.header_timeout.into());
+    let min_rate = u64::from(args.min_rate) * 1000;
+    let grace = Duration::from_secs(args.grace.into());
     Window {
         max_seconds: Some(args.max_seconds),
         ..Window::default()
     }
     .check()
     .map_err(UsageError::new)?;
-    crate::bus_error::report_for(&args.dir);
-    let index = LiveIndex::open(&args.dir)?;
+    crate::bus_error::report_for(&dir);
+    let index = LiveIndex::open(&dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("serve")
@@ -108,22 +173,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let embedding = load_embedding(&args.source, args.max_seconds, args.quiet)?;
+        let embedding = load_embedding(&source, args.max_seconds, args.quiet)?;
         let places = embedding.as_ref().map_or(1, Embedding::capacity);
         let server = Arc::new(Server {
             index,
-            dir: args.dir.clone(),
+            dir: dir.clone(),
             embedding,
-            max_upload: args.max_upload,
+            max_upload,
             max_seconds: args.max_seconds,
-            max_json: args.max_json,
+            max_json,
             json_permits: tokio::sync::Semaphore::new(places),
             pace: body::Pace {
-                min_rate: args.min_rate,
-                grace: args.header_timeout,
+                min_rate,
+                grace: header_timeout,
             },
             // As many bytes being read as the embedding pool holds uploads: what is read, is read for a place.
-            reading: Arc::new(body::Budget::new(places * args.max_upload)),
+            reading: Arc::new(body::Budget::new(places * max_upload)),
             in_flight: AtomicUsize::new(0),
             heavy: AtomicBool::new(false),
         });
@@ -145,8 +210,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         tokio::spawn(watch(Arc::clone(&server), quiet));
         let deadlines = listen::Deadlines {
-            header: args.header_timeout,
-            grace: args.grace,
+            header: header_timeout,
+            grace,
         };
         let mut waited = 0;
         let stopped = listen::serve(
@@ -193,7 +258,7 @@ fn load_embedding(
         Err(why) if source.weights.is_none() && source.pca.is_none() => {
             return Ok(Err(format!("{why:#}")));
         }
-        Err(why) => return Err(why),
+        Err(why) => return Err(why.into()),
     };
     crate::process::keep_freed_memory();
     let loaded = located.load(|warning| {

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::http::StatusCode;
 use soundalike::audio::LogMel;
-use soundalike::audio::decode::Window;
+use soundalike::audio::Window;
 use soundalike::audio::source::{Embedded, Source};
 
 use super::errors::ApiError;

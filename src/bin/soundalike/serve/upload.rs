@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{HeaderMap, StatusCode, header};
-use soundalike::audio::decode::{self, Audio, DecodeError, Window};
+use soundalike::audio::{Audio, DecodeError, Window, decode_bytes};
 
 use super::body::Verdict;
 use super::errors::ApiError;
@@ -158,7 +158,7 @@ fn read_error(error: axum::extract::multipart::MultipartError, limit: usize) -> 
 /// The upload decoded within `window` (in memory, from its bytes), or the refusal's status and words, which
 /// name the upload as the command line names a file.
 pub fn decode(upload: &Upload, window: Window) -> Result<Audio, ApiError> {
-    let audio = decode::decode_bytes(upload.bytes.clone(), window).map_err(|error| {
+    let audio = decode_bytes(upload.bytes.clone(), window).map_err(|error| {
         let status = match &error {
             DecodeError::NotAudio | DecodeError::Unsupported(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
