@@ -3,8 +3,8 @@
 //!
 //! The exact scan is the ground truth. For the default search and each tree or graph search asked: recall@k
 //! against it, label precision@k (the share of neighbours carrying one of the query's music labels other than
-//! "Music": about 0.01 for random neighbours, 0.313 for the exact ten on bal_train, see BENCHMARKS.md), and the
-//! latency of each query. Queries are resolved first, then timed one at a time on one thread, with the index
+//! "Music": near zero for random neighbours; what the exact neighbours and the defaults reach is in BENCHMARKS.md,
+//! "Label precision"), and the latency of each query. Queries are resolved first, then timed one at a time on one thread, with the index
 //! already open: what a batch pays per query, without process start and output.
 
 use std::fs::File;

@@ -215,8 +215,8 @@ impl Index {
     /// over the codes, lists or vectors, and its answer's records). Its error is the index's damage where it is
     /// damaged, which a server's health check answers with: an index whose settings read well but whose
     /// tables do not fails every question, and fails here. Cheap on a handle that has answered before: the
-    /// question's read transaction is a kept one, its tables mapped already (about 20 to 40 us; a first check
-    /// maps them, as a first question does).
+    /// question's read transaction is a kept one, its tables mapped already (a fraction of a question; a first
+    /// check maps them, as a first question does).
     pub fn check(&self) -> Result<u64> {
         // Mapped as a default question maps them (the frames' codes too, on an angular index), but asked
         // without the re-rank, which costs four times the walk and reads only blocks the mapping checked.

@@ -1,5 +1,5 @@
 //! Audio files to embedding rows, in-process: `soundalike.Embedder`, VGGish's weights loaded once per process
-//! (a second Embedder of the same files reuses them; 288 MB and about a second to load), or a MAX service.
+//! (a second Embedder of the same files reuses them: loading 288 MB is the costly part), or a MAX service.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};

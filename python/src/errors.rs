@@ -67,8 +67,8 @@ pub fn run<T: Send>(
     })
 }
 
-/// [`run`] on the calling thread, without the handoff to the pool and back (measured at about 20 µs a call,
-/// a fifth of one question's time): only for what the library does on one thread (opening an index or input
+/// [`run`] on the calling thread, without the handoff to the pool and back (a noticeable share of one question's
+/// time: docs/design.md, the Python package's pool): only for what the library does on one thread (opening an index or input
 /// files, an index's length and settings, one question by id or embedding). Parallel work here would start
 /// rayon's global pool, which a forked child inherits without its threads; tests/test_fork.py asks each of
 /// these in a child after its parent has.

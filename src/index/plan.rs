@@ -74,23 +74,25 @@ impl Default for QueryOptions {
 }
 
 /// Up to this many stored floats (clips x dimensions: about 16,000 clips of 128 dimensions, bal_train and eval
-/// together) the default search is the exact scan; above it, the graph. Below it the scan costs about 0.15 ms a
-/// query and is exact; above it the graph answers in a fraction of the time (BENCHMARKS.md).
+/// together) the default search is the exact scan; above it, the graph. Below it the scan is exact and fast
+/// enough to be the default; above it the graph answers in a fraction of the time (docs/bench-log.md, "Choosing
+/// the default search").
 pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 
-/// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that reached
-/// recall@10 0.95 on the spread-out synthetic sets from 100,000 to 1,000,000 clips (ef 10; BENCHMARKS.md). It
-/// never goes below the neighbours asked for, as in hnswlib.
+/// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that kept recall@10
+/// of queries by id at or above 0.95 at every size measured (docs/bench-log.md, "Choosing the default search";
+/// today's recall: BENCHMARKS.md, "Queries by clip id"). It never goes below the neighbours asked for, as in
+/// hnswlib.
 pub const DEFAULT_EF: usize = 16;
 
 /// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
 /// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
 /// 1,000,000), or 16 more when the candidates are `reranked` (64 at 1,000,000). Its walk starts from the upper
 /// layers' nearest clips (`entry`) rather than from itself, and the same queries need a wider walk as the index
-/// grows: held out among 1,000,000 spread-out clips, recall@10 with `--projection none --rerank 0` reached 0.953
-/// at ef 96 (hnswlib needed 64 there), and with the defaults (re-ranked) 0.978 at ef 64 and 0.986 at 96; among
-/// 200,000, 0.956 and 0.961 at ef 32 (BENCHMARKS.md, "A new song's query"). The re-ranked walk is narrower
-/// because each ef of breadth costs a one-shot process page faults (BENCHMARKS.md, "one-shot"), and past 0.95
+/// grows: these breadths are the narrowest that kept held-out recall@10 at or above 0.95, with `--projection
+/// none --rerank 0` and with the defaults, at every size measured (BENCHMARKS.md, "A new song's query (held
+/// out) against the peers"). The re-ranked walk is narrower because each step of breadth costs a one-shot
+/// process page faults (docs/bench-log.md, "The one-shot embedding query at a million clips"), and past 0.95
 /// the re-rank's own choice among its candidates limits recall more than the walk does. A query by id keeps
 /// [`DEFAULT_EF`].
 pub fn default_ef_new(clips: u64, reranked: bool) -> usize {
@@ -220,7 +222,8 @@ impl SearchPlan {
             Search::Graph(ef) => {
                 // The narrowest walk: the candidates wanted, and with a re-rank some margin. At a breadth of
                 // exactly the re-ranked, the walk missed enough of the exact scan's that recall after the
-                // re-rank fell (BENCHMARKS.md).
+                // re-rank fell well below the defaults' own; 1.5 times restored it (docs/design.md, the re-rank's
+                // "The cost").
                 let floor = if rerank > 0 {
                     candidates + candidates / 2
                 } else {

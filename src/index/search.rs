@@ -22,11 +22,10 @@ use crate::index::tables::{Tables, table};
 use crate::index::vector::Metric;
 
 /// A walk's best this many times the answer's count (by their codes) are compared again on their exact vectors;
-/// the rest of its breadth only steered the walk. Held out among 1,000,000 spread-out clips, re-comparing all 96
-/// of a walk against the best 20 (for 10 neighbours, `--projection none --rerank 0`) found the same recall@10,
-/// 0.9526, at 4,216 against 5,232 queries/s; with the defaults (walk 64, 20 candidates re-ranked) 0.9777 against
-/// 0.9775 (best 40, BENCHMARKS.md, "one-shot"). Each vector re-compared is a row of the map, and a one-shot
-/// process pays a page fault for it.
+/// the rest of its breadth only steered the walk. Re-comparing only these found the same held-out recall@10 as
+/// re-comparing the whole breadth at 1,000,000 clips, with and without the re-rank, at more queries a second
+/// (docs/bench-log.md, "The one-shot embedding query at a million clips"): each vector re-compared is a row of
+/// the map, and a one-shot process pays a page fault for it.
 const EXACT_PER_ANSWER: usize = 2;
 
 /// Below this many clips a label filter is answered by comparing the query with each of them (exact, and

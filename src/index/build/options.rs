@@ -66,5 +66,6 @@ pub(super) const MAX_TREES: usize = 1000;
 
 /// Trees in the forest of a new index when `--trees` is not given. The graph answers by default; the forest
 /// gives a walk for an embedding its entry points and answers `--search-k`, and arroy's own default (about
-/// 40 trees from 10,000 clips on) took 6 of the 10 minutes a million-clip build may take (BENCHMARKS.md).
+/// 40 trees from 10,000 clips on) took most of a million-clip build's time (docs/bench-log.md, "Where the time
+/// went (index build at scale, before the graph)").
 pub(super) const DEFAULT_TREES: usize = 10;

@@ -16,7 +16,8 @@ pub enum BuildEvent<'a> {
     /// moment for a host that returns freed heap to the system (glibc's `malloc_trim`) to do so. The clips were
     /// read on one thread, a million small blocks in that thread's arena; glibc keeps them for that arena alone,
     /// which the graph's and the forest's threads never reuse, so untrimmed they stay in the build's RSS to its
-    /// end (at 200,000 clips, 80 MB of the graph's stage). The library leaves process-wide acts to its host.
+    /// end (docs/bench-log.md, "Again, after the joins' blocks and the heap given back"). The library leaves
+    /// process-wide acts to its host.
     ClipsReleased,
 }
 

@@ -13,8 +13,9 @@ use crate::index::store::TABLES;
 
 /// LMDB reserves its whole map as address space up front and cannot grow it inside a write transaction, and an
 /// index is written in one transaction. So a writer reserves room from the data: every input byte (JSON, at
-/// least 2.5 bytes per stored byte value) may become at most this many bytes of index. Measured: 0.5 for the
-/// default mean vectors, about 5 for `--vector flat` (vectors stored twice as f32, plus the trees' normals).
+/// least 2.5 bytes per stored byte value) may become at most this many bytes of index: well above what every
+/// layout needs, `--vector flat` the largest (vectors stored twice as f32, plus the trees' normals; an index with
+/// the defaults is smaller than its JSON: BENCHMARKS.md, "Build").
 const INDEX_BYTES_PER_INPUT_BYTE: u64 = 16;
 /// Headroom on top of the data-derived size, and the least any environment maps.
 const MAP_HEADROOM: u64 = 1 << 30;
@@ -220,8 +221,9 @@ pub(super) fn shared_env(
         return Ok(env);
     }
     let data_path = dir.join("data.mdb");
-    // The mapping this open makes is the one not there before it. Reading /proc/self/maps costs a one-shot
-    // query about 2% of its time, so it is read before only when this process has another index open.
+    // The mapping this open makes is the one not there before it. Reading /proc/self/maps is a measurable share
+    // of a one-shot query (docs/bench-log.md, "The one-shot embedding query at a million clips"), so it is read
+    // before only when this process has another index open.
     let before = if open.is_empty() {
         Vec::new()
     } else {

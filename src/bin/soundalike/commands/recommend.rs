@@ -253,7 +253,7 @@ fn read_input(path: &Path) -> Result<(String, String)> {
 }
 
 /// The most bytes one query may take (a batch line, an embedding file): ten rows of 128 numbers are about 15
-/// KB as text, and without a cap a hostile 100 MB line took 3.35 GB of memory.
+/// KB as text, and without a cap a hostile line took many times its length in memory.
 const MAX_LINE: usize = 4 << 20;
 
 /// The label column's width: what the terminal leaves beside the other columns (at least 20), or 40 when
