@@ -67,9 +67,9 @@ pub fn run<T: Send>(
     })
 }
 
-/// [`run`] on the calling thread, without the handoff to the pool and back (a noticeable share of one question's
-/// time: docs/design.md, the Python package's pool): only for what the library does on one thread (opening an index or input
-/// files, an index's length and settings, one question by id or embedding). Parallel work here would start
+/// [`run`] on the calling thread, without the handoff to the pool and back (a noticeable share of one
+/// question's time: docs/design.md, "The Python package after `fork()`"): only for what the library does on one
+/// thread (opening an index or input files, an index's length and settings, one question by id or embedding). Parallel work here would start
 /// rayon's global pool, which a forked child inherits without its threads; tests/test_fork.py asks each of
 /// these in a child after its parent has.
 pub fn run_here<T: Send>(
