@@ -1,9 +1,11 @@
 //! The options several subcommands take, declared once so that they are spelled and explained alike.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use soundalike::QueryOptions;
 use soundalike::audio::source::SourceOptions;
 
 #[derive(Debug, Args)]
@@ -22,6 +24,19 @@ pub struct Quiet {
     /// Errors are still reported.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `-k`/`--count`: neighbours per query, for `recommend` and `evaluate` alike.
+#[derive(Debug, Args)]
+pub struct Count {
+    /// Neighbours per query.
+    #[arg(short = 'k', long = "count", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=QueryOptions::MAX_COUNT as i64))]
+    pub count: u32,
+}
+
+/// A count clap has already checked to be at least 1 (`--search-k`, `--ef`).
+pub fn nonzero(n: u64) -> NonZeroUsize {
+    NonZeroUsize::new(n as usize).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// `--json`: results as JSON for scripts. (`ingest --format json` is another thing: the form of the clips it

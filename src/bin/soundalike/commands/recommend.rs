@@ -6,41 +6,215 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
 use serde::Serialize;
 use soundalike::audio::LogMel;
 use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::clip::CappedLines;
-use soundalike::{Answer, Hit, Index, Query, QueryOptions, Ranked, UsageError, clip, labels};
+use soundalike::labels::LabelSet;
+use soundalike::{
+    Answer, Hit, Index, Query, QueryOptions, Ranked, SearchMethod, UsageError, clip, labels,
+};
 
+use crate::args::{AudioSource, Count, IndexDir, Json, Quiet, nonzero};
 use crate::progress::Progress;
 use crate::stderr::printable;
 use crate::stderr::say;
 
+/// `soundalike recommend`'s arguments.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["id", "embedding", "batch", "audio"])))]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub index: IndexDir,
+
+    /// Neighbours of this clip of the index (it is never among them).
+    // YouTube ids may start with '-' ("-0FHUc78Gqo").
+    #[arg(long, value_name = "VIDEO_ID", allow_hyphen_values = true)]
+    pub id: Option<String>,
+
+    /// Neighbours of an embedding in FILE (- for stdin).
+    ///
+    /// The embedding is a clip from `ingest`, a 2-D array of rows, or an IBM MAX Audio Embedding Generator
+    /// response; - for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub embedding: Option<PathBuf>,
+
+    /// One query per line; one answer per query, in order.
+    ///
+    /// A query is a video_id or a one-line JSON embedding.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// Neighbours of an audio file (WAV, FLAC, MP3, Ogg Vorbis).
+    ///
+    /// It is embedded as `embed` does. Each 10-second window (the index's frames) is asked and the answers
+    /// merged, a clip scoring its best match; the table and JSON say which window matched. The file's own
+    /// clip, if indexed, is left out.
+    #[arg(long, value_name = "FILE")]
+    pub audio: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub count: Count,
+
+    /// Walk the neighbour graph with this breadth (hnswlib's ef).
+    ///
+    /// More is slower and more accurate. Without --ef, --search-k or --exact the search is the exact scan up
+    /// to 2M stored floats (about 16,000 clips of 128 dimensions), where it is fast, and above that the
+    /// graph with ef max(16, k), or for an embedding or audio (a query not in the index) at least 32, and 32
+    /// more for each doubling of the clips past 250,000 (96 at 1,000,000; 16 more when re-ranked, the
+    /// default: 64 at 1,000,000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
+    pub ef: Option<u64>,
+
+    /// Search the random-projection trees. Never the default.
+    ///
+    /// The trees (arroy, as Annoy does) are searched instead of the graph, inspecting N tree nodes per query
+    /// (Annoy's search_k): more is slower and more accurate.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "exact")]
+    pub search_k: Option<u64>,
+
+    /// Scan every vector: exact, the ground truth.
+    #[arg(long)]
+    pub exact: bool,
+
+    /// Only recommend clips with one of these labels.
+    ///
+    /// Names or indices, comma-separated as `ingest --music` takes them ("Jazz,Blues,216"); repeatable. The
+    /// table lists these labels first.
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels)]
+    pub label: Vec<LabelSet>,
+
+    /// Seconds into the --audio file, or the first embedding row to use.
+    ///
+    /// With --audio: start this many seconds into the file. With --embedding or --batch: use embedding rows
+    /// from this one on (a clip of the index is always its own vector).
+    #[arg(long, value_name = "S|ROW", conflicts_with = "id")]
+    pub start: Option<f64>,
+
+    /// With --audio: stop this many seconds into the file.
+    #[arg(long, value_name = "S")]
+    pub end: Option<f64>,
+
+    /// With --audio: the most seconds of audio embedded [default: 1200].
+    ///
+    /// A longer file (or part) is refused, from its header where it states its length, before its samples are
+    /// held.
+    #[arg(long, value_name = "S")]
+    pub max_seconds: Option<f64>,
+
+    #[command(flatten)]
+    pub source: AudioSource,
+
+    /// Re-rank the search's top N candidates by their frames.
+    ///
+    /// Symmetric Chamfer similarity of the projected, normalised frames; 0 turns it off [default: 20 on an
+    /// angular index, 0 on others]. The results' distance is then the frames' one, (1 - similarity) / 2.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub rerank: Option<u32>,
+
+    #[command(flatten)]
+    pub json: Json,
+
+    #[command(flatten)]
+    pub quiet: Quiet,
+}
+
+impl RecommendArgs {
+    /// What to find neighbours of, refusing the audio options without --audio.
+    fn query(&self) -> Result<QueryArg<'_>, UsageError> {
+        if self.audio.is_none()
+            && let Some(option) = self
+                .source
+                .given()
+                .or(self.end.is_some().then_some("--end"))
+                .or(self.max_seconds.is_some().then_some("--max-seconds"))
+        {
+            return Err(UsageError::new(format!("{option} goes with --audio")));
+        }
+        let query = match (&self.id, &self.embedding, &self.batch, &self.audio) {
+            (Some(id), ..) => QueryArg::Id(id),
+            (_, Some(file), ..) => QueryArg::EmbeddingFile(file),
+            (_, _, Some(file), _) => QueryArg::Batch(file),
+            (.., Some(path)) => QueryArg::Audio {
+                path,
+                window: Window {
+                    start: self.start,
+                    end: self.end,
+                    max_seconds: self.max_seconds,
+                },
+                source: self.source.options(),
+            },
+            // clap's group requires exactly one.
+            _ => {
+                return Err(UsageError::new(
+                    "give one of --id, --embedding, --batch, --audio",
+                ));
+            }
+        };
+        Ok(query)
+    }
+
+    /// The first embedding row to use: --start is seconds into an audio file, or a row of an embedding.
+    fn start_row(&self) -> Result<usize, UsageError> {
+        match self.start {
+            Some(row) if self.audio.is_none() => Query::start_row(row).ok_or_else(|| {
+                UsageError::new(format!(
+                    "--start {row}: with --embedding or --batch it is a row number (0, 1, ...)"
+                ))
+            }),
+            _ => Ok(0),
+        }
+    }
+
+    /// How each query is answered: --exact before --search-k before --ef (clap refuses them together).
+    fn options(&self) -> QueryOptions {
+        let search = match (self.exact, self.search_k, self.ef) {
+            (true, ..) => SearchMethod::Exact,
+            (_, Some(k), _) => SearchMethod::Trees {
+                search_k: nonzero(k),
+            },
+            (_, _, Some(ef)) => SearchMethod::Graph { ef: nonzero(ef) },
+            _ => SearchMethod::Default,
+        };
+        QueryOptions {
+            count: self.count.count as usize,
+            labels: asked_labels(&self.label),
+            search,
+            rerank: self.rerank.map(|n| n as usize),
+        }
+    }
+}
+
+fn parse_labels(text: &str) -> Result<LabelSet, String> {
+    labels::parse_label_list(text).map_err(|e| e.to_string())
+}
+
+/// The labels of every `--label`, each once, in the order asked.
+fn asked_labels(sets: &[LabelSet]) -> Vec<u16> {
+    let mut asked = Vec::new();
+    for label in sets.iter().flat_map(LabelSet::indices) {
+        if !asked.contains(&label) {
+            asked.push(label);
+        }
+    }
+    asked
+}
+
 /// What to find neighbours of.
-pub enum QueryArg {
-    Id(String),
+enum QueryArg<'a> {
+    Id(&'a str),
     /// An embedding file (or `-`).
-    EmbeddingFile(PathBuf),
+    EmbeddingFile(&'a Path),
     /// One query per line: a video_id or a one-line JSON embedding.
-    Batch(PathBuf),
+    Batch(&'a Path),
     /// An audio file, embedded here (or by a service) and asked window by window.
     Audio {
-        path: PathBuf,
+        path: &'a Path,
         window: Window,
         source: SourceOptions,
     },
-}
-
-pub struct RecommendArgs {
-    pub dir: PathBuf,
-    pub query: QueryArg,
-    pub options: QueryOptions,
-    /// First embedding row to use.
-    pub start: usize,
-    pub json: bool,
-    /// No `warning:` lines for a batch's bad lines in table mode (the final count is still an error).
-    pub quiet: bool,
 }
 
 /// A batch line's answer when it cannot be asked.
@@ -52,32 +226,33 @@ struct Failure<'a> {
 }
 
 pub fn run(args: &RecommendArgs) -> Result<()> {
-    crate::bus_error::report_for(&args.dir);
-    let index = Index::open(&args.dir)?;
+    let query = args.query()?;
+    let start = args.start_row()?;
+    let options = args.options();
+    let dir = &args.index.index;
+    crate::bus_error::report_for(dir);
+    let index = Index::open(dir)?;
     let mut out = BufWriter::new(io::stdout().lock());
-    match &args.query {
+    match query {
         QueryArg::Id(video_id) => {
             // An id no index can hold is a mistake on the command line, not in the data.
             if let Err(problem) = clip::check_id(video_id) {
                 return Err(UsageError::new(format!("--id: {problem}")).into());
             }
-            let hits = index.recommend(&Query::Id(video_id.clone()), &args.options)?;
-            write_answer(&mut out, video_id, &hits, args)?;
+            let hits = index.recommend(&Query::Id(video_id.to_string()), &options)?;
+            write_answer(&mut out, video_id, &hits, args, &options)?;
         }
         QueryArg::EmbeddingFile(path) => {
             let (text, name) = read_input(path)?;
             let hits = clip::embedding_rows(&text)
                 .and_then(|rows| {
-                    let query = Query::Embedding {
-                        rows,
-                        start: args.start,
-                    };
-                    index.recommend(&query, &args.options)
+                    let query = Query::Embedding { rows, start };
+                    index.recommend(&query, &options)
                 })
                 .with_context(|| name.clone())?;
-            write_answer(&mut out, &name, &hits, args)?;
+            write_answer(&mut out, &name, &hits, args, &options)?;
         }
-        QueryArg::Batch(path) => answer_batch(&index, &mut out, path, args)?,
+        QueryArg::Batch(path) => answer_batch(&index, &mut out, path, args, &options, start)?,
         QueryArg::Audio {
             path,
             window,
@@ -85,22 +260,22 @@ pub fn run(args: &RecommendArgs) -> Result<()> {
         } => {
             window.check().map_err(UsageError::new)?;
             crate::process::keep_freed_memory();
-            let quiet = args.quiet;
+            let quiet = args.quiet.quiet;
             let source = source.locate()?.load(|warning| {
                 if !quiet {
                     say!("warning: {warning}");
                 }
             })?;
-            let progress = Progress::items(None, args.quiet, "examples");
+            let progress = Progress::items(None, quiet, "examples");
             let embedded =
-                source.embed_file(path, *window, &LogMel::new(), |n| progress.inc(n as u64))?;
+                source.embed_file(path, window, &LogMel::new(), |n| progress.inc(n as u64))?;
             progress.finish();
             let query = Query::Audio {
                 audio: embedded,
-                file: Some(path.clone()),
+                file: Some(path.to_path_buf()),
             };
-            let hits = index.recommend(&query, &args.options)?;
-            write_answer(&mut out, &path.display().to_string(), &hits, args)?;
+            let hits = index.recommend(&query, &options)?;
+            write_answer(&mut out, &path.display().to_string(), &hits, args, &options)?;
         }
     }
     out.flush()?;
@@ -114,6 +289,8 @@ fn answer_batch(
     out: &mut impl Write,
     path: &Path,
     args: &RecommendArgs,
+    options: &QueryOptions,
+    start: usize,
 ) -> Result<()> {
     let (reader, name): (Box<dyn BufRead>, String) = if path.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), "<stdin>".into())
@@ -122,7 +299,7 @@ fn answer_batch(
         (Box::new(BufReader::new(file)), path.display().to_string())
     };
     let reader_view = index.reader()?;
-    let mut session = reader_view.session(&args.options)?;
+    let mut session = reader_view.session(options)?;
     // Enough queries at a time for the exact scan to give each thread a group of its own.
     let group_size = GROUP * rayon::current_num_threads();
     let mut lines = CappedLines::new(reader, MAX_LINE);
@@ -144,11 +321,11 @@ fn answer_batch(
                 Err(e) => Err(e),
             };
             match result {
-                Ok(hits) => write_answer(out, &line.name, &hits, args)?,
+                Ok(hits) => write_answer(out, &line.name, &hits, args, options)?,
                 Err(error) => {
                     *failed += 1;
                     let error = format!("{error:#}");
-                    if args.json {
+                    if args.json.json {
                         let failure = Failure {
                             query: &line.text,
                             line: line.number,
@@ -156,7 +333,7 @@ fn answer_batch(
                         };
                         serde_json::to_writer(&mut *out, &failure)?;
                         writeln!(out)?;
-                    } else if !args.quiet {
+                    } else if !args.quiet.quiet {
                         say!("warning: line {}: {error}", line.number);
                     }
                 }
@@ -168,7 +345,7 @@ fn answer_batch(
         number += 1;
         let line = match read {
             Ok(text) => {
-                let query = Query::parse(&text, args.start).map_err(anyhow::Error::from);
+                let query = Query::parse(&text, start).map_err(anyhow::Error::from);
                 Line {
                     number,
                     // An answer names its query: the id, or where the embedding was.
@@ -219,12 +396,13 @@ fn write_answer(
     query: &str,
     hits: &[Hit],
     args: &RecommendArgs,
+    options: &QueryOptions,
 ) -> Result<()> {
     let answer = Answer::new(query, hits);
-    if args.json {
+    if args.json.json {
         writeln!(out, "{}", answer.to_json())?;
     } else {
-        write_table(out, &answer, &args.options.labels)?;
+        write_table(out, &answer, &options.labels)?;
     }
     Ok(())
 }
