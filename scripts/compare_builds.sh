@@ -3,9 +3,10 @@
 # (`synth --mix 2 --noise 16`, SIZE clips, default 200,000, built once with the defaults by the new binary: both
 # read the same format):
 #
-# - by id: the wall time of `recommend --batch` of 2,000 clip ids of the index (one process, one thread's
+# - by id: the wall time of `recommend --batch` of 20,000 clip ids of the index (one process, one thread's
 #   session, as a script asks);
-# - held out: the same for the 1,000 clips generated after the indexed ones, asked by their embeddings;
+# - held out: the same for the 1,000 clips generated after the indexed ones, asked by their embeddings ten times
+#   over (10,000 queries);
 # - one-shot: the median wall time of 21 `recommend --id` processes, each a whole process (a shell's question).
 #
 # Prints each round and the medians, and the ratio new / old (below 1: the new build is faster). The batches are
@@ -41,8 +42,11 @@ if [ ! -f "$work/ids.txt" ]; then
     # Every n-th clip's id: spread over the index, the same on every run.
     python3 -c 'import json,sys
 lines = open(sys.argv[1]).readlines()
-for line in lines[:: max(1, len(lines) // 2000)][:2000]: print(json.loads(line)["video_id"])' \
+for line in lines[:: max(1, len(lines) // 20000)][:20000]: print(json.loads(line)["video_id"])' \
         "$work/synth-index.jsonl" > "$work/ids.txt"
+fi
+if [ ! -f "$work/held-10.jsonl" ]; then
+    for _ in $(seq 10); do cat "$work/held.jsonl"; done > "$work/held-10.jsonl"
 fi
 
 seconds() {
@@ -61,12 +65,14 @@ one_shot() {
         "${times[@]}"
 }
 
+# One round untimed: the index's pages into the page cache, for both builds alike.
+"$new" recommend --index "$work/synth.idx" --batch "$work/ids.txt" --json -q > /dev/null
 declare -A results
 for round in $(seq "$rounds"); do
     for which in old new; do
         bin=${!which}
         by_id=$(seconds "$bin" recommend --index "$work/synth.idx" --batch "$work/ids.txt" --json -q)
-        held=$(seconds "$bin" recommend --index "$work/synth.idx" --batch "$work/held.jsonl" --json -q)
+        held=$(seconds "$bin" recommend --index "$work/synth.idx" --batch "$work/held-10.jsonl" --json -q)
         shot=$(one_shot "$bin")
         echo "round $round $which: by id $by_id s, held out $held s (batches), one-shot $shot ms (median of 21)"
         results[$which-id]+="$by_id "
