@@ -51,6 +51,7 @@ pub mod audio;
 pub mod clip;
 mod error;
 pub mod evaluate;
+mod export;
 pub mod fs;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -72,6 +73,7 @@ pub mod projection {
 
 pub use audio::Embedder;
 pub use error::{Error, ErrorKind, Result, UsageError};
+pub use export::{Searched, SearchedClip};
 pub use hit::{Answer, Hit, Ranked};
 pub use index::build::{
     BuildEvent, BuildOptions, Built, ClipInput, IndexBuilder, ProjectionChoice,

@@ -12,6 +12,9 @@ with numpy arrays in and out, and no process started per question.
     >>> rows = vggish.embed("song.wav", start=0, end=10)   # (rows, 128) uint8
     >>> soundalike.Index("music.idx", embedder=vggish).recommend(audio="song.mp3", start=60, end=70)
 
+Clips as Arrow tables and Parquet files, and an index's vectors for a vector database: soundalike.arrow.
+Batch inference on Ray Data: soundalike.ray. Indexes split across machines: soundalike.shards.
+
 Errors are exceptions: FileNotFoundError (no index, no file, no weights), ValueError (bad input or option),
 KeyError (a video_id not in the index), soundalike.DamagedIndexError (an index to rebuild), each with the
 message the command line prints. Searches, embeddings and builds release the interpreter's lock, so threads
@@ -25,10 +28,11 @@ from ._soundalike import (
     Index,
     Search,
     __version__,
-    build_index,
     class_names,
+    file_id,
     read_tfrecords,
 )
+from ._soundalike import build_index as _build_index
 
 __all__ = [
     "ClipReader",
@@ -40,6 +44,7 @@ __all__ = [
     "build_index",
     "class_names",
     "embed",
+    "file_id",
     "read_tfrecords",
 ]
 
@@ -57,3 +62,27 @@ def embed(path, *, start=None, end=None, max_seconds=None, weights=None, pca=Non
     """
     embedder = Embedder(weights=weights, pca=pca, service=service, max_seconds=max_seconds)
     return embedder.embed(path, start=start, end=end)
+
+
+def _is_arrow(clips):
+    return type(clips).__module__.startswith("pyarrow") and hasattr(clips, "schema")
+
+
+def _is_parquet(clips):
+    import os
+
+    return isinstance(clips, (str, os.PathLike)) and os.fspath(clips).lower().endswith(".parquet")
+
+
+def build_index(path, clips, **options):
+    if _is_arrow(clips) or _is_parquet(clips):
+        from . import arrow
+
+        clips = arrow.table_to_clips(clips)
+    return _build_index(path, clips, **options)
+
+
+build_index.__doc__ = (_build_index.__doc__ or "") + """
+
+Also a clip table (pyarrow.Table or RecordBatch, soundalike.arrow's columns) or a Parquet file of one (a path
+ending in .parquet): its clips are handed over as arrays, as clip dicts are."""

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, TryLockError};
 use numpy::PyArray2;
 use numpy::ndarray::Array2;
 use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyTuple};
 use soundalike::UsageError;
 use soundalike::audio::LogMel;
 use soundalike::audio::source::{Embedded, Located, Source, SourceOptions};
-use soundalike::audio::{EMBEDDING_LEN, Window};
+use soundalike::audio::{EMBEDDING_LEN, Window, decode_bytes};
 
 use crate::convert;
 use crate::errors::{Asked, bad_argument, run};
@@ -53,27 +54,85 @@ impl PyEmbedder {
         PyEmbedder::load(py, &options, max_seconds)
     }
 
-    /// The VGGish embedding of an audio file (WAV, FLAC, MP3, Ogg Vorbis): a (rows, 128) uint8 array, one row
-    /// per 0.96 s, as AudioSet's embeddings and `soundalike embed` give it. start, end: the stretch of the
-    /// file, in seconds.
+    /// The VGGish embedding of an audio file (WAV, FLAC, MP3, Ogg Vorbis), given by its path or as its bytes
+    /// (bytes, bytearray: a file held in memory, as `ray.data.read_binary_files` gives it): a (rows, 128)
+    /// uint8 array, one row per 0.96 s, as AudioSet's embeddings and `soundalike embed` give it. start, end:
+    /// the stretch of the file, in seconds.
     ///
     /// Raises FileNotFoundError when the file is missing, ValueError for audio that cannot be decoded or is
     /// too short.
-    #[pyo3(signature = (path, *, start=None, end=None))]
+    #[pyo3(signature = (source, *, start=None, end=None))]
     fn embed<'py>(
         &self,
         py: Python<'py>,
-        path: &Bound<'py, PyAny>,
+        source: &Bound<'py, PyAny>,
         start: Option<f64>,
         end: Option<f64>,
     ) -> PyResult<Bound<'py, PyArray2<u8>>> {
-        let path = convert::path(path, "path")?;
-        let embedded = self.embed_file(py, &path, start, end)?;
-        let rows = embedded.rows.len();
-        let bytes: Vec<u8> = embedded.rows.iter().flatten().copied().collect();
-        let array = Array2::from_shape_vec((rows, EMBEDDING_LEN), bytes)
-            .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
-        Ok(PyArray2::from_owned_array(py, array))
+        let (embedded, _) = self.embed_source(py, source, start, end)?;
+        rows_array(py, &embedded)
+    }
+
+    /// An audio file's clip as `soundalike embed --json` writes it: a dict with video_id, start_time and
+    /// end_time (the stretch embedded, in seconds of the file), labels (empty) and embedding ((rows, 128)
+    /// uint8), the keys and types of `read_tfrecords`' clips, ready for `build_index`.
+    ///
+    /// source: a path, or the file's bytes; video_id: the clip's id (default: the file's,
+    /// `soundalike.file_id(path)`, as `soundalike embed` names it; a file given as bytes has no path, so it needs
+    /// one). Raises as `embed` does.
+    #[pyo3(signature = (source, *, video_id=None, start=None, end=None))]
+    fn embed_clip<'py>(
+        &self,
+        py: Python<'py>,
+        source: &Bound<'py, PyAny>,
+        video_id: Option<String>,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let no_id = || {
+            bad_argument(
+                "video_id= is needed for audio given as bytes (it has no path to name it by)",
+            )
+        };
+        // Refused before the audio is embedded, not after.
+        if video_id.is_none()
+            && (source.is_instance_of::<PyBytes>() || source.is_instance_of::<PyByteArray>())
+        {
+            return Err(no_id());
+        }
+        let (embedded, path) = self.embed_source(py, source, start, end)?;
+        let video_id = match (video_id, path) {
+            (Some(id), _) => id,
+            (None, Some(path)) => {
+                soundalike::clip::file_id(&path).map_err(|e| bad_argument(e.to_string()))?
+            }
+            (None, None) => return Err(no_id()),
+        };
+        let clip = PyDict::new(py);
+        clip.set_item("video_id", video_id)?;
+        clip.set_item("start_time", embedded.start)?;
+        clip.set_item("end_time", embedded.start + embedded.seconds)?;
+        clip.set_item("labels", Vec::<i64>::new())?;
+        clip.set_item("embedding", rows_array(py, &embedded)?)?;
+        Ok(clip)
+    }
+
+    /// Pickling (a Ray worker, a process pool): what unpickles is an Embedder made again from the same
+    /// arguments, its weights loaded from the same files on that machine; no weights travel.
+    fn __getnewargs_ex__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let keywords = PyDict::new(py);
+        match &self.loaded {
+            Loaded::Files(weights, pca) => {
+                keywords.set_item("weights", weights)?;
+                keywords.set_item("pca", pca)?;
+            }
+            Loaded::Service(url) => keywords.set_item("service", url)?,
+        }
+        keywords.set_item("max_seconds", self.max_seconds)?;
+        Ok((PyTuple::empty(py), keywords))
     }
 
     fn __repr__(&self) -> String {
@@ -109,6 +168,21 @@ impl PyEmbedder {
         })
     }
 
+    /// The embedding of a path's file or of a file's bytes, and the path when it was one.
+    fn embed_source(
+        &self,
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> PyResult<(Embedded, Option<PathBuf>)> {
+        if let Some(bytes) = held_bytes(source) {
+            return Ok((self.embed_bytes(py, bytes, start, end)?, None));
+        }
+        let path = convert::path(source, "source")?;
+        Ok((self.embed_file(py, &path, start, end)?, Some(path)))
+    }
+
     /// The file's embedding from `start` to `end` seconds, with the interpreter's lock released.
     pub fn embed_file(
         &self,
@@ -127,6 +201,49 @@ impl PyEmbedder {
             self.source.embed_file(path, window, &LogMel::new(), |_| {})
         })
     }
+
+    /// The embedding of an audio file held in memory, as [`PyEmbedder::embed_file`] embeds one on disk.
+    pub fn embed_bytes(
+        &self,
+        py: Python<'_>,
+        bytes: Vec<u8>,
+        start: Option<f64>,
+        end: Option<f64>,
+    ) -> PyResult<Embedded> {
+        run(py, Asked::Files, || {
+            let window = Window {
+                start,
+                end,
+                max_seconds: self.max_seconds,
+            };
+            window.check().map_err(UsageError::new)?;
+            let audio = decode_bytes(bytes, window)
+                .map_err(|e| anyhow::anyhow!("the audio's bytes: {e}"))?;
+            self.source
+                .embed_audio(&audio, start.unwrap_or(0.0), &LogMel::new(), |_| {})
+                .map_err(|e| anyhow::anyhow!("the audio's bytes: {e}").into())
+        })
+    }
+}
+
+/// Embedding rows as a (rows, 128) uint8 array.
+fn rows_array<'py>(py: Python<'py>, embedded: &Embedded) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let rows = embedded.rows.len();
+    let bytes: Vec<u8> = embedded.rows.iter().flatten().copied().collect();
+    let array = Array2::from_shape_vec((rows, EMBEDDING_LEN), bytes)
+        .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
+    Ok(PyArray2::from_owned_array(py, array))
+}
+
+/// The bytes of an audio file held in memory, when `source` is bytes or a bytearray rather than a path.
+fn held_bytes(source: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+    if let Ok(bytes) = source.cast::<PyBytes>() {
+        return Some(bytes.as_bytes().to_vec());
+    }
+    source
+        .cast::<PyByteArray>()
+        .ok()
+        .map(|bytes| bytes.to_vec())
 }
 
 /// What a loaded source was loaded from: the same files (or service) again reuse it.

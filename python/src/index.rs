@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use numpy::ndarray::Array2;
-use numpy::{AllowTypeChange, PyArray2, PyArrayLike3};
+use numpy::{AllowTypeChange, PyArray1, PyArray2, PyArrayLike3};
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use soundalike::audio::source::SourceOptions;
 use soundalike::{Hit, Query, QueryKind};
 
@@ -61,6 +61,63 @@ impl PyIndex {
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         let clips = run_here(py, Asked::Files, || self.index.len())?;
         Ok(usize::try_from(clips).unwrap_or(usize::MAX))
+    }
+
+    /// Pickling (a Ray worker, a process pool): what unpickles is the index opened again from its path, with
+    /// its Embedder made again from the same arguments; nothing of the open index travels, so the path must
+    /// name the index where it is unpickled.
+    fn __getnewargs_ex__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let keywords = PyDict::new(py);
+        keywords.set_item("embedder", self.embedder.as_ref().map(|e| e.clone_ref(py)))?;
+        Ok((PyTuple::new(py, [&self.path])?, keywords))
+    }
+
+    /// Clips `offset` to `offset + limit` (in the index's item order) as the index searches them, as columns:
+    /// video_id (list of str), start_time, end_time (float64 arrays), labels (list of lists), vector ((n, d)
+    /// float32: the projected vector in search form, unit length on an angular index), and total (the clips
+    /// the index holds). For `soundalike.arrow.export`, which makes Arrow tables of them.
+    #[pyo3(signature = (offset=0, limit=None))]
+    fn _searched<'py>(
+        &self,
+        py: Python<'py>,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let columns = run_here(py, Asked::Files, || {
+            let reader = self.index.reader()?;
+            let searched = reader.searched()?;
+            let total = searched.len();
+            let first = offset.min(total);
+            let last = limit.map_or(total, |limit| first.saturating_add(limit).min(total));
+            let mut columns = Searched {
+                dimensions: searched.dimensions(),
+                total,
+                ..Searched::default()
+            };
+            for n in first..last {
+                let clip = searched.get(n)?;
+                columns.vectors.extend_from_slice(clip.vector);
+                columns.video_ids.push(clip.video_id);
+                columns.labels.push(clip.labels);
+                columns.start_times.push(clip.start_time);
+                columns.end_times.push(clip.end_time);
+            }
+            Ok(columns)
+        })?;
+        let rows = columns.video_ids.len();
+        let vectors = Array2::from_shape_vec((rows, columns.dimensions), columns.vectors)
+            .map_err(|e| bad_argument(format!("internal shape error: {e}")))?;
+        let dict = PyDict::new(py);
+        dict.set_item("video_id", columns.video_ids)?;
+        dict.set_item("start_time", PyArray1::from_vec(py, columns.start_times))?;
+        dict.set_item("end_time", PyArray1::from_vec(py, columns.end_times))?;
+        dict.set_item("labels", columns.labels)?;
+        dict.set_item("vector", PyArray2::from_owned_array(py, vectors))?;
+        dict.set_item("total", columns.total)?;
+        Ok(dict)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -221,6 +278,18 @@ impl PyIndex {
         let scores = PyArray2::from_owned_array(py, scores);
         PyTuple::new(py, [ids.into_any(), scores.into_any()])
     }
+}
+
+/// Columns of clips as the index searches them (`Index._searched`).
+#[derive(Default)]
+struct Searched {
+    dimensions: usize,
+    total: usize,
+    video_ids: Vec<String>,
+    labels: Vec<Vec<i64>>,
+    start_times: Vec<f64>,
+    end_times: Vec<f64>,
+    vectors: Vec<f32>,
 }
 
 impl PyIndex {

@@ -26,6 +26,15 @@ fn class_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The video_id `soundalike embed` gives the clip of an audio file: "file:" and the file's absolute path.
+///
+/// Raises ValueError for a path that cannot be a video_id (not UTF-8, or too long).
+#[pyfunction]
+fn file_id(path: &Bound<'_, PyAny>) -> PyResult<String> {
+    let path = convert::path(path, "path")?;
+    soundalike::clip::file_id(&path).map_err(|e| errors::bad_argument(e.to_string()))
+}
+
 #[pymodule]
 fn _soundalike(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -36,6 +45,7 @@ fn _soundalike(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(ingest::read_tfrecords, module)?)?;
     module.add_function(wrap_pyfunction!(build::build_index, module)?)?;
     module.add_function(wrap_pyfunction!(class_names, module)?)?;
+    module.add_function(wrap_pyfunction!(file_id, module)?)?;
     module.add(
         "DamagedIndexError",
         module.py().get_type::<DamagedIndexError>(),

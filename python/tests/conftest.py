@@ -138,3 +138,18 @@ def formula_weights(tmp_path_factory):
         for _, shape, seed, shift in tensors:
             out.write(formula_values(int(np.prod(shape)), seed, shift).tobytes())
     return path, GOLDEN / "pca_params.npz"
+
+
+def need(module, what):
+    """Imports `module` for a test that needs it, or skips the test saying so; fails instead when
+    $SOUNDALIKE_REQUIRE names `what` (CI installs it and requires it: a skip there would hide a missing step)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        required = os.environ.get("SOUNDALIKE_REQUIRE", "").split(",")
+        message = f"needs {what} ({module}: {error}); pip install \"./python[{what}]\""
+        if what in required:
+            pytest.fail(f"required by SOUNDALIKE_REQUIRE but missing: {message}")
+        pytest.skip(message)
