@@ -87,7 +87,7 @@ def main(argv=None):
     clips = files.map_batches(
         sr.EmbedBatch,
         fn_constructor_kwargs={"weights": args.weights, "pca": args.pca},
-        concurrency=args.workers,
+        compute=ray.data.ActorPoolStrategy(size=args.workers),
         batch_size=4,
         batch_format="pyarrow",
     )
@@ -113,7 +113,7 @@ def main(argv=None):
     k = min(args.k, max(1, table.num_rows - 1))
     answers = ray.data.from_arrow(table.select(["video_id"])).repartition(args.workers * 2).map_batches(
         sr.RecommendBatch, fn_constructor_args=(str(index_path),), fn_constructor_kwargs={"k": k},
-        concurrency=args.workers, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=args.workers), batch_format="pyarrow",
     )
     recommendations = pa.concat_tables(ray.get(answers.to_arrow_refs()))
     pq.write_table(recommendations, out / "recommendations.parquet")

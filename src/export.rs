@@ -54,6 +54,17 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// A query's vector as the index compares it: an embedding's `rows` from `start` on made into a clip's
+    /// vector (projected, in search form) exactly as a clip of the index was. What another engine loaded with
+    /// [`Reader::searched`] is asked with.
+    pub fn query_vector(&self, rows: &[Vec<f32>], start: usize) -> Result<Vec<f32>> {
+        let mut vector = self.form().query(rows, start)?.vector;
+        crate::index::scan::prepare(self.settings().metric, &mut vector);
+        Ok(vector)
+    }
+}
+
 impl<'r> Searched<'r> {
     /// How many clips.
     pub fn len(&self) -> usize {

@@ -3,10 +3,10 @@
     import ray, soundalike.ray as sr
     files = ray.data.read_binary_files("songs/", include_paths=True)
     clips = files.map_batches(sr.EmbedBatch, fn_constructor_kwargs={"weights": W, "pca": P},
-                              concurrency=2, batch_size=8, batch_format="pyarrow")
+                              compute=ray.data.ActorPoolStrategy(size=2), batch_size=8, batch_format="pyarrow")
     clips.write_parquet("clips/")                                 # soundalike.arrow's clip columns + error
     answers = clips.map_batches(sr.RecommendBatch, fn_constructor_args=("music.idx",),
-                                concurrency=2, batch_format="pyarrow")
+                                compute=ray.data.ActorPoolStrategy(size=2), batch_format="pyarrow")
 
 Each class is made on a worker from plain arguments (paths, options): `EmbedBatch` loads VGGish's weights
 once per worker, `RecommendBatch` opens the index (or the sharded index) once per worker, and every batch

@@ -6,10 +6,11 @@ machine and every run), writes each partition as Parquet beside its index, and b
 tasks when Ray is running (one per shard, on whichever node has room) or one after another in this process.
 `ShardedIndex` asks every shard for k neighbours and merges them by similarity.
 
-With `Search(exact=True, rerank=0)` the merged answer is exactly one index's exact answer over the same clips
-(each shard's k best include every one of the global k best that it holds). With the defaults (the graph walk
-and the frame re-rank) each shard's answer is its own index's, and the merge ranks the union by each shard's
-score: as good as one index's on the same clips, not always the same list (docs/scale.md).
+With an exact search the merged answer is one index's exact answer over the same clips: each shard's k
+best hold every one of the global k best that it has. With a re-rank (the defaults re-rank 20 candidates by
+their frames) the shards are asked twice: for the nearest by vector, of which the global best are the
+candidates one index would re-rank, and for those candidates' frame scores, which each shard gives its own;
+the candidates are then ordered by them. With the graph walk, each shard's candidates are its own walk's.
 
     >>> from soundalike.shards import build_shards, ShardedIndex
     >>> build_shards("catalogue.parquet", "catalogue.shards", shards=4)
@@ -165,28 +166,53 @@ class ShardedIndex:
         index whose metric is not angular).
 
         queries: video_ids (each asked by id of the shard holding it, and by its embedding of the others), or
-        a list of (rows, 128) embeddings (clips of any length: asked in groups of equal length)."""
+        a list of (rows, 128) embeddings (clips of any length: asked in groups of equal length).
+
+        With a re-rank (the defaults), the candidates re-ranked are those one index would re-rank: the nearest
+        by vector over all the shards, then ordered by the frame scores their own shards give them."""
+        from . import Search
+
         queries = list(queries)
+        search = search if search is not None else Search()
+        depth = self.shards[0].plan(k=k, search=search)["rerank"] if self.shards else 0
+        if depth == 0:
+            return self._nearest(self._gather(queries, k, search, labels), k)
+        pool = max(k, depth)
+        candidates, _ = self._nearest(self._gather(queries, pool, search.with_rerank(0), labels), pool)
+        # Each shard re-ranks its own `pool` nearest, which hold every candidate of the pool it has.
+        scored = [dict(found) for found in self._gather(queries, pool, search.with_rerank(pool), labels)]
+        reranked = []
+        for row, scores in zip(candidates, scored):
+            kept = [video_id for video_id in row if video_id is not None and video_id in scores]
+            reranked.append([(video_id, scores[video_id]) for video_id in kept])
+        return self._nearest(reranked, k)
+
+    def _gather(self, queries, k, search, labels):
+        """Every shard's k nearest for each query, as one list of (video_id, score) per query."""
         n = len(queries)
         by_id = n > 0 and all(isinstance(q, str) for q in queries)
+        owner = [shard_of(q, len(self.shards)) for q in queries] if by_id else None
         answers = [[] for _ in range(n)]
         for number, shard in enumerate(self.shards):
             if by_id:
-                owned = [i for i, q in enumerate(queries) if shard_of(q, len(self.shards)) == number]
-                others = [i for i in range(n) if shard_of(queries[i], len(self.shards)) != number]
+                owned = [i for i in range(n) if owner[i] == number]
                 if owned:
-                    self._collect(answers, owned, shard.recommend_batch(
-                        [queries[i] for i in owned], k=k, search=search, labels=labels))
-                asked = [(i, self._embedding(shard_of(queries[i], len(self.shards)), queries[i])) for i in others]
+                    found = shard.recommend_batch([queries[i] for i in owned], k=k, search=search, labels=labels)
+                    self._collect(answers, owned, found)
+                asked = [(i, self._embedding(owner[i], queries[i])) for i in range(n) if owner[i] != number]
             else:
-                asked = list(enumerate(np.asarray(q) for q in queries))
+                asked = [(i, np.asarray(q)) for i, q in enumerate(queries)]
             for positions, rows in group_by_length(asked):
                 self._collect(answers, positions, shard.recommend_batch(rows, k=k, search=search, labels=labels))
-        ids = np.full((n, k), None, dtype=object)
-        sims = np.full((n, k), np.nan, dtype=np.float32)
+        return answers
+
+    def _nearest(self, answers, k):
+        """The k nearest of each query's gathered answers, as (ids, scores) arrays."""
+        ids = np.full((len(answers), k), None, dtype=object)
+        sims = np.full((len(answers), k), np.nan, dtype=np.float32)
         for i, found in enumerate(answers):
             # The nearest first; equal ones by video_id, so the order is the same on every run.
-            found.sort(key=lambda hit: (-self._nearer * hit[1], hit[0]))
+            found = sorted(found, key=lambda hit: (-self._nearer * hit[1], hit[0]))
             for slot, (video_id, similarity) in enumerate(found[:k]):
                 ids[i, slot] = video_id
                 sims[i, slot] = similarity

@@ -59,6 +59,15 @@ impl PySearch {
         Ok(PySearch { method, rerank })
     }
 
+    /// The same search with another re-rank depth (0: none; None: the index's default).
+    #[pyo3(signature = (rerank))]
+    fn with_rerank(&self, rerank: Option<usize>) -> PySearch {
+        PySearch {
+            method: self.method,
+            rerank,
+        }
+    }
+
     fn __repr__(&self) -> String {
         let method = match self.method {
             SearchMethod::Default => String::new(),

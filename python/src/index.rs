@@ -120,6 +120,49 @@ impl PyIndex {
         Ok(dict)
     }
 
+    /// How this index answers a search: a dict with method ("exact", "graph" or "trees"), default (whether
+    /// the index chose it), rerank (candidates re-ranked by their frames, 0: none), candidates (found per
+    /// answer) and description (as `recommend` describes it, for a query by vector). Raises ValueError for a
+    /// search the index cannot do, as asking it would.
+    #[pyo3(signature = (*, k=10, search=None))]
+    fn plan<'py>(
+        &self,
+        py: Python<'py>,
+        k: i64,
+        search: Option<PyRef<'py, PySearch>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = convert::options(k, None, search.as_deref())?;
+        let plan = run_here(py, Asked::Files, || {
+            soundalike::SearchPlan::resolve(&options, &self.index.settings()?, 0)
+        })?;
+        let dict = PyDict::new(py);
+        dict.set_item("method", plan.search.kind())?;
+        dict.set_item("default", plan.default)?;
+        dict.set_item("rerank", plan.rerank)?;
+        dict.set_item("candidates", plan.candidates)?;
+        dict.set_item("description", plan.describe(true))?;
+        Ok(dict)
+    }
+
+    /// An embedding's vector as the index compares it (projected, unit length on an angular index): what a
+    /// vector database loaded with `soundalike.arrow.export(index)` is asked with, for a clip or an upload the
+    /// index does not hold. embedding: (rows, 128) values (uint8 as AudioSet stores them) or a clip dict, rows
+    /// from `start` on. Returns a float32 array of the index's dimensions.
+    #[pyo3(signature = (embedding, *, start=None))]
+    fn vector<'py>(
+        &self,
+        py: Python<'py>,
+        embedding: &Bound<'py, PyAny>,
+        start: Option<f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let rows = convert::rows(embedding)?;
+        let start = start_row(start)?;
+        let vector = run_here(py, Asked::Files, || {
+            self.index.reader()?.query_vector(&rows, start)
+        })?;
+        Ok(PyArray1::from_vec(py, vector))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "soundalike.Index({:?}, clips={})",

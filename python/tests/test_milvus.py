@@ -20,7 +20,7 @@ def milvus(tmp_path_factory):
     client.close()
 
 
-def test_milvus_lite_loaded_with_the_export_finds_the_exact_neighbours(milvus, index_dir, tmp_path):
+def test_milvus_lite_loaded_with_the_export_finds_the_exact_neighbours(milvus, index_dir, clips, tmp_path):
     import pyarrow.parquet as pq
 
     import soundalike.arrow as sa
@@ -48,7 +48,12 @@ def test_milvus_lite_loaded_with_the_export_finds_the_exact_neighbours(milvus, i
     ids = table.column("video_id").to_pylist()
     vectors = table.column("vector").to_pylist()
     asked = list(range(0, len(ids), 7))
-    found = client.search("clips", data=[vectors[i] for i in asked], limit=K + 1, output_fields=["video_id"],
+    # A query is made into the index's vector by soundalike (`Index.vector`), as the clips were.
+    embeddings = {clip["video_id"]: clip["embedding"] for clip in clips}
+    queries = [index.vector(np.array(embeddings[ids[i]], dtype=np.uint8)) for i in asked]
+    for i, query in zip(asked, queries):
+        np.testing.assert_allclose(query, vectors[i], atol=1e-6)
+    found = client.search("clips", data=[q.tolist() for q in queries], limit=K + 1, output_fields=["video_id"],
                           search_params={"metric_type": "COSINE"})
     expected, _ = index.recommend_batch([ids[i] for i in asked], k=K, search=soundalike.Search(exact=True, rerank=0))
     hits = 0

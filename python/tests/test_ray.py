@@ -74,7 +74,7 @@ def test_audio_embedded_on_two_actors_is_what_embed_gives(ray, audio_dir, formul
     clips = files.map_batches(
         EmbedWithPid,
         fn_constructor_kwargs={"weights": str(weights), "pca": str(pca)},
-        concurrency=2,
+        compute=ray.data.ActorPoolStrategy(size=2),
         batch_size=2,
         batch_format="pyarrow",
     )
@@ -109,7 +109,7 @@ def test_recommendations_through_map_batches_are_recommend_batchs(ray, index_dir
     expected_ids, expected_sims = index.recommend_batch(ids, k=10)
 
     by_id = ray.data.from_arrow(pa.table({"video_id": ids})).repartition(8).map_batches(
-        sr.RecommendBatch, fn_constructor_args=(str(index_dir),), concurrency=2, batch_size=100,
+        sr.RecommendBatch, fn_constructor_args=(str(index_dir),), compute=ray.data.ActorPoolStrategy(size=2), batch_size=100,
         batch_format="pyarrow",
     )
     answered = {r["video_id"]: r for r in by_id.take_all()}
@@ -119,7 +119,7 @@ def test_recommendations_through_map_batches_are_recommend_batchs(ray, index_dir
 
     by_embedding = ray.data.from_arrow(table).repartition(8).map_batches(
         sr.RecommendBatch, fn_constructor_args=(str(index_dir),), fn_constructor_kwargs={"k": 5},
-        concurrency=2, batch_size=100, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=2), batch_size=100, batch_format="pyarrow",
     )
     embeddings = np.stack([c["embedding"] for c in sa.table_to_clips(table)]).astype(np.float32)
     direct_ids, _ = index.recommend_batch(embeddings, k=5)
@@ -144,21 +144,25 @@ def test_a_sharded_index_built_by_ray_tasks_answers_as_one_exact_index(ray, tmp_
     assert len(shards) == 779
     search = soundalike.Search(**EXACT)
     ids = table.column("video_id").to_pylist()
-    for queries in (ids, np.stack([c["embedding"] for c in sa.table_to_clips(table)])[::7]):
-        expected_ids, expected_sims = one.recommend_batch(queries, k=10, search=search)
-        merged_ids, merged_sims = shards.recommend_batch(queries, k=10, search=search)
-        np.testing.assert_allclose(merged_sims, expected_sims, atol=1e-6)
-        same = (merged_ids == expected_ids).mean()
-        # Equal similarities may be listed in another order: every disagreement must be such a tie.
-        for r, c in zip(*np.nonzero(merged_ids != expected_ids)):
-            assert np.isclose(expected_sims[r, c], merged_sims[r, c]), (r, c)
-        assert same > 0.99
+    embeddings = np.stack([c["embedding"] for c in sa.table_to_clips(table)])[::7]
+    # The exact scan, and the exact scan with the default re-rank of 20 candidates by their frames.
+    for search in (soundalike.Search(**EXACT), soundalike.Search(exact=True)):
+        for queries in (ids, embeddings):
+            expected_ids, expected_sims = one.recommend_batch(queries, k=10, search=search)
+            merged_ids, merged_sims = shards.recommend_batch(queries, k=10, search=search)
+            np.testing.assert_allclose(merged_sims, expected_sims, atol=1e-6)
+            same = (merged_ids == expected_ids).mean()
+            # Equal similarities may be listed in another order: every disagreement must be such a tie.
+            for r, c in zip(*np.nonzero(merged_ids != expected_ids)):
+                assert np.isclose(expected_sims[r, c], merged_sims[r, c]), (search, r, c)
+            assert same > 0.99, search
+    search = soundalike.Search(**EXACT)
     # Through map_batches, each worker opening the four shards once.
     import pyarrow as pa
 
     asked = ray.data.from_arrow(pa.table({"video_id": ids[:50]})).repartition(4).map_batches(
         sr.RecommendBatch, fn_constructor_args=(str(tmp_path / "shards"),), fn_constructor_kwargs=EXACT,
-        concurrency=2, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=2), batch_format="pyarrow",
     )
     expected_ids, _ = one.recommend_batch(ids[:50], k=10, search=search)
     for row in asked.take_all():
