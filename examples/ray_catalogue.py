@@ -90,6 +90,8 @@ def main(argv=None):
         compute=ray.data.ActorPoolStrategy(size=args.workers),
         batch_size=4,
         batch_format="pyarrow",
+        # One compute thread per actor, an actor per core: VGGish in one process already uses every core.
+        runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}},
     )
     table = pa.concat_tables(ray.get(clips.to_arrow_refs()))
     failed = table.filter(pc.is_valid(table.column("error")))

@@ -7,7 +7,8 @@ its extras (`pip install "./python[ray,milvus]"`).
     python scripts/bench_scale.py shards WORK --clips c200k.jsonl --held held.jsonl [--shards 4]
 
 embed: the same generated songs embedded by `soundalike embed` (one process, all files), by Ray Data with one
-actor and with two (`EmbedBatch`, `map_batches`), alternated round by round; prints seconds and audio
+actor, with two, and with two of one compute thread each (`EmbedBatch`, `map_batches`), alternated round by
+round; prints seconds and audio
 seconds per second for each, the medians, and each Ray run's ratio to `embed`.
 parquet: bal_train's music clips as JSON Lines (`soundalike ingest`) and as Parquet (soundalike.arrow, zstd):
 bytes per clip, write and read times (read: to clip dicts with numpy embeddings), and `build_index` from each.
@@ -81,16 +82,21 @@ def bench_embed(args):
         subprocess.run([binary(), "embed", "-q", "--weights", args.weights, "--pca", args.pca, *map(str, paths),
                         "-o", str(work / "embed.jsonl")], check=True, stdin=subprocess.DEVNULL)
 
-    def on_ray(actors):
+    def on_ray(actors, threads=None):
+        # threads: each actor's compute threads (RAYON_NUM_THREADS); None: as many as the machine's cores.
+        remote = {"runtime_env": {"env_vars": {"RAYON_NUM_THREADS": str(threads)}}} if threads else {}
+
         def run():
             files = ray.data.read_binary_files(str(work / "songs"), include_paths=True)
             clips = files.map_batches(sr.EmbedBatch, fn_constructor_kwargs={"weights": args.weights, "pca": args.pca},
-                                      compute=ray.data.ActorPoolStrategy(size=actors), batch_size=2, batch_format="pyarrow")
+                                      compute=ray.data.ActorPoolStrategy(size=actors), batch_size=2,
+                                      batch_format="pyarrow", **remote)
             table = pa.concat_tables(ray.get(clips.to_arrow_refs()))
             assert table.num_rows == args.files and table.column("error").null_count == args.files
         return run
 
-    runs = {"embed": plain, "ray, 1 actor": on_ray(1), "ray, 2 actors": on_ray(2)}
+    runs = {"embed": plain, "ray, 1 actor": on_ray(1), "ray, 2 actors": on_ray(2),
+            "ray, 2 actors of one thread": on_ray(2, threads=1)}
     results = {name: [] for name in runs}
     for round_ in range(args.rounds):
         for name, run in runs.items():

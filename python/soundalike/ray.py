@@ -53,7 +53,10 @@ class EmbedBatch:
     file could not be embedded, in which case the clip's embedding is empty. A bad file is a row, not a failed
     job. video_id is the file's, as `soundalike embed` names it (`soundalike.file_id(path)`).
 
-    weights, pca, service, max_seconds: as `soundalike.Embedder`, loaded when the worker makes the class."""
+    weights, pca, service, max_seconds: as `soundalike.Embedder`, loaded when the worker makes the class.
+
+    One actor per core with one compute thread each is the fastest layout (docs/scale.md): pass
+    `runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}}` to `map_batches`."""
 
     def __init__(self, *, weights=None, pca=None, service=None, max_seconds=None):
         self.embedder = Embedder(weights=weights, pca=pca, service=service, max_seconds=max_seconds)
