@@ -420,3 +420,60 @@ fn hostile_options_and_queries_are_errors_not_crashes() {
     let again = Index::open(shared_index()).unwrap();
     assert_eq!(again.len().unwrap(), index.len().unwrap());
 }
+
+/// What another engine loads (`Reader::searched`) is what the exact scan compares: every clip once, its vector
+/// unit length, the vectors' dot products the exact scan's similarities; and a query made into that space
+/// (`Reader::query_vector`) from a clip's embedding is the clip's own stored vector.
+#[test]
+fn the_searched_vectors_are_what_the_exact_scan_compares() {
+    let index = Index::open(shared_index()).unwrap();
+    let reader = index.reader().unwrap();
+    let searched = reader.searched().unwrap();
+    let clips = clips();
+    assert_eq!(searched.len(), clips.len());
+    let all: Vec<_> = (0..searched.len())
+        .map(|n| searched.get(n).unwrap())
+        .collect();
+    let mut ids: Vec<&str> = all.iter().map(|c| c.video_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), clips.len(), "every clip once");
+    for clip in &all {
+        assert_eq!(clip.vector.len(), searched.dimensions());
+        let norm: f32 = clip.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{}: norm {norm}", clip.video_id);
+    }
+    assert!(
+        searched.get(searched.len()).is_err(),
+        "past the end is an error"
+    );
+
+    let opera = clips
+        .iter()
+        .find(|c| c["video_id"] == "xtGmrLOsjHk")
+        .unwrap();
+    let rows: Vec<Vec<f32>> = serde_json::from_value(opera["embedding"].clone()).unwrap();
+    let query = reader.query_vector(&rows, 0).unwrap();
+    let stored = all.iter().find(|c| c.video_id == "xtGmrLOsjHk").unwrap();
+    for (a, b) in query.iter().zip(stored.vector) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    let options = QueryOptions {
+        search: SearchMethod::Exact,
+        rerank: Some(0),
+        ..QueryOptions::default()
+    };
+    let hits = index
+        .recommend(&Query::Id("xtGmrLOsjHk".into()), &options)
+        .unwrap();
+    for hit in &hits {
+        let other = all.iter().find(|c| c.video_id == hit.video_id).unwrap();
+        let dot: f32 = query.iter().zip(other.vector).map(|(a, b)| a * b).sum();
+        let similarity = hit.similarity.unwrap();
+        assert!(
+            (dot - similarity).abs() < 1e-4,
+            "{}: {dot} against {similarity}",
+            hit.video_id
+        );
+    }
+}
