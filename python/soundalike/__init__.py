@@ -33,6 +33,7 @@ from ._soundalike import (
     read_tfrecords,
 )
 from ._soundalike import build_index as _build_index
+from inspect import signature as _signature
 
 __all__ = [
     "ClipReader",
@@ -82,6 +83,8 @@ def build_index(path, clips, **options):
     return _build_index(path, clips, **options)
 
 
+# The native function's keywords, for help() and editors.
+build_index.__signature__ = _signature(_build_index)
 build_index.__doc__ = (_build_index.__doc__ or "") + """
 
 Also a clip table (pyarrow.Table or RecordBatch, soundalike.arrow's columns) or a Parquet file of one (a path
