@@ -192,14 +192,21 @@ impl PyEmbedder {
         end: Option<f64>,
     ) -> PyResult<Embedded> {
         run(py, Asked::Files, || {
-            let window = Window {
-                start,
-                end,
-                max_seconds: self.max_seconds,
-            };
-            window.check().map_err(UsageError::new)?;
+            let window = self.window(start, end)?;
             self.source.embed_file(path, window, &LogMel::new(), |_| {})
         })
+    }
+
+    /// The stretch from `start` to `end` seconds, within this Embedder's most audio; a usage error when it is
+    /// not one (an end before its start, a negative start).
+    fn window(&self, start: Option<f64>, end: Option<f64>) -> soundalike::Result<Window> {
+        let window = Window {
+            start,
+            end,
+            max_seconds: self.max_seconds,
+        };
+        window.check().map_err(UsageError::new)?;
+        Ok(window)
     }
 
     /// The embedding of an audio file held in memory, as [`PyEmbedder::embed_file`] embeds one on disk.
@@ -211,12 +218,7 @@ impl PyEmbedder {
         end: Option<f64>,
     ) -> PyResult<Embedded> {
         run(py, Asked::Files, || {
-            let window = Window {
-                start,
-                end,
-                max_seconds: self.max_seconds,
-            };
-            window.check().map_err(UsageError::new)?;
+            let window = self.window(start, end)?;
             let audio = decode_bytes(bytes, window)
                 .map_err(|e| anyhow::anyhow!("the audio's bytes: {e}"))?;
             self.source
