@@ -23,6 +23,8 @@ pyarrow is an optional dependency (`pip install "soundalike[arrow]"`); this modu
 so at the first call that needs it.
 """
 
+import os
+
 import numpy as np
 
 EMBEDDING_BYTES = 128
@@ -87,9 +89,10 @@ def clips_to_table(clips):
             starts.append(float(clip["start_time"]))
             ends.append(float(clip["end_time"]))
             labels.append([int(label) for label in clip["labels"]])
-            rows = _rows(clip["embedding"], f"clips[{n}]")
-        except (KeyError, TypeError) as error:
+            embedding = clip["embedding"]
+        except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"clips[{n}]: not a clip dict ({error!r})") from None
+        rows = _rows(embedding, f"clips[{n}]")
         chunks.append(rows.reshape(-1))
         counts.append(rows.shape[0])
     flat = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint8)
@@ -149,8 +152,6 @@ def write_parquet(clips, path, **options):
     """Writes clips (a clip table, or clip dicts) to a Parquet file at `path`, whole or not at all (a sibling
     file renamed into place). options go to `pyarrow.parquet.write_table` (compression="zstd" is the
     default here: the embedding bytes compress to about half)."""
-    import os
-
     import pyarrow.parquet as pq
 
     pa = _pyarrow()
@@ -240,8 +241,6 @@ def export(index, path=None, *, batch_rows=65_536, vector="fixed_size_list"):
     index: a `soundalike.Index` (or its path). path: a Parquet file to write, whole or not at all, in
     row groups of batch_rows clips (memory stays at one batch); None: return the table. vector: see
     `export_schema`. Returns the table, or {"path", "rows", "dimensions"} when written."""
-    import os
-
     import pyarrow.parquet as pq
 
     from . import Index

@@ -51,7 +51,8 @@ class EmbedBatch:
     `start` and `end` columns give the stretch in seconds. The answer is a pyarrow Table of clips
     (`soundalike.arrow.clip_schema()`'s columns) with one more column, `error`: null for a clip, or why the
     file could not be embedded, in which case the clip's embedding is empty. A bad file is a row, not a failed
-    job. video_id is the file's, as `soundalike embed` names it (`soundalike.file_id(path)`).
+    job. video_id is the row's `video_id` column when the batch has one, else the file's, as `soundalike embed`
+    names it (`soundalike.file_id(path)`).
 
     weights, pca, service, max_seconds: as `soundalike.Embedder`, loaded when the worker makes the class.
 
@@ -67,6 +68,9 @@ class EmbedBatch:
         sources = columns.get("bytes") or paths
         if sources is None:
             raise ValueError("EmbedBatch: the batch has neither a 'bytes' nor a 'path' column")
+        video_ids = columns.get("video_id")
+        if video_ids is None and paths is None:
+            raise ValueError("EmbedBatch: audio given as bytes needs a 'path' or a 'video_id' column to name its clips")
         starts = columns.get("start") or [None] * len(sources)
         ends = columns.get("end") or [None] * len(sources)
         clips, errors = [], []
@@ -74,7 +78,7 @@ class EmbedBatch:
             path = paths[i] if paths is not None else None
             video_id = None
             try:
-                video_id = file_id(path) if path is not None else f"row:{i}"
+                video_id = video_ids[i] if video_ids is not None else file_id(path)
                 clip = self.embedder.embed_clip(
                     source, video_id=video_id, start=_number(starts[i]), end=_number(ends[i])
                 )

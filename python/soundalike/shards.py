@@ -76,10 +76,12 @@ def build_shards(clips, directory, *, shards=4, ray=None, **options):
     directory.mkdir(parents=True, exist_ok=True)
     table = _clip_table(clips)
     ids = table.column("video_id").to_pylist()
-    assigned = np.fromiter((shard_of(video_id, shards) for video_id in ids), dtype=np.int64, count=len(ids))
+    assigned = arrow._pyarrow().array(
+        np.fromiter((shard_of(video_id, shards) for video_id in ids), dtype=np.int64, count=len(ids))
+    )
     entries = []
     for shard in range(shards):
-        part = table.filter(pc.equal(arrow._pyarrow().array(assigned), shard))
+        part = table.filter(pc.equal(assigned, shard))
         clips_path = directory / f"shard-{shard:03d}.parquet"
         arrow.write_parquet(part, clips_path)
         entries.append({"index": f"shard-{shard:03d}.idx", "clips": clips_path.name, "count": part.num_rows})

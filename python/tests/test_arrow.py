@@ -72,6 +72,8 @@ def test_bad_clips_are_refused_naming_the_clip_and_leave_the_file_as_it_was(sa, 
             "embedding": np.zeros((10, 128), dtype=np.uint8)}
     with pytest.raises(ValueError, match=r"clips\[1\]: not a clip dict"):
         sa.write_parquet([good, {"video_id": "b"}], path)
+    with pytest.raises(ValueError, match=r"clips\[0\]: not a clip dict"):
+        sa.write_parquet([dict(good, labels=["Jazz"])], path)
     with pytest.raises(ValueError, match=r"clips\[0\]: embedding: values must be whole numbers 0 to 255"):
         sa.write_parquet([dict(good, embedding=np.full((10, 128), 300))], path)
     assert path.read_bytes() == b"what the user had"
