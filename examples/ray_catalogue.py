@@ -8,7 +8,9 @@ and the index's vectors exported to Milvus Lite and asked there.
     python examples/ray_catalogue.py --demo 24 OUT_DIR --weights W --pca P     # generated songs
 
 On a cluster, run it on the head node with --address auto and SONGS_DIR and OUT_DIR on a file system every
-node sees (docs/scale.md). Prints one line per step with its time, and a JSON summary at the end.
+node sees (docs/scale.md). Prints one line per step with its time on stderr, and at the end writes a JSON
+summary to OUT_DIR/summary.json and prints it. Ray itself may print its own lines on stdout (its raylet's
+warnings), so a script reads the file rather than parsing stdout.
 """
 
 import argparse
@@ -150,6 +152,7 @@ def main(argv=None):
         client.close()
         step("milvus", rows=exported["rows"], dimensions=exported["dimensions"], agreement_first_track=agree)
     ray.shutdown()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
 
