@@ -21,6 +21,7 @@ use roaring::RoaringBitmap;
 use serde::Serialize;
 
 use crate::clip::{self, ClipRecord};
+use crate::index::calibrate::recall;
 use crate::index::plan::Search;
 use crate::index::records::Records;
 use crate::labels::{self, LabelSet};
@@ -291,23 +292,6 @@ fn held_out(reader: &Reader, path: &Path) -> Result<Vec<QueryClip>> {
         bail!("{name} has no clip with a music label other than Music (137) to evaluate with");
     }
     Ok(clips)
-}
-
-/// The share of the exact scan's neighbours that a search also found.
-fn recall(answers: &[Vec<(u32, f32)>], truth: &[Vec<(u32, f32)>]) -> f64 {
-    let mut found = 0usize;
-    let mut wanted = 0usize;
-    for (answer, exact) in answers.iter().zip(truth) {
-        wanted += exact.len();
-        found += exact
-            .iter()
-            .filter(|(item, _)| answer.iter().any(|(a, _)| a == item))
-            .count();
-    }
-    if wanted == 0 {
-        return 1.0;
-    }
-    found as f64 / wanted as f64
 }
 
 /// The share of the k neighbours (missing ones count as wrong) carrying one of their query's relevant labels.

@@ -81,7 +81,7 @@ pub use index::build::{
 pub use index::dir::holds_index;
 pub use index::plan::Search;
 pub use index::plan::{Breadth, SearchPlan};
-pub use index::store::Settings;
+pub use index::store::{Calibration, Settings};
 pub use index::vector::{Form, Metric};
 pub use query::{
     Index, Info, NotOneQuery, Query, QueryKind, QueryOptions, Reader, SearchMethod, Session,

@@ -3,6 +3,7 @@
 //! (what a rebuild may replace). Private: the crate's front door (`Index`, `IndexBuilder`) is its API.
 
 pub mod build;
+pub mod calibrate;
 pub mod codes;
 pub mod dir;
 pub mod entry;

@@ -229,10 +229,12 @@ impl SearchPlan {
                 } else {
                     candidates
                 };
-                let new_vector = if default {
-                    default_ef_new(settings.clips, rerank > 0)
-                } else {
-                    0
+                // Without a re-rank, the breadth the build measured on the index (`calibrate`); with one, or
+                // in an index built before that, the breadth by the index's size.
+                let new_vector = match (default, settings.held_out) {
+                    (false, _) => 0,
+                    (true, Some(measured)) if rerank == 0 => measured.breadth,
+                    (true, _) => default_ef_new(settings.clips, rerank > 0),
                 };
                 Some(Breadth {
                     asked: ef.get(),

@@ -12,6 +12,7 @@ use crate::fs::lock::WriterLock;
 use crate::index::build::input::{BuildInputs, ClipInput, DistinctClips, each_clip, input_size};
 use crate::index::build::options::BuildOptions;
 use crate::index::build::report::{BuildEvent, Built, Progress};
+use crate::index::calibrate;
 use crate::index::build::write::{LabelChanges, build_forest, finish, store_clip};
 use crate::index::scan;
 use crate::index::store::{self, ARROY_INDEX, Settings, Store, VECTOR_BLOCK_ROWS, with_distance};
@@ -99,8 +100,16 @@ fn append_locked(
             .unwrap_or_else(|| "a check failed while writing".into());
         crate::error::damaged(dir, format!("{why}; it was left as it was"))
     })??;
+    // Measured again after every append that wrote: the graph and the clips it must reach have changed.
+    let held_out = if built.added > 0 {
+        progress.stage("measuring the default breadth for new vectors");
+        calibrate::calibrate(&store)?
+    } else {
+        None
+    };
     Ok(Built {
         bytes: store.disk_size(),
+        held_out,
         ..built
     })
 }
@@ -157,6 +166,7 @@ fn write_more<D: arroy::Distance>(
             replaced,
             trees: settings.trees,
             bytes: 0,
+            held_out: None,
         });
     }
     progress.stage("read; updating the trees");

@@ -13,6 +13,7 @@ use crate::index::build::input::{
 };
 use crate::index::build::options::{BuildOptions, DEFAULT_TREES, ProjectionChoice};
 use crate::index::build::report::{BuildEvent, Built, Progress};
+use crate::index::calibrate;
 use crate::index::build::write::{LabelChanges, build_forest, finish, store_clip};
 use crate::index::codes::Quantizer;
 use crate::index::fit::{self, Fit};
@@ -136,6 +137,7 @@ pub(super) fn rebuild(
         next_item: 0,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         projection: summary,
+        held_out: None,
     };
     let reading = BuildInputs {
         inputs,
@@ -144,11 +146,14 @@ pub(super) fn rebuild(
     };
     let built = with_distance!(options.metric, D => write_new::<D>(&store, settings, plan, options, reading))
         .map_err(|e| store::explain_full_disk(e, dir, building.path()))?;
+    progress.stage("measuring the default breadth for new vectors");
+    let held_out = calibrate::calibrate(&store)?;
     drop(store);
     progress.check()?;
     index_dir::swap_into_place(building.keep(), dir, cleanup)?;
     Ok(Built {
         bytes: store::dir_size(dir),
+        held_out,
         ..built
     })
 }

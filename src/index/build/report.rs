@@ -22,7 +22,7 @@ pub enum BuildEvent<'a> {
 }
 
 /// What a build did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Built {
     /// Clips in the index now.
     pub clips: u64,
@@ -35,6 +35,9 @@ pub struct Built {
     pub trees: usize,
     /// The index's size on disk.
     pub bytes: u64,
+    /// The default breadth for a new vector, measured on the index after this write (`None`: the index's default
+    /// is the exact scan, or nothing was written).
+    pub held_out: Option<crate::index::store::Calibration>,
 }
 
 /// The builder's callbacks, as the stages use them.

@@ -81,5 +81,6 @@ pub(super) fn finish<D: arroy::Distance>(
         replaced,
         trees: settings.trees,
         bytes: 0,
+        held_out: None,
     })
 }

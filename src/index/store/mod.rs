@@ -67,6 +67,20 @@ pub struct Settings {
     pub tool_version: String,
     /// The projection applied to every frame (its matrix is stored beside the settings).
     pub projection: Summary,
+    /// The default breadth of a walk for a vector the index does not hold, as the build measured it
+    /// ([`crate::index::calibrate`]); `None` in an index whose default is the exact scan, or from before
+    /// issue 36, where the breadth follows the index's size ([`crate::index::plan::default_ef_new`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<Calibration>,
+}
+
+/// What the build measured: the breadth a new vector's walk takes by default, and the recall@10 its probes
+/// reached with it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub breadth: usize,
+    pub recall: f64,
+    pub probes: usize,
 }
 
 /// An open index environment and its tables.
