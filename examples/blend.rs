@@ -29,7 +29,8 @@ use anyhow::{Context, Result, bail};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-const USAGE: &str = "usage: blend SOURCES.jsonl OUT.jsonl CLIPS [--mix K] [--noise SIGMA] [--seed S]";
+const USAGE: &str =
+    "usage: blend SOURCES.jsonl OUT.jsonl CLIPS [--mix K] [--noise SIGMA] [--seed S]";
 const FRAMES: usize = 10;
 const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -44,7 +45,11 @@ fn main() -> Result<()> {
     let (mut mix, mut noise, mut seed) = (2usize, 8.0f32, 36u64);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value\n{USAGE}")).cloned();
+        let mut value = |name: &str| {
+            it.next()
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+                .cloned()
+        };
         match arg.as_str() {
             "--mix" => mix = value("--mix")?.parse()?,
             "--noise" => noise = value("--noise")?.parse()?,
@@ -62,15 +67,21 @@ fn main() -> Result<()> {
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut used = HashSet::new();
-    let mut out = BufWriter::new(File::create(out).with_context(|| format!("cannot create {out}"))?);
+    let mut out =
+        BufWriter::new(File::create(out).with_context(|| format!("cannot create {out}"))?);
     let mut line = String::new();
     for _ in 0..count {
         let picked = distinct(&mut rng, sources.len(), mix);
         // A flat Dirichlet: normalised exponentials.
-        let raw: Vec<f32> = (0..mix).map(|_| -(1.0 - rng.random::<f32>()).ln()).collect();
+        let raw: Vec<f32> = (0..mix)
+            .map(|_| -(1.0 - rng.random::<f32>()).ln())
+            .collect();
         let total: f32 = raw.iter().sum();
         let weights: Vec<f32> = raw.iter().map(|w| w / total).collect();
-        let offsets: Vec<usize> = picked.iter().map(|&s| rng.random_range(0..sources[s].frames.len())).collect();
+        let offsets: Vec<usize> = picked
+            .iter()
+            .map(|&s| rng.random_range(0..sources[s].frames.len()))
+            .collect();
         let mut labels: Vec<i64> = picked
             .iter()
             .zip(&weights)
@@ -112,8 +123,8 @@ fn read_sources(path: &str) -> Result<Vec<Source>> {
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
     let mut sources = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
-        let clip: serde_json::Value =
-            serde_json::from_str(&line?).with_context(|| format!("{path}:{}: not a clip", n + 1))?;
+        let clip: serde_json::Value = serde_json::from_str(&line?)
+            .with_context(|| format!("{path}:{}: not a clip", n + 1))?;
         let labels = serde_json::from_value(clip["labels"].clone())?;
         let rows: Vec<Vec<u8>> = serde_json::from_value(clip["embedding"].clone())?;
         let frames = rows
@@ -148,7 +159,9 @@ fn gaussian(rng: &mut StdRng) -> f32 {
 
 fn fresh_id(rng: &mut StdRng, used: &mut HashSet<String>) -> String {
     loop {
-        let id: String = (0..11).map(|_| ID_CHARS[rng.random_range(0..64)] as char).collect();
+        let id: String = (0..11)
+            .map(|_| ID_CHARS[rng.random_range(0..64)] as char)
+            .collect();
         if used.insert(id.clone()) {
             return id;
         }

@@ -20,10 +20,11 @@ use crate::index::search::{Searcher, Target};
 use crate::index::store::{Calibration, Settings, Store, with_distance};
 use crate::index::tables::Tables;
 
-/// The recall@10 the stored breadth reaches on the probes: below the 0.95 asked of real held-out queries, as
-/// the probes are harder than those by more than this difference on every set and size measured, and above
-/// the probes' own sampling error (docs/bench-log.md, "A breadth measured on the index").
-pub const TARGET_RECALL: f64 = 0.945;
+/// The recall@10 the stored breadth reaches on the probes: the 0.95 asked of real held-out queries. The probes
+/// are harder than those on every set and size measured, which is the margin (for their own sampling error, and
+/// for data whose new vectors are harder than its probes): at a target a little below this, one set's held-out
+/// recall came within 0.002 of 0.95 (docs/bench-log.md, "A breadth measured on the index").
+pub const TARGET_RECALL: f64 = 0.95;
 
 /// Probes asked: enough that the measured recall moves by less than the margin from one seed to another.
 const PROBES: usize = 600;

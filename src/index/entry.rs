@@ -45,10 +45,16 @@ pub const DEGREE: usize = 24;
 /// A layer is added above the clips, or above the top layer, while it has more nodes than this: the pivots
 /// of a layer this small are near enough to its nodes for a walk.
 const TOP_NODES: usize = 16 * 1024;
-/// Nodes of the top layer compared with a query to find where the walks start: every n-th of them. Their codes
-/// are read in place, with no B-tree lookup: the forest's descent, B-tree lookups for each tree node, was most
-/// of a held-out query's time (docs/bench-log.md, "A new song's query: where the walk starts").
+/// Nodes of the top layer compared with a query to find where the walks start: every n-th of them, at most
+/// this many. Their codes are read in place, with no B-tree lookup: the forest's descent, B-tree lookups for
+/// each tree node, was most of a held-out query's time (docs/bench-log.md, "A new song's query: where the walk
+/// starts").
 const PIVOTS: usize = 256;
+/// The pivots are at least this many nodes of the top layer apart. What makes the nearest pivot near enough for
+/// the top layer's walk is their spacing among that layer's nodes, not their count: a top layer of a smaller
+/// index needs fewer, and comparing a query with them was a fixed cost of every held-out query
+/// (docs/bench-log.md, "A breadth measured on the index", its "The fixed cost").
+const PIVOT_SPACING: usize = 48;
 /// Clips compared with a query to find where the walk starts in an index without layers: the pivots must then
 /// be near enough to the query for the walk itself.
 const PIVOTS_WITHOUT_LAYERS: usize = 1024;
@@ -84,7 +90,7 @@ pub struct Pivots<'a> {
 
 /// Which nodes of a top layer of `nodes` are its pivots: every n-th, from the first.
 pub fn pivot_every(nodes: usize) -> usize {
-    spacing(nodes, PIVOTS)
+    spacing(nodes, PIVOTS).max(PIVOT_SPACING)
 }
 
 /// The spacing of `pivots` nodes spread evenly over `nodes` (1 when there are fewer nodes).

@@ -244,7 +244,8 @@ fn damaged_codes_and_clip_records_are_clear_errors() {
 
 /// A new song's query is a vector the index does not hold: its walk starts from the pivots, not from itself. On
 /// an index large enough that the default search is the graph, the default answers to held-out clips (asked by
-/// their embeddings) must agree with the exact scan's, with and without the projection and the re-rank.
+/// their embeddings) must agree with the exact scan's, with and without the projection and the re-rank; without
+/// the re-rank, walking the breadth the build measured on the index and stored.
 #[test]
 fn held_out_queries_through_the_graph_agree_with_the_exact_scan() {
     let clips = spread_out_clips(24_500, 7);
@@ -258,6 +259,20 @@ fn held_out_queries_through_the_graph_agree_with_the_exact_scan() {
         (&["--projection", "none"][..], &["--rerank", "0"][..]),
     ] {
         let (_index, dir) = build(input.as_bytes(), build_args);
+        // The build measured a new vector's breadth on the index (index/calibrate.rs) and says so.
+        let info = run(&["info", "--index", dir.to_str().unwrap()]);
+        info.assert_ok();
+        let measured: u64 = info
+            .stdout_text()
+            .lines()
+            .find_map(|line| line.strip_prefix("new vectors  walk "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|breadth| breadth.parse().ok())
+            .unwrap_or_else(|| panic!("info names no measured breadth:\n{}", info.stdout_text()));
+        assert!(
+            (16..=256).contains(&measured),
+            "measured breadth {measured}"
+        );
         let mut args = vec![
             "evaluate",
             "--index",
@@ -272,6 +287,15 @@ fn held_out_queries_through_the_graph_agree_with_the_exact_scan() {
         let report: Value = serde_json::from_slice(&run.stdout).unwrap();
         assert_eq!(report["search"], "graph", "{report}");
         let recall = report["recall"].as_f64().unwrap();
+        if query_args.is_empty() {
+            // With the re-rank the breadth follows the index's size (index/plan.rs, default_ef_new).
+            assert_eq!(report["walk"], 32, "{report}");
+        } else {
+            assert_eq!(
+                report["walk"], measured,
+                "without a re-rank, the walk the build measured: {report}"
+            );
+        }
         assert!(
             recall >= 0.95,
             "held-out recall@10 of the default search with {build_args:?} {query_args:?}: {recall}"

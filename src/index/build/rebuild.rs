@@ -13,8 +13,8 @@ use crate::index::build::input::{
 };
 use crate::index::build::options::{BuildOptions, DEFAULT_TREES, ProjectionChoice};
 use crate::index::build::report::{BuildEvent, Built, Progress};
-use crate::index::calibrate;
 use crate::index::build::write::{LabelChanges, build_forest, finish, store_clip};
+use crate::index::calibrate;
 use crate::index::codes::Quantizer;
 use crate::index::fit::{self, Fit};
 use crate::index::projection::{ClipForm, Kind, Projection, Summary};
