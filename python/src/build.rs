@@ -18,7 +18,8 @@ use crate::errors::{Asked, bad_argument, internal, to_py};
 use crate::pool;
 
 /// Builds an index at `path` from clips, as `soundalike index` does, and returns what it did (a dict: clips,
-/// read, added, replaced, trees, bytes).
+/// read, added, replaced, trees, bytes, and held_out: the breadth a new vector's walk takes by default, measured
+/// on the index, with its recall on the probes; None when the index's default is the exact scan).
 ///
 /// clips: an iterable of clip dicts (keys video_id, start_time, end_time, labels, embedding: what
 /// read_tfrecords yields; the embedding a (frames, 128) array or lists of rows), or a path or list of paths of
@@ -258,5 +259,18 @@ fn built_dict<'py>(py: Python<'py>, built: &Built) -> PyResult<Bound<'py, PyDict
     dict.set_item("replaced", built.replaced)?;
     dict.set_item("trees", built.trees)?;
     dict.set_item("bytes", built.bytes)?;
+    // The breadth a new vector's walk takes by default, measured on the index after this write (None when the
+    // index's default is the exact scan): as `info()["settings"]["held_out"]` shows it.
+    let held_out = match built.held_out {
+        Some(measured) => {
+            let held_out = PyDict::new(py);
+            held_out.set_item("breadth", measured.breadth)?;
+            held_out.set_item("recall", measured.recall)?;
+            held_out.set_item("probes", measured.probes)?;
+            Some(held_out)
+        }
+        None => None,
+    };
+    dict.set_item("held_out", held_out)?;
     Ok(dict)
 }

@@ -59,6 +59,8 @@ def assert_same_answers(mine, theirs):
 def test_an_index_built_from_python_answers_as_the_clis(cli, index_dir, clips_file, tmp_path):
     built = soundalike.build_index(tmp_path / "py.idx", soundalike.read_tfrecords(RECORDS))
     assert built["clips"] == built["read"] == built["added"] == 779 and built["replaced"] == 0
+    # 779 clips are scanned exactly by default: no walk breadth to measure.
+    assert built["held_out"] is None and "held_out" not in soundalike.Index(tmp_path / "py.idx").info()["settings"]
     mine, theirs = soundalike.Index(tmp_path / "py.idx"), soundalike.Index(index_dir)
     assert mine.info()["settings"] == theirs.info()["settings"]
     ids = [OPERA, "dRvVBKLxCgU", "k9TtEo5P2Zc", "fGysoS5hmhw"]

@@ -5,10 +5,11 @@
 //! one breadth fitted on one generator's clips fell short on another's (docs/bench-log.md, "A breadth measured
 //! on the index"). So the build asks the index questions it does not hold the answers to, and stores the
 //! narrowest breadth whose walks found [`TARGET_RECALL`] of the exact scan's neighbours. The questions are made
-//! from the index's own vectors: each a point on the segment from one clip towards another, a random fraction up
-//! to [`MIX`] of the way. Near its first clip such a probe is a near copy (an easy question); part of the way
-//! across, it lies between two sounds, where a new song that mixes what the catalogue holds lies. On every set
-//! measured these probes were harder than real held-out queries, by a margin the target allows for.
+//! from the index's own vectors, each as a new song would lie: as far from a clip as that clip's nearest other
+//! clip lies from it, or a little farther ([`AWAY`]), in the direction of another clip (so within the space the
+//! clips span, not off it). Probes nearer their clip (a fraction of the way to another clip) were easier than
+//! real held-out queries on one set, which is the one thing a probe must not be; these were as hard or harder on
+//! every set measured.
 
 use anyhow::Result;
 use rand::rngs::StdRng;
@@ -20,17 +21,16 @@ use crate::index::search::{Searcher, Target};
 use crate::index::store::{Calibration, Settings, Store, with_distance};
 use crate::index::tables::Tables;
 
-/// The recall@10 the stored breadth reaches on the probes: the 0.95 asked of real held-out queries. The probes
-/// are harder than those on every set and size measured, which is the margin (for their own sampling error, and
-/// for data whose new vectors are harder than its probes): at a target a little below this, one set's held-out
-/// recall came within 0.002 of 0.95 (docs/bench-log.md, "A breadth measured on the index").
+/// The recall@10 the stored breadth reaches on the probes: the 0.95 asked of real held-out queries, the
+/// probes' being at least as hard the margin (docs/bench-log.md, "A breadth measured on the index").
 pub const TARGET_RECALL: f64 = 0.95;
 
 /// Probes asked: enough that the measured recall moves by less than the margin from one seed to another.
 const PROBES: usize = 600;
 
-/// The farthest a probe lies from its first clip towards its second (0.5: half-way).
-const MIX: f32 = 0.65;
+/// How far a probe lies from its first clip, in units of that clip's distance to its nearest other clip: drawn
+/// evenly between these, towards a second clip.
+const AWAY: (f32, f32) = (1.0, 1.5);
 
 /// The breadths tried, narrowest first; the widest is kept when none reaches the target.
 const LADDER: [usize; 13] = [16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256];
@@ -72,34 +72,48 @@ fn measure<D: arroy::Distance>(
     items.sort_unstable();
     // The same index gives the same probes, so a rebuild of the same clips stores the same breadth.
     let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x36);
-    let mut probes = Vec::with_capacity(PROBES);
-    while probes.len() < PROBES {
+    let mut pairs = Vec::with_capacity(PROBES);
+    while pairs.len() < PROBES {
         let a = items[rng.random_range(0..items.len())];
         let b = items[rng.random_range(0..items.len())];
-        let (Some(from), Some(to)) = (matrix.row(a), matrix.row(b)) else {
-            continue;
-        };
-        if a == b {
-            continue;
+        if a != b && matrix.row(a).is_some() && matrix.row(b).is_some() {
+            pairs.push((a, b, AWAY.0 + rng.random::<f32>() * (AWAY.1 - AWAY.0)));
         }
-        let t = rng.random::<f32>() * MIX;
-        let vector = from.iter().zip(to).map(|(x, y)| x + t * (y - x)).collect();
-        probes.push(QueryVector {
-            vector,
-            codes: Vec::new(),
-        });
     }
-    let targets: Vec<Target> = probes.iter().map(Target::Vector).collect();
-    let nearest = |search: SearchMethod| -> Result<Vec<Vec<(u32, f32)>>> {
+    let nearest = |search: SearchMethod, count: usize, targets: &[Target]| {
         let options = QueryOptions {
-            count: COUNT,
+            count,
             search,
             rerank: Some(0),
             ..QueryOptions::default()
         };
         let plan = SearchPlan::resolve(&options, settings, 0)?;
-        Searcher::<D>::open(store, rtxn, &tables, settings, plan, None)?.nearest(&targets)
+        Searcher::<D>::open(store, rtxn, &tables, settings, plan, None)?.nearest(targets)
     };
+    let row = |item: u32| matrix.row(item).unwrap_or(&[]);
+    // Each first clip's nearest other clip, exactly: how far a new point must lie from it to be as far as a
+    // clip of the index lies from its nearest.
+    let own: Vec<Target> = pairs.iter().map(|&(a, _, _)| Target::Item(a)).collect();
+    let first = nearest(SearchMethod::Exact, 1, &own)?;
+    let probes: Vec<QueryVector> = pairs
+        .iter()
+        .zip(first)
+        .map(|(&(a, b, away), nearest)| {
+            let (from, towards) = (row(a), row(b));
+            let near = nearest.first().map_or(from, |&(item, _)| row(item));
+            let step = away * euclidean(from, near) / euclidean(from, towards).max(f32::EPSILON);
+            QueryVector {
+                vector: from
+                    .iter()
+                    .zip(towards)
+                    .map(|(x, y)| x + step * (y - x))
+                    .collect(),
+                codes: Vec::new(),
+            }
+        })
+        .collect();
+    let targets: Vec<Target> = probes.iter().map(Target::Vector).collect();
+    let nearest = |search: SearchMethod| nearest(search, COUNT, &targets);
     let truth = nearest(SearchMethod::Exact)?;
     let mut last = None;
     for breadth in LADDER {
@@ -120,6 +134,14 @@ fn measure<D: arroy::Distance>(
         recall: 0.0,
         probes: 0,
     }))
+}
+
+fn euclidean(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 /// The share of the exact scan's neighbours (`truth`) that a search's `answers` also found (1 when there are

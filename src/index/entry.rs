@@ -151,14 +151,16 @@ fn build_layer(vectors: &Matrix, count: usize, stride: usize, seed: u64) -> Opti
 /// pivots among all clips.
 pub fn entries(query: &mut CodedQuery, layers: &Layers, walk: &mut Walk) -> Vec<u32> {
     let Some(top) = layers.layers.last() else {
-        return nearest_pivots(query, PIVOTS_WITHOUT_LAYERS);
+        let every = spacing(query.nodes(), PIVOTS_WITHOUT_LAYERS);
+        return nearest_pivots(query, every);
     };
     let mut starts = match &layers.pivots {
-        Some(pivots) => nearest_pivots(&mut query.over(&pivots.codes), usize::MAX)
+        Some(pivots) => nearest_pivots(&mut query.over(&pivots.codes), 1)
             .into_iter()
             .map(|p| p * pivots.every as u32)
             .collect(),
-        None => nearest_pivots(&mut sampled(query, top), PIVOTS),
+        // The same pivots as the copies hold, read from the clips' codes.
+        None => nearest_pivots(&mut sampled(query, top), pivot_every(top.graph.nodes())),
     };
     let mut items = Vec::new();
     for (at, layer) in layers.layers.iter().enumerate().rev() {
@@ -235,11 +237,10 @@ impl<S: Space> Space for Sampled<'_, S> {
     }
 }
 
-/// The [`ENTRY_POINTS`] nodes nearest the query among `pivots` spread evenly over `space`'s nodes (every node
-/// when there are fewer).
-fn nearest_pivots(space: &mut impl Space, pivots: usize) -> Vec<u32> {
+/// The [`ENTRY_POINTS`] nodes nearest the query among every `every`-th of `space`'s nodes, from the first.
+fn nearest_pivots(space: &mut impl Space, every: usize) -> Vec<u32> {
     let (n, count) = (space.nodes(), ENTRY_POINTS);
-    let stride = spacing(n, pivots);
+    let stride = every.max(1);
     let mut best: BinaryHeap<Near> = BinaryHeap::with_capacity(count + 1);
     for node in (0..n).step_by(stride) {
         let node = node as u32;
@@ -538,9 +539,12 @@ mod tests {
                 .unwrap() as u32;
             found += usize::from(entries.contains(&nearest_sampled));
         }
-        // The walk's doing, not the pivots': they are 256 of the layer's 2,500 nodes.
+        // The walk's doing, not the pivots': they are 53 of the layer's 2,500 nodes (every 48th), and its 200
+        // clusters are tight. With 256 pivots (before issue 36) it was 180 or more: where a sparser start costs
+        // recall on real data, the breadth measured at build makes it up (docs/bench-log.md, "A breadth
+        // measured on the index").
         assert!(
-            found >= 180,
+            found >= 160,
             "the nearest sampled clip was among the entries for {found} of 200 queries"
         );
     }
