@@ -11,15 +11,19 @@
 //! real held-out queries on one set, which is the one thing a probe must not be; these were as hard or harder on
 //! every set measured.
 
+use std::num::NonZeroUsize;
+
 use anyhow::Result;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::index::plan::{EXACT_SCAN_LIMIT, QueryOptions, SearchMethod, SearchPlan};
+use crate::error::damaged;
+use crate::index::plan::{QueryOptions, SearchMethod, SearchPlan, scans_by_default};
 use crate::index::projection::QueryVector;
 use crate::index::search::{Searcher, Target};
 use crate::index::store::{Calibration, Settings, Store, with_distance};
-use crate::index::tables::Tables;
+use crate::index::tables::{Needs, Tables};
 
 /// The recall@10 the stored breadth reaches on the probes: the 0.95 asked of real held-out queries, the
 /// probes' being at least as hard the margin (docs/bench-log.md, "A breadth measured on the index").
@@ -39,13 +43,12 @@ const LADDER: [usize; 13] = [16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 
 const COUNT: usize = 10;
 
 /// Measures the breadth on the index as committed in `store` and records it in its settings; `None` (and
-/// nothing written) when the index's default search is not the graph (up to [`EXACT_SCAN_LIMIT`] floats the
-/// default is the exact scan) or it has too few clips to probe.
+/// nothing written) when the index's default search is the exact scan, not the graph.
 pub fn calibrate(store: &Store) -> Result<Option<Calibration>> {
     let calibration = {
         let rtxn = store.env.read_txn()?;
         let settings = store.read_settings(&rtxn)?;
-        if settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT || settings.clips < 2 {
+        if scans_by_default(&settings) {
             return Ok(None);
         }
         with_distance!(settings.metric, D => measure::<D>(store, &rtxn, &settings))?
@@ -63,20 +66,35 @@ fn measure<D: arroy::Distance>(
     rtxn: &heed::RoTxn,
     settings: &Settings,
 ) -> Result<Calibration> {
-    let tables = Tables::default();
-    let matrix = store.load_vectors(rtxn, settings)?;
+    // Mapped once for the exact scans and every walk of the ladder.
+    let mut tables = Tables::default();
+    let needs = Needs {
+        vectors: true,
+        walk: true,
+        frames: false,
+    };
+    tables.load(store, rtxn, settings, needs)?;
+    let Some(matrix) = tables.vectors.as_ref() else {
+        return Err(damaged(&store.dir, "its vectors table is missing"));
+    };
+    let row = |item: u32| {
+        matrix
+            .row(item)
+            .ok_or_else(|| damaged(&store.dir, format!("its vectors table has no row {item}")))
+    };
     let mut items = Vec::with_capacity(settings.clips as usize);
     for entry in store.ids.iter(rtxn)? {
         items.push(entry?.1);
     }
     items.sort_unstable();
-    // The same index gives the same probes, so a rebuild of the same clips stores the same breadth.
+    // The same index gives the same probes, so a rebuild of the same clips stores the same breadth. An index
+    // scanned by default has more clips than the two a probe needs.
     let mut rng = StdRng::seed_from_u64(settings.seed ^ 0x36);
     let mut pairs = Vec::with_capacity(PROBES);
-    while pairs.len() < PROBES {
+    while pairs.len() < PROBES && items.len() > 1 {
         let a = items[rng.random_range(0..items.len())];
         let b = items[rng.random_range(0..items.len())];
-        if a != b && matrix.row(a).is_some() && matrix.row(b).is_some() {
+        if a != b {
             pairs.push((a, b, AWAY.0 + rng.random::<f32>() * (AWAY.1 - AWAY.0)));
         }
     }
@@ -90,50 +108,47 @@ fn measure<D: arroy::Distance>(
         let plan = SearchPlan::resolve(&options, settings, 0)?;
         Searcher::<D>::open(store, rtxn, &tables, settings, plan, None)?.nearest(targets)
     };
-    let row = |item: u32| matrix.row(item).unwrap_or(&[]);
     // Each first clip's nearest other clip, exactly: how far a new point must lie from it to be as far as a
     // clip of the index lies from its nearest.
     let own: Vec<Target> = pairs.iter().map(|&(a, _, _)| Target::Item(a)).collect();
     let first = nearest(SearchMethod::Exact, 1, &own)?;
-    let probes: Vec<QueryVector> = pairs
+    let probes = pairs
         .iter()
         .zip(first)
         .map(|(&(a, b, away), nearest)| {
-            let (from, towards) = (row(a), row(b));
-            let near = nearest.first().map_or(from, |&(item, _)| row(item));
+            let (from, towards) = (row(a)?, row(b)?);
+            let near = match nearest.first() {
+                Some(&(item, _)) => row(item)?,
+                None => from,
+            };
             let step = away * euclidean(from, near) / euclidean(from, towards).max(f32::EPSILON);
-            QueryVector {
+            Ok(QueryVector {
                 vector: from
                     .iter()
                     .zip(towards)
                     .map(|(x, y)| x + step * (y - x))
                     .collect(),
                 codes: Vec::new(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let targets: Vec<Target> = probes.iter().map(Target::Vector).collect();
     let nearest = |search: SearchMethod| nearest(search, COUNT, &targets);
     let truth = nearest(SearchMethod::Exact)?;
-    let mut last = None;
+    let mut measured = Calibration {
+        breadth: 0,
+        recall: 0.0,
+        probes: probes.len(),
+    };
     for breadth in LADDER {
-        let ef = std::num::NonZeroUsize::new(breadth).unwrap_or(std::num::NonZeroUsize::MIN);
-        let found = nearest(SearchMethod::Graph { ef })?;
-        let recall = recall(&found, &truth);
-        last = Some(Calibration {
-            breadth,
-            recall,
-            probes: PROBES,
-        });
-        if recall >= TARGET_RECALL {
+        let ef = NonZeroUsize::new(breadth).unwrap_or(NonZeroUsize::MIN);
+        measured.breadth = breadth;
+        measured.recall = recall(&nearest(SearchMethod::Graph { ef })?, &truth);
+        if measured.recall >= TARGET_RECALL {
             break;
         }
     }
-    Ok(last.unwrap_or(Calibration {
-        breadth: LADDER[LADDER.len() - 1],
-        recall: 0.0,
-        probes: 0,
-    }))
+    Ok(measured)
 }
 
 fn euclidean(a: &[f32], b: &[f32]) -> f32 {

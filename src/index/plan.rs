@@ -79,6 +79,12 @@ impl Default for QueryOptions {
 /// the default search").
 pub const EXACT_SCAN_LIMIT: u64 = 2 << 20;
 
+/// Whether the index's default search is the exact scan (up to [`EXACT_SCAN_LIMIT`] stored floats), not the
+/// graph.
+pub fn scans_by_default(settings: &Settings) -> bool {
+    settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT
+}
+
 /// The graph walk's breadth (`--ef`) when none is given: with some margin over the smallest that kept recall@10
 /// of queries by id at or above 0.95 at every size measured (docs/bench-log.md, "Choosing the default search";
 /// today's recall: BENCHMARKS.md, "Queries by clip id"). It never goes below the neighbours asked for, as in
@@ -209,7 +215,7 @@ impl SearchPlan {
         let count = options.count.min(settings.next_item as usize).max(1);
         let keep = count + spare;
         let candidates = keep.max(rerank);
-        let small = settings.clips * settings.dimensions as u64 <= EXACT_SCAN_LIMIT;
+        let small = scans_by_default(settings);
         let search = match options.search {
             SearchMethod::Exact => Search::Exact,
             SearchMethod::Trees { search_k } => Search::Trees(search_k),
