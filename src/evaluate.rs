@@ -127,6 +127,7 @@ fn run(
         labels: Vec::new(),
         search,
         rerank: options.rerank,
+        explain: false,
     };
     let truth_session = reader.session(&asked(SearchMethod::Exact))?;
     let clips = match &options.queries {

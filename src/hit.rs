@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::clip;
+use crate::explain::Explanation;
 use crate::labels;
 
 /// One neighbour, owned: nothing in it borrows the index.
@@ -21,6 +22,8 @@ pub struct Hit {
     pub end_time: f64,
     /// For an audio query: where in the file (seconds) the window this clip matched best starts.
     pub matched_at: Option<f64>,
+    /// Why it is a neighbour, when asked (`QueryOptions::explain`).
+    pub explanation: Option<Explanation>,
 }
 
 impl Hit {
@@ -50,6 +53,7 @@ impl Hit {
             end_time: self.end_time,
             url: self.url(),
             matched_at: self.matched_at,
+            explain: self.explanation.as_ref(),
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct Ranked<'a> {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<&'a Explanation>,
 }
 
 /// One query's answer: how it is named (the id, the file, or "embedding") and its results, nearest first.

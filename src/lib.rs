@@ -51,6 +51,7 @@ pub mod audio;
 pub mod clip;
 mod error;
 pub mod evaluate;
+pub mod explain;
 mod export;
 pub mod fs;
 #[cfg(feature = "fuzzing")]
@@ -73,6 +74,7 @@ pub mod projection {
 
 pub use audio::Embedder;
 pub use error::{Error, ErrorKind, Result, UsageError};
+pub use explain::{Compared, Explanation, LabelShare, Matched};
 pub use export::{Searched, SearchedClip};
 pub use hit::{Answer, Hit, Ranked};
 pub use index::build::{

@@ -38,6 +38,9 @@ pub struct QueryOptions {
     pub search: SearchMethod,
     /// Candidates re-ranked by their frames; `None`: 20 on an angular index, none on others; `Some(0)`: none.
     pub rerank: Option<usize>,
+    /// Each hit says why it is a neighbour ([`crate::Explanation`]): its labels' shares of the similarity and
+    /// the seconds that matched. Off by default: it reads every hit's frames.
+    pub explain: bool,
 }
 
 impl QueryOptions {
@@ -69,6 +72,7 @@ impl Default for QueryOptions {
             labels: Vec::new(),
             search: SearchMethod::Default,
             rerank: None,
+            explain: false,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct SearchPlan {
     pub candidates: usize,
     /// For the graph, the breadth each walk takes (before a label filter widens it); `None` for the others.
     pub breadth: Option<Breadth>,
+    /// Whether each hit is explained (`QueryOptions::explain`).
+    pub explain: bool,
 }
 
 /// The breadth of a graph walk, as asked and as walked.
@@ -258,12 +264,18 @@ impl SearchPlan {
             keep,
             candidates,
             breadth,
+            explain: options.explain,
         })
     }
 
-    /// The tables this plan's search and re-rank read.
+    /// The tables this plan's search, re-rank and explanations read.
     pub fn needs(&self) -> Needs {
-        self.search.needs(self.rerank)
+        let needs = self.search.needs(self.rerank);
+        Needs {
+            vectors: needs.vectors || self.explain,
+            frames: needs.frames || self.explain,
+            ..needs
+        }
     }
 
     /// The breadth walked for a query by id, or (`by_vector`) for one given by its rows; `None` off the graph.

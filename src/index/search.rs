@@ -126,7 +126,8 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
     /// let the exact scan share its pass over the vectors.
     pub fn nearest(&mut self, targets: &[Target]) -> Result<Vec<Vec<(u32, f32)>>> {
         let found = self.search_all(targets)?;
-        let Some(frames) = &self.frames else {
+        // The frames are also mapped to explain hits: only the plan's re-rank orders by them.
+        let (Some(frames), true) = (&self.frames, self.plan.rerank > 0) else {
             return Ok(found);
         };
         let keep = self.plan.keep;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
@@ -22,6 +22,7 @@ use crate::audio::EXAMPLE_SECONDS;
 use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};
+use crate::explain::{Explainer, Explanation};
 use crate::hit::Hit;
 use crate::index::plan::SearchPlan;
 pub use crate::index::plan::{QueryOptions, SearchMethod};
@@ -30,8 +31,11 @@ use crate::index::records::Records;
 use crate::index::search::{Searcher, Target};
 use crate::index::store::{Settings, Store, with_distance};
 use crate::index::tables::{Tables, held_or_load};
-use crate::index::vector::{Form, Metric};
+use crate::index::vector::Metric;
 use crate::labels;
+
+mod windows;
+use windows::{audio_window_starts, audio_windows};
 
 /// An open index: a handle on its directory's LMDB environment, opened once and shared by every question and
 /// thread. Opening checks the index's format, its settings and that its data file is whole.
@@ -519,11 +523,28 @@ impl Reader {
         let records = held_or_load(tables.records.as_ref(), || {
             store.load_records(rtxn, settings)
         })?;
+        let explainer = if plan.explain {
+            let frames =
+                held_or_load(tables.frames.as_ref(), || store.load_frames(rtxn, settings))?;
+            let vectors = held_or_load(tables.vectors.as_ref(), || {
+                store.load_vectors(rtxn, settings)
+            })?;
+            Some(Explainer::new(
+                frames,
+                vectors,
+                &snapshot.form,
+                settings.metric,
+                plan.rerank > 0,
+            ))
+        } else {
+            None
+        };
         Ok(Session {
             snapshot,
             searcher,
             records,
             plan,
+            explainer,
         })
     }
 }
@@ -564,6 +585,15 @@ impl AnySearcher<'_> {
     }
 }
 
+/// Seconds into a query of the first frame it is asked with: an embedding's rows from `start` on, as `embed`
+/// makes them (0.96 s each); a clip of the index from its start.
+fn query_first_at(query: &Query) -> f64 {
+    match query {
+        Query::Embedding { start, .. } => *start as f64 * EXAMPLE_SECONDS,
+        _ => 0.0,
+    }
+}
+
 /// One query as resolved against the index: a clip of it, or a vector in its terms.
 #[derive(Clone)]
 pub(crate) enum Resolved {
@@ -586,6 +616,8 @@ pub struct Session<'r> {
     searcher: AnySearcher<'r>,
     records: Cow<'r, Records<'r>>,
     plan: SearchPlan,
+    /// What explains each hit, when the options ask for it.
+    explainer: Option<Explainer<'r>>,
 }
 
 impl<'r> Session<'r> {
@@ -596,8 +628,11 @@ impl<'r> Session<'r> {
         }
         let resolved = self.resolve(query)?;
         let found = self.nearest(std::slice::from_ref(&resolved))?;
-        self.hits(found.into_iter().next().unwrap_or_default(), None)
-            .map_err(|e| e.in_index(&self.snapshot.store.dir))
+        let first_at = query_first_at(query);
+        self.hits(found.into_iter().next().unwrap_or_default(), None, |_| {
+            Some((&resolved, first_at))
+        })
+        .map_err(|e| e.in_index(&self.snapshot.store.dir))
     }
 
     /// Each query's answer, in order, a query that cannot be asked getting its error in its place. Asked
@@ -614,9 +649,14 @@ impl<'r> Session<'r> {
             .map_err(|e| crate::Error::from(e).in_index(&self.snapshot.store.dir))?
             .into_iter();
         let mut answers = Vec::with_capacity(queries.len());
-        for query in resolved {
-            answers.push(match query {
-                Ok(_) => Ok(self.hits(found.next().unwrap_or_default(), None)?),
+        for (query, resolved) in queries.iter().zip(resolved) {
+            answers.push(match resolved {
+                Ok(resolved) => {
+                    let first_at = query_first_at(query);
+                    Ok(self.hits(found.next().unwrap_or_default(), None, |_| {
+                        Some((&resolved, first_at))
+                    })?)
+                }
                 Err(error) => Err(error),
             });
         }
@@ -646,24 +686,29 @@ impl<'r> Session<'r> {
                 .map_err(anyhow::Error::from)?,
             _ => None,
         };
-        let mut best: HashMap<u32, (f32, f64)> = HashMap::new();
-        for (at, hits) in starts.iter().zip(answers) {
+        // Each clip at its best window: (distance, the window's index).
+        let mut best: HashMap<u32, (f32, usize)> = HashMap::new();
+        for (window, hits) in answers.into_iter().enumerate() {
             for (item, distance) in hits {
-                let entry = best.entry(item).or_insert((distance, *at));
+                let entry = best.entry(item).or_insert((distance, window));
                 if distance < entry.0 {
-                    *entry = (distance, *at);
+                    *entry = (distance, window);
                 }
             }
         }
-        let mut merged: Vec<(u32, f32, f64)> = best
+        let mut merged: Vec<(u32, f32, usize)> = best
             .into_iter()
             .filter(|(item, _)| Some(*item) != own)
-            .map(|(item, (distance, at))| (item, distance, at))
+            .map(|(item, (distance, window))| (item, distance, window))
             .collect();
         merged.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         merged.truncate(self.plan.count);
-        let at: Vec<f64> = merged.iter().map(|&(_, _, at)| at).collect();
-        self.hits(merged.iter().map(|&(i, d, _)| (i, d)).collect(), Some(&at))
+        let at: Vec<f64> = merged.iter().map(|&(.., w)| starts[w]).collect();
+        let found = merged.iter().map(|&(i, d, _)| (i, d)).collect();
+        self.hits(found, Some(&at), |rank| {
+            let window = merged.get(rank)?.2;
+            Some((resolved.get(window)?, *starts.get(window)?))
+        })
     }
 
     /// The query in the index's terms: its clip, or its rows made into a vector as the index makes its own.
@@ -706,8 +751,14 @@ impl<'r> Session<'r> {
             .map_err(|e| crate::Error::from(e).in_index(&self.snapshot.store.dir))
     }
 
-    /// Answers as owned hits, their records read from the index.
-    fn hits(&self, found: Vec<(u32, f32)>, matched_at: Option<&[f64]>) -> Result<Vec<Hit>> {
+    /// Answers as owned hits, their records read from the index; explained when the options ask, hit `rank`
+    /// (from 0) as the answer to `asked(rank)`: the query resolved, and the seconds into it of its first frame.
+    fn hits<'q>(
+        &self,
+        found: Vec<(u32, f32)>,
+        matched_at: Option<&[f64]>,
+        asked: impl Fn(usize) -> Option<(&'q Resolved, f64)>,
+    ) -> Result<Vec<Hit>> {
         let metric = self.snapshot.settings.metric;
         found
             .into_iter()
@@ -722,6 +773,12 @@ impl<'r> Session<'r> {
                 } else {
                     distance
                 };
+                let explanation = match (&self.explainer, asked(rank)) {
+                    (Some(explainer), Some((query, first_at))) => {
+                        Some(self.explain(explainer, query, first_at, item, &meta.video_id)?)
+                    }
+                    _ => None,
+                };
                 Ok(Hit {
                     video_id: meta.video_id,
                     distance,
@@ -730,9 +787,29 @@ impl<'r> Session<'r> {
                     start_time: meta.start_time,
                     end_time: meta.end_time,
                     matched_at: matched_at.and_then(|at| at.get(rank).copied()),
+                    explanation,
                 })
             })
             .collect()
+    }
+
+    /// Why clip `item` (named `video_id`) answers `query`, whose first frame is `first_at` seconds into it.
+    fn explain(
+        &self,
+        explainer: &Explainer,
+        query: &Resolved,
+        first_at: f64,
+        item: u32,
+        video_id: &str,
+    ) -> Result<Explanation> {
+        let asked = match query {
+            Resolved::Item(asked) => {
+                let asked_id = self.records.get(*asked)?.video_id;
+                explainer.for_item(*asked, &asked_id)?
+            }
+            Resolved::Vector(vector) => explainer.for_vector(vector, first_at),
+        };
+        Ok(explainer.explain(&asked, item, video_id)?)
     }
 
     /// How this session searches: the plan its options made on this index.
@@ -743,58 +820,4 @@ impl<'r> Session<'r> {
     pub(crate) fn records(&self) -> &Records<'r> {
         &self.records
     }
-}
-
-/// Where each of an audio file's windows starts in the file, in seconds (see [`audio_windows`]).
-fn audio_window_starts(embedded: &Embedded, form: &ClipForm) -> Vec<f64> {
-    window_rows(embedded.rows.len(), form.frames)
-        .into_iter()
-        .map(|start| embedded.start + start as f64 * EXAMPLE_SECONDS)
-        .collect()
-}
-
-/// The first row of each window: side by side from the start, and one more ending at the last row when the
-/// rows do not divide evenly; one window of all the rows when there are fewer than `frames`.
-fn window_rows(n: usize, frames: usize) -> Vec<usize> {
-    if n < frames {
-        return vec![0];
-    }
-    let mut starts: Vec<usize> = (0..=n - frames).step_by(frames).collect();
-    if !n.is_multiple_of(frames) {
-        starts.push(n - frames);
-    }
-    starts
-}
-
-/// An audio file's query vectors: one per window of the index's `frames` rows. Audio shorter than one window is
-/// one window of the rows there are when the index's vectors are means; concatenated frames need them all, and
-/// the error says so.
-fn audio_windows(
-    embedded: &Embedded,
-    form: &ClipForm,
-) -> anyhow::Result<Vec<(usize, QueryVector)>> {
-    let frames = form.frames;
-    let rows: Vec<Vec<f32>> = embedded
-        .rows
-        .iter()
-        .map(|row| row.iter().map(|&v| f32::from(v)).collect())
-        .collect();
-    let n = rows.len();
-    if n < frames {
-        if form.form == Form::Flat {
-            anyhow::bail!(
-                "{:.1} s of audio gives {n} example{} of 0.96 s; this index's vectors are {frames} frames \
-                 concatenated (flat vectors), so it needs at least {:.2} s (or an index of mean vectors)",
-                embedded.seconds,
-                if n == 1 { "" } else { "s" },
-                frames as f64 * 0.96
-            );
-        }
-        return Ok(vec![(0, form.query_rows(&rows, 0, n)?)]);
-    }
-    window_rows(n, frames)
-        .into_iter()
-        .map(|start| Ok((start, form.query(&rows, start)?)))
-        .collect::<anyhow::Result<_>>()
-        .context("cannot make the audio's query vectors")
 }

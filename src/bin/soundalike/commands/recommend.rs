@@ -12,6 +12,7 @@ use soundalike::audio::LogMel;
 use soundalike::audio::Window;
 use soundalike::audio::source::SourceOptions;
 use soundalike::clip::CappedLines;
+use soundalike::explain;
 use soundalike::labels::LabelSet;
 use soundalike::{
     Answer, Hit, Index, Query, QueryOptions, Ranked, SearchMethod, UsageError, clip, labels,
@@ -114,6 +115,14 @@ pub struct RecommendArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=10000))]
     pub rerank: Option<u32>,
 
+    /// Say why each hit is a neighbour.
+    ///
+    /// The labels with the largest shares of its similarity, and the query's and the hit's seconds that
+    /// matched best: a "why" column in the table ("Jazz, Saxophone; 0:03 ~ 0:07"), an "explain" object in
+    /// --json. An index built with --projection none has no labels: the seconds alone.
+    #[arg(long)]
+    pub explain: bool,
+
     #[command(flatten)]
     pub json: Json,
 
@@ -183,6 +192,7 @@ impl RecommendArgs {
             labels: asked_labels(&self.label),
             search,
             rerank: self.rerank.map(|n| n as usize),
+            explain: self.explain,
         }
     }
 }
@@ -456,9 +466,21 @@ fn label_column(hit: &Ranked, asked: &[u16], width: usize) -> String {
         .filter(|l| is_asked(l))
         .chain(hit.labels.iter().filter(|l| !is_asked(l)));
     let names: Vec<&str> = ordered.filter_map(|&l| labels::class_name(l)).collect();
-    let mut text = printable(&names.join(", ")).into_owned();
+    fitted(&names.join(", "), width)
+}
+
+/// The width of the table's "why" column (`--explain`): two label names and a pair of times.
+const WHY_WIDTH: usize = 36;
+
+/// `text` made printable and cut to `width` characters, an ellipsis marking the cut.
+fn fitted(text: &str, width: usize) -> String {
+    let mut text = printable(text).into_owned();
     if text.chars().count() > width {
-        text = text.chars().take(width - 1).collect::<String>() + "…";
+        text = text
+            .chars()
+            .take(width.saturating_sub(1))
+            .collect::<String>()
+            + "…";
     }
     text
 }
@@ -475,7 +497,18 @@ fn write_table(out: &mut impl Write, answer: &Answer, asked: &[u16]) -> Result<(
     } else {
         "distance"
     };
-    let width = label_width();
+    // With --explain, a column of each hit's reasons, out of the labels' room.
+    let why = answer.results[0].explain.is_some();
+    let width = if why {
+        label_width().saturating_sub(WHY_WIDTH + 2).max(20)
+    } else {
+        label_width()
+    };
+    let why_heading = if why {
+        format!("{:<WHY_WIDTH$}  ", "why")
+    } else {
+        String::new()
+    };
     // YouTube ids are 11 characters; a clip `embed` made from a file is named by its path, and the columns
     // after it should still line up.
     let id_width = answer
@@ -490,21 +523,24 @@ fn write_table(out: &mut impl Write, answer: &Answer, asked: &[u16]) -> Result<(
     let at_heading = if at_column { "   at  " } else { "" };
     writeln!(
         out,
-        "{:>4}  {:<id_width$}  {heading:>10}  {at_heading}{:<width$}  link",
+        "{:>4}  {:<id_width$}  {heading:>10}  {at_heading}{:<width$}  {why_heading}link",
         "rank", "video_id", "labels"
     )?;
     for hit in &answer.results {
         let names = label_column(hit, asked, width);
         let at = match hit.matched_at {
-            Some(seconds) => {
-                let whole = seconds.max(0.0).round() as u64;
-                format!("{:>2}:{:02}  ", whole / 60, whole % 60)
+            Some(seconds) => format!("{:>5}  ", explain::clock(seconds)),
+            None => String::new(),
+        };
+        let reasons = match hit.explain {
+            Some(explanation) => {
+                format!("{:<WHY_WIDTH$}  ", fitted(&explanation.brief(), WHY_WIDTH))
             }
             None => String::new(),
         };
         writeln!(
             out,
-            "{:>4}  {:<id_width$}  {:>10.4}  {at}{names:<width$}  {}",
+            "{:>4}  {:<id_width$}  {:>10.4}  {at}{names:<width$}  {reasons}{}",
             hit.rank,
             printable(hit.video_id),
             hit.similarity.unwrap_or(hit.distance),
