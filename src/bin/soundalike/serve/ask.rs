@@ -134,7 +134,8 @@ fn row(form: &Form) -> Result<usize, ApiError> {
     }
 }
 
-/// `k` and `label` as `recommend` takes them; the rest as its defaults.
+/// `k`, `label` and `explain` as `recommend` takes them (`explain` a flag: 1, true, yes or 0, false, no, or
+/// empty); the rest as its defaults.
 fn options(form: &Form) -> Result<QueryOptions, ApiError> {
     let mut options = QueryOptions::default();
     if let Some(k) = form.get("k") {
@@ -154,6 +155,17 @@ fn options(form: &Form) -> Result<QueryOptions, ApiError> {
         let set =
             labels::parse_label_list(spec).map_err(|e| ApiError::bad(format!("label: {e}")))?;
         options.labels = set.indices().collect();
+    }
+    if let Some(flag) = form.get("explain") {
+        options.explain = match flag.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" | "" => false,
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "explain {flag:?} is not a flag: 1 or true to explain each hit, 0 or false not to"
+                )));
+            }
+        };
     }
     Ok(options)
 }

@@ -13,7 +13,8 @@ use super::upload::Form;
 
 /// The body's fields as a form's: `id` (a string), `embedding` (a 2-D array, a clip as `ingest` writes it, a
 /// MAX answer, or any of those as a string), `start`, `k` (numbers or their text), `label` (a string
-/// "Jazz,Blues" or an array of names and indices). Other fields are ignored, as a form's are.
+/// "Jazz,Blues" or an array of names and indices), `explain` (true, false, 1, 0, or their text). Other fields
+/// are ignored, as a form's are.
 pub fn form(body: &[u8]) -> Result<Form, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad(
@@ -29,6 +30,7 @@ pub fn form(body: &[u8]) -> Result<Form, ApiError> {
         ("end", question.end.map(|t| t.0)),
         ("k", question.k.map(|t| t.0)),
         ("label", question.label.map(|t| t.0)),
+        ("explain", question.explain.map(|t| t.0)),
     ] {
         if let Some(value) = value {
             form.fields.push((name.to_string(), value));
@@ -52,6 +54,8 @@ struct Question {
     k: Option<Text>,
     #[serde(default)]
     label: Option<Labels>,
+    #[serde(default)]
+    explain: Option<Text>,
 }
 
 /// `id` must be a string (or null): a clip's id is text, and an object or a number is a mistake to say.
@@ -72,7 +76,7 @@ fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::E
     deserializer.deserialize_any(Id)
 }
 
-/// A number or a string, as text (a form's fields are text; their readers check them).
+/// A number, a string or a boolean, as text (a form's fields are text; their readers check them).
 struct Text(String);
 
 impl<'de> Deserialize<'de> for Text {
@@ -81,7 +85,10 @@ impl<'de> Deserialize<'de> for Text {
         impl<'de> Visitor<'de> for Scalar {
             type Value = Text;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number or a string")
+                f.write_str("a number, a string or a boolean")
+            }
+            fn visit_bool<E: de::Error>(self, flag: bool) -> Result<Text, E> {
+                Ok(Text(flag.to_string()))
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Text, E> {
                 Ok(Text(text.to_string()))

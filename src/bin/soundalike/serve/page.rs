@@ -11,8 +11,9 @@ use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use soundalike::Hit;
+use soundalike::explain::clock;
 use soundalike::labels::{self, LabelSet};
+use soundalike::{Explanation, Hit};
 
 use super::Shared;
 use super::ask::{self, Question};
@@ -97,7 +98,9 @@ struct Shown {
 }
 
 async fn answer(server: &Shared, form: Form) -> Result<Shown, ApiError> {
-    let question = Question::from_form(form, server.max_seconds)?;
+    let mut question = Question::from_form(form, server.max_seconds)?;
+    // The page always says why each result is there.
+    question.options.explain = true;
     let (name, hits) = ask::answer(server, question).await?;
     Ok(Shown { name, hits })
 }
@@ -176,6 +179,7 @@ fn table(shown: &Shown) -> String {
     } else {
         "distance"
     };
+    let columns = if audio { 5 } else { 4 };
     let _ = write!(
         html,
         "<table id=\"results\"><thead><tr><th>rank</th><th>{score}</th><th>labels</th>{}<th>clip</th></tr></thead><tbody>",
@@ -196,24 +200,67 @@ fn table(shown: &Shown) -> String {
             escape(&hit.label_names().join(", ")),
         );
         if let Some(at) = hit.matched_at {
-            let _ = write!(html, "<td>{}</td>", minutes(at));
+            let _ = write!(html, "<td>{}</td>", clock(at));
         }
         let _ = write!(
             html,
             "<td><a href=\"{}\" rel=\"noreferrer\">{}</a> at {}</td></tr>",
             escape(&url),
             escape(&hit.video_id),
-            minutes(hit.start_time)
+            clock(hit.start_time)
         );
+        if let Some(explanation) = &hit.explanation {
+            let _ = write!(
+                html,
+                "<tr class=\"why\"><td></td><td colspan=\"{}\">{}</td></tr>",
+                columns - 1,
+                why(explanation)
+            );
+        }
     }
     html.push_str("</tbody></table>");
     html
 }
 
-/// Seconds as m:ss.
-fn minutes(seconds: f64) -> String {
-    let whole = seconds.max(0.0).round() as u64;
-    format!("{}:{:02}", whole / 60, whole % 60)
+/// Why a result is there, under it: the labels' shares of its similarity, and the seconds that matched best.
+fn why(explanation: &Explanation) -> String {
+    let mut html = String::from("<span class=\"shares\">");
+    match &explanation.labels {
+        Some(shares) => {
+            let listed: Vec<String> = shares
+                .iter()
+                .map(|s| format!("{} {:.2}", escape(s.name), s.share))
+                .collect();
+            let _ = write!(
+                html,
+                "{}, other labels {:.2}",
+                listed.join(" · "),
+                explanation.rest.unwrap_or(0.0)
+            );
+        }
+        None => html.push_str(&escape(explanation.note.unwrap_or("no label shares"))),
+    }
+    html.push_str("</span>");
+    let pairs: Vec<String> = explanation
+        .matched
+        .iter()
+        .map(|m| {
+            format!(
+                "{} ~ {} ({:.2})",
+                clock(m.query_at),
+                clock(m.hit_at),
+                m.similarity
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let _ = write!(
+            html,
+            "; <span class=\"matched\">matched seconds (yours ~ this clip's): {}</span>",
+            pairs.join(", ")
+        );
+    }
+    html
 }
 
 /// The music labels as a datalist's options, for the label field's suggestions.
@@ -276,6 +323,6 @@ mod tests {
             _ => "B".into(),
         });
         assert_eq!(filled, "<p>&lt;b&gt;{{b}}&lt;/b&gt;</p>B");
-        assert_eq!(minutes(75.4), "1:15");
+        assert_eq!(clock(75.4), "1:15");
     }
 }
