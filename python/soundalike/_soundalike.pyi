@@ -10,7 +10,7 @@ import numpy.typing as npt
 _Path = Union[str, "os.PathLike[str]"]
 _Labels = Union[str, int, Sequence[Union[str, int]]]
 Clip = dict  # keys: video_id (str), start_time, end_time (float), labels (list[int]), embedding ((frames, 128) uint8)
-Hit = dict  # keys: rank, video_id, distance, similarity, labels, label_names, start_time, end_time, url, matched_at
+Hit = dict  # keys: rank, video_id, distance, similarity, labels, label_names, start_time, end_time, url, matched_at, explain
 
 __version__: str
 
@@ -68,6 +68,7 @@ class Index:
         search: Optional[Search] = None,
         start: Optional[float] = None,
         end: Optional[float] = None,
+        explain: bool = False,
     ) -> List[Hit]: ...
     def recommend_batch(
         self,

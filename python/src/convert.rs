@@ -85,11 +85,12 @@ impl PySearch {
     }
 }
 
-/// `k`, `labels` and `search=` as one [`QueryOptions`].
+/// `k`, `labels`, `search=` and `explain=` as one [`QueryOptions`].
 pub fn options(
     k: i64,
     labels: Option<&Bound<'_, PyAny>>,
     search: Option<&PySearch>,
+    explain: bool,
 ) -> PyResult<QueryOptions> {
     let search = search.cloned().unwrap_or(PySearch {
         method: SearchMethod::Default,
@@ -103,6 +104,7 @@ pub fn options(
         },
         search: search.method,
         rerank: search.rerank,
+        explain,
     })
 }
 

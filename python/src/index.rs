@@ -131,7 +131,7 @@ impl PyIndex {
         k: i64,
         search: Option<PyRef<'py, PySearch>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = convert::options(k, None, search.as_deref())?;
+        let options = convert::options(k, None, search.as_deref(), false)?;
         let plan = run_here(py, Asked::Files, || {
             soundalike::SearchPlan::resolve(&options, &self.index.settings()?, 0)
         })?;
@@ -182,7 +182,7 @@ impl PyIndex {
 
     /// The clips that sound most like one query, nearest first: a list of dicts with the keys of a
     /// `soundalike recommend --json` result (rank, video_id, distance, similarity on an angular index,
-    /// labels, label_names, start_time, end_time, url, and matched_at for audio).
+    /// labels, label_names, start_time, end_time, url, matched_at for audio, and explain when asked).
     ///
     /// Give exactly one query:
     ///   id: a clip of the index, by its video_id (never among its own neighbours; KeyError when absent);
@@ -194,9 +194,12 @@ impl PyIndex {
     ///
     /// k neighbours; labels: only clips with one of these labels (names or class indices); search: how to
     /// search and re-rank, a `Search` (Search(ef=40), Search(exact=True, rerank=0); None: the index's default).
+    /// explain=True: each hit also says why, as `recommend --explain --json` does: hit["explain"] holds the
+    /// labels with the largest shares of its similarity ("labels", "rest": they add up to "similarity") and the
+    /// seconds that matched best ("matched").
     #[pyo3(signature = (*, id=None, embedding=None, audio=None, k=10, labels=None, search=None, start=None,
-        end=None))]
-    // The eight keywords Python sees, one query's kinds and window among them: a struct here would only move
+        end=None, explain=false))]
+    // The nine keywords Python sees, one query's kinds and window among them: a struct here would only move
     // them into another list.
     #[allow(clippy::too_many_arguments)]
     fn recommend<'py>(
@@ -210,8 +213,9 @@ impl PyIndex {
         search: Option<PyRef<'py, PySearch>>,
         start: Option<f64>,
         end: Option<f64>,
+        explain: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = convert::options(k, labels, search.as_deref())?;
+        let options = convert::options(k, labels, search.as_deref(), explain)?;
         let given = [
             (QueryKind::Id, id.is_some()),
             (QueryKind::Embedding, embedding.is_some()),
@@ -276,7 +280,7 @@ impl PyIndex {
         distances: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let py = queries.py();
-        let options = convert::options(k, labels, search.as_deref())?;
+        let options = convert::options(k, labels, search.as_deref(), false)?;
         let (queries, asked) = batch_queries(queries, start_row(start)?)?;
         let (answers, clips) = run(py, asked, || {
             Ok((

@@ -1,6 +1,6 @@
 //! The upload page in a real browser (issue 23): Debian's `chromium`, headless, driven through `chromedriver`
 //! by fantoccini. The page is opened, the bundled WAV chosen, start and end set, the question asked and the
-//! results table read; once with JavaScript (the waveform drawn, the answer without a reload, a player on a
+//! results table read, with each result's reasons under it (issue 37); once with JavaScript (the waveform drawn, the answer without a reload, a player on a
 //! click) and once without (the plain form and the results page). Screenshots are kept in the target directory's
 //! temporary folder (target/tmp/serve-page-*.png).
 //!
@@ -125,6 +125,19 @@ async fn table_ids(client: &Client) -> Vec<String> {
     found
 }
 
+/// The text of each result's row of reasons.
+async fn why_rows(client: &Client) -> Vec<String> {
+    let mut found = Vec::new();
+    for row in client
+        .find_all(Locator::Css("#results tbody tr.why"))
+        .await
+        .unwrap()
+    {
+        found.push(row.text().await.unwrap());
+    }
+    found
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -147,9 +160,41 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
         ("start", None, b"0.5"),
         ("end", None, b"2"),
         ("k", None, b"5"),
+        ("explain", None, b"1"),
     ]);
-    let expected = ids(&served.post("/api/recommend", &content_type, &body).json());
+    let api = served.post("/api/recommend", &content_type, &body).json();
+    let expected = ids(&api);
     assert_eq!(expected.len(), 5);
+    // Under each result the page says why, as the API's explanation does: each listed label with its share,
+    // and the best-matched seconds.
+    let clock = |s: f64| format!("{}:{:02}", s.round() as u64 / 60, s.round() as u64 % 60);
+    let reasons: Vec<Vec<String>> = api["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| {
+            let why = &hit["explain"];
+            let mut parts: Vec<String> = why["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {:.2}",
+                        l["name"].as_str().unwrap(),
+                        l["share"].as_f64().unwrap()
+                    )
+                })
+                .collect();
+            let pair = &why["matched"][0];
+            parts.push(format!(
+                "{} ~ {}",
+                clock(pair["query_at"].as_f64().unwrap()),
+                clock(pair["hit_at"].as_f64().unwrap())
+            ));
+            parts
+        })
+        .collect();
 
     let driver = Driver::start(&driver);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -251,6 +296,13 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
             .await
             .expect("the results table appears");
         assert_eq!(table_ids(&client).await, expected);
+        let shown = why_rows(&client).await;
+        assert_eq!(shown.len(), reasons.len(), "a row of reasons under each result: {shown:?}");
+        for (text, parts) in shown.iter().zip(&reasons) {
+            for part in parts {
+                assert!(text.contains(part.as_str()), "{part:?} is shown: {text}");
+            }
+        }
         let page: Value = client
             .execute("return [location.pathname, document.getElementById('wave').getAttribute('data-drawn')]", vec![])
             .await
@@ -267,9 +319,9 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
         client
             .wait()
             .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("#results tr.player"))
+            .for_element(Locator::Css("#results tr.why + tr.player"))
             .await
-            .expect("a player row");
+            .expect("a player row, below the result's reasons");
         screenshot(&client, "serve-page-javascript.png").await;
         client.close().await.unwrap();
 
@@ -308,6 +360,7 @@ fn the_page_asks_about_a_chosen_window_of_a_song_with_and_without_javascript() {
             .await
             .expect("the results page");
         assert_eq!(table_ids(&client).await, expected);
+        assert_eq!(why_rows(&client).await.len(), expected.len(), "reasons without JavaScript too");
         let start = client
             .find(Locator::Css("input[name=start]"))
             .await

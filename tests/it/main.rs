@@ -20,6 +20,7 @@ mod cli;
 mod decoder;
 mod durability;
 mod embed;
+mod explain;
 mod fuzz_regressions;
 mod graph;
 mod hostile_input;
