@@ -212,7 +212,8 @@ impl<'t> Explainer<'t> {
             .map(|(i, &(j, dot))| Matched {
                 query_at: asked.first_at + i as f64 * asked.row_seconds,
                 hit_at: j as f64 * hit_seconds,
-                similarity: dot as f32 / CODE_SCALE,
+                // Rounded codes can put a frame's product with itself a hair past 1.
+                similarity: (dot as f32 / CODE_SCALE).clamp(-1.0, 1.0),
             })
             .collect();
         matched.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
@@ -225,13 +226,19 @@ impl<'t> Explainer<'t> {
         let (labels, rest, note) = match &self.labels {
             Err(why) => (None, None, Some(*why)),
             Ok(names) => {
-                let shares = match compared {
+                let mut shares = match compared {
                     Compared::Frames => pairs.shares(asked.codes, hit_codes),
                     Compared::Vectors => {
                         let hit = self.vectors.row(item).ok_or_else(|| missing("vector"))?;
                         vector_shares(&asked.vector, hit, dimensions, self.form)
                     }
                 };
+                // A clip compared with (nearly) itself can score a hair past 1 as its codes round: the hit says
+                // 1 (`Session::hits`), and its shares are scaled to add up to what it says.
+                let total: f32 = shares.iter().sum();
+                if total > 1.0 {
+                    shares.iter_mut().for_each(|s| *s /= total);
+                }
                 let (listed, rest) = listed(&shares, names);
                 (Some(listed), Some(rest), None)
             }

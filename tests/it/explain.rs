@@ -112,12 +112,20 @@ fn the_shares_add_up_to_each_hits_similarity_and_the_seconds_lie_in_both_clips()
         run.assert_ok();
         check_explained(&run.lines()[0], "vectors", clip_seconds(id));
     }
-    // An embedding from its third row on: the query's seconds count from its first row (0.96 s each).
-    let clip = clips().remove(5);
+    // An embedding of 12 rows (two clips' rows) asked from its third row on: the query's seconds count from
+    // its first row (0.96 s each).
+    let all = clips();
+    let rows: Vec<Value> = all[5]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(all[6]["embedding"].as_array().unwrap().iter().take(2))
+        .cloned()
+        .collect();
     let temp = tempfile::tempdir().unwrap();
     let file = temp.path().join("query.json");
-    std::fs::write(&file, clip.to_string()).unwrap();
-    let rows = clip["embedding"].as_array().unwrap().len();
+    std::fs::write(&file, Value::Array(rows.clone()).to_string()).unwrap();
+    let rows = rows.len();
     let run = recommend(
         shared_index(),
         &[
@@ -139,6 +147,17 @@ fn the_shares_add_up_to_each_hits_similarity_and_the_seconds_lie_in_both_clips()
         .flat_map(|hit| hit["explain"]["matched"].as_array().unwrap().clone())
         .map(|pair| pair["query_at"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min);
+    // A clip of the index given as an embedding finds itself first, at similarity 1 (its codes' rounding
+    // shared out, not added).
+    std::fs::write(&file, all[3].to_string()).unwrap();
+    let run = recommend(
+        shared_index(),
+        &["--embedding", file.to_str().unwrap(), "--explain", "--json"],
+    );
+    run.assert_ok();
+    let itself = &run.lines()[0];
+    assert_eq!(itself["results"][0]["video_id"], all[3]["video_id"]);
+    check_explained(itself, "frames", 10.0 * 0.96);
     assert!(
         earliest >= 2.0 * 0.96 - 1e-9,
         "no match before the rows asked: {earliest}"
