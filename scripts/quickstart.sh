@@ -24,6 +24,10 @@ echo "== recommend: the clips that sound most like xtGmrLOsjHk (Music, Opera), t
 "$bin" recommend --index "$out/index" --id xtGmrLOsjHk
 
 echo
+echo "== recommend --explain: why each is a neighbour (the labels sharing the similarity; query ~ hit seconds)"
+"$bin" recommend --index "$out/index" --id xtGmrLOsjHk -k 3 --explain
+
+echo
 echo "== evaluate: recall, label precision and latency of the index, on its own clips"
 "$bin" evaluate --index "$out/index" --ef 10 --search-k 100
 

@@ -170,3 +170,24 @@ def test_embed_and_audio_equal_the_clis(cli, index_dir, formula_weights):
     )[0]
     assert_same_answer(hits, answer["results"], "audio")
     assert all(h["matched_at"] == 0.0 for h in hits), "two seconds of audio: one window"
+
+
+@pytest.mark.parametrize("flags, search", [([], None), (["--rerank", "0"], soundalike.Search(rerank=0))])
+def test_explanations_equal_the_clis(cli, index_dir, clips, tmp_path, flags, search):
+    """explain=True gives each hit the CLI's `--explain` object, number for number; the shares and the rest add
+    up to the hit's similarity; without it, no key."""
+    index = soundalike.Index(index_dir)
+    opera = next(c for c in clips if c["video_id"] == OPERA)
+    file = tmp_path / "opera.json"
+    file.write_text(json.dumps(opera))
+    for query, asked in [(["--id", OPERA], dict(id=OPERA)), (["--embedding", file], dict(embedding=opera))]:
+        answer = cli.json_lines("recommend", "--index", index_dir, *query, "--explain", "--json", "-k", "5", *flags)
+        hits = index.recommend(**asked, k=5, search=search, explain=True)
+        assert_same_answer(hits, answer[0]["results"], f"explained {query[0]}")
+        for hit, result in zip(hits, answer[0]["results"]):
+            assert hit["explain"] == result["explain"], f"{query[0]}: the explanation"
+            why = hit["explain"]
+            total = sum(label["share"] for label in why["labels"]) + why["rest"]
+            assert total == pytest.approx(hit["similarity"], abs=1e-4)
+            assert why["compared"] == ("vectors" if flags else "frames")
+        assert "explain" not in index.recommend(**asked, k=1, search=search)[0]

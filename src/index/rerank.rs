@@ -86,7 +86,7 @@ pub fn chamfer(query: &[i8], candidate: &[i8], dimensions: usize) -> f32 {
     0.5 * (mean(best_q) + mean(best_c)) / (127.0 * 127.0)
 }
 
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
         sse2::dot(a, b)

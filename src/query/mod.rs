@@ -22,7 +22,7 @@ use crate::audio::EXAMPLE_SECONDS;
 use crate::audio::source::Embedded;
 use crate::clip;
 use crate::error::{Result, UsageError, not_found};
-use crate::explain::{Explainer, Explanation};
+use crate::explain::{Asked, Explainer};
 use crate::hit::Hit;
 use crate::index::plan::SearchPlan;
 pub use crate::index::plan::{QueryOptions, SearchMethod};
@@ -760,6 +760,8 @@ impl<'r> Session<'r> {
         asked: impl Fn(usize) -> Option<(&'q Resolved, f64)>,
     ) -> Result<Vec<Hit>> {
         let metric = self.snapshot.settings.metric;
+        // The query side of the explanations, made once per query rather than per hit.
+        let mut explaining: Option<(*const Resolved, Asked)> = None;
         found
             .into_iter()
             .take(self.plan.count)
@@ -775,7 +777,13 @@ impl<'r> Session<'r> {
                 };
                 let explanation = match (&self.explainer, asked(rank)) {
                     (Some(explainer), Some((query, first_at))) => {
-                        Some(self.explain(explainer, query, first_at, item, &meta.video_id)?)
+                        let made = match explaining.take() {
+                            Some((made_for, asked)) if std::ptr::eq(made_for, query) => asked,
+                            _ => self.asked(explainer, query, first_at)?,
+                        };
+                        let explained = explainer.explain(&made, item, &meta.video_id)?;
+                        explaining = Some((query, made));
+                        Some(explained)
                     }
                     _ => None,
                 };
@@ -793,23 +801,20 @@ impl<'r> Session<'r> {
             .collect()
     }
 
-    /// Why clip `item` (named `video_id`) answers `query`, whose first frame is `first_at` seconds into it.
-    fn explain(
+    /// `query`, whose first frame is `first_at` seconds into it, as its hits' explanations see it.
+    fn asked<'e>(
         &self,
-        explainer: &Explainer,
-        query: &Resolved,
+        explainer: &'e Explainer,
+        query: &'e Resolved,
         first_at: f64,
-        item: u32,
-        video_id: &str,
-    ) -> Result<Explanation> {
-        let asked = match query {
+    ) -> Result<Asked<'e>> {
+        Ok(match query {
             Resolved::Item(asked) => {
                 let asked_id = self.records.get(*asked)?.video_id;
                 explainer.for_item(*asked, &asked_id)?
             }
             Resolved::Vector(vector) => explainer.for_vector(vector, first_at),
-        };
-        Ok(explainer.explain(&asked, item, video_id)?)
+        })
     }
 
     /// How this session searches: the plan its options made on this index.
