@@ -34,7 +34,9 @@ use crate::index::tables::{Tables, held_or_load};
 use crate::index::vector::Metric;
 use crate::labels;
 
+mod searcher;
 mod windows;
+use searcher::AnySearcher;
 use windows::{audio_window_starts, audio_windows};
 
 /// An open index: a handle on its directory's LMDB environment, opened once and shared by every question and
@@ -546,42 +548,6 @@ impl Reader {
             plan,
             explainer,
         })
-    }
-}
-
-/// A searcher of whichever distance the index uses.
-enum AnySearcher<'t> {
-    Cosine(Searcher<'t, arroy::distances::Cosine>),
-    Euclidean(Searcher<'t, arroy::distances::Euclidean>),
-    Manhattan(Searcher<'t, arroy::distances::Manhattan>),
-    Dot(Searcher<'t, arroy::distances::DotProduct>),
-}
-
-macro_rules! any_searcher_from {
-    ($($variant:ident => $d:ty),+) => {$(
-        impl<'t> From<Searcher<'t, $d>> for AnySearcher<'t> {
-            fn from(searcher: Searcher<'t, $d>) -> Self {
-                AnySearcher::$variant(searcher)
-            }
-        }
-    )+};
-}
-
-any_searcher_from!(
-    Cosine => arroy::distances::Cosine,
-    Euclidean => arroy::distances::Euclidean,
-    Manhattan => arroy::distances::Manhattan,
-    Dot => arroy::distances::DotProduct
-);
-
-impl AnySearcher<'_> {
-    fn nearest(&mut self, targets: &[Target]) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
-        match self {
-            AnySearcher::Cosine(s) => s.nearest(targets),
-            AnySearcher::Euclidean(s) => s.nearest(targets),
-            AnySearcher::Manhattan(s) => s.nearest(targets),
-            AnySearcher::Dot(s) => s.nearest(targets),
-        }
     }
 }
 
