@@ -9,8 +9,7 @@
 //! The lists come from the NN-descent k-nearest-neighbour graph (`nndescent`), pruned as PyNNDescent and
 //! HNSW do: a neighbour is dropped when a nearer kept neighbour is closer to it than the clip is (the path
 //! through that neighbour reaches it anyway), and every kept edge is also added backwards, so that each clip can
-//! be reached and the lists point in all directions rather than into the densest spot nearby. Then each clip's
-//! list is chosen once more, as NSG and Vamana do, from what a walk over those lists finds from the clip.
+//! be reached and the lists point in all directions rather than into the densest spot nearby.
 
 use std::borrow::Cow;
 use std::cmp::{Ordering, Reverse};
@@ -40,11 +39,6 @@ const PRUNE_ALPHA: f32 = 1.3;
 pub const LEAF_SIZE: usize = 32;
 /// Random-projection trees seeding NN-descent.
 const TREES: usize = 6;
-/// The breadth of the walk from each clip that refines its list once NN-descent's lists are pruned: its
-/// candidates are then what a walk finds, not only NN-descent's approximate nearest (at 300,000 spread-out
-/// clips, held-out recall@10 at breadth 48 went from 0.959 to 0.966 for ~35% more build time; docs/bench-log.md,
-/// "The neighbour graph refined").
-const REFINE_EF: usize = 64;
 /// The walk's breadth when an append links a new clip into the graph.
 pub const INSERT_EF: usize = 64;
 /// Entry points the forest gives the walk that links an appended clip into the graph.
@@ -76,48 +70,7 @@ pub fn build(
     };
     let knn = nndescent::build(vectors, count, &params, Some(tree), report);
     report("pruning the neighbour graph");
-    let distance = pair_distance(vectors.metric());
-    let lists = from_knn(&knn, vectors, distance, DEGREE);
-    report("refining the neighbour graph");
-    refine(&lists, vectors, distance, DEGREE, REFINE_EF)
-}
-
-/// The lists again, each node's candidates now what a walk of breadth `ef` from the node finds on `lists`,
-/// with its present list, diversified and joined with the reverse edges as [`from_knn`] does. Each node's walk
-/// reads only the old lists, so the result does not depend on the threads.
-fn refine(
-    lists: &[u32],
-    vectors: &Matrix,
-    distance: PairDistance,
-    degree: usize,
-    ef: usize,
-) -> Vec<u32> {
-    let nodes = lists.len() / degree.max(1);
-    let graph = Graph::new(degree, vec![Cow::Borrowed(lists)], nodes.max(1));
-    let forward: Vec<Vec<(u32, f32)>> = (0..nodes as u32)
-        .into_par_iter()
-        .map_init(Walk::default, |walk, node| {
-            let Some(query) = vectors.row(node) else {
-                return Vec::new();
-            };
-            let mut space = Exact {
-                vectors,
-                distance,
-                query,
-            };
-            let mut found = search(&graph, &mut space, &[node], ef, walk, |n| n != node);
-            found.extend(
-                graph
-                    .neighbours(node)
-                    .iter()
-                    .filter_map(|&n| Some((n, distance(query, vectors.row(n)?)))),
-            );
-            found.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            found.dedup_by_key(|e| e.0);
-            diversify(&found, vectors, distance, degree)
-        })
-        .collect();
-    join(forward, vectors, distance, degree)
+    from_knn(&knn, vectors, pair_distance(vectors.metric()), DEGREE)
 }
 
 /// The stored lists: node `i`'s at `[i * degree..(i + 1) * degree]` of the concatenated blocks, unused slots
@@ -391,18 +344,6 @@ pub fn from_knn(
             diversify(&sorted, vectors, distance, degree)
         })
         .collect();
-    join(forward, vectors, distance, degree)
-}
-
-/// The lists to store from each node's diversified list (`forward`): with the diversified reverse edges,
-/// nearest first, cut to `degree`.
-fn join(
-    forward: Vec<Vec<(u32, f32)>>,
-    vectors: &Matrix,
-    distance: PairDistance,
-    degree: usize,
-) -> Vec<u32> {
-    let nodes = forward.len();
     let mut backward: Vec<Vec<(u32, f32)>> = vec![Vec::new(); nodes];
     for (node, list) in forward.iter().enumerate() {
         for &(next, d) in list {
