@@ -268,6 +268,8 @@ struct Pairs {
 impl Pairs {
     fn new(query: &[i8], hit: &[i8], dimensions: usize) -> Pairs {
         let (nq, nh) = (query.len() / dimensions, hit.len() / dimensions);
+        // A side without frames pairs nothing (and no frame of it may be named as the other's partner).
+        let (nq, nh) = if nq == 0 || nh == 0 { (0, 0) } else { (nq, nh) };
         let mut best_for_query = vec![(0, i32::MIN); nq];
         let mut best_for_hit = vec![(0, i32::MIN); nh];
         for (i, q) in query.chunks_exact(dimensions).enumerate() {
@@ -380,6 +382,10 @@ mod tests {
         assert!((total - chamfer(&query, &hit, d)).abs() < 1e-5, "{total}");
         assert_eq!(pairs.best_for_query.len(), 4);
         assert!(pairs.best_for_query.iter().all(|&(j, _)| j < 7));
+        // No frames on one side: nothing paired, every share 0, no panic.
+        let none = Pairs::new(&[], &hit, d);
+        assert!(none.best_for_query.is_empty() && none.best_for_hit.is_empty());
+        assert!(none.shares(&[], &hit).iter().all(|&s| s == 0.0));
     }
 
     #[test]
