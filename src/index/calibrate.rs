@@ -4,7 +4,7 @@
 //! How wide a walk must be to find a new vector's ten nearest clips depends on the data as much as on its size:
 //! one breadth fitted on one generator's clips fell short on another's (docs/bench-log.md, "A breadth measured
 //! on the index"). So the build asks the index questions it does not hold the answers to, and stores the
-//! narrowest breadth whose walks found [`TARGET_RECALL`] of the exact scan's neighbours. The questions are made
+//! narrowest breadth whose walks found [`PROBE_RECALL`] of the exact scan's neighbours. The questions are made
 //! from the index's own vectors, each as a new song would lie: as far from a clip as that clip's nearest other
 //! clip lies from it, or a little farther ([`AWAY`]), in the direction of another clip (so within the space the
 //! clips span, not off it). Probes nearer their clip (a fraction of the way to another clip) were easier than
@@ -25,9 +25,15 @@ use crate::index::search::{Searcher, Target};
 use crate::index::store::{Calibration, Settings, Store, with_distance};
 use crate::index::tables::{Needs, Tables};
 
-/// The recall@10 the stored breadth reaches on the probes: the 0.95 asked of real held-out queries, the
-/// probes' being at least as hard the margin (docs/bench-log.md, "A breadth measured on the index").
+/// The recall@10 asked of real held-out queries at the stored breadth.
 pub const TARGET_RECALL: f64 = 0.95;
+
+/// The recall@10 the stored breadth must reach on the probes: the target and a margin. Why a margin: on
+/// `synth --mix 3` the probes were up to 0.01 easier than its held-out clips once the graph was refined along
+/// walks' paths (at 100,000 clips 0.956 on the probes where the held-out clips found 0.946 at the same breadth),
+/// while on every other set measured they were as hard or harder (docs/bench-log.md, "Islands: the graph refined
+/// along the paths").
+pub const PROBE_RECALL: f64 = TARGET_RECALL + 0.01;
 
 /// Probes asked: enough that the measured recall moves by less than the margin from one seed to another.
 const PROBES: usize = 600;
@@ -144,7 +150,7 @@ fn measure<D: arroy::Distance>(
         let ef = NonZeroUsize::new(breadth).unwrap_or(NonZeroUsize::MIN);
         measured.breadth = breadth;
         measured.recall = recall(&nearest(SearchMethod::Graph { ef })?, &truth);
-        if measured.recall >= TARGET_RECALL {
+        if measured.recall >= PROBE_RECALL {
             break;
         }
     }
