@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use crate::error::{damaged, in_index};
 use crate::index::codes::{self, CodedQuery, Codes};
 use crate::index::entry::{self, Layers};
-use crate::index::graph::{self, Graph, Walk};
+use crate::index::graph::{self, Graph, Space, Walk};
 use crate::index::plan::{Search, SearchPlan};
 use crate::index::projection::QueryVector;
 use crate::index::rerank::{self, FrameCodes};
@@ -39,6 +39,9 @@ pub enum Target<'q> {
     /// A clip given by its rows, in the index's terms (`ClipForm::query`): its vector, and its frames for the
     /// re-rank.
     Vector(&'q QueryVector),
+    /// A clip of the index asked as a vector it does not hold (the build's calibration): its own vector, walked
+    /// from the upper layers as a new vector's is, through a graph without it.
+    Absent(u32),
 }
 
 /// Only clips carrying one of some labels: as a set for the forest and a flag per item for the scans.
@@ -136,9 +139,11 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             .zip(found)
             .map(|(target, candidates)| {
                 let query = match target {
-                    Target::Item(item) => frames.row(*item).ok_or_else(|| {
-                        damaged(&self.store.dir, format!("no frames for clip {item}"))
-                    })?,
+                    Target::Item(item) | Target::Absent(item) => {
+                        frames.row(*item).ok_or_else(|| {
+                            damaged(&self.store.dir, format!("no frames for clip {item}"))
+                        })?
+                    }
                     Target::Vector(query) => &query.codes[..],
                 };
                 let mut ranked = rerank::rerank(&candidates, query, frames);
@@ -172,7 +177,9 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             let queries: Vec<scan::Query> = targets
                 .iter()
                 .map(|t| match t {
-                    Target::Item(item) => item_query(matrix, *item, self.store),
+                    Target::Item(item) | Target::Absent(item) => {
+                        item_query(matrix, *item, self.store)
+                    }
                     Target::Vector(query) => Ok(scan::Query {
                         vector: &query.vector,
                         exclude: None,
@@ -204,7 +211,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
             return Ok(Vec::new());
         };
         let hits = match target {
-            Target::Item(item) => {
+            Target::Item(item) | Target::Absent(item) => {
                 // Ask for one more: the clip itself comes back and is dropped.
                 let mut query = reader.nns(count + 1);
                 query.search_k(search_k);
@@ -231,10 +238,14 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
 
     fn walk(&mut self, target: &Target) -> Result<Vec<(u32, f32)>> {
         let (query, exclude, entries) = match target {
-            Target::Item(item) => {
+            Target::Item(item) | Target::Absent(item) => {
                 let matrix = self.matrix.as_ref().ok_or_else(|| anyhow!("no vectors"))?;
                 let query = item_query(matrix, *item, self.store)?.vector.to_vec();
-                (query, Some(*item), vec![*item])
+                let entries = match target {
+                    Target::Item(_) => vec![*item],
+                    _ => Vec::new(),
+                };
+                (query, Some(*item), entries)
             }
             Target::Vector(vector) => {
                 // Its walk starts from the nearest pivots, found below once the query is coded.
@@ -267,7 +278,7 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         });
         let ef = self
             .plan
-            .walk(matches!(target, Target::Vector(_)))
+            .walk(!matches!(target, Target::Item(_)))
             .unwrap_or(count)
             .saturating_mul(share)
             .min(graph.nodes().max(1));
@@ -281,11 +292,45 @@ impl<'t, D: arroy::Distance> Searcher<'t, D> {
         } else {
             entries
         };
-        let mut found = graph::search(graph, &mut space, &entries, ef, &mut self.walk, accept);
+        let mut found = match target {
+            Target::Absent(item) => {
+                let mut without = Without {
+                    space: &mut space,
+                    node: *item,
+                };
+                graph::search(graph, &mut without, &entries, ef, &mut self.walk, accept)
+            }
+            _ => graph::search(graph, &mut space, &entries, ef, &mut self.walk, accept),
+        };
         found.truncate(EXACT_PER_ANSWER * count);
         let mut exact = codes::rerank(found, matrix, distance, &query);
         exact.truncate(count);
         Ok(exact)
+    }
+}
+
+/// A space without one of its nodes: a walk neither compares it nor passes through it.
+struct Without<'s, S: Space> {
+    space: &'s mut S,
+    node: u32,
+}
+
+impl<S: Space> Space for Without<'_, S> {
+    fn nodes(&self) -> usize {
+        self.space.nodes()
+    }
+
+    #[inline]
+    fn distance(&mut self, node: u32) -> Option<f32> {
+        if node == self.node {
+            return None;
+        }
+        self.space.distance(node)
+    }
+
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        self.space.prefetch(node);
     }
 }
 
