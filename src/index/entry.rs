@@ -507,6 +507,42 @@ mod tests {
     }
 
     #[test]
+    fn an_index_built_before_the_greedy_descent_keeps_its_wider_walks() {
+        // Its one layer has more nodes than a top layer has now (2,500 of 20,000 clips): walked with breadth 32,
+        // it leads to eight entry points, as when its breadth was measured.
+        let count = 20_000;
+        let (rows, queries) = clustered(count, 20);
+        let vectors = Matrix::new(
+            DIMENSIONS,
+            Metric::Angular,
+            vec![Cow::Borrowed(&rows[..])],
+            count,
+        );
+        let quantizer = Quantizer::fit(&rows, DIMENSIONS);
+        let codes = Codes::new(
+            quantizer.clone(),
+            vec![Cow::Owned(quantizer.encode_all(&rows))],
+            count,
+        );
+        let lists = build_layer(&vectors, count, STRIDE, 1).unwrap();
+        let nodes = count.div_ceil(STRIDE);
+        assert!(nodes > TOP_NODES);
+        let earlier = Layers {
+            layers: vec![Layer {
+                stride: STRIDE,
+                graph: Graph::new(DEGREE, vec![Cow::Borrowed(&lists[..])], nodes),
+                codes: None,
+            }],
+            pivots: None,
+        };
+        let mut walk = Walk::default();
+        for query in &queries {
+            let mut space = CodedQuery::new(&codes, Metric::Angular, query);
+            assert_eq!(entries(&mut space, &earlier, &mut walk).len(), ENTRY_POINTS);
+        }
+    }
+
+    #[test]
     fn the_upper_walk_finds_the_sampled_clips_nearest_a_new_vector() {
         let count = 16_000;
         let (rows, queries) = clustered(count, 200);

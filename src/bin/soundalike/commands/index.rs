@@ -158,8 +158,8 @@ pub fn run(args: &IndexArgs) -> Result<Built> {
         );
         if let Some(measured) = built.held_out {
             say!(
-                "index: a new vector's walk takes {} by default (recall@10 {:.3} on {} probes made from the \
-                 index's clips)",
+                "index: a new vector's walk takes {} by default (recall@10 {:.3} on {} of its clips asked \
+                 as held out)",
                 measured.breadth,
                 measured.recall,
                 measured.probes
