@@ -97,7 +97,10 @@ pub const DEFAULT_EF: usize = 16;
 
 /// The default breadth for a query that is not a clip of the index (an embedding, an audio window, a held-out
 /// clip) among `clips`: 32 up to 250,000 clips, and 32 more for each doubling past that (64 at 500,000, 96 at
-/// 1,000,000), or 16 more when the candidates are `reranked` (64 at 1,000,000). Its walk starts from the upper
+/// 1,000,000); when the candidates are `reranked`, 40 and 16 more per doubling (72 at 1,000,000): 40 since the
+/// upper layers are descended greedily, where 32 found 0.969 of the held-out neighbours at 200,000 clips and 40
+/// 0.978, more than the 0.975 of 32 with the earlier start, and at more queries a second (docs/bench-log.md,
+/// "The start: a greedy descent"). Its walk starts from the upper
 /// layers' nearest clips (`entry`) rather than from itself, and the same queries need a wider walk as the index
 /// grows: these breadths are the narrowest that kept held-out recall@10 at or above 0.95, with `--projection
 /// none --rerank 0` and with the defaults, at every size measured (BENCHMARKS.md, "A new song's query (held
@@ -107,8 +110,8 @@ pub const DEFAULT_EF: usize = 16;
 /// [`DEFAULT_EF`].
 pub fn default_ef_new(clips: u64, reranked: bool) -> usize {
     let doublings = (clips as f64 / 250_000.0).log2().max(0.0);
-    let per_doubling = if reranked { 16.0 } else { 32.0 };
-    (32.0 + per_doubling * doublings).round() as usize
+    let (base, per_doubling) = if reranked { (40.0, 16.0) } else { (32.0, 32.0) };
+    (base + per_doubling * doublings).round() as usize
 }
 
 /// How neighbours are found.
@@ -308,6 +311,6 @@ mod tests {
                 .collect()
         };
         assert_eq!(breadths(false), [32, 32, 32, 64, 96, 128]);
-        assert_eq!(breadths(true), [32, 32, 32, 48, 64, 80]);
+        assert_eq!(breadths(true), [40, 40, 40, 56, 72, 88]);
     }
 }

@@ -63,9 +63,9 @@ pub struct RecommendArgs {
     ///
     /// More is slower and more accurate. Without --ef, --search-k or --exact the search is the exact scan up
     /// to 2M stored floats (about 16,000 clips of 128 dimensions), where it is fast, and above that the
-    /// graph with ef max(16, k), or for an embedding or audio (a query not in the index) at least 32, and 32
-    /// more for each doubling of the clips past 250,000 (96 at 1,000,000; 16 more when re-ranked, the
-    /// default: 64 at 1,000,000).
+    /// graph with ef max(16, k), or for an embedding or audio (a query not in the index) re-ranked (the
+    /// default) at least 40, and 16 more for each doubling of the clips past 250,000 (72 at 1,000,000);
+    /// with --rerank 0 the breadth the build measured on the index (`info` shows it).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with_all = ["exact", "search_k"])]
     pub ef: Option<u64>,
 
