@@ -432,6 +432,7 @@ impl Store {
     pub fn write_code_rows(
         &self,
         wtxn: &mut RwTxn,
+        settings: &Settings,
         quantizer: &Quantizer,
         rows: &[f32],
     ) -> Result<()> {
@@ -442,6 +443,7 @@ impl Store {
         self.put_all_rows(
             wtxn,
             self.codes,
+            settings,
             dimensions,
             0..rows.len() / dimensions,
             |item, block| {

@@ -107,6 +107,12 @@ pub fn in_upper_layers(item: u32) -> bool {
 }
 
 /// The spacing of `pivots` nodes spread evenly over `nodes` (1 when there are fewer nodes).
+/// Where the upper layers' codes start in their value: after the two words of its header, and from format 6 at
+/// the index's block pad, which puts the rows on cache lines as it does the clips' (store, `BLOCK_PAD`).
+fn layer_codes_start(settings: &Settings) -> usize {
+    settings.block_pad().max(8)
+}
+
 fn spacing(nodes: usize, pivots: usize) -> usize {
     (nodes / pivots.max(1)).max(1)
 }
@@ -324,8 +330,8 @@ impl Store {
     }
 
     /// Lends `layers` their codes and the pivots', when the index has them: after a header of two little-endian
-    /// u32 (the count of layers, and which nodes of the top layer are pivots: every n-th), each layer's nodes'
-    /// codes in node order, bottom first, then the pivots'.
+    /// u32 (the count of layers, and which nodes of the top layer are pivots: every n-th), zeros up to
+    /// [`layer_codes_start`], each layer's nodes' codes in node order, bottom first, then the pivots'.
     fn load_layer_codes<'t>(
         &self,
         rtxn: &'t RoTxn,
@@ -348,7 +354,7 @@ impl Store {
         }
         let quantizer = self.quantizer(rtxn, settings)?;
         let row = settings.dimensions;
-        let mut at: usize = 8;
+        let mut at = layer_codes_start(settings);
         let mut take = |rows: usize| -> Result<Codes<'t>> {
             let end = span_end(at, rows, row).ok_or_else(damaged)?;
             let block = bytes.get(at..end).ok_or_else(damaged)?;
@@ -386,6 +392,7 @@ impl Store {
             let mut bytes = Vec::new();
             bytes.extend_from_slice(&(layers.layers.len() as u32).to_le_bytes());
             bytes.extend_from_slice(&(every as u32).to_le_bytes());
+            bytes.resize(layer_codes_start(settings), 0);
             let missing = || damaged(&self.dir, "an upper layer holds a clip without a code");
             let mut copy = |item: usize| -> Result<()> {
                 let code = u32::try_from(item).ok().and_then(|i| codes.row(i));

@@ -563,21 +563,23 @@ impl Store {
         ))
     }
 
-    /// Stores the given blocks of `lists` (`degree` slots per clip, clip `i` at `i * degree`) in the graph table.
+    /// Stores the given blocks of `lists` (`settings.graph_degree` slots per clip, clip `i` at `i * degree`) in
+    /// the graph table, each after the index's pad ([`Settings::block_pad`]).
     pub fn write_graph(
         &self,
         wtxn: &mut RwTxn,
-        degree: usize,
+        settings: &Settings,
         lists: &[u32],
         blocks: impl IntoIterator<Item = u32>,
     ) -> Result<()> {
-        let block_len = VECTOR_BLOCK_ROWS as usize * degree;
+        let block_len = VECTOR_BLOCK_ROWS as usize * settings.graph_degree;
         for block in blocks {
             let start = block as usize * block_len;
             let Some(values) = lists.get(start..(start + block_len).min(lists.len())) else {
                 continue;
             };
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let mut bytes = vec![0; settings.block_pad()];
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
             self.graph.put(wtxn, &block, &bytes)?;
         }
         Ok(())

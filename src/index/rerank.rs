@@ -183,31 +183,40 @@ impl Store {
     pub fn write_frame_rows<'c>(
         &self,
         wtxn: &mut RwTxn,
+        settings: &Settings,
         width: usize,
         items: Range<usize>,
         row: impl Fn(usize) -> Result<&'c [i8]>,
     ) -> Result<()> {
-        self.put_all_rows(wtxn, self.frames_table()?, width, items, |item, block| {
-            let codes = row(item)?;
-            if codes.len() != width {
-                bail!("item {item} has {} frame codes, not {width}", codes.len());
-            }
-            block.extend_from_slice(bytemuck::cast_slice(codes));
-            Ok(())
-        })
+        self.put_all_rows(
+            wtxn,
+            self.frames_table()?,
+            settings,
+            width,
+            items,
+            |item, block| {
+                let codes = row(item)?;
+                if codes.len() != width {
+                    bail!("item {item} has {} frame codes, not {width}", codes.len());
+                }
+                block.extend_from_slice(bytemuck::cast_slice(codes));
+                Ok(())
+            },
+        )
     }
 
     /// Stores appended or replaced clips' frame codes, rewriting only the blocks they fall in.
     pub fn write_frames(
         &self,
         wtxn: &mut RwTxn,
-        width: usize,
+        settings: &Settings,
         updates: &BTreeMap<u32, Vec<i8>>,
     ) -> Result<()> {
+        let width = settings.frames * settings.projection.dimensions;
         let rows = updates
             .iter()
             .map(|(&item, codes)| (item, bytemuck::cast_slice::<i8, u8>(codes).to_vec()));
-        self.put_rows(wtxn, self.frames_table()?, width, rows)
+        self.put_rows(wtxn, self.frames_table()?, settings, width, rows)
     }
 }
 

@@ -215,7 +215,7 @@ fn write_more<D: arroy::Distance>(
             dirty.extend(changed.into_iter().map(|n| n / VECTOR_BLOCK_ROWS));
         }
     }
-    store.write_graph(&mut wtxn, degree, &lists, dirty)?;
+    store.write_graph(&mut wtxn, &settings, &lists, dirty)?;
     if replaced > 0 {
         // A replaced clip may be a node of an upper layer, whose copy of its code is now stale.
         store.write_layer_codes(&mut wtxn, &settings)?;
@@ -348,8 +348,7 @@ impl<D: arroy::Distance> AppendWriter<'_, D> {
                 .map(|(clip, &item)| (item, Cow::Borrowed(&clip.meta))),
         )?;
         store.write_vectors(wtxn, &self.settings, &vectors)?;
-        let width = self.settings.frames * self.settings.projection.dimensions;
-        store.write_frames(wtxn, width, &frame_codes)?;
+        store.write_frames(wtxn, &self.settings, &frame_codes)?;
         Ok(())
     }
 }

@@ -239,7 +239,7 @@ fn write_new<D: arroy::Distance>(
     for first in (0..count).step_by(FRAME_ROWS_PER_WRITE) {
         let mut wtxn = store.env.write_txn()?;
         let items = first..count.min(first + FRAME_ROWS_PER_WRITE);
-        store.write_frame_rows(&mut wtxn, frame_width, items, |item| {
+        store.write_frame_rows(&mut wtxn, &settings, frame_width, items, |item| {
             Ok(frames.row(layout.items[item] as usize))
         })?;
         wtxn.commit()
@@ -305,9 +305,9 @@ fn write_new<D: arroy::Distance>(
             settings.clips = count as u64;
             settings.next_item = count as u32;
             store.update_labels(&mut wtxn, &labels)?;
-            store.write_vector_rows(&mut wtxn, dimensions, &laid_out)?;
+            store.write_vector_rows(&mut wtxn, &settings, &laid_out)?;
             let quantizer = Quantizer::fit(&laid_out, dimensions);
-            store.write_code_rows(&mut wtxn, &quantizer, &laid_out)?;
+            store.write_code_rows(&mut wtxn, &settings, &quantizer, &laid_out)?;
             if let Some(projection) = &form.projection {
                 store.write_projection(&mut wtxn, projection)?;
             }
@@ -329,7 +329,7 @@ fn write_new<D: arroy::Distance>(
             Ok((lists, wtxn))
         })?;
     let blocks = count.div_ceil(VECTOR_BLOCK_ROWS as usize) as u32;
-    store.write_graph(&mut wtxn, settings.graph_degree, &lists, 0..blocks)?;
+    store.write_graph(&mut wtxn, &settings, &lists, 0..blocks)?;
     store.write_layers(&mut wtxn, entry::DEGREE, &layers)?;
     store.write_layer_codes(&mut wtxn, &settings)?;
     let read = count as u64 + replaced;

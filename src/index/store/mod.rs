@@ -318,11 +318,15 @@ impl Store {
         let mut blocks = Vec::new();
         let mut values = 0;
         let bounds = self.env.bounds();
+        let pad = settings.block_pad();
         for (n, entry) in table.iter(rtxn)?.enumerate() {
-            let (key, bytes) = entry?;
+            let (key, value) = entry?;
             if let Some(bounds) = bounds {
-                bounds.check(bytes, &self.dir)?;
+                bounds.check(value, &self.dir)?;
             }
+            let bytes = value
+                .get(pad..)
+                .ok_or_else(|| damaged(format!("has a block of {} bytes", value.len())))?;
             let values_here: Cow<'t, [T]> = match bytemuck::try_cast_slice::<u8, T>(bytes) {
                 Ok(values) if cfg!(target_endian = "little") => Cow::Borrowed(values),
                 _ if bytes.len() % std::mem::size_of::<T>() == 0 => Cow::Owned(
@@ -351,22 +355,25 @@ impl Store {
     }
 
     /// Stores the rows of `items` (a range starting at a block's first item), `row_bytes` bytes each, row `i`
-    /// holding item `i`, in blocks of [`VECTOR_BLOCK_ROWS`]; `row(i, block)` appends item `i`'s bytes to the block
-    /// being filled. A block at a time, never the whole table: at a million clips a table's bytes in one piece
-    /// would be up to 1.5 GB on top of what the build holds.
+    /// holding item `i`, in blocks of [`VECTOR_BLOCK_ROWS`] after the index's pad ([`Settings::block_pad`]);
+    /// `row(i, block)` appends item `i`'s bytes to the block being filled. A block at a time, never the whole
+    /// table: at a million clips a table's bytes in one piece would be up to 1.5 GB on top of what the build holds.
     pub(in crate::index) fn put_all_rows(
         &self,
         wtxn: &mut RwTxn,
         table: Database<'static, U32<BE>, Bytes>,
+        settings: &Settings,
         row_bytes: usize,
         items: Range<usize>,
         mut row: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         let block_rows = VECTOR_BLOCK_ROWS as usize;
         debug_assert_eq!(items.start % block_rows, 0);
-        let mut bytes = Vec::with_capacity(block_rows * row_bytes);
+        let pad = settings.block_pad();
+        let mut bytes = Vec::with_capacity(pad + block_rows * row_bytes);
         for start in items.clone().step_by(block_rows) {
             bytes.clear();
+            bytes.resize(pad, 0);
             for item in start..items.end.min(start + block_rows) {
                 row(item, &mut bytes)?;
             }
@@ -375,14 +382,17 @@ impl Store {
         Ok(())
     }
 
-    /// Stores rows (item, `row_bytes` bytes) in ascending item order, rewriting only the blocks they fall in.
+    /// Stores rows (item, `row_bytes` bytes) in ascending item order, rewriting only the blocks they fall in
+    /// (each after the pad the index has, [`Settings::block_pad`]).
     pub(in crate::index) fn put_rows(
         &self,
         wtxn: &mut RwTxn,
         table: Database<'static, U32<BE>, Bytes>,
+        settings: &Settings,
         row_bytes: usize,
         updates: impl IntoIterator<Item = (u32, Vec<u8>)>,
     ) -> Result<()> {
+        let pad = settings.block_pad();
         let mut current: Option<(u32, Vec<u8>)> = None;
         for (item, row) in updates {
             let block = item / VECTOR_BLOCK_ROWS;
@@ -393,11 +403,11 @@ impl Store {
                 let bytes = table
                     .get(wtxn, &block)?
                     .map(<[u8]>::to_vec)
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| vec![0; pad]);
                 current = Some((block, bytes));
             }
             if let Some((_, bytes)) = current.as_mut() {
-                let start = (item % VECTOR_BLOCK_ROWS) as usize * row_bytes;
+                let start = pad + (item % VECTOR_BLOCK_ROWS) as usize * row_bytes;
                 if bytes.len() < start + row_bytes {
                     bytes.resize(start + row_bytes, 0);
                 }
@@ -465,8 +475,9 @@ pub(in crate::index) fn le_word(bytes: &[u8], at: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::format::BLOCK_PAD;
     use super::*;
-    use crate::index::build::{ClipInput, IndexBuilder};
+    use crate::index::build::{BuildOptions, ClipInput, IndexBuilder, ProjectionChoice};
     use crate::index::hash::hash;
 
     /// Clips `items` as JSON Lines: ten frames of pseudo-random bytes each (`salt` varies them), video ids
@@ -538,6 +549,125 @@ mod tests {
         let again = clips(number..number + 1, 2) + &clips(17_000..17_001, 2);
         let built = IndexBuilder::new(&dir).append(input(&again)).unwrap();
         assert_eq!((built.added, built.replaced), (2, 1));
+        assert_copies_match(&dir);
+    }
+
+    /// Every clip's rows as the index reads them (code, vector, neighbour list, frame codes), then the upper
+    /// layers' codes: what must not change with the blocks' layout.
+    fn rows(dir: &Path) -> Vec<Vec<u8>> {
+        let (store, settings) = Store::open(dir).unwrap();
+        let rtxn = store.env.read_txn().unwrap();
+        let codes = store.load_codes(&rtxn, &settings).unwrap();
+        let vectors = store.load_vectors(&rtxn, &settings).unwrap();
+        let graph = store.load_graph(&rtxn, &settings).unwrap();
+        let frames = store.load_frames(&rtxn, &settings).unwrap();
+        let mut rows = Vec::new();
+        for item in 0..settings.next_item {
+            rows.push(codes.row(item).unwrap().to_vec());
+            rows.push(bytemuck::cast_slice(vectors.row(item).unwrap()).to_vec());
+            rows.push(bytemuck::cast_slice(graph.neighbours(item)).to_vec());
+            rows.push(bytemuck::cast_slice(frames.row(item).unwrap()).to_vec());
+        }
+        let layers = store.load_layers(&rtxn, &settings).unwrap();
+        for layer in &layers.layers {
+            let own = layer.codes.as_ref().unwrap();
+            rows.extend((0..own.rows() as u32).map(|node| own.row(node).unwrap().to_vec()));
+        }
+        rows
+    }
+
+    /// Where the rows of the first block of each table (a full block: an overflow value) start, as offsets
+    /// within a 64-byte cache line.
+    fn line_offsets(dir: &Path) -> Vec<usize> {
+        let (store, settings) = Store::open(dir).unwrap();
+        let rtxn = store.env.read_txn().unwrap();
+        let codes = store.load_codes(&rtxn, &settings).unwrap();
+        let vectors = store.load_vectors(&rtxn, &settings).unwrap();
+        let graph = store.load_graph(&rtxn, &settings).unwrap();
+        let layers = store.load_layers(&rtxn, &settings).unwrap();
+        let layer_codes = layers.layers[0].codes.as_ref().unwrap();
+        [
+            codes.row(0).unwrap().as_ptr() as usize,
+            codes.row(1000).unwrap().as_ptr() as usize,
+            vectors.row(0).unwrap().as_ptr() as usize,
+            graph.neighbours(0).as_ptr() as usize,
+            graph.neighbours(1000).as_ptr() as usize,
+            layer_codes.row(0).unwrap().as_ptr() as usize,
+            layer_codes.row(100).unwrap().as_ptr() as usize,
+        ]
+        .iter()
+        .map(|address| address % 64)
+        .collect()
+    }
+
+    #[test]
+    fn rows_start_on_cache_lines_and_an_index_without_the_pad_reads_the_same() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("index");
+        let first = clips(0..17_000, 3);
+        // The peers' 128 dimensions: a code and a neighbour list are 128 bytes, two cache lines.
+        let options = BuildOptions {
+            projection: Some(ProjectionChoice::None),
+            ..BuildOptions::default()
+        };
+        IndexBuilder::new(&dir)
+            .options(options)
+            .rebuild(input(&first))
+            .unwrap();
+        assert_eq!(line_offsets(&dir), [0; 7]);
+        let padded = rows(&dir);
+
+        // The same index as format 5 wrote it: every block and the layers' codes without the pad.
+        {
+            let (store, mut settings) = Store::open_with_room(&dir, Some(0)).unwrap();
+            let pad = settings.block_pad();
+            assert_eq!(pad, BLOCK_PAD);
+            let mut wtxn = store.env.write_txn().unwrap();
+            let tables = [
+                store.vectors,
+                store.codes,
+                store.graph,
+                store.frames.unwrap(),
+            ];
+            for table in tables {
+                let blocks: Vec<(u32, Vec<u8>)> = table
+                    .iter(&wtxn)
+                    .unwrap()
+                    .map(|entry| {
+                        entry
+                            .map(|(key, value)| (key, value[pad..].to_vec()))
+                            .unwrap()
+                    })
+                    .collect();
+                for (key, value) in blocks {
+                    table.put(&mut wtxn, &key, &value).unwrap();
+                }
+            }
+            let bytes = store.settings.remap_data_type::<Bytes>();
+            let mut layer_codes = bytes.get(&wtxn, LAYER_CODES_KEY).unwrap().unwrap().to_vec();
+            layer_codes.drain(8..pad);
+            bytes.put(&mut wtxn, LAYER_CODES_KEY, &layer_codes).unwrap();
+            settings.format_version = 5;
+            store
+                .settings
+                .put(&mut wtxn, SETTINGS_KEY, &settings)
+                .unwrap();
+            wtxn.commit().unwrap();
+        }
+        assert_eq!(rows(&dir), padded);
+        assert_ne!(line_offsets(&dir)[..3], [0; 3]);
+
+        // An append to it keeps its layout: the clips it had read the same, the new ones are there.
+        let more = clips(17_000..17_100, 3);
+        IndexBuilder::new(&dir).append(input(&more)).unwrap();
+        let (store, settings) = Store::open(&dir).unwrap();
+        assert_eq!((settings.format_version, settings.block_pad()), (5, 0));
+        let rtxn = store.env.read_txn().unwrap();
+        let codes = store.load_codes(&rtxn, &settings).unwrap();
+        assert_eq!(codes.rows(), 17_100);
+        for item in 0..17_000 {
+            assert_eq!(codes.row(item).unwrap(), &padded[item as usize * 4][..]);
+        }
         assert_copies_match(&dir);
     }
 

@@ -23,17 +23,18 @@ impl Store {
         ))
     }
 
-    /// Stores the vectors of a new index, row `i` (`dimensions` floats in search form) holding item `i`.
+    /// Stores the vectors of a new index, row `i` (`settings.dimensions` floats in search form) holding item `i`.
     pub fn write_vector_rows(
         &self,
         wtxn: &mut RwTxn,
-        dimensions: usize,
+        settings: &Settings,
         rows: &[f32],
     ) -> Result<()> {
-        let dimensions = dimensions.max(1);
+        let dimensions = settings.dimensions.max(1);
         self.put_all_rows(
             wtxn,
             self.vectors,
+            settings,
             dimensions * 4,
             0..rows.len() / dimensions,
             |item, block| {
@@ -56,12 +57,18 @@ impl Store {
         let as_bytes = updates
             .iter()
             .map(|(&item, v)| (item, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
-        self.put_rows(wtxn, self.vectors, settings.dimensions * 4, as_bytes)?;
+        self.put_rows(
+            wtxn,
+            self.vectors,
+            settings,
+            settings.dimensions * 4,
+            as_bytes,
+        )?;
         let as_codes = updates.iter().map(|(&item, v)| {
             let mut code = Vec::with_capacity(v.len());
             quantizer.encode(v, &mut code);
             (item, code)
         });
-        self.put_rows(wtxn, self.codes, settings.dimensions, as_codes)
+        self.put_rows(wtxn, self.codes, settings, settings.dimensions, as_codes)
     }
 }
