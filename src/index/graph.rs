@@ -196,6 +196,23 @@ impl<'a> Graph<'a> {
         let used = list.iter().position(|&n| n == EMPTY).unwrap_or(list.len());
         &list[..used]
     }
+
+    /// Asks the CPU to start loading a node's list (see [`prefetch_bytes`]).
+    #[inline]
+    pub fn prefetch(&self, node: u32) {
+        let (block, row) = (
+            node as usize / self.block_rows,
+            node as usize % self.block_rows,
+        );
+        let start = row * self.degree;
+        if let Some(list) = self
+            .blocks
+            .get(block)
+            .and_then(|b| b.get(start..start + self.degree))
+        {
+            prefetch_bytes(bytemuck::cast_slice(list));
+        }
+    }
 }
 
 /// A distance that sorts as a total order (NaN last), ties by node, for the heaps.
@@ -332,6 +349,11 @@ pub fn search(
         }
         if let Some(path) = &mut walk.path {
             path.push((node, d));
+        }
+        // The list of the node most likely expanded next, loading while this one's neighbours are compared: a
+        // clip's list lies apart from its code, and the first read of a list was the walk's largest stall.
+        if let Some(Reverse(Near(_, after))) = walk.frontier.peek() {
+            graph.prefetch(*after);
         }
         // The rows of the neighbours not seen yet, all asked for before any is compared: they are scattered
         // over the map, and loading them together rather than one after another hides most of the wait.
