@@ -28,9 +28,9 @@ const PADDED_SINCE: u32 = 6;
 /// Bytes before the first row of each block (vectors, codes, graph, frames) and before the upper layers' codes.
 /// LMDB keeps a large value on pages of its own, starting after the first page's 16-byte header, so without
 /// a pad a 128-byte row (a code, a neighbour list) started 16 bytes into a 64-byte cache line and a walk read
-/// three lines for it where two hold it. 48 bytes put every row of a multiple of 64 bytes on lines: at a
-/// million clips held-out walks answered 1.13 to 1.22 times as many queries a second on aligned copies of
-/// the same rows (docs/bench-log.md, "Rows on cache lines").
+/// three lines for it where two hold it. 48 bytes put every row of a multiple of 64 bytes on lines. A trial on
+/// aligned copies of the rows answered 1.13 to 1.22 times the held-out queries a second at a million clips; in
+/// the map itself the gain was within the machine's noise (docs/bench-log.md, "Rows on cache lines").
 pub const BLOCK_PAD: usize = 64 - 16;
 
 impl Settings {
