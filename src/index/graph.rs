@@ -183,16 +183,7 @@ impl<'a> Graph<'a> {
     /// A node's neighbours (empty for a node the graph does not hold).
     #[inline]
     pub fn neighbours(&self, node: u32) -> &[u32] {
-        let (block, row) = (
-            node as usize / self.block_rows,
-            node as usize % self.block_rows,
-        );
-        let start = row * self.degree;
-        let list = self
-            .blocks
-            .get(block)
-            .and_then(|b| b.get(start..start + self.degree))
-            .unwrap_or(&[]);
+        let list = self.slots(node);
         let used = list.iter().position(|&n| n == EMPTY).unwrap_or(list.len());
         &list[..used]
     }
@@ -200,18 +191,21 @@ impl<'a> Graph<'a> {
     /// Asks the CPU to start loading a node's list (see [`prefetch_bytes`]).
     #[inline]
     pub fn prefetch(&self, node: u32) {
+        prefetch_bytes(bytemuck::cast_slice(self.slots(node)));
+    }
+
+    /// A node's slots, the empty ones at the end included (none for a node the graph does not hold).
+    #[inline]
+    fn slots(&self, node: u32) -> &[u32] {
         let (block, row) = (
             node as usize / self.block_rows,
             node as usize % self.block_rows,
         );
         let start = row * self.degree;
-        if let Some(list) = self
-            .blocks
+        self.blocks
             .get(block)
             .and_then(|b| b.get(start..start + self.degree))
-        {
-            prefetch_bytes(bytemuck::cast_slice(list));
-        }
+            .unwrap_or(&[])
     }
 }
 
