@@ -8,8 +8,8 @@
 //! the index's own clips asked as if it were held out: its vector, from the upper layers down, through a graph
 //! without it ([`Target::Absent`]). Why: a held-out clip of the same data is exactly that. Probes made by moving
 //! a clip towards another (before) were up to 0.01 easier than held-out clips on one family and far harder on
-//! another, where the breadth chosen from them was several times what was needed (docs/bench-log.md, "The
-//! probes: clips held out of their own graph").
+//! another, where the breadth chosen from them was several times what was needed (docs/bench-log.md, "The start:
+//! a greedy descent", "The probes asked as held out").
 
 use std::num::NonZeroUsize;
 
@@ -31,7 +31,7 @@ pub const TARGET_RECALL: f64 = 0.95;
 /// The recall@10 the stored breadth must reach on the probes: the target and a margin. Why a margin: a clip held
 /// out of a graph built with it is not quite a clip the build never saw; on `synth --mix 3` these probes were up
 /// to 0.011 easier than its held-out clips at the same breadth, on the other families measured within 0.008
-/// either way (docs/bench-log.md, "The probes: clips held out of their own graph").
+/// either way (docs/bench-log.md, "The start: a greedy descent", "The probes asked as held out").
 pub const PROBE_RECALL: f64 = TARGET_RECALL + 0.01;
 
 /// Clips asked: enough that the measured recall moves by less than the margin from one seed to another.
