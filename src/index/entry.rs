@@ -513,24 +513,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_index_built_before_the_greedy_descent_keeps_its_wider_walks() {
-        // Its one layer has more nodes than a top layer has now (2,500 of 20,000 clips): walked with breadth 32,
-        // it leads to eight entry points, as when its breadth was measured.
-        let count = 20_000;
-        let (rows, queries) = clustered(count, 20);
-        let vectors = Matrix::new(
-            DIMENSIONS,
-            Metric::Angular,
-            vec![Cow::Borrowed(&rows[..])],
-            count,
-        );
+    /// [`clustered`] rows as the walks read them: their vectors, their codes and its quantizer, and the queries.
+    fn coded_clusters(
+        count: usize,
+        queries: usize,
+    ) -> (Matrix<'static>, Codes<'static>, Quantizer, Vec<Vec<f32>>) {
+        let (rows, queries) = clustered(count, queries);
         let quantizer = Quantizer::fit(&rows, DIMENSIONS);
         let codes = Codes::new(
             quantizer.clone(),
             vec![Cow::Owned(quantizer.encode_all(&rows))],
             count,
         );
+        let vectors = Matrix::new(DIMENSIONS, Metric::Angular, vec![Cow::Owned(rows)], count);
+        (vectors, codes, quantizer, queries)
+    }
+
+    #[test]
+    fn an_index_built_before_the_greedy_descent_keeps_its_wider_walks() {
+        // Its one layer has more nodes than a top layer has now (2,500 of 20,000 clips): walked with breadth 32,
+        // it leads to eight entry points, as when its breadth was measured.
+        let count = 20_000;
+        let (vectors, codes, _, queries) = coded_clusters(count, 20);
         let lists = build_layer(&vectors, count, STRIDE, 1).unwrap();
         let nodes = count.div_ceil(STRIDE);
         assert!(nodes > TOP_NODES);
@@ -552,19 +556,7 @@ mod tests {
     #[test]
     fn the_upper_walk_finds_the_sampled_clips_nearest_a_new_vector() {
         let count = 16_000;
-        let (rows, queries) = clustered(count, 200);
-        let vectors = Matrix::new(
-            DIMENSIONS,
-            Metric::Angular,
-            vec![Cow::Borrowed(&rows[..])],
-            count,
-        );
-        let quantizer = Quantizer::fit(&rows, DIMENSIONS);
-        let codes = Codes::new(
-            quantizer.clone(),
-            vec![Cow::Owned(quantizer.encode_all(&rows))],
-            count,
-        );
+        let (vectors, codes, quantizer, queries) = coded_clusters(count, 200);
         let built = build(&vectors, count, 1);
         let [(stride, lists)] = &built[..] else {
             panic!("16,000 clips have one layer, not {}", built.len());
